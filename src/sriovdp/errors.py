@@ -1,0 +1,65 @@
+"""The exceptions sriovdp raises, as one small tree::
+
+    SriovdpError
+    ├── ConfigError          bad config file: every problem with its JSON path and value
+    ├── HostError            the host could not be read (sysfs root missing, ...)
+    └── AllocationError      a gRPC request named devices the pool does not have
+
+Adapters translate OSError / grpc / netlink errors into these at their edge; only
+``sriovdp.cli`` turns them into exit codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SriovdpError(Exception):
+    """Base of every error sriovdp raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One problem in a config file.
+
+    Attributes:
+        path: JSON path of the offending element, e.g. ``resourceList[1].selectors[0].pfNames[0]``
+            (``""`` for the whole document).
+        message: what is wrong, e.g. ``bad VF range "5-2"``.
+    """
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(SriovdpError):
+    """A config file that cannot be used; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[ConfigProblem] | ConfigProblem, source: str = "") -> None:
+        self.problems = [problems] if isinstance(problems, ConfigProblem) else list(problems)
+        self.source = source
+        head = f"invalid config {source}" if source else "invalid config"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class HostError(SriovdpError):
+    """The host (sysfs tree) could not be read at all."""
+
+
+class AllocationError(SriovdpError):
+    """A request named device ids that are not in the pool.
+
+    Attributes:
+        unknown: the ids, in request order.
+        resource: the extended resource name, e.g. ``intel.com/sriov_net``.
+    """
+
+    def __init__(self, resource: str, unknown: list[str]) -> None:
+        self.resource = resource
+        self.unknown = list(unknown)
+        super().__init__(
+            f"unknown device id(s) for {resource}: " + ", ".join(repr(i) for i in self.unknown)
+        )

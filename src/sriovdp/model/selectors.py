@@ -1,0 +1,169 @@
+"""Selectors: which PCI functions a resource pool takes.
+
+A selector is a frozen value parsed from one object of a resource's ``selectors`` list. All
+its non-empty fields must match (AND); within a field any value may match (OR). The filter
+order follows the Go plugin (vendors → devices → drivers → pciAddresses → acpiIndexes →
+pfNames → rootDevices → linkTypes), and :func:`rejecting_field` names the first field that
+rejects a function, which is what ``sriovdp discover`` and the empty-pool log report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sriovdp.model.devices import PciFunction
+
+_INT_RE = re.compile(r"^\+?[0-9]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRange:
+    """One ``pfNames``/``rootDevices`` item: ``"ens1f0#0,2-7,9"``.
+
+    Attributes:
+        name: PF netdev name or PF PCI address before ``#``, compared case-insensitively.
+        indexes: the VF indexes after ``#``; None when the item has no ``#`` (any VF).
+    """
+
+    name: str
+    indexes: frozenset[int] | None = None
+
+    def selects(self, index: int | None) -> bool:
+        """True when a function with VF index ``index`` (None: not a VF) is selected."""
+        if self.indexes is None:
+            return True
+        return index is not None and index in self.indexes
+
+
+def parse_function_range(item: str) -> FunctionRange:
+    """Parse ``"ens1f0"``, ``"ens1f0#3"`` or ``"0000:3b:00.1#0,2-7,9"``.
+
+    Raises:
+        ValueError: with a message naming the bad part, e.g. ``bad VF range "5-2"``; the Go
+            plugin silently selects nothing for these, which leaves pools empty.
+    """
+    if "#" not in item:
+        if not item:
+            raise ValueError("empty name")
+        return FunctionRange(item.casefold())
+    parts = item.split("#")
+    if len(parts) != 2:
+        raise ValueError(f'more than one "#" in {item!r}')
+    name, spec = parts
+    if not name:
+        raise ValueError(f'no name before "#" in {item!r}')
+    indexes: set[int] = set()
+    for entry in spec.split(","):
+        if "-" in entry:
+            bounds = entry.split("-")
+            if len(bounds) != 2 or not all(_INT_RE.match(b) for b in bounds):
+                raise ValueError(f'bad VF range "{entry}"')
+            start, end = int(bounds[0]), int(bounds[1])
+            if start > end:
+                raise ValueError(f'bad VF range "{entry}"')
+            indexes.update(range(start, end + 1))
+        else:
+            if not _INT_RE.match(entry):
+                raise ValueError(f'bad VF index "{entry}"')
+            indexes.add(int(entry))
+    return FunctionRange(name.casefold(), frozenset(indexes))
+
+
+def _range_match(ranges: tuple[FunctionRange, ...], key: str | None, index: int | None) -> bool:
+    if not key:
+        return False
+    folded = key.casefold()
+    # Unlike the Go plugin (first item with the name wins), every item naming this PF
+    # counts, so ["eth0#0-1", "eth0#5"] selects VFs 0, 1 and 5.
+    return any(r.name == folded and r.selects(index) for r in ranges)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NetSelector:
+    """A ``netDevice`` selector object. Empty fields do not constrain."""
+
+    vendors: frozenset[str] = frozenset()
+    devices: frozenset[str] = frozenset()
+    drivers: frozenset[str] = frozenset()
+    pci_addresses: frozenset[str] = frozenset()
+    acpi_indexes: frozenset[str] = frozenset()
+    pf_names: tuple[FunctionRange, ...] = ()
+    root_devices: tuple[FunctionRange, ...] = ()
+    link_types: frozenset[str] = frozenset()
+    ddp_profiles: frozenset[str] = frozenset()
+    pkeys: frozenset[str] = frozenset()
+    is_rdma: bool = False
+    need_vhost_net: bool = False
+    vdpa_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccelSelector:
+    """An ``accelerator`` selector object. ``acpiIndexes`` is honoured (the Go plugin ignores it)."""
+
+    vendors: frozenset[str] = frozenset()
+    devices: frozenset[str] = frozenset()
+    drivers: frozenset[str] = frozenset()
+    pci_addresses: frozenset[str] = frozenset()
+    acpi_indexes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuxNetSelector:
+    """An ``auxNetDevice`` selector object (vendors/devices/drivers are the parent's)."""
+
+    vendors: frozenset[str] = frozenset()
+    devices: frozenset[str] = frozenset()
+    drivers: frozenset[str] = frozenset()
+    aux_types: frozenset[str] = frozenset()
+    pf_names: tuple[FunctionRange, ...] = ()
+    root_devices: tuple[FunctionRange, ...] = ()
+    link_types: frozenset[str] = frozenset()
+    is_rdma: bool = False
+    need_vhost_net: bool = False
+
+
+Selector = NetSelector | AccelSelector | AuxNetSelector
+
+
+def rejecting_field(selector: Selector, fn: PciFunction) -> str | None:
+    """The config key of the first selector field that rejects ``fn``; None if ``fn`` matches.
+
+    Example: ``"devices"`` for an ``8086:1520`` VF against ``{"devices": ["154c"]}``.
+    """
+    if selector.vendors and fn.vendor not in selector.vendors:
+        return "vendors"
+    if selector.devices and fn.device not in selector.devices:
+        return "devices"
+    if selector.drivers and (fn.driver or "") not in selector.drivers:
+        return "drivers"
+    if isinstance(selector, AuxNetSelector):
+        return "auxTypes"  # PCI functions are never auxiliary devices
+    if selector.pci_addresses and fn.address not in selector.pci_addresses:
+        return "pciAddresses"
+    if selector.acpi_indexes and fn.acpi_index not in selector.acpi_indexes:
+        return "acpiIndexes"
+    if isinstance(selector, AccelSelector):
+        return None
+    if selector.pf_names and not _range_match(selector.pf_names, fn.pf_netdev, fn.vf_index):
+        return "pfNames"
+    if selector.root_devices and not _range_match(selector.root_devices, fn.physfn, fn.vf_index):
+        return "rootDevices"
+    if selector.link_types and fn.link_type not in selector.link_types:
+        return "linkTypes"
+    if selector.ddp_profiles:
+        return "ddpProfiles"  # DDP profiles are not read yet: nothing matches (as an empty profile)
+    if selector.pkeys:
+        return "pKeys"  # InfiniBand pkeys are not read yet
+    if selector.is_rdma:
+        return "isRdma"  # RDMA capability is not read yet
+    if selector.vdpa_type:
+        return "vdpaType"
+    return None
+
+
+def matches(selector: Selector, fn: PciFunction) -> bool:
+    """True when ``fn`` passes every field of ``selector``."""
+    return rejecting_field(selector, fn) is None
+
