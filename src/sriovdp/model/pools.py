@@ -1,0 +1,245 @@
+"""Resource pools: which PCI functions each configured resource advertises.
+
+``build_pools`` is one pure pass over an :class:`Inventory`: every function is looked at once
+per selector until a pool takes it, and a function joins at most one pool (the first resource
+in the file, then its first selector, wins — as in the Go plugin). Unlike the Go plugin, a
+pool with no devices is still returned (and advertised with 0 devices), so a pool that fills
+later (VFs created, a driver rebound) needs no restart and an empty pool is visible as 0/0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sriovdp.model.config import ResourceConfig
+from sriovdp.model.devices import ACCEL_CLASS, NET_CLASS, DeviceKind, Inventory, PciFunction
+from sriovdp.model.ids import env_var_name, socket_name
+from sriovdp.model.selectors import Selector, rejecting_field
+
+HEALTHY = "Healthy"
+UNHEALTHY = "Unhealthy"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolDevice:
+    """A device as one pool advertises it.
+
+    Attributes:
+        id: ``Device.ID`` for the kubelet: the PCI address, e.g. ``"0000:3b:02.1"``.
+        function: the scanned PCI function.
+        health: ``"Healthy"`` or ``"Unhealthy"`` (the kubelet's exact strings).
+        numa_node: advertised NUMA node; None when unknown or the pool sets ``excludeTopology``.
+        need_vhost_net: the selector that took the device asked for ``/dev/vhost-net``.
+    """
+
+    id: str
+    function: PciFunction
+    health: str = HEALTHY
+    numa_node: int | None = None
+    need_vhost_net: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResourcePool:
+    """One configured resource and the devices it holds, in PCI address order.
+
+    Attributes:
+        config: the resource's config entry.
+        prefix: the effective resource prefix, e.g. ``"intel.com"``.
+        devices: device id → device.
+    """
+
+    config: ResourceConfig
+    prefix: str
+    devices: Mapping[str, PoolDevice] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """``resourceName``, e.g. ``"intel_sriov_netdevice"``."""
+        return self.config.name
+
+    @property
+    def resource_name(self) -> str:
+        """Extended resource name, e.g. ``"intel.com/intel_sriov_netdevice"``."""
+        return f"{self.prefix}/{self.config.name}"
+
+    @property
+    def socket_name(self) -> str:
+        """Socket file name, e.g. ``"intel.com_intel_sriov_netdevice.sock"``."""
+        return socket_name(self.prefix, self.config.name)
+
+    @property
+    def env_name(self) -> str:
+        """``PCIDEVICE_INTEL_COM_INTEL_SRIOV_NETDEVICE``."""
+        return env_var_name(self.prefix, self.config.name)
+
+
+PoolSet = Mapping[str, ResourcePool]
+"""Extended resource name → pool, in config file order."""
+
+
+def eligibility(fn: PciFunction, kind: DeviceKind) -> str | None:
+    """Why ``fn`` can never be in a pool of ``kind`` (None when it can).
+
+    netDevice takes base class 0x02 functions except SR-IOV PFs with VFs created and
+    functions whose netdev carries the node's default route; accelerator takes class 0x12.
+    """
+    if kind is DeviceKind.ACCEL:
+        return None if fn.base_class == ACCEL_CLASS else "not an accelerator (class 0x12)"
+    if fn.base_class != NET_CLASS:
+        return "not a network device (class 0x02)"
+    if kind is DeviceKind.AUX_NET:
+        return "not an auxiliary device"
+    if fn.is_pf_with_vfs:
+        return f"SR-IOV PF with {fn.num_vfs} VFs enabled (its VFs are the pool members)"
+    if fn.default_route:
+        return f"netdev {fn.netdev} carries the default route"
+    return None
+
+
+def _pool_device(
+    fn: PciFunction, config: ResourceConfig, selector: Selector, health: Mapping[str, str]
+) -> PoolDevice:
+    return PoolDevice(
+        id=fn.address,
+        function=fn,
+        health=health.get(fn.address, HEALTHY),
+        numa_node=None if config.exclude_topology else fn.numa_node,
+        need_vhost_net=bool(getattr(selector, "need_vhost_net", False)),
+    )
+
+
+def build_pools(
+    inventory: Inventory,
+    configs: Sequence[ResourceConfig],
+    *,
+    default_prefix: str,
+    health: Mapping[str, str] | None = None,
+) -> dict[str, ResourcePool]:
+    """Assign the inventory's functions to the configured resources.
+
+    Args:
+        inventory: one scan of the host.
+        configs: resources in config file order.
+        default_prefix: the ``--resource-prefix`` for resources without ``resourcePrefix``.
+        health: device id → ``"Healthy"``/``"Unhealthy"``; missing ids are healthy.
+
+    Returns:
+        extended resource name → pool, in config order; every resource is present, possibly
+        with no devices.
+    """
+    health = health or {}
+    taken: set[str] = set()
+    pools: dict[str, ResourcePool] = {}
+    by_kind: dict[DeviceKind, list[PciFunction]] = {}
+    for config in configs:
+        if config.kind not in by_kind:
+            by_kind[config.kind] = [
+                f for f in inventory.functions.values() if eligibility(f, config.kind) is None
+            ]
+        members: dict[str, PoolDevice] = {}
+        for selector in config.selectors:
+            for fn in by_kind[config.kind]:
+                if fn.address in taken or rejecting_field(selector, fn) is not None:
+                    continue
+                taken.add(fn.address)
+                members[fn.address] = _pool_device(fn, config, selector, health)
+        prefix = config.effective_prefix(default_prefix)
+        ordered = {k: members[k] for k in sorted(members)}
+        pools[config.resource_name(default_prefix)] = ResourcePool(
+            config=config, prefix=prefix, devices=ordered
+        )
+    return pools
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Why one PCI function is or is not in one pool.
+
+    Attributes:
+        address: the function's PCI address.
+        member: True when the pool holds it.
+        reason: for non-members, e.g. ``"selectors[0].devices"``,
+            ``"taken by intel.com/other"`` or an eligibility reason; ``""`` for members.
+    """
+
+    address: str
+    member: bool
+    reason: str = ""
+
+
+def explain(
+    inventory: Inventory,
+    configs: Sequence[ResourceConfig],
+    pools: PoolSet,
+    *,
+    default_prefix: str,
+) -> dict[str, list[Verdict]]:
+    """For each pool, a verdict for every scanned function (for ``discover`` and empty-pool logs).
+
+    The reason names the first selector field that rejected the function (per selector when
+    there are several), the pool that took it first, or why it is never eligible.
+    """
+    owner = {dev_id: name for name, pool in pools.items() for dev_id in pool.devices}
+    out: dict[str, list[Verdict]] = {}
+    for config in configs:
+        name = config.resource_name(default_prefix)
+        verdicts: list[Verdict] = []
+        for fn in inventory.functions.values():
+            if owner.get(fn.address) == name:
+                verdicts.append(Verdict(fn.address, True))
+                continue
+            verdicts.append(Verdict(fn.address, False, _reason(fn, config, owner)))
+        out[name] = verdicts
+    return out
+
+
+def _reason(fn: PciFunction, config: ResourceConfig, owner: Mapping[str, str]) -> str:
+    not_eligible = eligibility(fn, config.kind)
+    if not_eligible:
+        return not_eligible
+    fields = [rejecting_field(s, fn) for s in config.selectors]
+    if any(f is None for f in fields):
+        other = owner.get(fn.address)
+        return f"taken by {other}" if other else "matches"
+    return "; ".join(f"selectors[{i}].{f}" for i, f in enumerate(fields))
+
+
+def nearest_misses(verdicts: Iterable[Verdict]) -> list[Verdict]:
+    """The non-members rejected by a selector field (not by eligibility), for empty-pool hints."""
+    return [v for v in verdicts if not v.member and v.reason.startswith("selectors[")]
+
+
+def unmatched_identifiers(
+    inventory: Inventory, configs: Sequence[ResourceConfig]
+) -> list[tuple[str, str]]:
+    """Explicit identifiers in selectors that name nothing on this host (F28).
+
+    Returns:
+        (JSON path, value) pairs, e.g. ``("resourceList[0].selectors[0].pfNames[1]", "ens9f9")``
+        for ``pfNames``, ``rootDevices``, ``pciAddresses`` and ``acpiIndexes`` entries.
+    """
+    fns = list(inventory.functions.values())
+    pf_names = {n.casefold() for f in fns for n in f.netdevs} | {
+        f.pf_netdev.casefold() for f in fns if f.pf_netdev
+    }
+    addresses = {f.address for f in fns}
+    acpi = {f.acpi_index for f in fns if f.acpi_index}
+    out: list[tuple[str, str]] = []
+    for i, config in enumerate(configs):
+        for j, sel in enumerate(config.selectors):
+            base = f"resourceList[{i}].selectors[{j}]"
+            for k, r in enumerate(getattr(sel, "pf_names", ())):
+                if r.name not in pf_names:
+                    out.append((f"{base}.pfNames[{k}]", r.name))
+            for k, r in enumerate(getattr(sel, "root_devices", ())):
+                if r.name not in addresses:
+                    out.append((f"{base}.rootDevices[{k}]", r.name))
+            for a in sorted(getattr(sel, "pci_addresses", ())):
+                if a not in addresses:
+                    out.append((f"{base}.pciAddresses", a))
+            for a in sorted(getattr(sel, "acpi_indexes", ())):
+                if a not in acpi:
+                    out.append((f"{base}.acpiIndexes", a))
+    return out
