@@ -1,0 +1,208 @@
+"""Command line: the daemon (drop-in for the Go ``sriovdp`` flags) and its tools.
+
+``sriovdp [flags]`` runs the daemon; ``sriovdp discover|validate|demo [flags]`` are tools.
+Go-style flags are accepted: ``-config-file x``, ``--config-file=x``, ``-use-cdi=true``, and
+the glog flags (``-v 10``, ``-logtostderr``, ``-log_dir D`` ...). This is the only module that
+parses argv and turns errors into exit codes: 0 ok, 1 bad config or host, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sriovdp import __version__
+from sriovdp.daemon import settings as defaults
+from sriovdp.daemon.configfile import load_config
+from sriovdp.daemon.settings import Settings
+from sriovdp.errors import ConfigError, HostError
+from sriovdp.host.paths import HostPaths
+from sriovdp.logconfig import setup_logging
+from sriovdp.model.config import DEFAULT_PREFIX, Config
+
+log = logging.getLogger("sriovdp")
+
+COMMANDS = ("run", "discover", "validate", "demo")
+_BOOL_FLAGS = {"use-cdi", "logtostderr", "alsologtostderr"}
+_TRUE = {"1", "t", "true", "yes", "on"}
+
+
+def normalize_go_flags(argv: Sequence[str]) -> list[str]:
+    """Rewrite Go ``flag`` spellings into argparse ones.
+
+    ``-config-file x`` → ``--config-file x``; ``-v=4`` → ``--v=4``; ``--use-cdi=true`` →
+    ``--use-cdi`` (``=false`` drops it), as Go's bool flags take values only after ``=``.
+    """
+    out: list[str] = []
+    for arg in argv:
+        if arg == "--":
+            out.append(arg)
+            continue
+        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 1 and arg[1].isalpha():
+            if arg in ("-h",):
+                out.append(arg)
+                continue
+            arg = "-" + arg
+        if arg.startswith("--") and "=" in arg:
+            name, value = arg[2:].split("=", 1)
+            if name in _BOOL_FLAGS:
+                if value.lower() in _TRUE:
+                    out.append("--" + name)
+                continue
+        out.append(arg)
+    return out
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sriovdp" if command == "run" else f"sriovdp {command}",
+        description={
+            "run": "SR-IOV network device plugin daemon (Kubernetes device plugin API v1beta1).",
+            "discover": "List the host's network and accelerator PCI functions and, for each "
+                        "pool of the config, which devices joined and why the others did not.",
+            "validate": "Check a config file; exit 0 if valid, 1 with every problem otherwise.",
+            "demo": "Run the daemon against a simulated host and kubelet, end to end.",
+        }[command],
+    )
+    p.add_argument("--config-file", type=Path, default=defaults.DEFAULT_CONFIG_FILE,
+                   help="resource pool config (JSON); default %(default)s")
+    p.add_argument("--resource-prefix", default=DEFAULT_PREFIX,
+                   help="default resource name prefix; default %(default)s")
+    p.add_argument("--use-cdi", action="store_true", help="Container Device Interface mode")
+    p.add_argument("--host-root", type=Path, default=Path("/"),
+                   help="root under which sys/, dev/ and proc/ are read; default /")
+    p.add_argument("--device-plugin-dir", type=Path, default=defaults.DEFAULT_DEVICE_PLUGIN_DIR)
+    p.add_argument("--plugins-registry-dir", type=Path,
+                   default=defaults.DEFAULT_PLUGINS_REGISTRY_DIR)
+    p.add_argument("--device-info-dir", type=Path, default=defaults.DEFAULT_DEVICE_INFO_DIR)
+    p.add_argument("--cdi-dir", type=Path, default=defaults.DEFAULT_CDI_DIR)
+    p.add_argument("--resync-interval", type=float, default=30.0,
+                   help="seconds between full rescans; default %(default)s")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--version", action="version", version=f"sriovdp {__version__}")
+    glog = p.add_argument_group("glog flags (accepted for compatibility)")
+    glog.add_argument("--v", "-v", type=int, default=0, help="verbosity; 5+ logs debug")
+    glog.add_argument("--logtostderr", action="store_true")
+    glog.add_argument("--alsologtostderr", action="store_true")
+    glog.add_argument("--log_dir", default="", help="also write sriovdp.log here")
+    for name in ("--log_link", "--logbuflevel", "--log_backtrace_at", "--stderrthreshold",
+                 "--vmodule"):
+        glog.add_argument(name, default=None, help=argparse.SUPPRESS)
+    if command == "discover":
+        p.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(
+        host=HostPaths(args.host_root),
+        config_file=args.config_file,
+        resource_prefix=args.resource_prefix,
+        device_plugin_dir=args.device_plugin_dir,
+        plugins_registry_dir=args.plugins_registry_dir,
+        device_info_dir=args.device_info_dir,
+        cdi_dir=args.cdi_dir,
+        use_cdi=args.use_cdi,
+        resync_interval=args.resync_interval,
+    )
+
+
+def _load(settings: Settings) -> Config:
+    config = load_config(settings.config_file, default_prefix=settings.resource_prefix)
+    for warning in config.warnings:
+        log.warning("config %s: %s", settings.config_file, warning)
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sriovdp`` console script; returns the exit code."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    command = "run"
+    for i, token in enumerate(raw):
+        if token in COMMANDS:
+            command = token
+            raw = raw[:i] + raw[i + 1:]
+            break
+    args, extra = _parser(command).parse_known_args(normalize_go_flags(raw))
+    unknown = [a for a in extra if a.startswith("-")]
+    if unknown:
+        _parser(command).error(f"unrecognized arguments: {' '.join(unknown)}")
+    setup_logging(verbosity=args.v, fmt=args.log_format, log_dir=args.log_dir)
+    settings = _settings(args)
+    try:
+        if command == "validate":
+            return _validate(settings)
+        if command == "discover":
+            return _discover(settings, args.output)
+        if command == "demo":
+            from sriovdp.demo import run_demo
+
+            return run_demo()
+        return _run(settings)
+    except ConfigError as exc:
+        print(f"sriovdp: {exc}", file=sys.stderr)
+        return 1
+    except HostError as exc:
+        print(f"sriovdp: {exc}", file=sys.stderr)
+        return 1
+
+
+def _validate(settings: Settings) -> int:
+    config = _load(settings)
+    for r in config.resources:
+        print(f"ok: {r.resource_name(settings.resource_prefix)} ({r.kind}, "
+              f"{len(r.selectors)} selector{'s' if len(r.selectors) != 1 else ''})")
+    print(f"{settings.config_file}: valid, {len(config.resources)} resources")
+    return 0
+
+
+def _discover(settings: Settings, output: str) -> int:
+    from sriovdp.discover import discover_report, render_table
+
+    config: Config | None
+    try:
+        config = _load(settings)
+    except ConfigError as exc:
+        if settings.config_file.exists():
+            raise
+        log.warning("%s; listing devices only", exc.problems[0])
+        config = None
+    report = discover_report(settings, config)
+    if output == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_table(report))
+    return 0
+
+
+def _run(settings: Settings) -> int:
+    from sriovdp.daemon.reconciler import Daemon
+
+    log.info("sriovdp %s starting; config %s, host root %s", __version__,
+             settings.config_file, settings.host.root)
+    config = _load(settings)  # a bad config exits 1 here, before any socket exists
+    if not settings.host.pci_devices.is_dir():
+        raise HostError(f"{settings.host.pci_devices} does not exist (wrong --host-root?)")
+
+    async def amain() -> None:
+        daemon = Daemon(settings, config)
+        loop = asyncio.get_running_loop()
+
+        def on_signal(sig: signal.Signals) -> None:
+            log.info('Received signal "%s", shutting down.', sig.name)
+            daemon.stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            loop.add_signal_handler(sig, on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, daemon.trigger, "SIGHUP")
+        await daemon.run()
+
+    asyncio.run(amain())
+    log.info("sriovdp stopped")
+    return 0

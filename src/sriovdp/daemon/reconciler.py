@@ -1,0 +1,195 @@
+"""The daemon: one loop turning triggers into a fresh snapshot, a diff, and updates.
+
+A pass scans the host into an immutable :class:`Inventory`, builds the pools from the current
+config, diffs them against the previous pass and publishes: a new pool gets a
+:class:`PluginEndpoint`, a changed pool pushes its new device list to every open ListAndWatch
+stream, a pool no longer configured stops (its socket is removed). Triggers (kubelet socket
+events, the periodic resync, an explicit :meth:`Daemon.trigger`) only wake the loop; several
+arriving together cause one pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sriovdp.daemon.settings import Settings
+from sriovdp.host.sysfs import scan
+from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint
+from sriovdp.kubelet.feed import LatestValue
+from sriovdp.kubelet.watch import watch_socket_dirs
+from sriovdp.model.config import Config
+from sriovdp.model.devices import HostFacts, Inventory
+from sriovdp.model.diff import diff
+from sriovdp.model.pools import (
+    ResourcePool,
+    build_pools,
+    explain,
+    nearest_misses,
+    unmatched_identifiers,
+)
+
+log = logging.getLogger("sriovdp.daemon")
+
+
+class Daemon:
+    """Runs every pool endpoint and keeps them in step with the host and the config.
+
+    Args:
+        settings: resolved command-line settings.
+        config: a valid config (the caller parsed it; a bad one never gets here).
+        scanner: ``scan`` by default; takes the host paths and returns an inventory.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: Config,
+        *,
+        scanner: Callable[..., Inventory] = scan,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.dirs = KubeletDirs.detect(settings.device_plugin_dir, settings.plugins_registry_dir)
+        self._scanner = scanner
+        self.inventory = Inventory()
+        self.pools: dict[str, ResourcePool] = {}
+        self.endpoints: dict[str, PluginEndpoint] = {}
+        self._feeds: dict[str, LatestValue[ResourcePool]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.passes = 0
+        self.ready = asyncio.Event()
+
+    # --- public controls --------------------------------------------------------------------
+
+    def trigger(self, reason: str) -> None:
+        """Ask for a pass soon (coalesced with other triggers)."""
+        log.debug("pass requested: %s", reason)
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Begin the staged shutdown: endpoints stop and remove their sockets, then the loop ends."""
+        self._stop.set()
+        self._wake.set()
+
+    def facts(self) -> HostFacts:
+        return self.inventory.facts
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`. Sets :attr:`ready` once every pool has an endpoint."""
+        log.info(
+            "Using %s registration: sockets in %s",
+            "Kubelet Plugin Registry Mode" if self.dirs.mode == "watcher"
+            else "Deprecated Device Plugin Registry Path",
+            self.dirs.socket_dir,
+        )
+        watcher = asyncio.create_task(
+            watch_socket_dirs([self.dirs.device_plugin_dir, self.dirs.plugins_registry_dir]
+                              if self.dirs.mode == "watcher" else [self.dirs.device_plugin_dir],
+                              self._socket_event)
+        )
+        try:
+            self.dirs.socket_dir.mkdir(parents=True, exist_ok=True)
+            first = True
+            while not self._stop.is_set():
+                self._wake.clear()
+                self.reconcile(first=first)
+                first = False
+                self.ready.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.resync_interval)
+        finally:
+            await self._shutdown()
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    def reconcile(self, *, first: bool = False) -> None:
+        """One pass: scan, build pools, diff, publish."""
+        started = time.perf_counter()
+        try:
+            inventory = self._scanner(self.settings.host)
+        except Exception as exc:  # a broken host read must not kill the daemon
+            log.error("host scan failed, keeping the previous view: %s", exc)
+            return
+        for skipped in inventory.skipped:
+            log.log(logging.INFO if first else logging.DEBUG, "skipping %s: %s",
+                    skipped.address, skipped.reason, extra={"pci": skipped.address})
+        pools = build_pools(inventory, self.config.resources,
+                            default_prefix=self.settings.resource_prefix)
+        self.inventory = inventory
+        changes = diff(self.pools, pools)
+        self.pools = pools
+        self.passes += 1
+        for name in changes.removed:
+            self._remove_endpoint(name)
+        for name, pool in changes.updated.items():
+            self._feeds[name].publish(pool)
+            log.info("%s: device list changed, %d devices", name, len(pool.devices),
+                     extra={"resource": name})
+        for name, pool in changes.added.items():
+            self._add_endpoint(pool)
+        if first:
+            self._log_summary(inventory)
+        log.debug("pass %d took %.1f ms", self.passes, (time.perf_counter() - started) * 1e3)
+
+    # --- endpoints --------------------------------------------------------------------------
+
+    def _add_endpoint(self, pool: ResourcePool) -> None:
+        feed = LatestValue(pool)
+        endpoint = PluginEndpoint(feed, self.dirs, self.facts)
+        self._feeds[pool.resource_name] = feed
+        self.endpoints[pool.resource_name] = endpoint
+        self._tasks[pool.resource_name] = asyncio.create_task(
+            endpoint.run(), name=f"endpoint {pool.resource_name}"
+        )
+
+    def _remove_endpoint(self, name: str) -> None:
+        endpoint = self.endpoints.pop(name)
+        self._feeds.pop(name, None)
+        asyncio.ensure_future(endpoint.stop())
+        log.info("%s: no longer configured; endpoint stopping", name, extra={"resource": name})
+
+    async def _shutdown(self) -> None:
+        for endpoint in self.endpoints.values():
+            log.info("stopping %s device plugin server...", endpoint.resource_name)
+            await endpoint.stop()
+        tasks = list(self._tasks.values())
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=5.0)
+            for task in pending:
+                log.error("endpoint task %s did not stop in 5 s; cancelling", task.get_name())
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self.endpoints.clear()
+        self._tasks.clear()
+
+    def _socket_event(self, directory: Path, name: str, created: bool) -> None:
+        for endpoint in self.endpoints.values():
+            if directory in (endpoint.socket_path.parent, endpoint.dirs.device_plugin_dir):
+                endpoint.socket_dir_event(name, created)
+
+    # --- start-up report --------------------------------------------------------------------
+
+    def _log_summary(self, inventory: Inventory) -> None:
+        verdicts = explain(inventory, self.config.resources, self.pools,
+                           default_prefix=self.settings.resource_prefix)
+        for name, pool in self.pools.items():
+            socket = self.dirs.socket_dir / pool.socket_name
+            log.info("pool %s: %d devices, socket %s", name, len(pool.devices), socket,
+                     extra={"resource": name})
+            if not pool.devices:
+                misses = nearest_misses(verdicts[name])
+                hint = ", ".join(f"{v.address} ({v.reason})" for v in misses[:5]) or \
+                    "no eligible device on this host"
+                log.warning("pool %s is empty; nearest candidates rejected by: %s", name, hint,
+                            extra={"resource": name})
+        for path, value in unmatched_identifiers(inventory, self.config.resources):
+            log.warning("%s: %r matches no device on this host", path, value)

@@ -1,0 +1,42 @@
+"""Daemon settings, resolved once from the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sriovdp.host.paths import HostPaths
+
+DEFAULT_CONFIG_FILE = Path("/etc/pcidp/config.json")
+DEFAULT_DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
+DEFAULT_PLUGINS_REGISTRY_DIR = Path("/var/lib/kubelet/plugins_registry")
+DEFAULT_DEVICE_INFO_DIR = Path("/var/run/k8s.cni.cncf.io/devinfo/dp")
+DEFAULT_CDI_DIR = Path("/var/run/cdi")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything the daemon needs to know before it starts.
+
+    Attributes:
+        host: where ``sys/``, ``dev/`` and ``proc/`` are read.
+        config_file: the resource-pool config (JSON).
+        resource_prefix: default prefix, e.g. ``intel.com``.
+        device_plugin_dir: kubelet's ``device-plugins`` dir (``kubelet.sock``).
+        plugins_registry_dir: kubelet's plugin-watcher dir; its presence at start selects
+            watcher-mode registration.
+        device_info_dir: NPWG device-info files.
+        cdi_dir: CDI spec files (``--use-cdi``).
+        use_cdi: CDI mode.
+        resync_interval: seconds between full rescans when no event arrives.
+    """
+
+    host: HostPaths = HostPaths(Path("/"))
+    config_file: Path = DEFAULT_CONFIG_FILE
+    resource_prefix: str = "intel.com"
+    device_plugin_dir: Path = DEFAULT_DEVICE_PLUGIN_DIR
+    plugins_registry_dir: Path = DEFAULT_PLUGINS_REGISTRY_DIR
+    device_info_dir: Path = DEFAULT_DEVICE_INFO_DIR
+    cdi_dir: Path = DEFAULT_CDI_DIR
+    use_cdi: bool = False
+    resync_interval: float = 30.0

@@ -1,0 +1,190 @@
+"""gRPC servicers of one pool's socket: translate protobuf ↔ model, hold no policy.
+
+``DevicePluginServicer`` answers the kubelet's ``v1beta1.DevicePlugin`` calls from the pool's
+:class:`~sriovdp.kubelet.feed.LatestValue`; the decisions (what a device allocation contains,
+which devices to prefer) are the model's (:mod:`sriovdp.model.allocation`,
+:mod:`sriovdp.model.preferred`). ``WatcherRegistrationServicer`` answers the kubelet plugin
+watcher's ``pluginregistration.Registration`` calls on the same socket.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from sriovdp.errors import AllocationError
+from sriovdp.kubelet.api import (
+    deviceplugin_pb2 as pb,
+    deviceplugin_pb2_grpc as pb_grpc,
+    pluginregistration_pb2 as reg_pb,
+    pluginregistration_pb2_grpc as reg_grpc,
+)
+from sriovdp.kubelet.feed import LatestValue
+from sriovdp.model.allocation import ContainerAllocation, allocate
+from sriovdp.model.devices import HostFacts
+from sriovdp.model.pools import ResourcePool
+from sriovdp.model.preferred import preferred_allocation
+
+log = logging.getLogger("sriovdp.kubelet")
+
+API_VERSION = "v1beta1"
+WATCHER_SUPPORTED_VERSIONS = ("v1alpha1", "v1beta1")
+OPTIONS = pb.DevicePluginOptions(pre_start_required=False, get_preferred_allocation_available=True)
+"""What we tell the kubelet, both in ``RegisterRequest.options`` and GetDevicePluginOptions."""
+
+
+def list_and_watch_response(pool: ResourcePool) -> pb.ListAndWatchResponse:
+    """The full device list of a pool: ID, health and NUMA topology (unless unknown/excluded)."""
+    devices = []
+    for dev in pool.devices.values():
+        topology = (
+            pb.TopologyInfo(nodes=[pb.NUMANode(ID=dev.numa_node)])
+            if dev.numa_node is not None
+            else None
+        )
+        devices.append(pb.Device(ID=dev.id, health=dev.health, topology=topology))
+    return pb.ListAndWatchResponse(devices=devices)
+
+
+def container_response(alloc: ContainerAllocation) -> pb.ContainerAllocateResponse:
+    return pb.ContainerAllocateResponse(
+        envs=dict(alloc.envs),
+        devices=[
+            pb.DeviceSpec(container_path=s.container_path, host_path=s.host_path,
+                          permissions=s.permissions)
+            for s in alloc.devices
+        ],
+        mounts=[
+            pb.Mount(container_path=m.container_path, host_path=m.host_path,
+                     read_only=m.read_only)
+            for m in alloc.mounts
+        ],
+        annotations=dict(alloc.annotations),
+        cdi_devices=[pb.CDIDevice(name=n) for n in alloc.cdi_devices],
+    )
+
+
+AllocateHook = Callable[[ResourcePool, list[str]], None]
+
+
+class DevicePluginServicer(pb_grpc.DevicePluginServicer):
+    """``v1beta1.DevicePlugin`` for one pool.
+
+    Args:
+        feed: the pool's current value; ListAndWatch streams every new value.
+        facts: returns the host facts of the latest scan (``/dev/vhost-net`` present ...).
+        on_stream_end: called with the stream's generation when a ListAndWatch stream ends
+            for any reason other than ``feed`` closing (the kubelet went away: F11).
+        on_allocate: called after a successful Allocate with the pool and the ids.
+        generation: a number the endpoint gives each server instance.
+    """
+
+    def __init__(
+        self,
+        feed: LatestValue[ResourcePool],
+        facts: Callable[[], HostFacts],
+        *,
+        on_stream_end: Callable[[int], None] | None = None,
+        on_allocate: AllocateHook | None = None,
+        generation: int = 0,
+    ) -> None:
+        self._feed = feed
+        self._facts = facts
+        self._on_stream_end = on_stream_end
+        self._on_allocate = on_allocate
+        self._generation = generation
+        self.open_streams = 0
+
+    async def GetDevicePluginOptions(self, request: pb.Empty, context: Any) -> pb.DevicePluginOptions:
+        return OPTIONS
+
+    async def ListAndWatch(
+        self, request: pb.Empty, context: Any
+    ) -> AsyncIterator[pb.ListAndWatchResponse]:
+        name = self._feed.value.resource_name
+        log.info("ListAndWatch(%s) invoked", name, extra={"resource": name})
+        self.open_streams += 1
+        closed_by_us = False
+        try:
+            async for pool in self._feed.watch():
+                response = list_and_watch_response(pool)
+                log.debug("ListAndWatch(%s): send %d devices", name, len(response.devices),
+                          extra={"resource": name})
+                yield response
+            closed_by_us = True
+        finally:
+            self.open_streams -= 1
+            if not closed_by_us and self._on_stream_end is not None:
+                self._on_stream_end(self._generation)
+
+    async def GetPreferredAllocation(
+        self, request: pb.PreferredAllocationRequest, context: Any
+    ) -> pb.PreferredAllocationResponse:
+        pool = self._feed.value
+        responses = [
+            pb.ContainerPreferredAllocationResponse(
+                deviceIDs=preferred_allocation(
+                    pool, list(req.available_deviceIDs), list(req.must_include_deviceIDs),
+                    req.allocation_size,
+                )
+            )
+            for req in request.container_requests
+        ]
+        return pb.PreferredAllocationResponse(container_responses=responses)
+
+    async def Allocate(self, request: pb.AllocateRequest, context: Any) -> pb.AllocateResponse:
+        pool = self._feed.value
+        facts = self._facts()
+        responses = []
+        for req in request.container_requests:
+            ids = list(req.devices_ids)
+            try:
+                alloc = allocate(pool, ids, facts)
+            except AllocationError as exc:
+                log.warning("Allocate(%s) refused: %s", pool.resource_name, exc,
+                            extra={"resource": pool.resource_name})
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                raise  # abort raises; this keeps type checkers honest
+            for dev_id in ids:
+                log.info("allocated %s from %s", dev_id, pool.resource_name,
+                         extra={"resource": pool.resource_name, "pci": dev_id})
+            if self._on_allocate is not None:
+                self._on_allocate(pool, ids)
+            responses.append(container_response(alloc))
+        return pb.AllocateResponse(container_responses=responses)
+
+    async def PreStartContainer(
+        self, request: pb.PreStartContainerRequest, context: Any
+    ) -> pb.PreStartContainerResponse:
+        return pb.PreStartContainerResponse()
+
+
+class WatcherRegistrationServicer(reg_grpc.RegistrationServicer):
+    """``pluginregistration.Registration`` served beside the DevicePlugin service.
+
+    Args:
+        resource_name: e.g. ``intel.com/sriov_net``.
+        endpoint: absolute socket path the kubelet dials for the DevicePlugin service.
+        on_status: called with (registered, error) from NotifyRegistrationStatus.
+    """
+
+    def __init__(
+        self, resource_name: str, endpoint: str, on_status: Callable[[bool, str], None]
+    ) -> None:
+        self._info = reg_pb.PluginInfo(
+            type="DevicePlugin", name=resource_name, endpoint=endpoint,
+            supported_versions=list(WATCHER_SUPPORTED_VERSIONS),
+        )
+        self._on_status = on_status
+
+    async def GetInfo(self, request: reg_pb.InfoRequest, context: Any) -> reg_pb.PluginInfo:
+        return self._info
+
+    async def NotifyRegistrationStatus(
+        self, request: reg_pb.RegistrationStatus, context: Any
+    ) -> reg_pb.RegistrationStatusResponse:
+        self._on_status(request.plugin_registered, request.error)
+        return reg_pb.RegistrationStatusResponse()
