@@ -1,0 +1,105 @@
+"""``sriovdp demo``: the daemon end to end on a simulated host and kubelet, in one command.
+
+Builds a FakeHost (an Intel X710 PF with 8 iavf VFs, 4 of them rebound to vfio-pci, and a
+ConnectX-5 PF with 4 VFs), writes a config, starts the KubeletEmulator and the daemon over
+real unix sockets in a temporary directory, and prints what the kubelet sees and one
+allocation. Nothing outside the temporary directory is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from sriovdp.daemon.reconciler import Daemon
+from sriovdp.daemon.settings import Settings
+from sriovdp.model.config import parse_config
+from sriovdp.testing.fakehost import FakeHost
+from sriovdp.testing.kubelet import KubeletEmulator
+
+DEMO_CONFIG = {
+    "resourceList": [
+        {"resourceName": "intel_sriov_netdevice",
+         "selectors": [{"vendors": ["8086"], "devices": ["154c"], "drivers": ["iavf"]}]},
+        {"resourceName": "intel_sriov_dpdk",
+         "selectors": [{"vendors": ["8086"], "devices": ["154c"], "drivers": ["vfio-pci"],
+                        "pfNames": ["ens785f0"]}]},
+        {"resourceName": "mlnx_sriov_netdevice",
+         "selectors": [{"vendors": ["15b3"], "devices": ["1018"], "drivers": ["mlx5_core"]}]},
+    ]
+}
+
+
+def build_demo_host(root: Path) -> FakeHost:
+    """X710 PF ``ens785f0`` (NUMA 0) with 8 VFs, VFs 4-7 on vfio-pci; ConnectX-5 PF
+    ``ens1f0`` (NUMA 1) with 4 mlx5_core VFs."""
+    host = FakeHost(root)
+    pf = host.add_pf("0000:3b:00.0", vendor="8086", device="1572", driver="i40e",
+                     ifname="ens785f0", numa_node=0, total_vfs=64, iommu_group=40)
+    vfs = host.add_vfs(pf, 8, device="154c", driver="iavf", ifname="ens785f0v{n}",
+                       iommu_group_base=100)
+    for vf in vfs[4:]:
+        host.bind(vf, "vfio-pci")
+    cx5 = host.add_pf("0000:d8:00.0", vendor="15b3", device="1017", driver="mlx5_core",
+                      ifname="ens1f0", numa_node=1, total_vfs=8, vf_offset=2, iommu_group=80)
+    host.add_vfs(cx5, 4, device="1018", driver="mlx5_core", ifname="ens1f0v{n}",
+                 iommu_group_base=200)
+    host.enable_vhost_net()
+    return host
+
+
+async def _demo(work: Path) -> None:
+    host = build_demo_host(work / "host")
+    config_file = work / "config.json"
+    config_file.write_text(json.dumps(DEMO_CONFIG, indent=2))
+    dp_dir = work / "device-plugins"
+    dp_dir.mkdir()
+    settings = Settings(host=host.paths, config_file=config_file, device_plugin_dir=dp_dir,
+                        plugins_registry_dir=work / "plugins_registry",
+                        device_info_dir=work / "devinfo", cdi_dir=work / "cdi")
+    config = parse_config(config_file.read_bytes(), default_prefix=settings.resource_prefix)
+    print(f"Simulated host in {host.root}: {len(host.addresses)} PCI functions")
+    print(f"Config {config_file}:\n{json.dumps(DEMO_CONFIG)}\n")
+
+    async with KubeletEmulator(dp_dir) as kubelet:
+        daemon = Daemon(settings, config)
+        task = asyncio.create_task(daemon.run())
+        names = [r.resource_name(settings.resource_prefix) for r in config.resources]
+        for name in names:
+            await kubelet.wait_registered(name, timeout=10)
+            await kubelet.wait_for(name, lambda devs: True, timeout=10)
+        print("What the kubelet sees (node capacity / allocatable):")
+        for name in names:
+            cap, alloc = kubelet.capacity(name)
+            print(f"  {name}: {cap} / {alloc}")
+            for dev in kubelet.devices(name).values():
+                numa = ",".join(map(str, dev.numa_nodes)) or "-"
+                print(f"      {dev.id}  {dev.health}  numa={numa}")
+        dpdk = "intel.com/intel_sriov_dpdk"
+        print(f"\nA pod asks for 2 x {dpdk}:")
+        admitted = await kubelet.admit(dpdk, 2, pod="demo-pod")
+        response = admitted.response
+        print(f"  devices chosen: {', '.join(admitted.device_ids)}")
+        for key, value in sorted(response.envs.items()):
+            print(f"  env {key}={value}")
+        for spec in response.devices:
+            print(f"  device {spec.host_path} -> {spec.container_path} ({spec.permissions})")
+        daemon.stop()
+        await task
+    left = sorted(p.name for p in dp_dir.glob("*.sock"))
+    print(f"\nDaemon stopped; sockets left in {dp_dir}: {left or 'none'}")
+
+
+def run_demo() -> int:
+    """Run the demo in a fresh temporary directory (removed afterwards); exit code 0."""
+    logging.getLogger("sriovdp").setLevel(logging.WARNING)
+    work = Path(tempfile.mkdtemp(prefix="sriovdp-demo-", dir="/tmp"))
+    try:
+        asyncio.run(_demo(work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
