@@ -11,6 +11,7 @@ Adapters translate OSError / grpc / netlink errors into these at their edge; onl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -36,13 +37,25 @@ class ConfigProblem:
 
 
 class ConfigError(SriovdpError):
-    """A config file that cannot be used; ``problems`` lists every problem found."""
+    """A config file that cannot be used; ``problems`` lists every problem found.
 
-    def __init__(self, problems: list[ConfigProblem] | ConfigProblem, source: str = "") -> None:
+    ``warnings`` are the non-fatal findings of the same parse (unknown keys ...), kept
+    because they often explain a problem (``"auxtype"`` → ``auxTypes: missing``).
+    """
+
+    def __init__(
+        self,
+        problems: list[ConfigProblem] | ConfigProblem,
+        source: str = "",
+        *,
+        warnings: Sequence[ConfigProblem] = (),
+    ) -> None:
         self.problems = [problems] if isinstance(problems, ConfigProblem) else list(problems)
         self.source = source
+        self.warnings = list(warnings)
         head = f"invalid config {source}" if source else "invalid config"
-        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+        lines = [f"  {p}" for p in self.problems] + [f"  warning: {w}" for w in self.warnings]
+        super().__init__(head + ":\n" + "\n".join(lines))
 
 
 class HostError(SriovdpError):

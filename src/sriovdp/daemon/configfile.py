@@ -22,4 +22,4 @@ def load_config(path: Path, *, default_prefix: str) -> Config:
     try:
         return parse_config(text, default_prefix=default_prefix)
     except ConfigError as exc:
-        raise ConfigError(exc.problems, source=str(path)) from None
+        raise ConfigError(exc.problems, source=str(path), warnings=exc.warnings) from None

@@ -9,12 +9,15 @@ rejects a function, which is what ``sriovdp discover`` and the empty-pool log re
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
 from sriovdp.model.devices import PciFunction
 
-_INT_RE = re.compile(r"^\+?[0-9]+$")
+_INT_RE = re.compile(r"\+?[0-9]+")
+_MAX_INDEX = 2**63 - 1
+"""Go's ``strconv.Atoi`` limit on 64-bit hosts: a larger number is a parse error."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,21 +26,52 @@ class FunctionRange:
 
     Attributes:
         name: PF netdev name or PF PCI address before ``#``, compared case-insensitively.
-        indexes: the VF indexes after ``#``; None when the item has no ``#`` (any VF).
+        spans: the selected indexes after ``#`` as sorted, merged inclusive ``(first, last)``
+            pairs, e.g. ``((0, 0), (2, 7), (9, 9))``; None when the item has no ``#`` (any
+            function). Spans, not a set, because SF numbers make ``#0-4294967295`` legitimate.
     """
 
     name: str
-    indexes: frozenset[int] | None = None
+    spans: tuple[tuple[int, int], ...] | None = None
 
     def selects(self, index: int | None) -> bool:
-        """True when a function with VF index ``index`` (None: not a VF) is selected."""
-        if self.indexes is None:
+        """True when a function with VF index (or SF number) ``index`` is selected.
+
+        ``index`` None (not a VF or SF) is selected only by an item without ``#``.
+        """
+        if self.spans is None:
             return True
-        return index is not None and index in self.indexes
+        return index is not None and any(first <= index <= last for first, last in self.spans)
+
+
+def _quote(text: str) -> str:
+    """``"3\\n"``: double-quoted with control characters escaped, as in JSON."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _parse_index(text: str, what: str, entry: str) -> int:
+    if not _INT_RE.fullmatch(text):
+        raise ValueError(f"bad VF {what} {_quote(entry)}")
+    value = int(text)
+    if value > _MAX_INDEX:
+        raise ValueError(f"VF index out of range in {_quote(entry)}")
+    return value
+
+
+def _merge(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(spans):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return tuple(merged)
 
 
 def parse_function_range(item: str) -> FunctionRange:
     """Parse ``"ens1f0"``, ``"ens1f0#3"`` or ``"0000:3b:00.1#0,2-7,9"``.
+
+    Indexes follow Go ``Atoi`` (optional ``+``, leading zeros, no spaces, at most 2**63-1).
 
     Raises:
         ValueError: with a message naming the bad part, e.g. ``bad VF range "5-2"``; the Go
@@ -49,25 +83,25 @@ def parse_function_range(item: str) -> FunctionRange:
         return FunctionRange(item.casefold())
     parts = item.split("#")
     if len(parts) != 2:
-        raise ValueError(f'more than one "#" in {item!r}')
+        raise ValueError(f'more than one "#" in {_quote(item)}')
     name, spec = parts
     if not name:
-        raise ValueError(f'no name before "#" in {item!r}')
-    indexes: set[int] = set()
+        raise ValueError(f'no name before "#" in {_quote(item)}')
+    spans: list[tuple[int, int]] = []
     for entry in spec.split(","):
         if "-" in entry:
             bounds = entry.split("-")
-            if len(bounds) != 2 or not all(_INT_RE.match(b) for b in bounds):
-                raise ValueError(f'bad VF range "{entry}"')
-            start, end = int(bounds[0]), int(bounds[1])
+            if len(bounds) != 2:
+                raise ValueError(f"bad VF range {_quote(entry)}")
+            start = _parse_index(bounds[0], "range", entry)
+            end = _parse_index(bounds[1], "range", entry)
             if start > end:
-                raise ValueError(f'bad VF range "{entry}"')
-            indexes.update(range(start, end + 1))
+                raise ValueError(f"bad VF range {_quote(entry)}")
+            spans.append((start, end))
         else:
-            if not _INT_RE.match(entry):
-                raise ValueError(f'bad VF index "{entry}"')
-            indexes.add(int(entry))
-    return FunctionRange(name.casefold(), frozenset(indexes))
+            index = _parse_index(entry, "index", entry)
+            spans.append((index, index))
+    return FunctionRange(name.casefold(), _merge(spans))
 
 
 def _range_match(ranges: tuple[FunctionRange, ...], key: str | None, index: int | None) -> bool:
@@ -100,7 +134,7 @@ class NetSelector:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccelSelector:
-    """An ``accelerator`` selector object. ``acpiIndexes`` is honoured (the Go plugin ignores it)."""
+    """An ``accelerator`` selector object; ``acpiIndexes`` is honoured (Go ignores it)."""
 
     vendors: frozenset[str] = frozenset()
     devices: frozenset[str] = frozenset()
