@@ -761,11 +761,11 @@ def test_parse_selects_listed_vfs_when_root_devices_has_ranges() -> None:  # F23
 @pytest.mark.parametrize(
     ("item", "message"),
     [
-        pytest.param("ens2f1#3-", 'bad VF range "3-"', id="F23-C"),
+        pytest.param("ens2f1#3-", 'bad VF range "3-" in "ens2f1#3-"', id="F23-C"),
         pytest.param("p0#1#2", 'more than one "#" in "p0#1#2"', id="two-hashes"),
-        pytest.param("p0#", 'bad VF index ""', id="empty-index"),
-        pytest.param("p0# 3", 'bad VF index " 3"', id="space"),
-        pytest.param("p0#5-2", 'bad VF range "5-2"', id="reversed"),
+        pytest.param("p0#", 'bad VF index "" in "p0#"', id="empty-index"),
+        pytest.param("p0# 3", 'bad VF index " 3" in "p0# 3"', id="space"),
+        pytest.param("p0#5-2", 'bad VF range "5-2" in "p0#5-2"', id="reversed"),
         pytest.param("#1", 'no name before "#" in "#1"', id="no-name"),
         pytest.param("", "empty name", id="empty"),
     ],
@@ -777,7 +777,7 @@ def test_parse_rejects_pf_name_when_range_is_malformed(item: str, message: str) 
 
 def test_parse_rejects_root_device_when_range_is_malformed() -> None:
     assert _problems(_doc(_res(selectors=({"rootDevices": ["0000:3b:00.1#2-1"]},)))) == [
-        'resourceList[0].selectors[0].rootDevices[0]: bad VF range "2-1"'
+        'resourceList[0].selectors[0].rootDevices[0]: bad VF range "2-1" in "0000:3b:00.1#2-1"'
     ]
 
 

@@ -400,7 +400,10 @@ class _Values:
             try:
                 item = parse_function_range(value)
             except ValueError as exc:
-                self.report.error(where, str(exc))
+                message = str(exc)
+                if value not in message:
+                    message += f" in {_show(value)}"
+                self.report.error(where, message)
                 continue
             if key == "rootDevices":
                 address = _pci_address(item.name, where, self.report, hint=_ROOT_DEVICE_HINT)

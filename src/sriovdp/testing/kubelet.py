@@ -497,6 +497,17 @@ class KubeletEmulator:
             await asyncio.sleep(downtime)
         await self._start(restarting=True)
 
+    async def disconnect(self, resource: str) -> None:
+        """End ``resource``'s ListAndWatch stream from the kubelet's side (F11).
+
+        Sockets are left alone; the kubelet marks the devices unhealthy and, like the real
+        one, never dials again: the plugin has to notice and register again.
+        """
+        endpoint = self._endpoints.get(resource)
+        if endpoint is None:
+            raise LookupError(f"no endpoint for {resource}")
+        await self._disconnect(endpoint, plugin_disconnected=True)
+
     async def _start(self, *, restarting: bool) -> None:
         self.device_plugin_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         if self.plugins_registry_dir is not None:
