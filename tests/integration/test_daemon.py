@@ -187,7 +187,7 @@ async def test_refused_registration_is_retried_when_the_kubelet_rejects_it_once(
     settings = settings_for(workdir, host)
     async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
         kubelet.reject_next_registration("try later")
-        async with running(settings):
+        async with running(settings, {"resourceList": CONFIG["resourceList"][:1]}):
             await kubelet.wait_registered(NET, accepted=False, timeout=3)
             await kubelet.wait_for(NET, lambda d: len(d) == 4, timeout=5)
 
