@@ -85,6 +85,10 @@ def _parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--resync-interval", type=float, default=30.0,
                    help="seconds between full rescans; default %(default)s")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--health-address", default="", metavar="[HOST]:PORT",
+                   help="serve /healthz and /readyz here, e.g. :8081 (default: off)")
+    p.add_argument("--metrics-address", default="", metavar="[HOST]:PORT",
+                   help="serve Prometheus /metrics here, e.g. :9100 (default: off)")
     p.add_argument("--version", action="version", version=f"sriovdp {__version__}")
     glog = p.add_argument_group("glog flags (accepted for compatibility)")
     glog.add_argument("--v", "-v", type=int, default=0, help="verbosity; 5+ logs debug")
@@ -110,6 +114,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         cdi_dir=args.cdi_dir,
         use_cdi=args.use_cdi,
         resync_interval=args.resync_interval,
+        health_address=args.health_address,
+        metrics_address=args.metrics_address,
     )
 
 
@@ -187,6 +193,16 @@ def _run(settings: Settings) -> int:
     log.info("sriovdp %s starting; config %s, host root %s", __version__,
              settings.config_file, settings.host.root)
     config = _load(settings)  # a bad config exits 1 here, before any socket exists
+    from sriovdp.daemon.http import parse_address
+
+    for flag, address in (("--health-address", settings.health_address),
+                          ("--metrics-address", settings.metrics_address)):
+        if address:
+            try:
+                parse_address(address)
+            except ValueError:
+                print(f"sriovdp: {flag}: expected [HOST]:PORT, got {address!r}", file=sys.stderr)
+                return 2
     if not settings.host.pci_devices.is_dir():
         raise HostError(f"{settings.host.pci_devices} does not exist (wrong --host-root?)")
 
@@ -200,7 +216,12 @@ def _run(settings: Settings) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             loop.add_signal_handler(sig, on_signal, sig)
-        loop.add_signal_handler(signal.SIGHUP, daemon.trigger, "SIGHUP")
+        def on_hangup() -> None:
+            log.info("SIGHUP: reloading %s and rescanning the host", settings.config_file)
+            daemon.reload_config("SIGHUP")
+            daemon.trigger("SIGHUP")
+
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
         await daemon.run()
 
     asyncio.run(amain())

@@ -17,7 +17,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sriovdp.daemon.configfile import load_config
+from sriovdp.daemon.configwatch import watch_config_file
+from sriovdp.daemon.http import serve_http
+from sriovdp.daemon.metrics import DaemonMetrics
 from sriovdp.daemon.settings import Settings
+from sriovdp.errors import ConfigError
 from sriovdp.host.sysfs import scan
 from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint
 from sriovdp.kubelet.feed import LatestValue
@@ -65,6 +70,9 @@ class Daemon:
         self._stop = asyncio.Event()
         self.passes = 0
         self.ready = asyncio.Event()
+        self.metrics = DaemonMetrics()
+        self.metrics.bind(self)
+        self._config_bytes: bytes | None = None
 
     # --- public controls --------------------------------------------------------------------
 
@@ -81,23 +89,75 @@ class Daemon:
     def facts(self) -> HostFacts:
         return self.inventory.facts
 
+    def reload_config(self, reason: str) -> bool:
+        """Re-read the config file; apply it if valid, else keep serving the last good one.
+
+        Returns:
+            True when a new config was applied.
+        """
+        try:
+            content = self.settings.config_file.read_bytes()
+        except OSError as exc:
+            log.error("config reload (%s): cannot read %s: %s; keeping the last good config",
+                      reason, self.settings.config_file, exc.strerror)
+            self.metrics.reloads["failed"] += 1
+            return False
+        if content == self._config_bytes:
+            return False
+        try:
+            config = load_config(self.settings.config_file,
+                                 default_prefix=self.settings.resource_prefix)
+        except ConfigError as exc:
+            self._config_bytes = content
+            self.metrics.reloads["failed"] += 1
+            for problem in exc.problems:
+                log.error("config reload rejected, keeping the last good config: %s: %s",
+                          self.settings.config_file, problem)
+            return False
+        self._config_bytes = content
+        for warning in config.warnings:
+            log.warning("config %s: %s", self.settings.config_file, warning)
+        self.config = config
+        self.metrics.reloads["ok"] += 1
+        log.info("config reloaded (%s): %d resources", reason, len(config.resources))
+        self.trigger("config reloaded")
+        return True
+
+    def allocated(self, pool: ResourcePool, ids: list[str], ok: bool) -> None:
+        """Hook of every Allocate container request (metrics)."""
+        if ok:
+            self.metrics.allocations[pool.resource_name] += len(ids)
+        else:
+            self.metrics.allocate_errors[pool.resource_name] += 1
+
+    @property
+    def is_ready(self) -> bool:
+        """Every pool registered with the kubelet and streaming its device list."""
+        return self.ready.is_set() and all(
+            e.registered.is_set() and e.streaming for e in self.endpoints.values())
+
     # --- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until :meth:`stop`. Sets :attr:`ready` once every pool has an endpoint."""
         log.info(
-            "Using %s registration: sockets in %s",
+            "Using %s: sockets in %s",
             "Kubelet Plugin Registry Mode" if self.dirs.mode == "watcher"
             else "Deprecated Device Plugin Registry Path",
             self.dirs.socket_dir,
         )
-        watcher = asyncio.create_task(
-            watch_socket_dirs([self.dirs.device_plugin_dir, self.dirs.plugins_registry_dir]
-                              if self.dirs.mode == "watcher" else [self.dirs.device_plugin_dir],
-                              self._socket_event)
-        )
+        with contextlib.suppress(OSError):
+            self._config_bytes = self.settings.config_file.read_bytes()
+        self.dirs.socket_dir.mkdir(parents=True, exist_ok=True)
+        helpers = [asyncio.create_task(watch_socket_dirs(self._socket_dirs(), self._socket_event),
+                                       name="socket watch")]
+        if self.settings.watch_config:
+            helpers.append(asyncio.create_task(
+                watch_config_file(self.settings.config_file, self._config_event),
+                name="config watch"))
+        for address, routes in self._http_routes().items():
+            helpers.append(asyncio.create_task(serve_http(address, routes), name=f"http {address}"))
         try:
-            self.dirs.socket_dir.mkdir(parents=True, exist_ok=True)
             first = True
             while not self._stop.is_set():
                 self._wake.clear()
@@ -108,8 +168,41 @@ class Daemon:
                     await asyncio.wait_for(self._wake.wait(), self.settings.resync_interval)
         finally:
             await self._shutdown()
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    def _socket_dirs(self) -> list[Path]:
+        if self.dirs.mode == "watcher":
+            return [self.dirs.device_plugin_dir, self.dirs.plugins_registry_dir]
+        return [self.dirs.device_plugin_dir]
+
+    def _config_event(self, reason: str) -> None:
+        # Several inotify events arrive for one ConfigMap swap; the content check in
+        # reload_config makes the repeats no-ops.
+        self.reload_config(reason)
+
+    def _http_routes(self) -> dict[str, dict[str, Callable[[], tuple[int, str, bytes]]]]:
+        def healthz() -> tuple[int, str, bytes]:
+            return 200, "text/plain", b"ok\n"
+
+        def readyz() -> tuple[int, str, bytes]:
+            if self.is_ready:
+                return 200, "text/plain", b"ready\n"
+            waiting = [n for n, e in self.endpoints.items()
+                       if not (e.registered.is_set() and e.streaming)]
+            return 503, "text/plain", ("not ready: " + ", ".join(waiting) + "\n").encode()
+
+        def metrics() -> tuple[int, str, bytes]:
+            return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render()
+
+        routes: dict[str, dict[str, Callable[[], tuple[int, str, bytes]]]] = {}
+        if self.settings.health_address:
+            routes.setdefault(self.settings.health_address, {}).update(
+                {"/healthz": healthz, "/readyz": readyz})
+        if self.settings.metrics_address:
+            routes.setdefault(self.settings.metrics_address, {})["/metrics"] = metrics
+        return routes
 
     def reconcile(self, *, first: bool = False) -> None:
         """One pass: scan, build pools, diff, publish."""
@@ -124,6 +217,7 @@ class Daemon:
                     skipped.address, skipped.reason, extra={"pci": skipped.address})
         pools = build_pools(inventory, self.config.resources,
                             default_prefix=self.settings.resource_prefix)
+        self.metrics.scan_duration.observe(time.perf_counter() - started)
         self.inventory = inventory
         changes = diff(self.pools, pools)
         self.pools = pools
@@ -136,7 +230,7 @@ class Daemon:
                      extra={"resource": name})
         for name, pool in changes.added.items():
             self._add_endpoint(pool)
-        if first:
+        if first or changes.added:
             self._log_summary(inventory)
         log.debug("pass %d took %.1f ms", self.passes, (time.perf_counter() - started) * 1e3)
 
@@ -144,7 +238,7 @@ class Daemon:
 
     def _add_endpoint(self, pool: ResourcePool) -> None:
         feed = LatestValue(pool)
-        endpoint = PluginEndpoint(feed, self.dirs, self.facts)
+        endpoint = PluginEndpoint(feed, self.dirs, self.facts, on_allocate=self.allocated)
         self._feeds[pool.resource_name] = feed
         self.endpoints[pool.resource_name] = endpoint
         self._tasks[pool.resource_name] = asyncio.create_task(

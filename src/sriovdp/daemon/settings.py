@@ -29,6 +29,9 @@ class Settings:
         cdi_dir: CDI spec files (``--use-cdi``).
         use_cdi: CDI mode.
         resync_interval: seconds between full rescans when no event arrives.
+        health_address: ``[host]:port`` for ``/healthz`` and ``/readyz``; "" = off.
+        metrics_address: ``[host]:port`` for Prometheus ``/metrics``; "" = off.
+        watch_config: reload the config file when it changes (and on SIGHUP).
     """
 
     host: HostPaths = HostPaths(Path("/"))
@@ -40,3 +43,6 @@ class Settings:
     cdi_dir: Path = DEFAULT_CDI_DIR
     use_cdi: bool = False
     resync_interval: float = 30.0
+    health_address: str = ""
+    metrics_address: str = ""
+    watch_config: bool = True

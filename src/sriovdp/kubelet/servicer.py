@@ -67,7 +67,8 @@ def container_response(alloc: ContainerAllocation) -> pb.ContainerAllocateRespon
     )
 
 
-AllocateHook = Callable[[ResourcePool, list[str]], None]
+AllocateHook = Callable[[ResourcePool, list[str], bool], None]
+"""Called after each container request of an Allocate with (pool, ids, succeeded)."""
 
 
 class DevicePluginServicer(pb_grpc.DevicePluginServicer):
@@ -78,7 +79,8 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         facts: returns the host facts of the latest scan (``/dev/vhost-net`` present ...).
         on_stream_end: called with the stream's generation when a ListAndWatch stream ends
             for any reason other than ``feed`` closing (the kubelet went away: F11).
-        on_allocate: called after a successful Allocate with the pool and the ids.
+        on_allocate: called after each container request with the pool, the ids and
+            whether it succeeded (device-info files, metrics).
         generation: a number the endpoint gives each server instance.
     """
 
@@ -144,6 +146,8 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
             try:
                 alloc = allocate(pool, ids, facts)
             except AllocationError as exc:
+                if self._on_allocate is not None:
+                    self._on_allocate(pool, ids, False)
                 log.warning("Allocate(%s) refused: %s", pool.resource_name, exc,
                             extra={"resource": pool.resource_name})
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -152,7 +156,7 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
                 log.info("allocated %s from %s", dev_id, pool.resource_name,
                          extra={"resource": pool.resource_name, "pci": dev_id})
             if self._on_allocate is not None:
-                self._on_allocate(pool, ids)
+                self._on_allocate(pool, ids, True)
             responses.append(container_response(alloc))
         return pb.AllocateResponse(container_responses=responses)
 

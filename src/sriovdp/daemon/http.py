@@ -1,0 +1,69 @@
+"""A tiny HTTP endpoint on the daemon's event loop: ``/healthz``, ``/readyz``, ``/metrics``.
+
+``/healthz`` answers 200 while the process runs its loop. ``/readyz`` answers 200 when every
+configured pool is registered with the kubelet and has a ListAndWatch stream open, 503 with
+the pools that are not otherwise. ``/metrics`` is the Prometheus text format. Only GET; one
+request per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger("sriovdp.daemon")
+
+Handler = Callable[[], tuple[int, str, bytes]]
+_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``":8081"`` → ``("0.0.0.0", 8081)``; ``"127.0.0.1:9100"`` → as given.
+
+    Raises:
+        ValueError: when the port is not a number in 1..65535.
+    """
+    host, _, port = address.rpartition(":")
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError(f"port out of range in {address!r}")
+    return (host.strip("[]") or "0.0.0.0"), number
+
+
+async def serve_http(address: str, routes: dict[str, Handler],
+                     started: asyncio.Event | None = None) -> None:
+    """Serve ``routes`` (path → handler returning (status, content type, body)) until cancelled."""
+    host, port = parse_address(address)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+                pass
+            parts = line.decode("latin-1").split()
+            path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""
+            if not parts or parts[0] not in ("GET", "HEAD"):
+                status, ctype, body = 405, "text/plain", b"only GET\n"
+            elif path in routes:
+                status, ctype, body = routes[path]()
+            else:
+                status, ctype, body = 404, "text/plain", b"not found\n"
+            head = (f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\nContent-Type: {ctype}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+            writer.write(head.encode() + (body if parts and parts[0] == "GET" else b""))
+            await writer.drain()
+        except (TimeoutError, ConnectionError, UnicodeDecodeError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, host, port)
+    log.info("serving %s on %s", ", ".join(sorted(routes)), address)
+    if started is not None:
+        started.set()
+    async with server:
+        await server.serve_forever()

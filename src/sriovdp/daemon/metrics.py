@@ -1,0 +1,101 @@
+"""Prometheus metrics of the daemon, read from its state at scrape time.
+
+Per pool (label ``resource``): ``sriovdp_pool_devices``, ``sriovdp_pool_healthy_devices``,
+``sriovdp_pool_unhealthy_devices`` (gauges), ``sriovdp_allocations_total`` and
+``sriovdp_allocate_errors_total`` (counted per device id / per refused request),
+``sriovdp_registrations_total``, ``sriovdp_endpoint_restarts_total`` (re-registrations after
+kubelet restarts, socket loss or a lost stream), ``sriovdp_pool_registered`` (1/0).
+Daemon-wide: ``sriovdp_config_reloads_total{result="ok|failed"}``,
+``sriovdp_link_events_total``, ``sriovdp_scan_duration_seconds`` (histogram) and
+``sriovdp_build_info{version}``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from sriovdp import __version__
+from sriovdp.model.pools import HEALTHY
+
+if TYPE_CHECKING:
+    from sriovdp.daemon.reconciler import Daemon
+
+
+class DaemonMetrics(Collector):
+    """Counters the daemon bumps, plus a collector that reads pool state when scraped."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.allocations: Counter[str] = Counter()
+        self.allocate_errors: Counter[str] = Counter()
+        self.reloads: Counter[str] = Counter()
+        self.link_events = 0
+        self.scan_duration = Histogram(
+            "sriovdp_scan_duration_seconds", "Time of one host scan and pool build",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self._daemon: Daemon | None = None
+        self.registry.register(self)
+
+    def bind(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def render(self) -> bytes:
+        """The text exposition format of every metric."""
+        return generate_latest(self.registry)
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        info = GaugeMetricFamily("sriovdp_build_info", "sriovdp build", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        daemon = self._daemon
+        if daemon is None:
+            return
+        devices = GaugeMetricFamily("sriovdp_pool_devices", "Devices in the pool",
+                                    labels=["resource"])
+        healthy = GaugeMetricFamily("sriovdp_pool_healthy_devices", "Healthy devices",
+                                    labels=["resource"])
+        unhealthy = GaugeMetricFamily("sriovdp_pool_unhealthy_devices", "Unhealthy devices",
+                                      labels=["resource"])
+        registered = GaugeMetricFamily("sriovdp_pool_registered",
+                                       "1 while the pool is registered with the kubelet",
+                                       labels=["resource"])
+        for name, pool in daemon.pools.items():
+            n_ok = sum(1 for d in pool.devices.values() if d.health == HEALTHY)
+            devices.add_metric([name], len(pool.devices))
+            healthy.add_metric([name], n_ok)
+            unhealthy.add_metric([name], len(pool.devices) - n_ok)
+            endpoint = daemon.endpoints.get(name)
+            registered.add_metric([name], 1 if endpoint and endpoint.registered.is_set() else 0)
+        yield from (devices, healthy, unhealthy, registered)
+        regs = CounterMetricFamily("sriovdp_registrations", "Successful registrations",
+                                   labels=["resource"])
+        restarts = CounterMetricFamily("sriovdp_endpoint_restarts",
+                                       "Socket re-creations (kubelet restart, socket or stream "
+                                       "lost, registration refused)", labels=["resource"])
+        for name, endpoint in daemon.endpoints.items():
+            regs.add_metric([name], endpoint.registrations)
+            restarts.add_metric([name], endpoint.restarts)
+        yield from (regs, restarts)
+        allocs = CounterMetricFamily("sriovdp_allocations", "Devices allocated",
+                                     labels=["resource"])
+        for name, n in self.allocations.items():
+            allocs.add_metric([name], n)
+        errors = CounterMetricFamily("sriovdp_allocate_errors", "Refused Allocate requests",
+                                     labels=["resource"])
+        for name, n in self.allocate_errors.items():
+            errors.add_metric([name], n)
+        reloads = CounterMetricFamily("sriovdp_config_reloads", "Config reloads",
+                                      labels=["result"])
+        for result in ("ok", "failed"):
+            reloads.add_metric([result], self.reloads[result])
+        links = CounterMetricFamily("sriovdp_link_events", "Netlink link changes seen")
+        links.add_metric([], self.link_events)
+        yield from (allocs, errors, reloads, links)

@@ -1,0 +1,180 @@
+"""A running daemon following config and host changes, and its probes and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from sriovdp.daemon.settings import Settings
+from sriovdp.testing.fakehost import FakeHost
+from sriovdp.testing.kubelet import KubeletEmulator
+
+from test_daemon import ALL_DPDK, ALL_NET, CONFIG, DPDK, NET, running, settings_for
+
+
+def write(path: Path, doc: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
+    os.replace(tmp, path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def with_config(settings: Settings, doc: object) -> Settings:
+    write(settings.config_file, doc)
+    return settings
+
+
+@pytest.fixture
+def host(workdir: Path) -> FakeHost:
+    from sriovdp.demo import build_demo_host
+
+    return build_demo_host(workdir / "host")
+
+
+async def test_config_reload_adds_changes_and_removes_pools_when_the_file_changes(
+    workdir: Path, host: FakeHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = with_config(settings_for(workdir, host), CONFIG)
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, \
+            running(settings, CONFIG) as daemon:
+        await kubelet.wait_for(NET, lambda d: set(d) == ALL_NET)
+        # add a pool
+        mlnx = {"resourceName": "mlnx", "selectors": [{"vendors": ["15b3"], "devices": ["1018"]}]}
+        write(settings.config_file, {"resourceList": [*CONFIG["resourceList"], mlnx]})
+        await kubelet.wait_for("intel.com/mlnx", lambda d: len(d) == 4, timeout=3)
+        # change a selector: the net pool keeps only VFs 0-1
+        changed = json.loads(json.dumps(CONFIG))
+        changed["resourceList"][0]["selectors"][0]["pfNames"] = ["ens785f0#0-1"]
+        write(settings.config_file, {"resourceList": [*changed["resourceList"], mlnx]})
+        await kubelet.wait_for(NET, lambda d: set(d) == {"0000:3b:02.0", "0000:3b:02.1"},
+                               timeout=3)
+        # break the file: the last good config stays, the error names the JSON path
+        caplog.set_level(logging.ERROR)
+        write(settings.config_file, {"resourceList": [{"resourceName": "x.y", "selectors": {}}]})
+        await asyncio.sleep(0.3)
+        assert "resourceList[0].resourceName" in caplog.text
+        assert "keeping the last good config" in caplog.text
+        assert set(daemon.pools) == {NET, DPDK, "intel.com/mlnx"}
+        assert daemon.metrics.reloads["failed"] == 1
+        # remove the mlnx pool (and restore validity)
+        write(settings.config_file, CONFIG)
+        for _ in range(50):
+            if not (settings.device_plugin_dir / "intel.com_mlnx.sock").exists():
+                break
+            await asyncio.sleep(0.05)
+        assert not (settings.device_plugin_dir / "intel.com_mlnx.sock").exists()
+        assert set(daemon.pools) == {NET, DPDK}
+        await kubelet.wait_for(NET, lambda d: set(d) == ALL_NET, timeout=3)
+        assert daemon.metrics.reloads["ok"] == 3
+
+
+async def test_config_reload_follows_a_configmap_symlink_swap(
+    workdir: Path, host: FakeHost
+) -> None:
+    # The kubelet's atomic writer: config.json -> ..data/config.json, ..data -> ..2026_x
+    cm = workdir / "cm"
+    (cm / "..v1").mkdir(parents=True)
+    (cm / "..v1" / "config.json").write_text(json.dumps(CONFIG))
+    (cm / "..data").symlink_to("..v1")
+    (cm / "config.json").symlink_to("..data/config.json")
+    base = settings_for(workdir, host)
+    settings = Settings(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
+                           "config_file": cm / "config.json"})
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, running(settings, CONFIG):
+        await kubelet.wait_for(NET, lambda d: set(d) == ALL_NET)
+        (cm / "..v2").mkdir()
+        only_dpdk = {"resourceList": CONFIG["resourceList"][1:]}
+        (cm / "..v2" / "config.json").write_text(json.dumps(only_dpdk))
+        (cm / "..data_tmp").symlink_to("..v2")
+        os.replace(cm / "..data_tmp", cm / "..data")
+        for _ in range(60):
+            if not (settings.device_plugin_dir / "intel.com_net.sock").exists():
+                break
+            await asyncio.sleep(0.05)
+        assert not (settings.device_plugin_dir / "intel.com_net.sock").exists()
+        assert set(kubelet.devices(DPDK)) == ALL_DPDK
+
+
+async def test_new_vfs_are_advertised_when_sriov_numvfs_is_raised_and_the_host_rescanned(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = with_config(settings_for(workdir, host), CONFIG)
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, \
+            running(settings, CONFIG) as daemon:
+        await kubelet.wait_for(NET, lambda d: set(d) == ALL_NET)
+        host.set_numvfs("0000:3b:00.0", 0)  # as the kernel wants: 0 first, then the new count
+        daemon.trigger("test: VFs removed")
+        await kubelet.wait_for(NET, lambda d: d == {}, timeout=3)
+        await kubelet.wait_for(DPDK, lambda d: d == {}, timeout=3)
+        host.set_numvfs("0000:3b:00.0", 10)
+        daemon.trigger("test: VFs created")
+        devs = await kubelet.wait_for(NET, lambda d: len(d) == 10, timeout=3)
+        assert {"0000:3b:03.0", "0000:3b:03.1"} <= set(devs)
+
+
+async def test_rebound_vf_moves_from_the_netdev_pool_to_the_vfio_pool_on_rescan(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = with_config(settings_for(workdir, host), CONFIG)
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, \
+            running(settings, CONFIG) as daemon:
+        await kubelet.wait_for(NET, lambda d: set(d) == ALL_NET)
+        host.bind("0000:3b:02.0", "vfio-pci", iommu_group=99)
+        daemon.trigger("test: rebind")
+        await kubelet.wait_for(NET, lambda d: "0000:3b:02.0" not in d, timeout=3)
+        await kubelet.wait_for(DPDK, lambda d: "0000:3b:02.0" in d, timeout=3)
+        resp = await kubelet.allocate(DPDK, ["0000:3b:02.0"])
+        assert "/dev/vfio/99" in [d.host_path for d in resp.container_responses[0].devices]
+
+
+async def test_probes_and_metrics_report_pool_state_when_scraped(
+    workdir: Path, host: FakeHost
+) -> None:
+    port = free_port()
+    base = settings_for(workdir, host)
+    settings = Settings(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
+                           "health_address": f"127.0.0.1:{port}",
+                           "metrics_address": f"127.0.0.1:{port}"})
+    write(settings.config_file, CONFIG)
+    async with running(settings, CONFIG):
+        await asyncio.sleep(0.1)
+        assert await http_get(port, "/healthz") == (200, "ok\n")
+        status, body = await http_get(port, "/readyz")
+        assert status == 503 and "intel.com/net" in body
+        async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
+            await kubelet.wait_for(NET, lambda d: len(d) == 4, timeout=3)
+            await kubelet.wait_for(DPDK, lambda d: len(d) == 4, timeout=3)
+            for _ in range(40):
+                if (await http_get(port, "/readyz"))[0] == 200:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await http_get(port, "/readyz"))[0] == 200
+            await kubelet.admit(DPDK, 2)
+            status, text = await http_get(port, "/metrics")
+            assert status == 200
+            assert 'sriovdp_pool_devices{resource="intel.com/dpdk"} 4.0' in text
+            assert 'sriovdp_pool_healthy_devices{resource="intel.com/net"} 4.0' in text
+            assert 'sriovdp_allocations_total{resource="intel.com/dpdk"} 2.0' in text
+            assert 'sriovdp_registrations_total{resource="intel.com/net"} 1.0' in text
+            assert "sriovdp_scan_duration_seconds_count" in text
+            assert (await http_get(port, "/nope"))[0] == 404
