@@ -1,0 +1,161 @@
+"""Discovery benchmark: ``scan()`` of 8 PFs x 64/128/256 VFs on tmpfs, against the floor.
+
+For each size it builds a FakeHost under ``/dev/shm`` and prints:
+
+* scan: ``sriovdp.host.sysfs.scan`` (min of 5 runs);
+* floor: the same sysfs work done by a bare loop (``os.open``/``os.read``/``os.readlink``/
+  ``os.listdir`` on the files the scan touches, no parsing, no objects; min of 5);
+* ratio: scan / floor (the Python overhead over the syscalls);
+* pool build: ``build_pools`` with 8 resources (one per PF, by ``pfNames``) if importable.
+
+Targets (performance-anchors.md G1): 2,048 VFs scanned in <= 150 ms, ratio <= 2.
+
+Run: ``.venv/bin/python bench/discovery.py [--runs 5] [--sizes 64,128,256] [--check]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sriovdp.host.paths import HostPaths
+from sriovdp.host.sysfs import scan
+from sriovdp.model.devices import Inventory
+from sriovdp.testing.fakehost import FakeHost
+
+PFS = 8
+TARGET_MS = 150.0
+TARGET_RATIO = 2.0
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_FILE = os.O_RDONLY | os.O_CLOEXEC
+
+
+def bare_read(paths: HostPaths) -> int:
+    """The scan's syscalls with nothing else: the floor a Python scan can reach."""
+    count = 0
+    netdev_of: dict[str, str] = {}
+    class_fd = os.open(paths.class_net, _DIR)
+    for name in os.listdir(class_fd):
+        netdev_of[os.readlink(name, dir_fd=class_fd).split("/")[-3]] = name
+    os.close(class_fd)
+    for proc in ("route", "ipv6_route"):
+        fd = os.open(paths.proc_net / proc, _FILE)
+        os.read(fd, 65536)
+        os.close(fd)
+    bus_fd = os.open(paths.pci_devices, _DIR)
+    for address in sorted(os.listdir(bus_fd)):
+        fd = os.open(address, _DIR, dir_fd=bus_fd)
+        for attr in ("class", "vendor", "device"):
+            f = os.open(attr, _FILE, dir_fd=fd)
+            os.read(f, 4096)
+            os.close(f)
+        os.readlink("driver", dir_fd=fd)
+        try:
+            os.readlink("physfn", dir_fd=fd)
+            present = ["iommu_group", "acpi_index"]  # a VF: probed, not listed
+        except FileNotFoundError:
+            present = os.listdir(fd)
+        f = os.open("numa_node", _FILE, dir_fd=fd)
+        os.read(f, 4096)
+        os.close(f)
+        if "iommu_group" in present:
+            os.readlink("iommu_group", dir_fd=fd)
+        if "acpi_index" in present:
+            try:
+                f = os.open("acpi_index", _FILE, dir_fd=fd)
+                os.read(f, 4096)
+                os.close(f)
+            except FileNotFoundError:
+                pass
+        if "sriov_totalvfs" in present:
+            for attr in ("sriov_totalvfs", "sriov_numvfs"):
+                f = os.open(attr, _FILE, dir_fd=fd)
+                os.read(f, 4096)
+                os.close(f)
+            for name in present:
+                if name.startswith("virtfn"):
+                    os.readlink(name, dir_fd=fd)
+        if address in netdev_of:
+            f = os.open(f"net/{netdev_of[address]}/type", _FILE, dir_fd=fd)
+            os.read(f, 4096)
+            os.close(f)
+        os.close(fd)
+        count += 1
+    os.close(bus_fd)
+    return count
+
+
+def _min_time(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def _pool_timer(inventory: Inventory, runs: int) -> str:
+    try:
+        from sriovdp.model.config import parse_config
+        from sriovdp.model.pools import build_pools
+    except ImportError:
+        return "pool build: n/a"
+    doc = {"resourceList": [
+        {"resourceName": f"pf{i}", "selectors": {"pfNames": [f"ens{i}f0"]}} for i in range(PFS)
+    ]}
+    try:
+        configs = parse_config(json.dumps(doc)).resources
+    except Exception as exc:  # noqa: BLE001 - a bench reports, it does not crash
+        return f"pool build: n/a (config: {exc})"
+    best, pools = _min_time(
+        lambda: build_pools(inventory, configs, default_prefix="intel.com"), runs)
+    members = sum(len(p.devices) for p in pools.values())
+    return f"pool build: {best * 1e3:7.2f} ms ({len(pools)} pools, {members} devices)"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--sizes", default="64,128,256", help="VFs per PF, comma separated")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 when the 2,048-VF targets are not met")
+    args = parser.parse_args()
+    base = Path("/dev/shm") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir())
+    ok = True
+    print(f"discovery: {PFS} PFs on {base} (tmpfs), min of {args.runs} runs")
+    for vfs in (int(v) for v in args.sizes.split(",")):
+        root = Path(tempfile.mkdtemp(prefix="sriovdp-bench-", dir=base))
+        try:
+            start = time.perf_counter()
+            host = FakeHost.scaled(root, pfs=PFS, vfs_per_pf=vfs)
+            built = time.perf_counter() - start
+            paths = host.paths
+            scan(paths)  # warm the dentry cache like a daemon's second pass
+            t_scan, inventory = _min_time(partial(scan, paths), args.runs)
+            t_floor, seen = _min_time(partial(bare_read, paths), args.runs)
+            ratio = t_scan / t_floor
+            n = len(inventory.functions)
+            assert seen == n == PFS * (vfs + 1), (seen, n)
+            print(f"{PFS * vfs:5d} VFs ({n} functions, built in {built:.2f} s): "
+                  f"scan {t_scan * 1e3:7.1f} ms  floor {t_floor * 1e3:7.1f} ms  "
+                  f"ratio {ratio:4.2f}  ({t_scan / n * 1e6:5.1f} us/function)")
+            print(f"      {_pool_timer(inventory, args.runs)}")
+            if vfs == 256:
+                ok = t_scan * 1e3 <= TARGET_MS and ratio <= TARGET_RATIO
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    print(f"targets at 2,048 VFs: scan <= {TARGET_MS:.0f} ms and ratio <= {TARGET_RATIO:.1f}: "
+          f"{'met' if ok else 'NOT met'}")
+    return 0 if ok or not args.check else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,533 @@
+"""Scan the host's PCI functions from sysfs into an immutable :class:`Inventory`.
+
+One pass over ``sys/bus/pci/devices``: every function of PCI base class 0x02 (network) or
+0x12 (accelerator) becomes a :class:`PciFunction`; everything else is ignored.
+
+How the files are read, and why:
+
+* Each function is read through one directory fd opened on ``sys/bus/pci/devices/<bdf>``
+  (the kernel's symlink to ``sys/devices/pci0000:3b/.../<bdf>``); attributes are then
+  ``openat``/``readlinkat`` relative to it with ``os.open``/``os.read``/``os.readlink``.
+  Text-mode ``open()``, ``glob``, ``realpath`` and ``Path.resolve`` cost 3-10x more per file
+  and are never used per device.
+* Vendor, device and class come from the ``vendor``/``device``/``class`` files, falling
+  back to ``modalias``. There is no ``pci.ids`` lookup and one odd device never hides the
+  others (the Go plugin's ghw returns no devices at all when one ``modalias`` is short).
+* Netdevs come from one pass over the ``sys/class/net`` links (the plugin's network
+  namespace): ``<bdf>/net/<if>`` and, for virtio-net, ``<bdf>/virtioN/net/<if>``. A
+  function's own ``net/`` is listed only when class/net has nothing for it. Link types are
+  read from the netdev's ``type`` file (the one ``sys/class/net/<if>/type`` links to).
+* A PF or plain function lists its directory once to learn which optional attributes
+  exist; a VF skips that listing (the kernel never gives a VF ``sriov_*`` files) and probes
+  ``iommu_group``/``acpi_index`` (and ``net/``/``uio/`` when it has no netdev) directly.
+* The VF → index map is built once per PF from its ``virtfnN`` links (O(VFs)), not per VF;
+  gaps in the numbering are fine.
+* Missing optional attributes give ``None``/defaults. An attribute that exists but cannot be
+  read (``driver`` or ``physfn`` not a symlink, permission denied, the device vanishing
+  mid-scan) skips that one function with a :class:`SkippedFunction` reason and a warning on
+  the ``sriovdp.host.sysfs`` logger; the scan carries on.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+from collections.abc import Set as AbstractSet
+
+from sriovdp.errors import HostError
+from sriovdp.host.paths import HostPaths
+from sriovdp.model.devices import (
+    ACCEL_CLASS,
+    NET_CLASS,
+    HostFacts,
+    Inventory,
+    PciFunction,
+    SkippedFunction,
+    link_type_name,
+)
+
+__all__ = ["read_default_route_ifnames", "scan"]
+
+log = logging.getLogger(__name__)
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+_WANTED_CLASSES = frozenset({NET_CLASS, ACCEL_CLASS})
+
+# sysfs names PCI functions "dddd:bb:ss.f" in lower case; domains above ffff (Intel VMD)
+# have five digits.
+_PCI_NAME_RE = re.compile(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\Z")
+# "pci:v00008086d0000154Csv00008086sd00000000bc02sc00i00", with or without the newline.
+_MODALIAS_RE = re.compile(
+    rb"pci:v0000([0-9A-Fa-f]{4})d0000([0-9A-Fa-f]{4})sv[0-9A-Fa-f]{8}sd[0-9A-Fa-f]{8}"
+    rb"bc([0-9A-Fa-f]{2})sc([0-9A-Fa-f]{2})i([0-9A-Fa-f]{2})"
+)
+# Attributes a VF may have, probed without listing its directory (absence is tolerated).
+_VF_PROBES = frozenset({"iommu_group", "acpi_index"})
+_VF_PROBES_NO_NETDEV = _VF_PROBES | {"net", "uio"}
+_HEX4_RE = re.compile(rb"0x([0-9A-Fa-f]{4})\Z")
+
+# ``/proc/net/ipv6_route`` flags: RTF_REJECT marks the kernel's "unreachable" default route
+# on ``lo``, which is not a way out of the host.
+_RTF_REJECT = 0x0200
+
+
+class _Skip(Exception):
+    """Raised inside one function's read: skip it with this reason."""
+
+
+def scan(paths: HostPaths) -> Inventory:
+    """Read every network (class 0x02) and accelerator (class 0x12) PCI function.
+
+    Where each :class:`PciFunction` field comes from (``<bdf>`` = ``sys/bus/pci/devices/<bdf>``):
+
+    ==================  ==================================================================
+    class_code          ``<bdf>/class`` (``0x020000``); ``modalias`` ``bcXXscXXiXX`` if absent
+    vendor, device      ``<bdf>/vendor``, ``<bdf>/device`` (``0x8086`` → ``"8086"``);
+                        ``<bdf>/modalias`` when those are missing or malformed
+    driver              basename of ``readlink <bdf>/driver`` (dangling is fine)
+    numa_node           ``<bdf>/numa_node`` (-1, missing or junk → None)
+    iommu_group         basename of ``readlink <bdf>/iommu_group``
+    vfio_noiommu        ``<bdf>/iommu_group/name`` == ``vfio-noiommu`` (vfio-pci only)
+    acpi_index          ``<bdf>/acpi_index``, trimmed
+    physfn              basename of ``readlink <bdf>/physfn``
+    vf_index            N of the PF's ``virtfnN`` link pointing at ``<bdf>``
+    total_vfs, num_vfs  ``<bdf>/sriov_totalvfs`` (junk → 0), ``<bdf>/sriov_numvfs``
+    netdevs             ``sys/class/net/*`` links into ``<bdf>/net/`` or ``<bdf>/virtioN/net/``
+                        (else the entries of those directories)
+    pf_netdev           first netdev of the PF (``<bdf>/physfn/net/``)
+    link_type           ``sys/class/net/<if>/type`` of the first netdev, else of pf_netdev
+    uio                 first entry of ``<bdf>/uio/``
+    default_route       ``proc/net/route``, ``proc/net/ipv6_route`` (see
+                        :func:`read_default_route_ifnames`)
+    ==================  ==================================================================
+
+    Args:
+        paths: the host root; reads ``sys/bus/pci/devices``, ``sys/class/net``,
+            ``proc/net/route``, ``proc/net/ipv6_route``, ``dev/vhost-net`` and ``dev/net/tun``.
+
+    Returns:
+        The inventory: bound functions in address order, unbound or unreadable ones in
+        ``skipped`` (with a reason), and the host facts.
+
+    Raises:
+        HostError: ``sys/bus/pci/devices`` itself cannot be listed.
+    """
+    bus_dir = paths.pci_devices
+    try:
+        bus_fd = os.open(bus_dir, _DIR_FLAGS)
+    except OSError as exc:
+        raise HostError(f"cannot list PCI devices in {bus_dir}: {exc.strerror}") from exc
+    reader = _Reader(paths)
+    functions: dict[str, PciFunction] = {}
+    skipped: list[SkippedFunction] = []
+    try:
+        names = sorted(name for name in os.listdir(bus_fd) if _PCI_NAME_RE.match(name))
+        for address in names:
+            try:
+                function = reader.read_function(bus_fd, address)
+            except _Skip as skip:
+                reason = str(skip)
+                log.warning("skipping PCI function %s: %s", address, reason,
+                            extra={"pci": address})
+                skipped.append(SkippedFunction(address, reason))
+                continue
+            if function is None:
+                continue
+            if function.driver is None:
+                log.debug("skipping PCI function %s: no driver bound", address,
+                          extra={"pci": address})
+                skipped.append(SkippedFunction(address, "no driver bound"))
+                continue
+            functions[address] = function
+    finally:
+        os.close(bus_fd)
+    facts = HostFacts(
+        vhost_net=os.path.exists(paths.dev / "vhost-net") and os.path.exists(paths.dev / "net/tun")
+    )
+    return Inventory(functions=functions, skipped=tuple(skipped), facts=facts)
+
+
+def read_default_route_ifnames(paths: HostPaths) -> frozenset[str]:
+    """Netdevs with an IPv4 or IPv6 default route in the plugin's network namespace.
+
+    IPv4: ``proc/net/route`` lines with Destination and Mask ``00000000``. IPv6:
+    ``proc/net/ipv6_route`` lines with an all-zero destination and prefix length ``00``,
+    except ``RTF_REJECT`` (unreachable) routes. A missing file means no default route.
+    """
+    found: set[str] = set()
+    v4 = _read_whole(paths.proc_net / "route")
+    for line in v4.splitlines()[1:]:  # first line is the column header
+        fields = line.split()
+        if len(fields) >= 8 and fields[1] == b"00000000" and fields[7] == b"00000000":
+            found.add(fields[0].decode(errors="replace"))
+    v6 = _read_whole(paths.proc_net / "ipv6_route")
+    for line in v6.splitlines():  # no header line in this file
+        fields = line.split()
+        if len(fields) < 10 or fields[1] != b"00" or fields[0].strip(b"0"):
+            continue
+        try:
+            rejected = int(fields[8], 16) & _RTF_REJECT
+        except ValueError:
+            continue
+        if not rejected:
+            found.add(fields[9].decode(errors="replace"))
+    return frozenset(found)
+
+
+def _read_class_net(paths: HostPaths) -> dict[str, dict[str, str]]:
+    """PCI address → {netdev: its directory relative to the PCI function's directory}.
+
+    From the ``sys/class/net/<if>`` links that end in ``<bdf>/net/<if>`` (e.g.
+    ``../../devices/pci0000:3b/0000:3b:02.0/net/ens785f0v0``) or ``<bdf>/virtioN/net/<if>``
+    (virtio-net). Other netdevs are left out: virtual ones (``virtual/net/lo``) and those of
+    devices below a function (a USB NIC, an mlx5 SF under ``<bdf>/mlx5_core.sf.2/net/``),
+    which the function's own ``net/`` does not list either. No ``sys/class/net``: ``{}``.
+    """
+    found: dict[str, dict[str, str]] = {}
+    try:
+        class_fd = os.open(paths.class_net, _DIR_FLAGS)
+    except OSError:
+        return found
+    try:
+        for ifname in os.listdir(class_fd):
+            try:
+                parts = os.readlink(ifname, dir_fd=class_fd).split("/")
+            except OSError:
+                continue
+            if len(parts) < 4 or parts[-2] != "net":
+                continue
+            if _PCI_NAME_RE.match(parts[-3]):
+                found.setdefault(parts[-3], {})[ifname] = f"net/{parts[-1]}"
+            elif (len(parts) >= 5 and parts[-3].startswith("virtio") and parts[-3][6:].isdigit()
+                  and _PCI_NAME_RE.match(parts[-4])):
+                found.setdefault(parts[-4], {})[ifname] = f"{parts[-3]}/net/{parts[-1]}"
+    finally:
+        os.close(class_fd)
+    return found
+
+
+def _read_whole(path: os.PathLike[str] | str) -> bytes:
+    """The content of a (proc) file, or ``b""`` when it cannot be read."""
+    try:
+        fd = os.open(path, _FILE_FLAGS)
+    except OSError:
+        return b""
+    try:
+        chunks: list[bytes] = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def _basename(link_target: str) -> str:
+    return link_target.rstrip("/").rpartition("/")[2]
+
+
+def _reason(attr: str, exc: OSError) -> str:
+    """Why one function is skipped: attribute ``attr`` raised ``exc``."""
+    if exc.errno == errno.EINVAL:
+        return f"{attr} is not a symlink"
+    if exc.errno == errno.ENOENT:
+        return f"{attr} vanished during scan"
+    return f"cannot read {attr}: {exc.strerror}"
+
+
+class _Reader:
+    """One scan's state: open dir fds and the per-PF / per-netdev / per-group caches."""
+
+    def __init__(self, paths: HostPaths) -> None:
+        self._default_routes = read_default_route_ifnames(paths)
+        self._netdevs = _read_class_net(paths)
+        self._pfs: dict[str, tuple[dict[str, int], str | None]] = {}
+        self._link_types: dict[str, str | None] = {}
+        self._noiommu: dict[str, bool] = {}
+
+    # -- one function ----------------------------------------------------------------------
+
+    def read_function(self, bus_fd: int, address: str) -> PciFunction | None:
+        """Read ``sys/bus/pci/devices/<address>``; None when it is not class 0x02/0x12.
+
+        Raises:
+            _Skip: the function cannot be read; the message is the reason.
+        """
+        try:
+            fd = os.open(address, _DIR_FLAGS, dir_fd=bus_fd)
+        except FileNotFoundError as exc:
+            raise _Skip("vanished during scan") from exc
+        except OSError as exc:
+            raise _Skip(f"cannot open device directory: {exc.strerror}") from exc
+        try:
+            return self._read_open_function(fd, address)
+        finally:
+            os.close(fd)
+
+    def _read_open_function(self, fd: int, address: str) -> PciFunction | None:
+        # One try block for the whole function (a context manager per attribute costs a
+        # third of the scan); ``attr`` names what was being read when an OSError came.
+        attr = "class"
+        try:
+            class_code = _read_hex(fd, "class")
+            if class_code is not None and (class_code >> 16) not in _WANTED_CLASSES:
+                return None
+            attr = "vendor"
+            vendor = _read_id(fd, "vendor")
+            attr = "device"
+            device = _read_id(fd, "device")
+            if class_code is None or vendor is None or device is None:
+                attr = "modalias"
+                raw = _read(fd, "modalias")
+                modalias = _MODALIAS_RE.search(raw) if raw is not None else None
+                if modalias is None:
+                    if class_code is None:
+                        return None  # cannot tell it is one of ours
+                    raise _Skip("no vendor/device id in vendor, device or modalias")
+                if class_code is None:
+                    class_code = int(modalias[3] + modalias[4] + modalias[5], 16)
+                    if (class_code >> 16) not in _WANTED_CLASSES:
+                        return None
+                vendor = vendor or modalias[1].decode().lower()
+                device = device or modalias[2].decode().lower()
+
+            attr = "driver"
+            driver = _readlink_name(fd, "driver")
+            if driver is None:
+                return PciFunction(address=address, vendor=vendor, device=device,
+                                   class_code=class_code)
+            attr = "physfn"
+            physfn = _readlink_name(fd, "physfn")
+            net_dirs = self._netdevs.get(address) or {}
+            # Which optional attributes to read: a PF or plain function lists its directory
+            # once (a failed open costs more than a successful one, and most are absent).
+            # A VF, the bulk of a big host, skips the listing: the kernel never gives a VF
+            # sriov_* files, and uio/ or net/ only matter when class/net has no netdev.
+            attr = "device directory"
+            if physfn is None or (not net_dirs and driver == "virtio-pci"):
+                present: AbstractSet[str] = set(os.listdir(fd))
+            elif net_dirs:
+                present = _VF_PROBES
+            else:
+                present = _VF_PROBES_NO_NETDEV
+            attr = "numa_node"
+            numa_node = _read_int(fd, "numa_node")
+            iommu_group: str | None = None
+            vfio_noiommu = False
+            if "iommu_group" in present:
+                attr = "iommu_group"
+                iommu_group = _readlink_name(fd, "iommu_group")
+                # vfio-pci names the group "vfio-noiommu" when it binds without an IOMMU;
+                # no other driver can be in such a group, so nobody else pays the lookup.
+                if iommu_group is not None and driver == "vfio-pci":
+                    vfio_noiommu = self._is_noiommu(fd, iommu_group)
+            acpi_index = ""
+            if "acpi_index" in present:
+                attr = "acpi_index"
+                acpi_index = (_read(fd, "acpi_index") or b"").decode(errors="replace").strip()
+            total_vfs: int | None = None
+            num_vfs = 0
+            if "sriov_totalvfs" in present:
+                attr = "sriov_totalvfs"
+                total_raw = _read(fd, "sriov_totalvfs")
+                if total_raw is not None:
+                    total_vfs = _parse_int(total_raw) or 0
+                    attr = "sriov_numvfs"
+                    num_vfs = _read_int(fd, "sriov_numvfs") or 0
+            # Netdevs come from the sys/class/net map built once per scan (one readlink
+            # each); the device's own net/ (virtioN/net/ for virtio-net) is listed only
+            # when the map has nothing for it (a tree without class/net links).
+            if not net_dirs and "net" in present:
+                attr = "net"
+                net_dirs = {name: f"net/{name}" for name in _list_dir(fd, "net")}
+            if not net_dirs and driver == "virtio-pci":
+                attr = "virtio*/net"
+                for sub in present:
+                    if sub.startswith("virtio") and sub[6:].isdigit():
+                        for name in _list_dir(fd, f"{sub}/net"):
+                            net_dirs[name] = f"{sub}/net/{name}"
+            netdevs = sorted(net_dirs)
+            uio: str | None = None
+            if "uio" in present:
+                attr = "uio"
+                uio = min(_list_dir(fd, "uio"), default=None)
+            vf_index: int | None = None
+            pf_netdev: str | None = None
+            if physfn is not None:
+                vf_index_map, pf_netdev = self._pf_info(fd, physfn, address)
+                vf_index = vf_index_map.get(address)
+            link_type = ""
+            if netdevs:
+                link_type = self._link_type(fd, netdevs[0], net_dirs[netdevs[0]]) or ""
+            if not link_type and pf_netdev is not None:
+                link_type = self._link_types.get(pf_netdev) or ""
+        except OSError as exc:
+            raise _Skip(_reason(attr, exc)) from exc
+
+        default_routes = self._default_routes
+        return PciFunction(
+            address=address,
+            vendor=vendor,
+            device=device,
+            class_code=class_code,
+            driver=driver,
+            numa_node=numa_node if numa_node is not None and numa_node >= 0 else None,
+            iommu_group=iommu_group,
+            vfio_noiommu=vfio_noiommu,
+            acpi_index=acpi_index,
+            physfn=physfn,
+            vf_index=vf_index,
+            total_vfs=total_vfs,
+            num_vfs=num_vfs,
+            netdevs=tuple(netdevs),
+            pf_netdev=pf_netdev,
+            link_type=link_type,
+            uio=uio,
+            default_route=bool(default_routes) and any(n in default_routes for n in netdevs),
+        )
+
+    # -- cached lookups --------------------------------------------------------------------
+
+    def _pf_info(
+        self, vf_fd: int, pf_address: str, vf_address: str
+    ) -> tuple[dict[str, int], str | None]:
+        """VF address → index from the PF's ``virtfnN`` links, and the PF's first ``net/`` entry.
+
+        Read once per PF, through the VF's ``physfn`` link. An unreadable PF logs a warning
+        and leaves its VFs without an index and PF name.
+        """
+        cached = self._pfs.get(pf_address)
+        if cached is not None:
+            return cached
+        vf_map: dict[str, int] = {}
+        pf_netdev: str | None = None
+        try:
+            pf_fd = os.open("physfn", _DIR_FLAGS, dir_fd=vf_fd)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:  # ENOENT: dangling physfn, the PF is not visible
+                log.warning("cannot open PF %s of %s: %s", pf_address, vf_address, exc.strerror,
+                            extra={"pci": vf_address})
+        else:
+            try:
+                for name in os.listdir(pf_fd):
+                    if name.startswith("virtfn") and name[6:].isdigit():
+                        try:
+                            vf_map[_basename(os.readlink(name, dir_fd=pf_fd))] = int(name[6:])
+                        except OSError as exc:  # one odd link does not hide the other VFs
+                            log.warning("PF %s: cannot read %s: %s", pf_address, name,
+                                        exc.strerror, extra={"pci": pf_address})
+                pf_netdevs = self._netdevs.get(pf_address) or {
+                    name: f"net/{name}" for name in _list_dir(pf_fd, "net")}
+                pf_netdev = min(pf_netdevs, default=None)
+                if pf_netdev is not None:
+                    self._link_type(pf_fd, pf_netdev, pf_netdevs[pf_netdev])
+            except OSError as exc:
+                log.warning("cannot read VFs of PF %s: %s", pf_address, exc.strerror,
+                            extra={"pci": pf_address})
+            finally:
+                os.close(pf_fd)
+        self._pfs[pf_address] = vf_map, pf_netdev
+        return vf_map, pf_netdev
+
+    def _link_type(self, fd: int, ifname: str, net_dir: str) -> str | None:
+        """Link type name of netdev ``ifname`` from its ``type`` file; None if unreadable.
+
+        ``net_dir`` is the netdev's directory relative to ``fd`` (``net/<ifname>``): the
+        file ``sys/class/net/<ifname>/type`` links to, without the symlink walk. The result
+        is cached per name, so a PF's type is read once for all its VFs.
+        """
+        if ifname in self._link_types:
+            return self._link_types[ifname]
+        try:
+            arphrd = _read_int(fd, f"{net_dir}/type")
+        except OSError:
+            arphrd = None
+        found = link_type_name(arphrd) if arphrd is not None else None
+        self._link_types[ifname] = found
+        return found
+
+    def _is_noiommu(self, fd: int, group: str) -> bool:
+        """``iommu_group/name`` == ``vfio-noiommu`` (the group vfio creates without an IOMMU)."""
+        cached = self._noiommu.get(group)
+        if cached is None:
+            try:
+                name = _read(fd, "iommu_group/name")
+            except OSError:
+                name = None
+            cached = name is not None and name.strip() == b"vfio-noiommu"
+            self._noiommu[group] = cached
+        return cached
+
+
+# -- small readers relative to a directory fd; None for a missing file ----------------------
+
+
+def _read(dir_fd: int, name: str) -> bytes | None:
+    try:
+        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
+def _parse_int(raw: bytes) -> int | None:
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def _read_int(dir_fd: int, name: str) -> int | None:
+    raw = _read(dir_fd, name)
+    return None if raw is None else _parse_int(raw)
+
+
+def _read_hex(dir_fd: int, name: str) -> int | None:
+    """``0x020000`` → 0x020000; None when missing or not hex."""
+    raw = _read(dir_fd, name)
+    if raw is None:
+        return None
+    try:
+        return int(raw, 16)
+    except ValueError:
+        return None
+
+
+def _read_id(dir_fd: int, name: str) -> str | None:
+    """``vendor``/``device`` file ``0x8086`` → ``"8086"``; None when missing or malformed."""
+    raw = _read(dir_fd, name)
+    if raw is None:
+        return None
+    m = _HEX4_RE.match(raw.strip())
+    return m[1].decode().lower() if m else None
+
+
+def _readlink_name(dir_fd: int, name: str) -> str | None:
+    """Basename of symlink ``name``'s target (dangling is fine); None when absent.
+
+    Raises:
+        OSError: EINVAL when ``name`` exists but is not a symlink.
+    """
+    try:
+        return _basename(os.readlink(name, dir_fd=dir_fd))
+    except FileNotFoundError:
+        return None
+
+
+def _list_dir(dir_fd: int, name: str) -> list[str]:
+    """Entries of subdirectory ``name``; ``[]`` when it does not exist."""
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return []
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
