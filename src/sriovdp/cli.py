@@ -63,7 +63,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sriovdp" if command == "run" else f"sriovdp {command}",
         description={
-            "run": "SR-IOV network device plugin daemon (Kubernetes device plugin API v1beta1).",
+            "run": "SR-IOV network device plugin daemon (Kubernetes device plugin API v1beta1). "
+                   "Tools: 'sriovdp discover', 'sriovdp validate', 'sriovdp demo' "
+                   "(each with --help).",
             "discover": "List the host's network and accelerator PCI functions and, for each "
                         "pool of the config, which devices joined and why the others did not.",
             "validate": "Check a config file; exit 0 if valid, 1 with every problem otherwise.",
@@ -104,14 +106,16 @@ def _parser(command: str) -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    # Absolute paths: gRPC reads "unix://dp/x.sock" as a host name, and the daemon's
+    # directory watches must not depend on the working directory.
     return Settings(
-        host=HostPaths(args.host_root),
-        config_file=args.config_file,
+        host=HostPaths(args.host_root.absolute()),
+        config_file=args.config_file.absolute(),
         resource_prefix=args.resource_prefix,
-        device_plugin_dir=args.device_plugin_dir,
-        plugins_registry_dir=args.plugins_registry_dir,
-        device_info_dir=args.device_info_dir,
-        cdi_dir=args.cdi_dir,
+        device_plugin_dir=args.device_plugin_dir.absolute(),
+        plugins_registry_dir=args.plugins_registry_dir.absolute(),
+        device_info_dir=args.device_info_dir.absolute(),
+        cdi_dir=args.cdi_dir.absolute(),
         use_cdi=args.use_cdi,
         resync_interval=args.resync_interval,
         health_address=args.health_address,

@@ -282,8 +282,8 @@ class Daemon:
             if not pool.devices:
                 misses = nearest_misses(verdicts[name])
                 hint = ", ".join(f"{v.address} ({v.reason})" for v in misses[:5]) or \
-                    "no eligible device on this host"
-                log.warning("pool %s is empty; nearest candidates rejected by: %s", name, hint,
+                    "no network or accelerator PCI function on this host"
+                log.warning("pool %s is empty; nearest candidates: %s", name, hint,
                             extra={"resource": name})
         for path, value in unmatched_identifiers(inventory, self.config.resources):
             log.warning("%s: %r matches no device on this host", path, value)

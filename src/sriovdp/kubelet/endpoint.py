@@ -184,7 +184,15 @@ class PluginEndpoint:
         try:
             while not self._stopping:
                 self._restart.clear()
-                await self._serve()
+                try:
+                    await self._serve()
+                except Exception as exc:  # bind failure: keep trying, never die silently
+                    log.error("%s: cannot serve on %s: %s; retrying in %.0f s",
+                              self.resource_name, self.socket_path, exc, self._max_backoff,
+                              extra={"resource": self.resource_name})
+                    await self._stop_server(grace=None)
+                    await self._wait_wakeup(self._max_backoff)
+                    continue
                 if self.dirs.mode is Mode.SOCKET:
                     await self._register_until_done()
                 else:

@@ -196,19 +196,21 @@ def explain(
 
 
 def _reason(fn: PciFunction, config: ResourceConfig, owner: Mapping[str, str]) -> str:
+    fields = [rejecting_field(s, fn) for s in config.selectors]
+    if fields and all(f is not None for f in fields):
+        return "; ".join(f"selectors[{i}].{f}" for i, f in enumerate(fields))
     not_eligible = eligibility(fn, config.kind)
     if not_eligible:
         return not_eligible
-    fields = [rejecting_field(s, fn) for s in config.selectors]
-    if any(f is None for f in fields):
-        other = owner.get(fn.address)
-        return f"taken by {other}" if other else "matches"
-    return "; ".join(f"selectors[{i}].{f}" for i, f in enumerate(fields))
+    other = owner.get(fn.address)
+    return f"taken by {other}" if other else "matches"
 
 
 def nearest_misses(verdicts: Iterable[Verdict]) -> list[Verdict]:
-    """The non-members rejected by a selector field (not by eligibility), for empty-pool hints."""
-    return [v for v in verdicts if not v.member and v.reason.startswith("selectors[")]
+    """Non-members for empty-pool hints: those that matched the selectors but were not
+    eligible or were taken first, then those a selector field rejected."""
+    out = [v for v in verdicts if not v.member]
+    return sorted(out, key=lambda v: v.reason.startswith("selectors["))
 
 
 def unmatched_identifiers(
