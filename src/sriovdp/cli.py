@@ -211,7 +211,9 @@ def _run(settings: Settings) -> int:
         raise HostError(f"{settings.host.pci_devices} does not exist (wrong --host-root?)")
 
     async def amain() -> None:
-        daemon = Daemon(settings, config)
+        from sriovdp.host.links import PyrouteLinkSource
+
+        daemon = Daemon(settings, config, links=PyrouteLinkSource())
         loop = asyncio.get_running_loop()
 
         def on_signal(sig: signal.Signals) -> None:

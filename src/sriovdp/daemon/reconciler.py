@@ -23,6 +23,7 @@ from sriovdp.daemon.http import serve_http
 from sriovdp.daemon.metrics import DaemonMetrics
 from sriovdp.daemon.settings import Settings
 from sriovdp.errors import ConfigError
+from sriovdp.host.links import LinkSource
 from sriovdp.host.sysfs import scan
 from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint
 from sriovdp.kubelet.feed import LatestValue
@@ -30,6 +31,7 @@ from sriovdp.kubelet.watch import watch_socket_dirs
 from sriovdp.model.config import Config
 from sriovdp.model.devices import HostFacts, Inventory
 from sriovdp.model.diff import diff
+from sriovdp.model.health import LinkChange, derive_health
 from sriovdp.model.pools import (
     ResourcePool,
     build_pools,
@@ -48,6 +50,7 @@ class Daemon:
         settings: resolved command-line settings.
         config: a valid config (the caller parsed it; a bad one never gets here).
         scanner: ``scan`` by default; takes the host paths and returns an inventory.
+        links: link-state source for device health (None: every device Healthy).
     """
 
     def __init__(
@@ -56,11 +59,14 @@ class Daemon:
         config: Config,
         *,
         scanner: Callable[..., Inventory] = scan,
+        links: LinkSource | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
         self.dirs = KubeletDirs.detect(settings.device_plugin_dir, settings.plugins_registry_dir)
         self._scanner = scanner
+        self.links = links
+        self._rescan = True
         self.inventory = Inventory()
         self.pools: dict[str, ResourcePool] = {}
         self.endpoints: dict[str, PluginEndpoint] = {}
@@ -70,6 +76,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self.passes = 0
         self.ready = asyncio.Event()
+        self._netdev_names: set[str] = set()
         self.metrics = DaemonMetrics()
         self.metrics.bind(self)
         self._config_bytes: bytes | None = None
@@ -77,8 +84,18 @@ class Daemon:
     # --- public controls --------------------------------------------------------------------
 
     def trigger(self, reason: str) -> None:
-        """Ask for a pass soon (coalesced with other triggers)."""
+        """Ask for a rescan of the host soon (coalesced with other triggers)."""
         log.debug("pass requested: %s", reason)
+        self._rescan = True
+        self._wake.set()
+
+    def _link_changed(self, change: LinkChange) -> None:
+        # Carrier changes only need health re-derived on the current inventory (fast path);
+        # a netdev appearing or vanishing, or lost events, may mean the host changed.
+        self.metrics.link_events += 1
+        known = change.ifname in self._netdev_names
+        if change.resync or change.state is None or not known:
+            self._rescan = True
         self._wake.set()
 
     def stop(self) -> None:
@@ -157,20 +174,40 @@ class Daemon:
                 name="config watch"))
         for address, routes in self._http_routes().items():
             helpers.append(asyncio.create_task(serve_http(address, routes), name=f"http {address}"))
+        if self.links is not None:
+            try:
+                await self.links.start()
+                helpers.append(asyncio.create_task(self._follow_links(), name="links"))
+            except Exception as exc:
+                log.warning("link health disabled: cannot read netlink link state: %s", exc)
+                self.links = None
         try:
             first = True
             while not self._stop.is_set():
                 self._wake.clear()
-                self.reconcile(first=first)
+                if self._rescan:
+                    self._rescan = False
+                    self.reconcile(first=first)
+                else:
+                    self._publish(self.inventory, first=False)
                 first = False
                 self.ready.set()
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._wake.wait(), self.settings.resync_interval)
+                except TimeoutError:
+                    self._rescan = True
         finally:
             await self._shutdown()
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            if self.links is not None:
+                await self.links.close()
+
+    async def _follow_links(self) -> None:
+        assert self.links is not None
+        async for change in self.links.events():
+            self._link_changed(change)
 
     def _socket_dirs(self) -> list[Path]:
         if self.dirs.mode == "watcher":
@@ -205,7 +242,7 @@ class Daemon:
         return routes
 
     def reconcile(self, *, first: bool = False) -> None:
-        """One pass: scan, build pools, diff, publish."""
+        """One pass: scan the host, then publish the pools it gives."""
         started = time.perf_counter()
         try:
             inventory = self._scanner(self.settings.host)
@@ -215,9 +252,17 @@ class Daemon:
         for skipped in inventory.skipped:
             log.log(logging.INFO if first else logging.DEBUG, "skipping %s: %s",
                     skipped.address, skipped.reason, extra={"pci": skipped.address})
-        pools = build_pools(inventory, self.config.resources,
-                            default_prefix=self.settings.resource_prefix)
+        self._netdev_names = {n for f in inventory.functions.values() for n in f.netdevs} | {
+            f.pf_netdev for f in inventory.functions.values() if f.pf_netdev}
+        self._publish(inventory, first=first)
         self.metrics.scan_duration.observe(time.perf_counter() - started)
+        log.debug("pass %d took %.1f ms", self.passes, (time.perf_counter() - started) * 1e3)
+
+    def _publish(self, inventory: Inventory, *, first: bool) -> None:
+        """Build pools from ``inventory`` and the current link health; diff and publish."""
+        health = derive_health(inventory, self.links.snapshot()) if self.links else {}
+        pools = build_pools(inventory, self.config.resources,
+                            default_prefix=self.settings.resource_prefix, health=health)
         self.inventory = inventory
         changes = diff(self.pools, pools)
         self.pools = pools
@@ -226,13 +271,14 @@ class Daemon:
             self._remove_endpoint(name)
         for name, pool in changes.updated.items():
             self._feeds[name].publish(pool)
-            log.info("%s: device list changed, %d devices", name, len(pool.devices),
+            log.info("%s: device list changed, %d devices (%d unhealthy)", name,
+                     len(pool.devices), sum(1 for d in pool.devices.values()
+                                            if d.health != "Healthy"),
                      extra={"resource": name})
-        for name, pool in changes.added.items():
+        for pool in changes.added.values():
             self._add_endpoint(pool)
         if first or changes.added:
             self._log_summary(inventory)
-        log.debug("pass %d took %.1f ms", self.passes, (time.perf_counter() - started) * 1e3)
 
     # --- endpoints --------------------------------------------------------------------------
 
