@@ -48,6 +48,44 @@ def link_type_name(arphrd: int) -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RdmaInfo:
+    """RDMA facets of a PCI function or auxiliary device.
+
+    Attributes:
+        devices: RDMA device names, sorted, e.g. ``("mlx5_0",)`` (``infiniband/`` subdirs).
+        char_devices: host paths of the RDMA char devices of those devices, in the Go
+            plugin's order per device (``ucm``, ``issm``, ``umad``, ``uverbs``) then
+            ``/dev/infiniband/rdma_cm`` if it exists, e.g. ``("/dev/infiniband/issm0",
+            "/dev/infiniband/umad0", "/dev/infiniband/uverbs0", "/dev/infiniband/rdma_cm")``;
+            from ``sys/class/infiniband_{cm,mad,verbs}/*/ibdev``. No duplicates.
+    """
+
+    devices: tuple[str, ...] = ()
+    char_devices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VdpaInfo:
+    """A vDPA device on a PCI function.
+
+    Attributes:
+        name: the vDPA device, e.g. ``"vdpa0"`` (``sys/bus/vdpa/devices/<name>``).
+        driver: bound vDPA bus driver, e.g. ``"vhost_vdpa"``, ``"virtio_vdpa"``; None if unbound.
+        vhost_path: ``/dev/vhost-vdpa-N`` for vhost_vdpa (first ``vhost-vdpa*`` child dir);
+            None otherwise.
+    """
+
+    name: str
+    driver: str | None = None
+    vhost_path: str | None = None
+
+    @property
+    def type(self) -> str:
+        """``"vhost"``, ``"virtio"`` or ``"invalid"`` (unbound or another driver)."""
+        return {"vhost_vdpa": "vhost", "virtio_vdpa": "virtio"}.get(self.driver or "", "invalid")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PciFunction:
     """One PCI function (PF, VF, plain NIC or accelerator) under ``sys/bus/pci/devices``.
 
@@ -72,6 +110,14 @@ class PciFunction:
         uio: first entry of ``uio/``, e.g. ``"uio0"``; None without one.
         default_route: True when one of the netdevs carries an IPv4/IPv6 default route
             (``/proc/net/route``, ``/proc/net/ipv6_route``).
+        rdma: RDMA devices of the function (``infiniband/`` subdirs) and their char devices;
+            None when the function has none.
+        vdpa: the function's vDPA device (a ``vdpaN`` child under ``sys/bus/vdpa/devices``);
+            None without one.
+        pkey: InfiniBand default pkey (``infiniband/<dev>/ports/1/pkeys/0``, e.g. ``"0x7fff"``),
+            read only when ``link_type`` is ``infiniband``; None otherwise.
+        ddp_profile: running DDP package name (Intel 700/800), e.g. ``"ICE COMMS Package"``;
+            filled only when a selector asks for ``ddpProfiles``; None when unknown.
     """
 
     address: str
@@ -92,6 +138,10 @@ class PciFunction:
     link_type: str = ""
     uio: str | None = None
     default_route: bool = False
+    rdma: RdmaInfo | None = None
+    vdpa: VdpaInfo | None = None
+    pkey: str | None = None
+    ddp_profile: str | None = None
 
     @property
     def base_class(self) -> int:
@@ -111,6 +161,42 @@ class PciFunction:
     def netdev(self) -> str | None:
         """The function's own netdev (first of ``netdevs``), or None."""
         return self.netdevs[0] if self.netdevs else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuxFunction:
+    """An auxiliary network device (a Mellanox sub-function), ``sys/bus/auxiliary/devices/<name>``.
+
+    Attributes:
+        name: the auxiliary device name and the kubelet's device id, e.g. ``"mlx5_core.sf.4"``.
+        aux_type: middle part of ``<driver>.<type>.<id>``, e.g. ``"sf"``.
+        parent: the parent PCI function (vendor, device, driver, NUMA node come from it).
+        pf_address: PF PCI address (the ``rootDevices`` key), e.g. ``"0000:3b:00.0"``.
+        pf_netdev: the PF's netdev (uplink), e.g. ``"enp59s0f0np0"`` (the ``pfNames`` key).
+        sf_num: ``sfnum`` file, the SF number the ``#`` ranges select on.
+        netdevs: the SF's netdevs (``net/``), sorted.
+        link_type: link type of the SF's netdev, else of the PF's netdev; ``""`` if neither.
+        rdma: RDMA devices of the SF (``infiniband/``); None without.
+    """
+
+    name: str
+    aux_type: str
+    parent: PciFunction
+    pf_address: str
+    pf_netdev: str | None = None
+    sf_num: int
+    netdevs: tuple[str, ...] = ()
+    link_type: str = ""
+    rdma: RdmaInfo | None = None
+
+    @property
+    def address(self) -> str:
+        """The device id (the aux name), so pools treat aux and PCI functions alike."""
+        return self.name
+
+    @property
+    def numa_node(self) -> int | None:
+        return self.parent.numa_node
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,5 +220,7 @@ class Inventory:
     """One scan of the host: immutable, keyed by PCI address in address order."""
 
     functions: Mapping[str, PciFunction] = field(default_factory=dict)
+    aux: Mapping[str, AuxFunction] = field(default_factory=dict)
+    """Auxiliary devices (SFs) by name, in name order."""
     skipped: tuple[SkippedFunction, ...] = ()
     facts: HostFacts = HostFacts()
