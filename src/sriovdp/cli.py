@@ -84,6 +84,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
                    default=defaults.DEFAULT_PLUGINS_REGISTRY_DIR)
     p.add_argument("--device-info-dir", type=Path, default=defaults.DEFAULT_DEVICE_INFO_DIR)
     p.add_argument("--cdi-dir", type=Path, default=defaults.DEFAULT_CDI_DIR)
+    p.add_argument("--pod-resources-socket", type=Path,
+                   default=Path("/var/lib/kubelet/pod-resources/kubelet.sock"),
+                   help="kubelet pod resources API, asked whether vanished devices are in use")
     p.add_argument("--resync-interval", type=float, default=30.0,
                    help="seconds between full rescans; default %(default)s")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -116,6 +119,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         plugins_registry_dir=args.plugins_registry_dir.absolute(),
         device_info_dir=args.device_info_dir.absolute(),
         cdi_dir=args.cdi_dir.absolute(),
+        pod_resources_socket=args.pod_resources_socket.absolute(),
         use_cdi=args.use_cdi,
         resync_interval=args.resync_interval,
         health_address=args.health_address,

@@ -124,12 +124,42 @@ async def test_new_vfs_are_advertised_when_sriov_numvfs_is_raised_and_the_host_r
         await kubelet.wait_for(NET, lambda d: set(d) == ALL_NET)
         host.set_numvfs("0000:3b:00.0", 0)  # as the kernel wants: 0 first, then the new count
         daemon.trigger("test: VFs removed")
-        await kubelet.wait_for(NET, lambda d: d == {}, timeout=3)
-        await kubelet.wait_for(DPDK, lambda d: d == {}, timeout=3)
+        # vanished VFs are not dropped silently: they stay, Unhealthy, until a resync
+        await kubelet.wait_for(NET, lambda d: set(d) == ALL_NET and not any(
+            x.healthy for x in d.values()), timeout=3)
+        await kubelet.wait_capacity(DPDK, (4, 0), timeout=3)
         host.set_numvfs("0000:3b:00.0", 10)
         daemon.trigger("test: VFs created")
-        devs = await kubelet.wait_for(NET, lambda d: len(d) == 10, timeout=3)
+        devs = await kubelet.wait_for(NET, lambda d: len(d) == 10 and all(
+            x.healthy for x in d.values()), timeout=3)
         assert {"0000:3b:03.0", "0000:3b:03.1"} <= set(devs)
+        await kubelet.wait_for(DPDK, lambda d: d == {}, timeout=3)  # all 10 VFs are iavf now
+
+
+async def test_vanished_vfs_go_unhealthy_then_leave_unless_assigned_when_the_pf_is_removed(
+    workdir: Path, host: FakeHost
+) -> None:
+    base = settings_for(workdir, host)
+    settings = Settings(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
+                           "resync_interval": 0.3,
+                           "pod_resources_socket": workdir / "pr" / "kubelet.sock"})
+    write(settings.config_file, CONFIG)
+    async with KubeletEmulator(settings.device_plugin_dir,
+                               pod_resources_socket=settings.pod_resources_socket) as kubelet, \
+            running(settings, CONFIG) as daemon:
+        await kubelet.wait_for(DPDK, lambda d: set(d) == ALL_DPDK)
+        admitted = await kubelet.admit(DPDK, 1, pod="busy")
+        (in_use,) = admitted.device_ids
+        host.remove("0000:3b:00.0")  # the PF and its VFs are gone from the host
+        daemon.trigger("test: PF removed")
+        await kubelet.wait_capacity(DPDK, (4, 0), timeout=3)
+        await kubelet.wait_capacity(NET, (4, 0), timeout=3)
+        # after the next periodic resync only the device assigned to a pod remains
+        devs = await kubelet.wait_for(DPDK, lambda d: set(d) == {in_use}, timeout=5)
+        assert not devs[in_use].healthy
+        await kubelet.wait_for(NET, lambda d: d == {}, timeout=5)
+        kubelet.release("busy")
+        await kubelet.wait_for(DPDK, lambda d: d == {}, timeout=5)
 
 
 async def test_rebound_vf_moves_from_the_netdev_pool_to_the_vfio_pool_on_rescan(

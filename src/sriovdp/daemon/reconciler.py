@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from sriovdp.daemon.configfile import load_config
@@ -27,12 +28,15 @@ from sriovdp.host.links import LinkSource
 from sriovdp.host.sysfs import scan
 from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint
 from sriovdp.kubelet.feed import LatestValue
+from sriovdp.kubelet.podresources import assigned_devices
 from sriovdp.kubelet.watch import watch_socket_dirs
 from sriovdp.model.config import Config
 from sriovdp.model.devices import HostFacts, Inventory
 from sriovdp.model.diff import diff
 from sriovdp.model.health import LinkChange, derive_health
 from sriovdp.model.pools import (
+    UNHEALTHY,
+    PoolDevice,
     ResourcePool,
     build_pools,
     explain,
@@ -67,6 +71,10 @@ class Daemon:
         self._scanner = scanner
         self.links = links
         self._rescan = True
+        self._periodic = False
+        self._ghosts: dict[str, dict[str, tuple[PoolDevice, int]]] = {}
+        self._assigned: dict[str, set[str]] | None = None
+        self._handed_out: dict[str, set[str]] = {}
         self.inventory = Inventory()
         self.pools: dict[str, ResourcePool] = {}
         self.endpoints: dict[str, PluginEndpoint] = {}
@@ -144,6 +152,7 @@ class Daemon:
         """Hook of every Allocate container request (metrics)."""
         if ok:
             self.metrics.allocations[pool.resource_name] += len(ids)
+            self._handed_out.setdefault(pool.resource_name, set()).update(ids)
         else:
             self.metrics.allocate_errors[pool.resource_name] += 1
 
@@ -186,8 +195,11 @@ class Daemon:
             while not self._stop.is_set():
                 self._wake.clear()
                 if self._rescan:
-                    self._rescan = False
-                    self.reconcile(first=first)
+                    periodic, self._rescan, self._periodic = self._periodic, False, False
+                    if periodic and self._ghosts:
+                        self._assigned = await assigned_devices(
+                            self.settings.pod_resources_socket)
+                    self.reconcile(first=first, periodic=periodic)
                 else:
                     self._publish(self.inventory, first=False)
                 first = False
@@ -195,7 +207,7 @@ class Daemon:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.settings.resync_interval)
                 except TimeoutError:
-                    self._rescan = True
+                    self._rescan = self._periodic = True
         finally:
             await self._shutdown()
             for task in helpers:
@@ -241,7 +253,7 @@ class Daemon:
             routes.setdefault(self.settings.metrics_address, {})["/metrics"] = metrics
         return routes
 
-    def reconcile(self, *, first: bool = False) -> None:
+    def reconcile(self, *, first: bool = False, periodic: bool = False) -> None:
         """One pass: scan the host, then publish the pools it gives."""
         started = time.perf_counter()
         try:
@@ -254,15 +266,16 @@ class Daemon:
                     skipped.address, skipped.reason, extra={"pci": skipped.address})
         self._netdev_names = {n for f in inventory.functions.values() for n in f.netdevs} | {
             f.pf_netdev for f in inventory.functions.values() if f.pf_netdev}
-        self._publish(inventory, first=first)
+        self._publish(inventory, first=first, periodic=periodic)
         self.metrics.scan_duration.observe(time.perf_counter() - started)
         log.debug("pass %d took %.1f ms", self.passes, (time.perf_counter() - started) * 1e3)
 
-    def _publish(self, inventory: Inventory, *, first: bool) -> None:
+    def _publish(self, inventory: Inventory, *, first: bool, periodic: bool = False) -> None:
         """Build pools from ``inventory`` and the current link health; diff and publish."""
         health = derive_health(inventory, self.links.snapshot()) if self.links else {}
         pools = build_pools(inventory, self.config.resources,
                             default_prefix=self.settings.resource_prefix, health=health)
+        pools = self._keep_vanished(inventory, pools, periodic=periodic)
         self.inventory = inventory
         changes = diff(self.pools, pools)
         self.pools = pools
@@ -279,6 +292,46 @@ class Daemon:
             self._add_endpoint(pool)
         if first or changes.added:
             self._log_summary(inventory)
+
+    def _keep_vanished(self, inventory: Inventory, pools: dict[str, ResourcePool], *,
+                       periodic: bool) -> dict[str, ResourcePool]:
+        """Keep devices that vanished from the host in their pool, ``Unhealthy``.
+
+        A vanished device is never dropped silently: the kubelet may have it assigned to a
+        running pod. It stays Unhealthy until a periodic resync after the one that saw it go,
+        and longer while the pod resources API (or, if that cannot be reached, our own
+        allocation record) says it is assigned.
+        """
+        present = {dev_id for pool in pools.values() for dev_id in pool.devices}
+        on_host = inventory.functions.keys() | inventory.aux.keys()
+        for name, old in self.pools.items():
+            if name not in pools:
+                continue
+            ghosts = self._ghosts.setdefault(name, {})
+            for dev_id, dev in old.devices.items():
+                if dev_id not in present and dev_id not in on_host and dev_id not in ghosts:
+                    ghosts[dev_id] = (replace(dev, health=UNHEALTHY), self.passes)
+                    log.warning("%s vanished from the host; reported Unhealthy", dev_id,
+                                extra={"pci": dev_id, "resource": name})
+        for name in list(self._ghosts):
+            ghosts = self._ghosts[name]
+            if name not in pools:
+                del self._ghosts[name]
+                continue
+            assigned = (self._assigned if self._assigned is not None
+                        else self._handed_out).get(name, set())
+            for dev_id, (_, seen) in list(ghosts.items()):
+                if dev_id in present or dev_id in on_host:
+                    del ghosts[dev_id]
+                elif periodic and seen < self.passes and dev_id not in assigned:
+                    del ghosts[dev_id]
+                    log.info("%s is gone and not assigned to a pod; removed from %s", dev_id,
+                             name, extra={"pci": dev_id, "resource": name})
+            if ghosts:
+                pool = pools[name]
+                devices = {**pool.devices, **{k: d for k, (d, _) in ghosts.items()}}
+                pools[name] = replace(pool, devices={k: devices[k] for k in sorted(devices)})
+        return pools
 
     # --- endpoints --------------------------------------------------------------------------
 

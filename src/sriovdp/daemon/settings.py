@@ -32,6 +32,8 @@ class Settings:
         health_address: ``[host]:port`` for ``/healthz`` and ``/readyz``; "" = off.
         metrics_address: ``[host]:port`` for Prometheus ``/metrics``; "" = off.
         watch_config: reload the config file when it changes (and on SIGHUP).
+        pod_resources_socket: the kubelet's pod resources API, asked which vanished devices
+            are still assigned to pods.
     """
 
     host: HostPaths = HostPaths(Path("/"))
@@ -46,3 +48,4 @@ class Settings:
     health_address: str = ""
     metrics_address: str = ""
     watch_config: bool = True
+    pod_resources_socket: Path = Path("/var/lib/kubelet/pod-resources/kubelet.sock")

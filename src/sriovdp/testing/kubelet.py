@@ -65,6 +65,8 @@ from sriovdp.kubelet.api import (
     deviceplugin_pb2_grpc,
     pluginregistration_pb2,
     pluginregistration_pb2_grpc,
+    podresources_pb2,
+    podresources_pb2_grpc,
 )
 
 __all__ = [
@@ -339,6 +341,30 @@ class _Endpoint:
         return f"endpoint {self.resource} ({self.socket_path}) has been stopped"
 
 
+class _PodResourcesServicer(podresources_pb2_grpc.PodResourcesListerServicer):
+    """``v1.PodResourcesLister/List`` from the emulator's allocations (one entry per device)."""
+
+    def __init__(self, emulator: KubeletEmulator) -> None:
+        self._emulator = emulator
+
+    async def List(  # noqa: N802 (gRPC method name)
+        self, request: podresources_pb2.ListPodResourcesRequest, context: Any
+    ) -> podresources_pb2.ListPodResourcesResponse:
+        pods: dict[str, dict[str, list[podresources_pb2.ContainerDevices]]] = {}
+        for allocation in self._emulator.allocations():
+            containers = pods.setdefault(allocation.pod, {})
+            devices = containers.setdefault(allocation.container, [])
+            for device_id in allocation.device_ids:
+                devices.append(podresources_pb2.ContainerDevices(
+                    resource_name=allocation.resource, device_ids=[device_id]))
+        return podresources_pb2.ListPodResourcesResponse(pod_resources=[
+            podresources_pb2.PodResources(name=pod, namespace="default", containers=[
+                podresources_pb2.ContainerResources(name=c, devices=d)
+                for c, d in sorted(containers.items())])
+            for pod, containers in sorted(pods.items())
+        ])
+
+
 class _RejectedError(Exception):
     """A kubelet-side failure inside the emulator; ``str()`` is the kubelet's text."""
 
@@ -415,6 +441,7 @@ class KubeletEmulator:
         clock: EmulatorClock | None = None,
         watcher_retry: float = 0.5,
         deprecation_file: bool = False,
+        pod_resources_socket: Path | None = None,
     ) -> None:
         if watcher and plugins_registry_dir is None:
             raise ValueError("watcher mode needs plugins_registry_dir")
@@ -428,6 +455,8 @@ class KubeletEmulator:
         self.clock = clock if clock is not None else EmulatorClock()
         self.watcher_retry = watcher_retry
         self.deprecation_file = deprecation_file
+        self.pod_resources_socket = pod_resources_socket
+        """Where ``v1.PodResourcesLister/List`` is served (kubelet-protocol §10); None: not."""
 
         self.registrations: list[Registration] = []
         """Every registration attempt, in order (socket and watcher mode)."""
@@ -521,6 +550,14 @@ class KubeletEmulator:
             _RegistrationServicer(self), server
         )
         server.add_insecure_port(f"unix:{self.kubelet_socket}")
+        if self.pod_resources_socket is not None:
+            self.pod_resources_socket.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                self.pod_resources_socket.unlink()
+            podresources_pb2_grpc.add_PodResourcesListerServicer_to_server(  # type: ignore[no-untyped-call]
+                _PodResourcesServicer(self), server
+            )
+            server.add_insecure_port(f"unix:{self.pod_resources_socket}")
         await server.start()
         self._server = server
         if self.watcher:
