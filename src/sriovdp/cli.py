@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,6 +28,9 @@ from sriovdp.logconfig import setup_logging
 from sriovdp.model.config import DEFAULT_PREFIX, Config
 
 log = logging.getLogger("sriovdp")
+# grpc core logs connection chatter (GOAWAY on every kubelet restart) at INFO on stderr;
+# keep only its errors unless the operator asks for more.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 COMMANDS = ("run", "discover", "validate", "demo")
 _BOOL_FLAGS = {"use-cdi", "logtostderr", "alsologtostderr"}

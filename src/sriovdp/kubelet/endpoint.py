@@ -225,10 +225,10 @@ class PluginEndpoint:
                                             self._registration_status),
                 server,
             )
-        server.add_insecure_port(f"unix://{self.socket_path}")
-        await server.start()
-        self._server, self._servicer = server, servicer
+        server.add_insecure_port(f"unix://{self.socket_path}")  # binds: the file exists now
         self._inode = self._current_inode(self.socket_path)
+        self._server, self._servicer = server, servicer
+        await server.start()
         log.info("starting %s device plugin endpoint at: %s (%s mode)", self.resource_name,
                  self.socket_path, self.dirs.mode, extra={"resource": self.resource_name})
 
@@ -256,7 +256,14 @@ class PluginEndpoint:
                     waiting_logged = True
                 await self._wait_wakeup(None)
                 continue
-            error = await self._register_once()
+            if self._inode is None or self._current_inode(self.socket_path) != self._inode:
+                # The kubelet's start-up cleanup removed the socket we serve on: registering
+                # now would make it dial a path that no longer leads to us.
+                self.request_restart(f"socket {self.socket_path} is gone")
+                return
+            error = await self._register_or_restart()
+            if error is None and self._restart.is_set():
+                return
             if error is None:
                 self._registered_kubelet_inode = kubelet_inode
                 self.registrations += 1
@@ -269,6 +276,20 @@ class PluginEndpoint:
                         error, backoff, extra={"resource": self.resource_name})
             await self._wait_wakeup(backoff)
             backoff = min(backoff * 2, self._max_backoff)
+
+    async def _register_or_restart(self) -> str | None:
+        """Register, but give up at once when a restart is requested meanwhile."""
+        call = asyncio.ensure_future(self._register_once())
+        restart = asyncio.ensure_future(self._restart.wait())
+        try:
+            await asyncio.wait({call, restart}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            restart.cancel()
+        if not call.done():
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
+            return None
+        return call.result()
 
     async def _register_once(self) -> str | None:
         request = pb.RegisterRequest(

@@ -1,0 +1,78 @@
+"""Shared set-up of the end-to-end benches: a scaled FakeHost (8 PFs x 256 VFs on tmpfs,
+8 pools, one per PF), the KubeletEmulator, and the daemon, in one process over real unix
+sockets. Benches print figures; they assert nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import statistics
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sriovdp.daemon.reconciler import Daemon
+from sriovdp.daemon.settings import Settings
+from sriovdp.host.links import LinkSource
+from sriovdp.model.config import parse_config
+from sriovdp.testing.fakehost import FakeHost
+from sriovdp.testing.kubelet import KubeletEmulator
+
+PFS = 8
+
+
+def summary(samples: list[float]) -> str:
+    """``median X ms  p99 Y ms  max Z ms (n=N)`` of samples in seconds."""
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return (f"median {statistics.median(ordered) * 1e3:7.2f} ms  p99 {p99 * 1e3:7.2f} ms  "
+            f"max {ordered[-1] * 1e3:7.2f} ms  (n={len(ordered)})")
+
+
+def pool_names() -> list[str]:
+    return [f"intel.com/pf{i}" for i in range(PFS)]
+
+
+@dataclass
+class Rig:
+    host: FakeHost
+    settings: Settings
+    kubelet: KubeletEmulator
+    daemon: Daemon
+
+
+@contextlib.asynccontextmanager
+async def rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
+              resync_interval: float = 30.0) -> AsyncIterator[Rig]:
+    """A running daemon on a scaled host, registered with the emulator (all pools streaming)."""
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    work = Path(tempfile.mkdtemp(prefix="sdpb-", dir=shm))
+    sock_dir = Path(tempfile.mkdtemp(prefix="sdpb-", dir="/tmp"))  # short unix socket paths
+    try:
+        host = FakeHost.scaled(work / "host", pfs=PFS, vfs_per_pf=vfs_per_pf)
+        config = {"resourceList": [{"resourceName": f"pf{i}",
+                                    "selectors": [{"pfNames": [f"ens{i}f0"]}]}
+                                   for i in range(PFS)]}
+        (work / "config.json").write_text(json.dumps(config))
+        settings = Settings(host=host.paths, config_file=work / "config.json",
+                            device_plugin_dir=sock_dir / "dp",
+                            plugins_registry_dir=sock_dir / "none",
+                            pod_resources_socket=sock_dir / "pr.sock",
+                            resync_interval=resync_interval)
+        settings.device_plugin_dir.mkdir()
+        daemon = Daemon(settings, parse_config(json.dumps(config)), links=links)
+        async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
+            task = asyncio.create_task(daemon.run())
+            try:
+                for name in pool_names():
+                    await kubelet.wait_capacity(name, (vfs_per_pf, vfs_per_pf), timeout=30)
+                yield Rig(host, settings, kubelet, daemon)
+            finally:
+                daemon.stop()
+                await asyncio.wait_for(task, 30)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(sock_dir, ignore_errors=True)
