@@ -35,6 +35,7 @@ from sriovdp.model.devices import HostFacts, Inventory
 from sriovdp.model.diff import diff
 from sriovdp.model.health import LinkChange, derive_health
 from sriovdp.model.pools import (
+    HEALTHY,
     UNHEALTHY,
     PoolDevice,
     ResourcePool,
@@ -72,6 +73,8 @@ class Daemon:
         self.links = links
         self._rescan = True
         self._periodic = False
+        self._health_dirty = False
+        self._seen_links: set[str] = set()
         self._ghosts: dict[str, dict[str, tuple[PoolDevice, int]]] = {}
         self._assigned: dict[str, set[str]] | None = None
         self._handed_out: dict[str, set[str]] = {}
@@ -98,12 +101,22 @@ class Daemon:
         self._wake.set()
 
     def _link_changed(self, change: LinkChange) -> None:
-        # Carrier changes only need health re-derived on the current inventory (fast path);
-        # a netdev appearing or vanishing, or lost events, may mean the host changed.
+        # A carrier/operstate change of a link already seen only needs health re-derived on
+        # the current inventory (fast path, no rescan). A link appearing (a new VF netdev),
+        # one of our netdevs vanishing (moved into a pod, unbound) or lost events may mean
+        # the host changed: rescan.
         self.metrics.link_events += 1
-        known = change.ifname in self._netdev_names
-        if change.resync or change.state is None or not known:
+        if change.resync:
+            self._seen_links = set(self.links.snapshot()) if self.links else set()
             self._rescan = True
+        elif change.state is None:
+            self._seen_links.discard(change.ifname)
+            if change.ifname in self._netdev_names:
+                self._rescan = True
+        elif change.ifname not in self._seen_links:
+            self._seen_links.add(change.ifname)
+            self._rescan = True
+        self._health_dirty = True
         self._wake.set()
 
     def stop(self) -> None:
@@ -186,6 +199,7 @@ class Daemon:
         if self.links is not None:
             try:
                 await self.links.start()
+                self._seen_links = set(self.links.snapshot())
                 helpers.append(asyncio.create_task(self._follow_links(), name="links"))
             except Exception as exc:
                 log.warning("link health disabled: cannot read netlink link state: %s", exc)
@@ -194,14 +208,15 @@ class Daemon:
             first = True
             while not self._stop.is_set():
                 self._wake.clear()
+                if self._health_dirty and not first:
+                    self._health_dirty = False
+                    self._publish_health()
                 if self._rescan:
                     periodic, self._rescan, self._periodic = self._periodic, False, False
                     if periodic and self._ghosts:
                         self._assigned = await assigned_devices(
                             self.settings.pod_resources_socket)
-                    self.reconcile(first=first, periodic=periodic)
-                else:
-                    self._publish(self.inventory, first=False)
+                    await self.reconcile(first=first, periodic=periodic)
                 first = False
                 self.ready.set()
                 try:
@@ -253,11 +268,15 @@ class Daemon:
             routes.setdefault(self.settings.metrics_address, {})["/metrics"] = metrics
         return routes
 
-    def reconcile(self, *, first: bool = False, periodic: bool = False) -> None:
-        """One pass: scan the host, then publish the pools it gives."""
+    async def reconcile(self, *, first: bool = False, periodic: bool = False) -> None:
+        """One pass: scan the host, then publish the pools it gives.
+
+        The scan runs in a worker thread, so link events, gRPC calls and GetInfo keep being
+        answered while a large host is read.
+        """
         started = time.perf_counter()
         try:
-            inventory = self._scanner(self.settings.host)
+            inventory = await asyncio.to_thread(self._scanner, self.settings.host)
         except Exception as exc:  # a broken host read must not kill the daemon
             log.error("host scan failed, keeping the previous view: %s", exc)
             return
@@ -292,6 +311,28 @@ class Daemon:
             self._add_endpoint(pool)
         if first or changes.added:
             self._log_summary(inventory)
+
+    def _publish_health(self) -> None:
+        """Fast path for link events: re-derive health on the current inventory and push
+        only the pools in which some device changed health (no rescan, no pool rebuild)."""
+        if self.links is None:
+            return
+        health = derive_health(self.inventory, self.links.snapshot())
+        for name, pool in list(self.pools.items()):
+            ghosts = self._ghosts.get(name, {})
+            changed = {
+                dev_id: replace(dev, health=health.get(dev_id, HEALTHY))
+                for dev_id, dev in pool.devices.items()
+                if dev_id not in ghosts and dev.health != health.get(dev_id, HEALTHY)
+            }
+            if not changed:
+                continue
+            new = replace(pool, devices={**pool.devices, **changed})
+            self.pools[name] = new
+            self._feeds[name].publish(new)
+            bad = sum(1 for d in new.devices.values() if d.health != HEALTHY)
+            log.info("%s: link change, %d of %d devices unhealthy", name, bad, len(new.devices),
+                     extra={"resource": name})
 
     def _keep_vanished(self, inventory: Inventory, pools: dict[str, ResourcePool], *,
                        periodic: bool) -> dict[str, ResourcePool]:

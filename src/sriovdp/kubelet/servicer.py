@@ -36,17 +36,27 @@ OPTIONS = pb.DevicePluginOptions(pre_start_required=False, get_preferred_allocat
 """What we tell the kubelet, both in ``RegisterRequest.options`` and GetDevicePluginOptions."""
 
 
+_DEVICE_CACHE: dict[tuple[str, str, int | None], pb.Device] = {}
+
+
+def _device_message(dev_id: str, health: str, numa_node: int | None) -> pb.Device:
+    # A health flip of 256 VFs rebuilds the whole list; building protobuf messages is the
+    # costly part (~4 us each), so messages are kept per (id, health, node) and reused.
+    key = (dev_id, health, numa_node)
+    message = _DEVICE_CACHE.get(key)
+    if message is None:
+        if len(_DEVICE_CACHE) > 65536:
+            _DEVICE_CACHE.clear()
+        topology = (pb.TopologyInfo(nodes=[pb.NUMANode(ID=numa_node)])
+                    if numa_node is not None else None)
+        message = _DEVICE_CACHE[key] = pb.Device(ID=dev_id, health=health, topology=topology)
+    return message
+
+
 def list_and_watch_response(pool: ResourcePool) -> pb.ListAndWatchResponse:
     """The full device list of a pool: ID, health and NUMA topology (unless unknown/excluded)."""
-    devices = []
-    for dev in pool.devices.values():
-        topology = (
-            pb.TopologyInfo(nodes=[pb.NUMANode(ID=dev.numa_node)])
-            if dev.numa_node is not None
-            else None
-        )
-        devices.append(pb.Device(ID=dev.id, health=dev.health, topology=topology))
-    return pb.ListAndWatchResponse(devices=devices)
+    return pb.ListAndWatchResponse(devices=[
+        _device_message(dev.id, dev.health, dev.numa_node) for dev in pool.devices.values()])
 
 
 def container_response(alloc: ContainerAllocation) -> pb.ContainerAllocateResponse:

@@ -1516,8 +1516,8 @@ class KubeletEmulator:
         }
         fd, tmp = tempfile.mkstemp(prefix=f".{CHECKPOINT_FILE_NAME}", dir=self.device_plugin_dir)
         try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(json.dumps(data, separators=(",", ":")).encode())
             os.replace(tmp, self.checkpoint_path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
