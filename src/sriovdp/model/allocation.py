@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sriovdp.errors import AllocationError
-from sriovdp.model.devices import HostFacts
+from sriovdp.model.devices import AuxFunction, HostFacts, PciFunction, VdpaInfo
 from sriovdp.model.pools import PoolDevice, ResourcePool
 
 UIO_DRIVERS = frozenset({"uio", "igb_uio", "uio_pci_generic"})
@@ -56,64 +56,153 @@ class ContainerAllocation:
     cdi_devices: tuple[str, ...] = ()
 
 
-def _vfio_paths(dev: PoolDevice) -> tuple[str, str] | None:
-    """(container path, host path) of the device's VFIO group node, or None without a group."""
-    group = dev.function.iommu_group
+@dataclass(frozen=True, slots=True)
+class ProviderOutput:
+    """What one info provider contributes for one device.
+
+    Attributes:
+        name: the provider's key in ``_INFO``, e.g. ``"vfio"``.
+        info: its ``_INFO`` map (possibly empty: the key is still present, as in Go).
+        specs: its device nodes, in order.
+    """
+
+    name: str
+    info: dict[str, str]
+    specs: tuple[DeviceSpec, ...] = ()
+
+
+def _pci(fn: PciFunction | AuxFunction) -> PciFunction:
+    """The PCI function whose driver decides the vfio/uio provider (an SF's parent)."""
+    return fn.parent if isinstance(fn, AuxFunction) else fn
+
+
+def _extra_key(dev: PoolDevice) -> str:
+    # Go quirk kept on purpose: an aux device's additionalInfo key is its parent's PCI
+    # address, not the SF name, so {"0000:3b:00.0": {...}} reaches every SF of that PF.
+    fn = dev.function
+    return fn.parent.address if isinstance(fn, AuxFunction) else dev.id
+
+
+def _vfio_paths(fn: PciFunction) -> tuple[str, str] | None:
+    """(container path, host path) of the function's VFIO group node, or None without a group."""
+    group = fn.iommu_group
     if group is None:
         return None
-    host = f"/dev/vfio/noiommu-{group}" if dev.function.vfio_noiommu else f"/dev/vfio/{group}"
+    host = f"/dev/vfio/noiommu-{group}" if fn.vfio_noiommu else f"/dev/vfio/{group}"
     return f"/dev/vfio/{group}", host
 
 
-def device_specs(dev: PoolDevice, facts: HostFacts) -> list[DeviceSpec]:
-    """Device nodes of one device, in provider order (vfio/uio, then vhost-net)."""
-    specs: list[DeviceSpec] = []
-    driver = dev.function.driver
-    if driver == VFIO_DRIVER:
-        specs.append(DeviceSpec("/dev/vfio/vfio", "/dev/vfio/vfio"))
-        group = _vfio_paths(dev)
+def _driver_provider(fn: PciFunction) -> ProviderOutput | None:
+    if fn.driver == VFIO_DRIVER:
+        info = {"mount": "/dev/vfio/vfio"}
+        specs = [DeviceSpec("/dev/vfio/vfio", "/dev/vfio/vfio")]
+        group = _vfio_paths(fn)
         if group:
+            info["dev-mount"] = group[0]
             specs.append(DeviceSpec(group[0], group[1]))
-    elif driver in UIO_DRIVERS and dev.function.uio:
-        node = f"/dev/{dev.function.uio}"
-        specs.append(DeviceSpec(node, node))
+        return ProviderOutput("vfio", info, tuple(specs))
+    if fn.driver in UIO_DRIVERS:
+        if not fn.uio:
+            return ProviderOutput("uio", {})
+        node = f"/dev/{fn.uio}"
+        return ProviderOutput("uio", {"mount": node}, (DeviceSpec(node, node),))
+    return None
+
+
+_RDMA_KEYS = ("uverbs", "umad", "issm", "rdma_cm")
+"""``_INFO`` keys of RDMA char devices, in the order a node name is tested against them."""
+
+
+def _rdma_provider(fn: PciFunction | AuxFunction) -> ProviderOutput:
+    rdma = fn.rdma
+    if rdma is None:  # no longer RDMA-capable: the key stays, empty (as in Go)
+        return ProviderOutput("rdma", {})
+    info: dict[str, str] = {}
+    for path in rdma.char_devices:
+        node = path.rsplit("/", 1)[-1]
+        key = next((k for k in _RDMA_KEYS if k in node), None)
+        if key is not None:  # ucm* nodes get a spec but no key; the last node per key wins
+            info[key] = path
+    if rdma.devices:
+        info["rdma_dev"] = rdma.devices[0]
+    specs = tuple(DeviceSpec(path, path) for path in rdma.char_devices)
+    return ProviderOutput("rdma", info, specs)
+
+
+def _vdpa_provider(dev: PoolDevice, vdpa: VdpaInfo) -> ProviderOutput:
+    # Only a vhost-vdpa device of the configured type has a node; virtio-vdpa is used as a
+    # netdevice, and a type mismatch (N5) gives the key with nothing in it.
+    if vdpa.type == dev.vdpa_type == "vhost" and vdpa.vhost_path:
+        path = vdpa.vhost_path
+        return ProviderOutput("vdpa", {"mount": path}, (DeviceSpec(path, path),))
+    return ProviderOutput("vdpa", {})
+
+
+def info_providers(
+    dev: PoolDevice,
+    facts: HostFacts,
+    additional_info: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[ProviderOutput]:
+    """The device's info providers in the Go plugin's order.
+
+    ``generic`` (deviceID); ``vfio`` (driver ``vfio-pci``) or ``uio`` (``uio``, ``igb_uio``,
+    ``uio_pci_generic``) — of the parent's driver for an aux device, so normally neither;
+    ``extra`` when ``additionalInfo`` is set (``"*"`` overlaid by the device's key: the PCI
+    address, or for an aux device its parent's PCI address, as in Go); then ``vdpa`` (the
+    device was taken with ``vdpaType`` and has a vDPA device) **or** ``rdma`` (taken with
+    ``isRdma``); then ``vhost`` (``needVhostNet`` and ``/dev/vhost-net``, ``/dev/net/tun``
+    exist). Every value comes from the current scan, so ``dev-mount`` and the uio and vdpa
+    ``mount`` keys are right on the first Allocate too (upstream omits the latter two then).
+    """
+    fn = dev.function
+    out = [ProviderOutput("generic", {"deviceID": dev.id})]
+    driver = _driver_provider(_pci(fn))
+    if driver is not None:
+        out.append(driver)
+    if additional_info is not None:
+        merged = dict(additional_info.get("*", {}))
+        merged.update(additional_info.get(_extra_key(dev), {}))
+        out.append(ProviderOutput("extra", merged))
+    vdpa = fn.vdpa if isinstance(fn, PciFunction) else None
+    if dev.vdpa_type and vdpa is not None:
+        out.append(_vdpa_provider(dev, vdpa))
+    elif dev.is_rdma:
+        out.append(_rdma_provider(fn))
     if dev.need_vhost_net and facts.vhost_net:
-        specs.append(DeviceSpec("/dev/vhost-net", "/dev/vhost-net"))
-        specs.append(DeviceSpec("/dev/net/tun", "/dev/net/tun"))
-    return specs
+        out.append(ProviderOutput(
+            "vhost",
+            {"net-mount": "/dev/vhost-net", "tun-mount": "/dev/net/tun"},
+            (DeviceSpec("/dev/vhost-net", "/dev/vhost-net"),
+             DeviceSpec("/dev/net/tun", "/dev/net/tun")),
+        ))
+    return out
+
+
+def device_specs(dev: PoolDevice, facts: HostFacts) -> list[DeviceSpec]:
+    """Device nodes of one device in provider order, de-duplicated by host path.
+
+    Example: an RDMA VF gives ``/dev/infiniband/issm0``, ``umad0``, ``uverbs0``, ``rdma_cm``.
+    """
+    specs: dict[str, DeviceSpec] = {}
+    for provider in info_providers(dev, facts):
+        for spec in provider.specs:
+            specs.setdefault(spec.host_path, spec)
+    return list(specs.values())
 
 
 def device_info(dev: PoolDevice, pool: ResourcePool, facts: HostFacts) -> dict[str, dict[str, str]]:
-    """The device's entry of ``_INFO``: provider name → key/value map.
+    """The device's ``_INFO`` entry: provider name → key/value map (see :func:`info_providers`).
 
-    Providers as in the Go plugin: ``generic`` (deviceID), ``vfio`` (mount, dev-mount),
-    ``uio`` (mount), ``extra`` (``additionalInfo["*"]`` overlaid by the device's own key),
-    ``vhost`` (net-mount, tun-mount). Every value is computed from the current scan, so
-    ``dev-mount`` and the uio ``mount`` are right on the first Allocate too.
+    Example: ``{"generic": {"deviceID": "0000:5e:00.2"}, "rdma": {"issm": ..., "rdma_dev":
+    "mlx5_2", ...}, "extra": {"token": "t1"}}``.
     """
-    info: dict[str, dict[str, str]] = {"generic": {"deviceID": dev.id}}
-    driver = dev.function.driver
-    if driver == VFIO_DRIVER:
-        vfio = {"mount": "/dev/vfio/vfio"}
-        group = _vfio_paths(dev)
-        if group:
-            vfio["dev-mount"] = group[0]
-        info["vfio"] = vfio
-    elif driver in UIO_DRIVERS:
-        info["uio"] = {"mount": f"/dev/{dev.function.uio}"} if dev.function.uio else {}
-    extra = pool.config.additional_info
-    if extra is not None:
-        merged = dict(extra.get("*", {}))
-        merged.update(extra.get(dev.id, {}))
-        info["extra"] = merged
-    if dev.need_vhost_net and facts.vhost_net:
-        info["vhost"] = {"net-mount": "/dev/vhost-net", "tun-mount": "/dev/net/tun"}
-    return info
+    return {p.name: p.info for p in info_providers(dev, facts, pool.config.additional_info)}
 
 
-def go_json(value: object) -> str:
-    """JSON as Go's ``json.Marshal`` writes a map: sorted keys, compact, HTML-safe escapes."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def go_json(value: object, *, sort_keys: bool = True) -> str:
+    """JSON as Go's ``json.Marshal`` writes it: compact, HTML-safe escapes, and map keys sorted
+    (``sort_keys=False`` keeps the dict order, as Go does for struct fields)."""
+    text = json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
     return (
         text.replace("<", "\\u003c")
         .replace(">", "\\u003e")
@@ -132,11 +221,13 @@ def allocate(pool: ResourcePool, ids: Sequence[str], facts: HostFacts) -> Contai
     unknown = [i for i in ids if i not in pool.devices]
     if unknown:
         raise AllocationError(pool.resource_name, unknown)
-    devices = [pool.devices[i] for i in ids]
     specs: dict[str, DeviceSpec] = {}
-    for dev in devices:
-        for spec in device_specs(dev, facts):
-            specs.setdefault(spec.host_path, spec)
-    info = {dev.id: device_info(dev, pool, facts) for dev in devices}
+    info: dict[str, dict[str, dict[str, str]]] = {}
+    for dev_id in ids:
+        providers = info_providers(pool.devices[dev_id], facts, pool.config.additional_info)
+        info[dev_id] = {p.name: p.info for p in providers}
+        for provider in providers:
+            for spec in provider.specs:
+                specs.setdefault(spec.host_path, spec)
     envs = {pool.env_name: ",".join(ids), pool.env_name + "_INFO": go_json(info)}
     return ContainerAllocation(envs=envs, devices=tuple(specs.values()))

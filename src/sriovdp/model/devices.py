@@ -198,6 +198,16 @@ class AuxFunction:
     def numa_node(self) -> int | None:
         return self.parent.numa_node
 
+    @property
+    def physfn(self) -> str:
+        """The PF PCI address, so preferred allocation packs SFs per PF like VFs."""
+        return self.pf_address
+
+    @property
+    def vf_index(self) -> int:
+        """The SF number, the index ``#`` ranges and packing order use."""
+        return self.sf_num
+
 
 @dataclass(frozen=True, slots=True)
 class SkippedFunction:

@@ -1,10 +1,13 @@
-"""Resource pools: which PCI functions each configured resource advertises.
+"""Resource pools: which PCI functions (or auxiliary devices) each configured resource advertises.
 
-``build_pools`` is one pure pass over an :class:`Inventory`: every function is looked at once
-per selector until a pool takes it, and a function joins at most one pool (the first resource
-in the file, then its first selector, wins — as in the Go plugin). Unlike the Go plugin, a
-pool with no devices is still returned (and advertised with 0 devices), so a pool that fills
-later (VFs created, a driver rebound) needs no restart and an empty pool is visible as 0/0.
+``build_pools`` is one pure pass over an :class:`Inventory`: every device is looked at once
+per selector until a pool takes it, and a device joins at most one pool (the first resource
+in the file, then its first selector, wins — as in the Go plugin). netDevice and accelerator
+pools take PCI functions (``inventory.functions``), auxNetDevice pools take auxiliary devices
+(``inventory.aux``); their ids (PCI address, aux name) never collide, so a PF can be in a
+netDevice pool while its SFs are in an aux pool. Unlike the Go plugin, a pool with no devices
+is still returned (and advertised with 0 devices), so a pool that fills later (VFs created, a
+driver rebound) needs no restart and an empty pool is visible as 0/0.
 """
 
 from __future__ import annotations
@@ -13,12 +16,32 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sriovdp.model.config import ResourceConfig
-from sriovdp.model.devices import ACCEL_CLASS, NET_CLASS, DeviceKind, Inventory, PciFunction
+from sriovdp.model.devices import (
+    ACCEL_CLASS,
+    NET_CLASS,
+    AuxFunction,
+    DeviceKind,
+    Inventory,
+    PciFunction,
+)
 from sriovdp.model.ids import env_var_name, socket_name
-from sriovdp.model.selectors import Selector, rejecting_field
+from sriovdp.model.selectors import (
+    AuxNetSelector,
+    NetSelector,
+    Selector,
+    rdma_capable,
+    rejecting_field,
+)
 
 HEALTHY = "Healthy"
 UNHEALTHY = "Unhealthy"
+
+CDI_CLASSES: Mapping[DeviceKind, str] = {
+    DeviceKind.NET: "net-pci",
+    DeviceKind.ACCEL: "net-accel",
+    DeviceKind.AUX_NET: "net-sf",
+}
+"""The Go plugin's pool type per ``deviceType``, used as the CDI class."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,18 +49,26 @@ class PoolDevice:
     """A device as one pool advertises it.
 
     Attributes:
-        id: ``Device.ID`` for the kubelet: the PCI address, e.g. ``"0000:3b:02.1"``.
-        function: the scanned PCI function.
+        id: ``Device.ID`` for the kubelet: the PCI address, e.g. ``"0000:3b:02.1"``, or the
+            auxiliary device name, e.g. ``"mlx5_core.sf.4"``.
+        function: the scanned PCI function or auxiliary device.
         health: ``"Healthy"`` or ``"Unhealthy"`` (the kubelet's exact strings).
         numa_node: advertised NUMA node; None when unknown or the pool sets ``excludeTopology``.
         need_vhost_net: the selector that took the device asked for ``/dev/vhost-net``.
+        is_rdma: the selector that took the device has ``isRdma`` and the device has RDMA
+            devices (it gets the ``rdma`` info provider and ``rdma-device`` in device-info).
+        vdpa_type: the ``vdpaType`` of the selector that took the device (``"vhost"`` or
+            ``"virtio"``), None without; such a device gets the ``vdpa`` provider instead of
+            ``rdma``.
     """
 
     id: str
-    function: PciFunction
+    function: PciFunction | AuxFunction
     health: str = HEALTHY
     numa_node: int | None = None
     need_vhost_net: bool = False
+    is_rdma: bool = False
+    vdpa_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,17 +105,30 @@ class ResourcePool:
         """``PCIDEVICE_INTEL_COM_INTEL_SRIOV_NETDEVICE``."""
         return env_var_name(self.prefix, self.config.name)
 
+    @property
+    def cdi_class(self) -> str:
+        """CDI class of the pool: ``net-pci``, ``net-accel`` or ``net-sf`` (by ``deviceType``)."""
+        return CDI_CLASSES[self.config.kind]
+
+    @property
+    def cdi_kind(self) -> str:
+        """CDI kind ``<prefix>/<class>``, e.g. ``"intel.com/net-pci"``."""
+        return f"{self.prefix}/{self.cdi_class}"
+
 
 PoolSet = Mapping[str, ResourcePool]
 """Extended resource name → pool, in config file order."""
 
 
-def eligibility(fn: PciFunction, kind: DeviceKind) -> str | None:
+def eligibility(fn: PciFunction | AuxFunction, kind: DeviceKind) -> str | None:
     """Why ``fn`` can never be in a pool of ``kind`` (None when it can).
 
     netDevice takes base class 0x02 functions except SR-IOV PFs with VFs created and
-    functions whose netdev carries the node's default route; accelerator takes class 0x12.
+    functions whose netdev carries the node's default route; accelerator takes class 0x12;
+    auxNetDevice takes every scanned auxiliary device (no default-route or PF exclusion).
     """
+    if isinstance(fn, AuxFunction):
+        return None if kind is DeviceKind.AUX_NET else "an auxiliary device (auxNetDevice only)"
     if kind is DeviceKind.ACCEL:
         return None if fn.base_class == ACCEL_CLASS else "not an accelerator (class 0x12)"
     if fn.base_class != NET_CLASS:
@@ -98,15 +142,30 @@ def eligibility(fn: PciFunction, kind: DeviceKind) -> str | None:
     return None
 
 
+def _candidates(inventory: Inventory, kind: DeviceKind) -> list[PciFunction | AuxFunction]:
+    """Every scanned device a pool of ``kind`` may look at, in id order."""
+    if kind is DeviceKind.AUX_NET:
+        return list(inventory.aux.values())
+    return list(inventory.functions.values())
+
+
 def _pool_device(
-    fn: PciFunction, config: ResourceConfig, selector: Selector, health: Mapping[str, str]
+    fn: PciFunction | AuxFunction,
+    config: ResourceConfig,
+    selector: Selector,
+    health: Mapping[str, str],
 ) -> PoolDevice:
+    # The selector that took the device decides its providers (Go rebuilds the device per
+    # selector); the filter already guaranteed RDMA devices / a matching vDPA device.
+    rdma = isinstance(selector, NetSelector | AuxNetSelector) and selector.is_rdma
     return PoolDevice(
         id=fn.address,
         function=fn,
         health=health.get(fn.address, HEALTHY),
         numa_node=None if config.exclude_topology else fn.numa_node,
         need_vhost_net=bool(getattr(selector, "need_vhost_net", False)),
+        is_rdma=rdma and rdma_capable(fn),
+        vdpa_type=selector.vdpa_type if isinstance(selector, NetSelector) else None,
     )
 
 
@@ -132,11 +191,12 @@ def build_pools(
     health = health or {}
     taken: set[str] = set()
     pools: dict[str, ResourcePool] = {}
-    by_kind: dict[DeviceKind, list[PciFunction]] = {}
+    by_kind: dict[DeviceKind, list[PciFunction | AuxFunction]] = {}
     for config in configs:
         if config.kind not in by_kind:
             by_kind[config.kind] = [
-                f for f in inventory.functions.values() if eligibility(f, config.kind) is None
+                f for f in _candidates(inventory, config.kind)
+                if eligibility(f, config.kind) is None
             ]
         members: dict[str, PoolDevice] = {}
         for selector in config.selectors:
@@ -155,10 +215,10 @@ def build_pools(
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """Why one PCI function is or is not in one pool.
+    """Why one PCI function (or auxiliary device) is or is not in one pool.
 
     Attributes:
-        address: the function's PCI address.
+        address: the function's PCI address (the aux device name for auxNetDevice pools).
         member: True when the pool holds it.
         reason: for non-members, e.g. ``"selectors[0].devices"``,
             ``"taken by intel.com/other"`` or an eligibility reason; ``""`` for members.
@@ -176,17 +236,19 @@ def explain(
     *,
     default_prefix: str,
 ) -> dict[str, list[Verdict]]:
-    """For each pool, a verdict for every scanned function (for ``discover`` and empty-pool logs).
+    """For each pool, a verdict for every scanned device (for ``discover`` and empty-pool logs).
 
-    The reason names the first selector field that rejected the function (per selector when
-    there are several), the pool that took it first, or why it is never eligible.
+    netDevice and accelerator pools get a verdict per PCI function, auxNetDevice pools one
+    per auxiliary device. The reason names the first selector field that rejected the device
+    (per selector when there are several), the pool that took it first, or why it is never
+    eligible.
     """
     owner = {dev_id: name for name, pool in pools.items() for dev_id in pool.devices}
     out: dict[str, list[Verdict]] = {}
     for config in configs:
         name = config.resource_name(default_prefix)
         verdicts: list[Verdict] = []
-        for fn in inventory.functions.values():
+        for fn in _candidates(inventory, config.kind):
             if owner.get(fn.address) == name:
                 verdicts.append(Verdict(fn.address, True))
                 continue
@@ -195,7 +257,9 @@ def explain(
     return out
 
 
-def _reason(fn: PciFunction, config: ResourceConfig, owner: Mapping[str, str]) -> str:
+def _reason(
+    fn: PciFunction | AuxFunction, config: ResourceConfig, owner: Mapping[str, str]
+) -> str:
     fields = [rejecting_field(s, fn) for s in config.selectors]
     if fields and all(f is not None for f in fields):
         return "; ".join(f"selectors[{i}].{f}" for i, f in enumerate(fields))
@@ -223,10 +287,11 @@ def unmatched_identifiers(
         for ``pfNames``, ``rootDevices``, ``pciAddresses`` and ``acpiIndexes`` entries.
     """
     fns = list(inventory.functions.values())
+    auxes = list(inventory.aux.values())
     pf_names = {n.casefold() for f in fns for n in f.netdevs} | {
-        f.pf_netdev.casefold() for f in fns if f.pf_netdev
+        f.pf_netdev.casefold() for f in [*fns, *auxes] if f.pf_netdev
     }
-    addresses = {f.address for f in fns}
+    addresses = {f.address for f in fns} | {a.pf_address for a in auxes}
     acpi = {f.acpi_index for f in fns if f.acpi_index}
     out: list[tuple[str, str]] = []
     for i, config in enumerate(configs):

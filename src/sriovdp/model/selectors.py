@@ -1,10 +1,19 @@
-"""Selectors: which PCI functions a resource pool takes.
+"""Selectors: which PCI functions (or auxiliary devices) a resource pool takes.
 
 A selector is a frozen value parsed from one object of a resource's ``selectors`` list. All
 its non-empty fields must match (AND); within a field any value may match (OR). The filter
-order follows the Go plugin (vendors → devices → drivers → pciAddresses → acpiIndexes →
-pfNames → rootDevices → linkTypes), and :func:`rejecting_field` names the first field that
-rejects a function, which is what ``sriovdp discover`` and the empty-pool log report.
+order follows the Go plugin:
+
+* netDevice: vendors → devices → drivers → pciAddresses → acpiIndexes → pfNames →
+  rootDevices → linkTypes → ddpProfiles → pKeys → isRdma → vdpaType;
+* accelerator: vendors → devices → drivers → pciAddresses → acpiIndexes;
+* auxNetDevice: vendors → devices → drivers (all three of the parent PCI function) →
+  auxTypes → pfNames → rootDevices (ranges over the SF number) → linkTypes → isRdma.
+
+:func:`rejecting_field` names the first field that rejects a device, which is what
+``sriovdp discover`` and the empty-pool log report. String comparisons are exact and
+case-sensitive (``pKeys`` ``"0xABCD"`` does not match the kernel's ``"0xabcd"``), except the
+PF names/addresses of ``pfNames``/``rootDevices``.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from sriovdp.model.devices import PciFunction
+from sriovdp.model.devices import AuxFunction, PciFunction
 
 _INT_RE = re.compile(r"\+?[0-9]+")
 _MAX_INDEX = 2**63 - 1
@@ -161,11 +170,26 @@ class AuxNetSelector:
 Selector = NetSelector | AccelSelector | AuxNetSelector
 
 
-def rejecting_field(selector: Selector, fn: PciFunction) -> str | None:
+def rdma_capable(fn: PciFunction | AuxFunction) -> bool:
+    """True when ``fn`` has at least one RDMA device (what ``isRdma`` selects)."""
+    return fn.rdma is not None and bool(fn.rdma.devices)
+
+
+def _vdpa_matches(fn: PciFunction, vdpa_type: str) -> bool:
+    # An unbound or foreign-driver vDPA device has type "invalid", which no config can ask for.
+    return fn.vdpa is not None and fn.vdpa.type != "invalid" and fn.vdpa.type == vdpa_type
+
+
+def rejecting_field(selector: Selector, fn: PciFunction | AuxFunction) -> str | None:
     """The config key of the first selector field that rejects ``fn``; None if ``fn`` matches.
 
     Example: ``"devices"`` for an ``8086:1520`` VF against ``{"devices": ["154c"]}``.
+    A PCI function that passes an ``auxNetDevice`` selector's parent fields is rejected by
+    ``"auxTypes"`` (it is no auxiliary device); an auxiliary device that passes a netDevice
+    or accelerator selector's parent fields is rejected by ``"deviceType"``.
     """
+    if isinstance(fn, AuxFunction):
+        return _rejecting_field_aux(selector, fn)
     if selector.vendors and fn.vendor not in selector.vendors:
         return "vendors"
     if selector.devices and fn.device not in selector.devices:
@@ -186,18 +210,42 @@ def rejecting_field(selector: Selector, fn: PciFunction) -> str | None:
         return "rootDevices"
     if selector.link_types and fn.link_type not in selector.link_types:
         return "linkTypes"
-    if selector.ddp_profiles:
-        return "ddpProfiles"  # DDP profiles are not read yet: nothing matches (as an empty profile)
-    if selector.pkeys:
-        return "pKeys"  # InfiniBand pkeys are not read yet
-    if selector.is_rdma:
-        return "isRdma"  # RDMA capability is not read yet
-    if selector.vdpa_type:
+    if selector.ddp_profiles and not (fn.ddp_profile and fn.ddp_profile in selector.ddp_profiles):
+        return "ddpProfiles"
+    if selector.pkeys and not (fn.pkey and fn.pkey in selector.pkeys):
+        return "pKeys"
+    if selector.is_rdma and not rdma_capable(fn):
+        return "isRdma"
+    if selector.vdpa_type and not _vdpa_matches(fn, selector.vdpa_type):
         return "vdpaType"
     return None
 
 
-def matches(selector: Selector, fn: PciFunction) -> bool:
+def _rejecting_field_aux(selector: Selector, fn: AuxFunction) -> str | None:
+    parent = fn.parent
+    if selector.vendors and parent.vendor not in selector.vendors:
+        return "vendors"
+    if selector.devices and parent.device not in selector.devices:
+        return "devices"
+    if selector.drivers and (parent.driver or "") not in selector.drivers:
+        return "drivers"
+    if not isinstance(selector, AuxNetSelector):
+        return "deviceType"  # auxiliary devices only join auxNetDevice pools
+    if selector.aux_types and fn.aux_type not in selector.aux_types:
+        return "auxTypes"
+    if selector.pf_names and not _range_match(selector.pf_names, fn.pf_netdev, fn.sf_num):
+        return "pfNames"
+    if selector.root_devices and not _range_match(
+        selector.root_devices, fn.pf_address, fn.sf_num
+    ):
+        return "rootDevices"
+    if selector.link_types and fn.link_type not in selector.link_types:
+        return "linkTypes"
+    if selector.is_rdma and not rdma_capable(fn):
+        return "isRdma"
+    return None
+
+
+def matches(selector: Selector, fn: PciFunction | AuxFunction) -> bool:
     """True when ``fn`` passes every field of ``selector``."""
     return rejecting_field(selector, fn) is None
-

@@ -1,0 +1,120 @@
+"""NPWG device-info files: ``<dir>/<prefix>-<name>-<id>-device.json``, one per allocated device.
+
+The directory is ``/var/run/k8s.cni.cncf.io/devinfo/dp`` in production, where CNI plugins
+(sriov-cni, Multus) read the file of the device they configure. Files are written atomically
+(a temp file in the same directory, then a rename), so a reader never sees a partial file;
+they are read-only (0444), and a missing directory is created 0755 (the Go plugin creates it
+with mode 0). The content comes from :mod:`sriovdp.model.deviceinfo`. Which devices get a
+file (netDevice pools only) and when files go is the caller's decision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from sriovdp.errors import HostError
+from sriovdp.model.deviceinfo import device_info_file_name, device_info_json
+from sriovdp.model.pools import PoolDevice
+
+FILE_MODE = 0o444
+DIR_MODE = 0o755
+_SUFFIX = "-device.json"
+
+
+def write_atomically(path: Path, data: bytes, *, mode: int, dir_mode: int = DIR_MODE) -> None:
+    """Replace ``path`` with ``data`` (file mode ``mode``) through a temp file and a rename.
+
+    The temp file is ``<name>.<random>.tmp`` in the same directory, removed on failure.
+    No fsync: these files live on tmpfs (``/var/run``), which a crash empties anyway.
+    A missing directory is created (parents too) and given ``dir_mode``.
+
+    Raises:
+        OSError: from the file system.
+    """
+    directory = path.parent
+    if not directory.is_dir():
+        os.makedirs(directory, exist_ok=True)
+        os.chmod(directory, dir_mode)  # not subject to the umask, unlike mkdir's mode
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class DeviceInfoStore:
+    """The device-info files in one directory.
+
+    Example::
+
+        store = DeviceInfoStore(Path("/var/run/k8s.cni.cncf.io/devinfo/dp"))
+        store.write("intel.com/sriov_net", pool.devices["0000:3b:02.1"])
+        # → .../intel.com-sriov_net-0000:3b:02.1-device.json
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path(self, resource_name: str, device_id: str) -> Path:
+        """Where the file of ``device_id`` in ``resource_name`` (``intel.com/sriov_net``) lives."""
+        return self.directory / device_info_file_name(resource_name, device_id)
+
+    def write(self, resource_name: str, dev: PoolDevice) -> Path:
+        """Write (or replace) the device's file; returns its path.
+
+        Raises:
+            HostError: the directory or file cannot be written (the message names the path).
+            ValueError: ``dev`` is an auxiliary device.
+        """
+        path = self.path(resource_name, dev.id)
+        data = device_info_json(dev).encode()
+        try:
+            write_atomically(path, data, mode=FILE_MODE)
+        except OSError as exc:
+            raise HostError(f"cannot write device-info file {path}: {exc.strerror or exc}") from exc
+        return path
+
+    def remove(self, resource_name: str, device_id: str) -> bool:
+        """Delete the device's file; False when there was none.
+
+        Raises:
+            HostError: it exists but cannot be deleted.
+        """
+        return self.remove_file(device_info_file_name(resource_name, device_id))
+
+    def remove_file(self, name: str) -> bool:
+        """Delete ``<dir>/<name>`` (a name from :meth:`files`); False when it did not exist.
+
+        Raises:
+            HostError: it exists but cannot be deleted.
+            ValueError: ``name`` is not a device-info file name of this store.
+        """
+        if "/" in name or not name.endswith(_SUFFIX):
+            raise ValueError(f"not a device-info file name: {name!r}")
+        path = self.directory / name
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise HostError(
+                f"cannot remove device-info file {path}: {exc.strerror or exc}") from exc
+        return True
+
+    def files(self) -> set[str]:
+        """Names of the device-info files in the directory (empty when it does not exist)."""
+        try:
+            entries = os.listdir(self.directory)
+        except FileNotFoundError:
+            return set()
+        except OSError as exc:
+            raise HostError(f"cannot list {self.directory}: {exc.strerror or exc}") from exc
+        return {e for e in entries if e.endswith(_SUFFIX) and not e.startswith(".")}
