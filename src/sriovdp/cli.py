@@ -205,6 +205,22 @@ def _run(settings: Settings) -> int:
     log.info("sriovdp %s starting; config %s, host root %s", __version__,
              settings.config_file, settings.host.root)
     config = _load(settings)  # a bad config exits 1 here, before any socket exists
+    if settings.use_cdi:
+        from sriovdp.errors import ConfigProblem
+        from sriovdp.model.cdi import CdiError, annotation_key, check_vendor
+        from sriovdp.model.pools import CDI_CLASSES
+
+        problems = []
+        for i, resource in enumerate(config.resources):
+            prefix = resource.effective_prefix(settings.resource_prefix)
+            try:
+                check_vendor(prefix)
+                annotation_key(prefix, CDI_CLASSES[resource.kind])
+            except CdiError as exc:
+                problems.append(ConfigProblem(f"resourceList[{i}].resourcePrefix",
+                                              f"unusable with --use-cdi: {exc}"))
+        if problems:
+            raise ConfigError(problems, source=str(settings.config_file))
     from sriovdp.daemon.http import parse_address
 
     for flag, address in (("--health-address", settings.health_address),

@@ -22,6 +22,7 @@ from sriovdp.daemon.configfile import load_config
 from sriovdp.daemon.configwatch import watch_config_file
 from sriovdp.daemon.http import serve_http
 from sriovdp.daemon.metrics import DaemonMetrics
+from sriovdp.daemon.outputs import Outputs
 from sriovdp.daemon.settings import Settings
 from sriovdp.errors import ConfigError
 from sriovdp.host.links import LinkSource
@@ -88,6 +89,7 @@ class Daemon:
         self.passes = 0
         self.ready = asyncio.Event()
         self._netdev_names: set[str] = set()
+        self.outputs = Outputs(settings)
         self.metrics = DaemonMetrics()
         self.metrics.bind(self)
         self._config_bytes: bytes | None = None
@@ -164,6 +166,7 @@ class Daemon:
     def allocated(self, pool: ResourcePool, ids: list[str], ok: bool) -> None:
         """Hook of every Allocate container request (metrics)."""
         if ok:
+            self.outputs.allocated(pool, ids)
             self.metrics.allocations[pool.resource_name] += len(ids)
             self._handed_out.setdefault(pool.resource_name, set()).update(ids)
         else:
@@ -297,6 +300,8 @@ class Daemon:
         pools = self._keep_vanished(inventory, pools, periodic=periodic)
         self.inventory = inventory
         changes = diff(self.pools, pools)
+        if first or not changes.empty:
+            self.outputs.pools_changed(self.pools, pools, inventory.facts, first=first)
         self.pools = pools
         self.passes += 1
         for name in changes.removed:
@@ -378,7 +383,8 @@ class Daemon:
 
     def _add_endpoint(self, pool: ResourcePool) -> None:
         feed = LatestValue(pool)
-        endpoint = PluginEndpoint(feed, self.dirs, self.facts, on_allocate=self.allocated)
+        endpoint = PluginEndpoint(feed, self.dirs, self.facts, on_allocate=self.allocated,
+                                  cdi=self.settings.use_cdi)
         self._feeds[pool.resource_name] = feed
         self.endpoints[pool.resource_name] = endpoint
         self._tasks[pool.resource_name] = asyncio.create_task(

@@ -101,6 +101,7 @@ class PluginEndpoint:
         on_allocate: hook after each successful Allocate (device-info files, metrics).
         register_timeout: seconds for one Register call (the kubelet dials back inside it).
         max_backoff: longest wait between refused registrations, seconds.
+        cdi: Allocate answers with CDI names (``--use-cdi``).
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class PluginEndpoint:
         on_allocate: AllocateHook | None = None,
         register_timeout: float = 15.0,
         max_backoff: float = 5.0,
+        cdi: bool = False,
     ) -> None:
         self.feed = feed
         self.dirs = dirs
@@ -119,6 +121,7 @@ class PluginEndpoint:
         self._on_allocate = on_allocate
         self._register_timeout = register_timeout
         self._max_backoff = max_backoff
+        self._cdi = cdi
         pool = feed.value
         self.resource_name = pool.resource_name
         self.socket_path = dirs.socket_dir / pool.socket_name
@@ -216,7 +219,7 @@ class PluginEndpoint:
         server = grpc.aio.server()
         servicer = DevicePluginServicer(
             self.feed, self._facts, on_stream_end=self._stream_ended,
-            on_allocate=self._on_allocate, generation=self._generation,
+            on_allocate=self._on_allocate, generation=self._generation, cdi=self._cdi,
         )
         pb_grpc.add_DevicePluginServicer_to_server(servicer, server)
         if self.dirs.mode is Mode.WATCHER:

@@ -24,6 +24,7 @@ from sriovdp.kubelet.api import (
 )
 from sriovdp.kubelet.feed import LatestValue
 from sriovdp.model.allocation import ContainerAllocation, allocate
+from sriovdp.model.cdi import CdiError, cdi_allocation
 from sriovdp.model.devices import HostFacts
 from sriovdp.model.pools import ResourcePool
 from sriovdp.model.preferred import preferred_allocation
@@ -92,6 +93,8 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         on_allocate: called after each container request with the pool, the ids and
             whether it succeeded (device-info files, metrics).
         generation: a number the endpoint gives each server instance.
+        cdi: answer Allocate with CDI device names and the CDI annotation instead of device
+            specs (``--use-cdi``).
     """
 
     def __init__(
@@ -102,8 +105,10 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         on_stream_end: Callable[[int], None] | None = None,
         on_allocate: AllocateHook | None = None,
         generation: int = 0,
+        cdi: bool = False,
     ) -> None:
         self._feed = feed
+        self._allocate = cdi_allocation if cdi else allocate
         self._facts = facts
         self._on_stream_end = on_stream_end
         self._on_allocate = on_allocate
@@ -154,8 +159,8 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         for req in request.container_requests:
             ids = list(req.devices_ids)
             try:
-                alloc = allocate(pool, ids, facts)
-            except AllocationError as exc:
+                alloc = self._allocate(pool, ids, facts)
+            except (AllocationError, CdiError) as exc:
                 if self._on_allocate is not None:
                     self._on_allocate(pool, ids, False)
                 log.warning("Allocate(%s) refused: %s", pool.resource_name, exc,

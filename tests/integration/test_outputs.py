@@ -1,0 +1,77 @@
+"""Device-info files and CDI specs kept by a running daemon."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from sriovdp.daemon.settings import Settings
+from sriovdp.testing.fakehost import FakeHost
+from sriovdp.testing.kubelet import KubeletEmulator
+
+from test_daemon import CONFIG, DPDK, NET, running, settings_for
+from test_live import host  # noqa: F401  (fixture)
+
+SCHEMA = json.loads((Path(__file__).parents[1] / "data" / "cdi-schema.json").read_text())
+
+
+def with_cdi(settings: Settings) -> Settings:
+    return Settings(**{**{f: getattr(settings, f) for f in settings.__dataclass_fields__},
+                       "use_cdi": True})
+
+
+async def test_device_info_file_is_written_on_allocate_and_kept_across_a_daemon_restart(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = settings_for(workdir, host)
+    devinfo = settings.device_info_dir
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
+        async with running(settings):
+            await kubelet.wait_for(NET, lambda d: len(d) == 4)
+            admitted = await kubelet.admit(NET, 1, pod="p1")
+            (dev,) = admitted.device_ids
+            path = devinfo / f"intel.com-net-{dev}-device.json"
+            assert json.loads(path.read_text()) == {
+                "type": "pci", "version": "1.1.0", "pci": {"pci-address": dev}}
+            assert path.stat().st_mode & 0o777 == 0o444
+        assert path.exists()  # shutdown keeps it: the pod still runs
+        stale = devinfo / "intel.com-net-0000:3b:0f.1-device.json"
+        stale.write_text("{}")
+        other = devinfo / "intel.com-net-x-0000:3b:02.1-device.json"  # another pool's file
+        other.write_text("{}")
+        async with running(settings):
+            await kubelet.wait_registered(NET, count=2)
+            assert path.exists() and not stale.exists() and other.exists()
+            # the device leaves the pool (rebound to vfio-pci): its file goes
+            host.bind(dev, "vfio-pci", iommu_group=77)
+            # (the daemon notices on its next scan)
+        async with running(settings) as daemon:
+            await kubelet.wait_for(NET, lambda d: dev not in d, timeout=3)
+            assert not path.exists()
+            assert dev in daemon.pools[DPDK].devices
+
+
+async def test_cdi_specs_are_written_and_allocate_answers_with_cdi_names_in_cdi_mode(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = with_cdi(settings_for(workdir, host))
+    stale = settings.cdi_dir / "sriov-dp-intel.com-net-pci-gone.yaml"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("cdiVersion: 0.5.0\n")
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, running(settings):
+        await kubelet.wait_for(DPDK, lambda d: len(d) == 4)
+        specs = sorted(p.name for p in settings.cdi_dir.iterdir())
+        assert specs == ["sriov-dp-intel.com-net-pci-dpdk.yaml", "sriov-dp-intel.com-net-pci-net.yaml"]
+        for name in specs:
+            doc = yaml.safe_load((settings.cdi_dir / name).read_text())
+            jsonschema.validate(doc, SCHEMA)  # kernel-driver VFs too (no device nodes)
+            assert doc["kind"] == "intel.com/net-pci"
+        resp = (await kubelet.allocate(DPDK, ["0000:3b:02.4"])).container_responses[0]
+        assert [c.name for c in resp.cdi_devices] == ["intel.com/net-pci=0000:3b:02.4"]
+        assert dict(resp.annotations) == {
+            "cdi.k8s.io/intel.com_net-pci": "intel.com/net-pci=0000:3b:02.4"}
+        assert not resp.devices
+        assert resp.envs["PCIDEVICE_INTEL_COM_DPDK"] == "0000:3b:02.4"
