@@ -208,3 +208,42 @@ async def test_probes_and_metrics_report_pool_state_when_scraped(
             assert 'sriovdp_registrations_total{resource="intel.com/net"} 1.0' in text
             assert "sriovdp_scan_duration_seconds_count" in text
             assert (await http_get(port, "/nope"))[0] == 404
+
+
+async def test_metrics_follow_an_allocation_and_a_link_change_when_scraped(
+    workdir: Path, host: FakeHost
+) -> None:
+    from sriovdp.daemon.reconciler import Daemon
+    from sriovdp.model.config import parse_config
+    from sriovdp.model.health import LinkState
+    from sriovdp.testing.links import FakeLinkSource
+
+    port = free_port()
+    base = settings_for(workdir, host)
+    settings = Settings(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
+                           "metrics_address": f"127.0.0.1:{port}"})
+    links = FakeLinkSource([LinkState("ens785f0", True, "UP")])
+    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), links=links)
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
+        task = asyncio.create_task(daemon.run())
+        try:
+            await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+            await kubelet.admit(NET, 2)
+            links.set_carrier("ens785f0", False)  # the PF loses its link
+            await kubelet.wait_capacity(NET, (4, 0), timeout=3)
+            _, text = await http_get(port, "/metrics")
+            for line in ('sriovdp_pool_devices{resource="intel.com/net"} 4.0',
+                         'sriovdp_pool_healthy_devices{resource="intel.com/net"} 0.0',
+                         'sriovdp_pool_unhealthy_devices{resource="intel.com/net"} 4.0',
+                         'sriovdp_pool_unhealthy_devices{resource="intel.com/dpdk"} 4.0',
+                         'sriovdp_allocations_total{resource="intel.com/net"} 2.0',
+                         'sriovdp_pool_registered{resource="intel.com/net"} 1.0',
+                         "sriovdp_link_events_total 1.0"):
+                assert line in text, line
+            with pytest.raises(Exception):
+                await kubelet.allocate(NET, ["0000:99:00.0"])
+            _, text = await http_get(port, "/metrics")
+            assert 'sriovdp_allocate_errors_total{resource="intel.com/net"} 1.0' in text
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, 10)
