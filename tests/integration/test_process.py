@@ -165,3 +165,37 @@ async def test_sigterm_removes_every_socket_when_the_daemon_runs_against_a_fake_
         assert code == 0, err
         assert sorted(p.name for p in dp.glob("*.sock")) == ["kubelet.sock"]
         assert "Received signal" in err
+
+
+async def test_json_logs_carry_pool_and_pci_and_summarise_each_pool_at_start(
+    workdir: Path,
+) -> None:
+    from sriovdp.demo import build_demo_host
+
+    host = build_demo_host(workdir / "host")
+    config = workdir / "config.json"
+    config.write_text(json.dumps({"resourceList": [
+        {"resourceName": "net", "selectors": [{"drivers": ["iavf"]}]},
+        {"resourceName": "empty", "selectors": [{"vendors": ["8086"], "devices": ["1889"]}]}]}))
+    dp = workdir / "dp"
+    async with KubeletEmulator(dp) as kubelet:
+        proc = await start(["--config-file", str(config), "--host-root", str(host.root),
+                            "--device-plugin-dir", str(dp), "--log-format", "json",
+                            "--plugins-registry-dir", str(workdir / "none")])
+        try:
+            await kubelet.wait_registered("intel.com/net", timeout=15)
+            resp = await kubelet.allocate("intel.com/net", ["0000:3b:02.1"])
+            assert resp.container_responses
+        finally:
+            code, err = await stop(proc)
+    assert code == 0, err
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert records and all({"time", "level", "logger", "msg"} <= r.keys() for r in records)
+    summary = [r for r in records if r["msg"].startswith("pool intel.com/net: 4 devices")]
+    assert summary and summary[0]["resource"] == "intel.com/net"
+    assert str(dp / "intel.com_net.sock") in summary[0]["msg"]
+    empty = [r for r in records if r["msg"].startswith("pool intel.com/empty is empty")]
+    assert empty and "selectors[0].devices" in empty[0]["msg"]
+    allocated = [r for r in records if r["msg"].startswith("allocated 0000:3b:02.1")]
+    assert allocated and allocated[0]["pci"] == "0000:3b:02.1"
+    assert allocated[0]["resource"] == "intel.com/net"
