@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -34,7 +35,8 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 COMMANDS = ("run", "discover", "validate", "demo")
 _BOOL_FLAGS = {"use-cdi", "logtostderr", "alsologtostderr"}
-_TRUE = {"1", "t", "true", "yes", "on"}
+_TRUE = {"1", "t", "true"}
+_FALSE = {"0", "f", "false"}
 
 
 def normalize_go_flags(argv: Sequence[str]) -> list[str]:
@@ -55,12 +57,31 @@ def normalize_go_flags(argv: Sequence[str]) -> list[str]:
             arg = "-" + arg
         if arg.startswith("--") and "=" in arg:
             name, value = arg[2:].split("=", 1)
-            if name in _BOOL_FLAGS:
+            if name in _BOOL_FLAGS and value.lower() in _TRUE | _FALSE:
                 if value.lower() in _TRUE:
                     out.append("--" + name)
                 continue
         out.append(arg)
     return out
+
+
+def _interval(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 1:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 1, got {text!r}")
+    return value
+
+
+def _address(text: str) -> str:
+    from sriovdp.daemon.http import parse_address
+
+    if not text:
+        return text  # off
+    try:
+        parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
@@ -91,12 +112,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--pod-resources-socket", type=Path,
                    default=Path("/var/lib/kubelet/pod-resources/kubelet.sock"),
                    help="kubelet pod resources API, asked whether vanished devices are in use")
-    p.add_argument("--resync-interval", type=float, default=30.0,
+    p.add_argument("--resync-interval", type=_interval, default=30.0,
                    help="seconds between full rescans; default %(default)s")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
-    p.add_argument("--health-address", default="", metavar="[HOST]:PORT",
+    p.add_argument("--health-address", type=_address, default="", metavar="[HOST]:PORT",
                    help="serve /healthz and /readyz here, e.g. :8081 (default: off)")
-    p.add_argument("--metrics-address", default="", metavar="[HOST]:PORT",
+    p.add_argument("--metrics-address", type=_address, default="", metavar="[HOST]:PORT",
                    help="serve Prometheus /metrics here, e.g. :9100 (default: off)")
     p.add_argument("--version", action="version", version=f"sriovdp {__version__}")
     glog = p.add_argument_group("glog flags (accepted for compatibility)")
@@ -132,7 +153,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _load(settings: Settings) -> Config:
-    config = load_config(settings.config_file, default_prefix=settings.resource_prefix)
+    from sriovdp.kubelet.endpoint import KubeletDirs
+
+    dirs = KubeletDirs.detect(settings.device_plugin_dir, settings.plugins_registry_dir)
+    config = load_config(settings.config_file, default_prefix=settings.resource_prefix,
+                         use_cdi=settings.use_cdi, socket_dir=dirs.socket_dir)
     for warning in config.warnings:
         log.warning("config %s: %s", settings.config_file, warning)
     return config
@@ -151,8 +176,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [a for a in extra if a.startswith("-")]
     if unknown:
         _parser(command).error(f"unrecognized arguments: {' '.join(unknown)}")
-    setup_logging(verbosity=args.v, fmt=args.log_format, log_dir=args.log_dir)
+    try:
+        setup_logging(verbosity=args.v, fmt=args.log_format, log_dir=args.log_dir)
+    except OSError as exc:
+        print(f"sriovdp: -log_dir {args.log_dir!r}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     settings = _settings(args)
+    for flag, path in (("--device-plugin-dir", settings.device_plugin_dir),
+                       ("--device-info-dir", settings.device_info_dir),
+                       ("--cdi-dir", settings.cdi_dir)):
+        if path.exists() and not path.is_dir():
+            print(f"sriovdp: {flag} {str(path)!r} is not a directory", file=sys.stderr)
+            return 2
     try:
         if command == "validate":
             return _validate(settings)
@@ -205,32 +240,6 @@ def _run(settings: Settings) -> int:
     log.info("sriovdp %s starting; config %s, host root %s", __version__,
              settings.config_file, settings.host.root)
     config = _load(settings)  # a bad config exits 1 here, before any socket exists
-    if settings.use_cdi:
-        from sriovdp.errors import ConfigProblem
-        from sriovdp.model.cdi import CdiError, annotation_key, check_vendor
-        from sriovdp.model.pools import CDI_CLASSES
-
-        problems = []
-        for i, resource in enumerate(config.resources):
-            prefix = resource.effective_prefix(settings.resource_prefix)
-            try:
-                check_vendor(prefix)
-                annotation_key(prefix, CDI_CLASSES[resource.kind])
-            except CdiError as exc:
-                problems.append(ConfigProblem(f"resourceList[{i}].resourcePrefix",
-                                              f"unusable with --use-cdi: {exc}"))
-        if problems:
-            raise ConfigError(problems, source=str(settings.config_file))
-    from sriovdp.daemon.http import parse_address
-
-    for flag, address in (("--health-address", settings.health_address),
-                          ("--metrics-address", settings.metrics_address)):
-        if address:
-            try:
-                parse_address(address)
-            except ValueError:
-                print(f"sriovdp: {flag}: expected [HOST]:PORT, got {address!r}", file=sys.stderr)
-                return 2
     if not settings.host.pci_devices.is_dir():
         raise HostError(f"{settings.host.pci_devices} does not exist (wrong --host-root?)")
 
@@ -254,6 +263,10 @@ def _run(settings: Settings) -> int:
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
         await daemon.run()
 
-    asyncio.run(amain())
+    try:
+        asyncio.run(amain())
+    except HostError as exc:
+        print(f"sriovdp: {exc}", file=sys.stderr)
+        return 1
     log.info("sriovdp stopped")
     return 0

@@ -73,6 +73,6 @@ class AllocationError(SriovdpError):
     def __init__(self, resource: str, unknown: list[str]) -> None:
         self.resource = resource
         self.unknown = list(unknown)
-        super().__init__(
-            f"unknown device id(s) for {resource}: " + ", ".join(repr(i) for i in self.unknown)
-        )
+        shown = ", ".join(repr(i if len(i) <= 64 else i[:61] + "...") for i in self.unknown[:5])
+        more = f" and {len(self.unknown) - 5} more" if len(self.unknown) > 5 else ""
+        super().__init__(f"unknown device id(s) for {resource}: {shown}{more}")

@@ -1,25 +1,86 @@
-"""Reading the config file from disk (parsing is :func:`sriovdp.model.config.parse_config`)."""
+"""Reading the config file from disk (parsing is :func:`sriovdp.model.config.parse_config`),
+and the checks that need the daemon's settings (CDI mode, socket path length)."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from sriovdp.errors import ConfigError, ConfigProblem
+from sriovdp.model.cdi import CdiError, annotation_key, check_vendor
 from sriovdp.model.config import Config, parse_config
+from sriovdp.model.ids import socket_name
+from sriovdp.model.pools import CDI_CLASSES
+
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 
 
-def load_config(path: Path, *, default_prefix: str) -> Config:
-    """Read and parse ``path``.
+def load_config(path: Path, *, default_prefix: str, use_cdi: bool = False,
+                socket_dir: Path | None = None) -> Config:
+    """Read and parse ``path``; with ``use_cdi`` / ``socket_dir`` also check what those need.
+
+    Only a regular file (or a link to one, as a ConfigMap mount is) is read, so a FIFO or a
+    device cannot block the daemon. A config without any resource is refused: applying it
+    would stop every pool.
 
     Raises:
         ConfigError: the file cannot be read, or any problem in it (with JSON paths).
     """
+    source = str(path)
     try:
-        text = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigError(ConfigProblem("", f"{path} is not a regular file"), source)
+            text = os.read(fd, MAX_CONFIG_BYTES + 1)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise ConfigError(ConfigProblem("", f"cannot read {path}: {exc.strerror}"),
-                          source=str(path)) from exc
+                          source=source) from exc
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(ConfigProblem("", f"{path} is larger than 16 MiB"), source)
     try:
-        return parse_config(text, default_prefix=default_prefix)
+        config = parse_config(text, default_prefix=default_prefix)
     except ConfigError as exc:
-        raise ConfigError(exc.problems, source=str(path), warnings=exc.warnings) from None
+        raise ConfigError(exc.problems, source=source, warnings=exc.warnings) from None
+    problems = []
+    if not config.resources:
+        problems.append(ConfigProblem("resourceList", "no resources configured"))
+    if use_cdi:
+        problems += cdi_problems(config, default_prefix)
+    if socket_dir is not None:
+        problems += socket_problems(config, default_prefix, socket_dir)
+    if problems:
+        raise ConfigError(problems, source=source, warnings=list(config.warnings))
+    return config
+
+
+def cdi_problems(config: Config, default_prefix: str) -> list[ConfigProblem]:
+    """Prefixes that cannot be CDI vendors or annotation keys (``--use-cdi``)."""
+    problems = []
+    for i, resource in enumerate(config.resources):
+        prefix = resource.effective_prefix(default_prefix)
+        try:
+            check_vendor(prefix)
+            annotation_key(prefix, CDI_CLASSES[resource.kind])
+        except CdiError as exc:
+            where = f"resourceList[{i}].resourcePrefix" if resource.prefix else "resourceList"
+            problems.append(ConfigProblem(where, f"unusable with --use-cdi: {exc}"))
+    return problems
+
+
+def socket_problems(config: Config, default_prefix: str, socket_dir: Path
+                    ) -> list[ConfigProblem]:
+    """Resources whose socket path would not fit a unix socket address (107 bytes)."""
+    problems = []
+    for i, resource in enumerate(config.resources):
+        path = socket_dir / socket_name(resource.effective_prefix(default_prefix), resource.name)
+        if len(os.fsencode(path)) > UNIX_PATH_MAX or len(path.name) > 255:
+            problems.append(ConfigProblem(
+                f"resourceList[{i}].resourceName",
+                f"socket path {str(path)!r} is {len(os.fsencode(path))} bytes; a unix socket "
+                f"path holds at most {UNIX_PATH_MAX}: shorten the name or the prefix"))
+    return problems

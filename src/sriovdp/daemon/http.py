@@ -25,16 +25,22 @@ def parse_address(address: str) -> tuple[str, int]:
     Raises:
         ValueError: when the port is not a number in 1..65535.
     """
-    host, _, port = address.rpartition(":")
+    host, sep, port = address.rpartition(":")
+    if not sep or not (port.isascii() and port.isdigit()):
+        raise ValueError(f"expected [HOST]:PORT with a numeric port, got {address!r}")
     number = int(port)
     if not 0 < number < 65536:
         raise ValueError(f"port out of range in {address!r}")
     return (host.strip("[]") or "0.0.0.0"), number
 
 
-async def serve_http(address: str, routes: dict[str, Handler],
-                     started: asyncio.Event | None = None) -> None:
-    """Serve ``routes`` (path → handler returning (status, content type, body)) until cancelled."""
+async def start_http(address: str, routes: dict[str, Handler]) -> asyncio.Server:
+    """Bind and start serving ``routes`` (path → handler returning (status, content type,
+    body)); the caller closes the returned server.
+
+    Raises:
+        OSError: the address cannot be bound (in use, unknown host ...).
+    """
     host, port = parse_address(address)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -63,7 +69,4 @@ async def serve_http(address: str, routes: dict[str, Handler],
 
     server = await asyncio.start_server(handle, host, port)
     log.info("serving %s on %s", ", ".join(sorted(routes)), address)
-    if started is not None:
-        started.set()
-    async with server:
-        await server.serve_forever()
+    return server

@@ -58,7 +58,7 @@ class Outputs:
         if self.cdi is not None:
             try:
                 self._cdi(self.cdi, old, new, facts, first=first)
-            except HostError as exc:
+            except (HostError, ValueError) as exc:  # CdiError is a ValueError
                 log.error("CDI specs not updated: %s", exc)
 
     def _device_info(self, old: Mapping[str, ResourcePool], new: Mapping[str, ResourcePool],

@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
+import stat
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from sriovdp.daemon.configfile import load_config
 from sriovdp.daemon.configwatch import watch_config_file
-from sriovdp.daemon.http import serve_http
+from sriovdp.daemon.http import parse_address, start_http
 from sriovdp.daemon.metrics import DaemonMetrics
 from sriovdp.daemon.outputs import Outputs
 from sriovdp.daemon.settings import Settings
-from sriovdp.errors import ConfigError
+from sriovdp.errors import ConfigError, HostError
 from sriovdp.host.links import LinkSource
 from sriovdp.host.sysfs import scan
 from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint
@@ -47,6 +52,48 @@ from sriovdp.model.pools import (
 )
 
 log = logging.getLogger("sriovdp.daemon")
+T = TypeVar("T")
+
+
+def _read_regular(path: Path) -> bytes:
+    """The file's bytes; a FIFO or device is refused rather than read (it could block)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+async def _in_daemon_thread(fn: Callable[..., T], *args: object) -> T:
+    """Run ``fn`` in a daemon thread: a read stuck in a wedged device's sysfs file then
+    cannot keep the process from exiting on SIGTERM (an executor thread would)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def work() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=work, name="sriovdp-scan", daemon=True).start()
+    return await future
+
+
+def _settle(future: asyncio.Future[T], result: T | None, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
 
 
 class Daemon:
@@ -136,7 +183,7 @@ class Daemon:
             True when a new config was applied.
         """
         try:
-            content = self.settings.config_file.read_bytes()
+            content = _read_regular(self.settings.config_file)
         except OSError as exc:
             log.error("config reload (%s): cannot read %s: %s; keeping the last good config",
                       reason, self.settings.config_file, exc.strerror)
@@ -146,7 +193,9 @@ class Daemon:
             return False
         try:
             config = load_config(self.settings.config_file,
-                                 default_prefix=self.settings.resource_prefix)
+                                 default_prefix=self.settings.resource_prefix,
+                                 use_cdi=self.settings.use_cdi,
+                                 socket_dir=self.dirs.socket_dir)
         except ConfigError as exc:
             self._config_bytes = content
             self.metrics.reloads["failed"] += 1
@@ -189,7 +238,7 @@ class Daemon:
             self.dirs.socket_dir,
         )
         with contextlib.suppress(OSError):
-            self._config_bytes = self.settings.config_file.read_bytes()
+            self._config_bytes = _read_regular(self.settings.config_file)
         self.dirs.socket_dir.mkdir(parents=True, exist_ok=True)
         helpers = [asyncio.create_task(watch_socket_dirs(self._socket_dirs(), self._socket_event),
                                        name="socket watch")]
@@ -197,8 +246,18 @@ class Daemon:
             helpers.append(asyncio.create_task(
                 watch_config_file(self.settings.config_file, self._config_event),
                 name="config watch"))
-        for address, routes in self._http_routes().items():
-            helpers.append(asyncio.create_task(serve_http(address, routes), name=f"http {address}"))
+        servers = []
+        try:
+            for address, routes in self._http_routes().items():
+                servers.append(await start_http(address, routes))
+        except OSError as exc:
+            for server in servers:
+                server.close()
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            raise HostError(f"cannot serve health/metrics on {address}: "
+                            f"{exc.strerror or exc}") from exc
         if self.links is not None:
             try:
                 await self.links.start()
@@ -220,8 +279,9 @@ class Daemon:
                         self._assigned = await assigned_devices(
                             self.settings.pod_resources_socket)
                     await self.reconcile(first=first, periodic=periodic)
-                first = False
-                self.ready.set()
+                if self.passes:
+                    first = False
+                    self.ready.set()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.settings.resync_interval)
                 except TimeoutError:
@@ -231,6 +291,8 @@ class Daemon:
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            for server in servers:
+                server.close()
             if self.links is not None:
                 await self.links.close()
 
@@ -263,13 +325,17 @@ class Daemon:
         def metrics() -> tuple[int, str, bytes]:
             return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render()
 
-        routes: dict[str, dict[str, Callable[[], tuple[int, str, bytes]]]] = {}
-        if self.settings.health_address:
-            routes.setdefault(self.settings.health_address, {}).update(
-                {"/healthz": healthz, "/readyz": readyz})
-        if self.settings.metrics_address:
-            routes.setdefault(self.settings.metrics_address, {})["/metrics"] = metrics
-        return routes
+        # One server per (host, port): ":9100" and "0.0.0.0:9100" are the same socket.
+        routes: dict[tuple[str, int], dict[str, Callable[[], tuple[int, str, bytes]]]] = {}
+        names: dict[tuple[str, int], str] = {}
+        for address, table in ((self.settings.health_address,
+                                {"/healthz": healthz, "/readyz": readyz}),
+                               (self.settings.metrics_address, {"/metrics": metrics})):
+            if address:
+                key = parse_address(address)
+                names.setdefault(key, address)
+                routes.setdefault(key, {}).update(table)
+        return {names[k]: v for k, v in routes.items()}
 
     async def reconcile(self, *, first: bool = False, periodic: bool = False) -> None:
         """One pass: scan the host, then publish the pools it gives.
@@ -279,7 +345,7 @@ class Daemon:
         """
         started = time.perf_counter()
         try:
-            inventory = await asyncio.to_thread(self._scanner, self.settings.host)
+            inventory = await _in_daemon_thread(self._scanner, self.settings.host)
         except Exception as exc:  # a broken host read must not kill the daemon
             log.error("host scan failed, keeping the previous view: %s", exc)
             return

@@ -159,21 +159,31 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         for req in request.container_requests:
             ids = list(req.devices_ids)
             try:
-                alloc = self._allocate(pool, ids, facts)
+                response = container_response(self._allocate(pool, ids, facts))
+                response.SerializeToString()  # surface encoding problems here, not in grpc
             except (AllocationError, CdiError) as exc:
-                if self._on_allocate is not None:
-                    self._on_allocate(pool, ids, False)
+                self._allocate_done(pool, ids, False)
                 log.warning("Allocate(%s) refused: %s", pool.resource_name, exc,
                             extra={"resource": pool.resource_name})
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
                 raise  # abort raises; this keeps type checkers honest
+            except Exception as exc:  # never an UNKNOWN with a traceback for the kubelet
+                self._allocate_done(pool, ids, False)
+                log.exception("Allocate(%s) failed for %s", pool.resource_name, ids,
+                              extra={"resource": pool.resource_name})
+                await context.abort(grpc.StatusCode.INTERNAL,
+                                    f"allocating {ids[:5]} from {pool.resource_name}: {exc}")
+                raise
             for dev_id in ids:
                 log.info("allocated %s from %s", dev_id, pool.resource_name,
                          extra={"resource": pool.resource_name, "pci": dev_id})
-            if self._on_allocate is not None:
-                self._on_allocate(pool, ids, True)
-            responses.append(container_response(alloc))
+            self._allocate_done(pool, ids, True)
+            responses.append(response)
         return pb.AllocateResponse(container_responses=responses)
+
+    def _allocate_done(self, pool: ResourcePool, ids: list[str], ok: bool) -> None:
+        if self._on_allocate is not None:
+            self._on_allocate(pool, ids, ok)
 
     async def PreStartContainer(
         self, request: pb.PreStartContainerRequest, context: Any

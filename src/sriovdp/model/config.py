@@ -243,6 +243,23 @@ def _reject_constant(name: str) -> object:
     raise _NotJsonError(f"invalid JSON: {name} is not a JSON value")
 
 
+def _check_unicode(value: object, path: str) -> None:
+    """Reject lone surrogates (``"\\ud800"``): they cannot be sent to the kubelet as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _NotJsonError(
+                f"{path or 'document'}: invalid Unicode (a lone surrogate escape)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_unicode(key, path)
+            _check_unicode(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_unicode(item, f"{path}[{i}]")
+
+
 def _load_json(text: str | bytes) -> object:
     """Decode the document.
 
@@ -252,12 +269,14 @@ def _load_json(text: str | bytes) -> object:
     try:
         if isinstance(text, bytes | bytearray | memoryview):
             text = bytes(text).decode("utf-8")
-        return json.loads(
+        doc = json.loads(
             text,
             object_pairs_hook=_JsonObject,
             parse_int=_parse_int,
             parse_constant=_reject_constant,
         )
+        _check_unicode(doc, "")
+        return doc
     except UnicodeDecodeError as exc:
         raise ConfigError(ConfigProblem("", f"invalid UTF-8 at byte {exc.start}")) from None
     except json.JSONDecodeError as exc:

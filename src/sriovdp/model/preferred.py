@@ -34,7 +34,7 @@ def preferred_allocation(
     ]
     needed = size - len(chosen)
     if needed <= 0 or not candidates:
-        return chosen[: max(size, len(chosen))]
+        return chosen  # must_include always comes back whole, even beyond size
     chosen_devs = [pool.devices[i] for i in chosen if i in pool.devices]
     chosen_pfs = {d.function.physfn for d in chosen_devs if d.function.physfn}
     chosen_numa = {d.numa_node for d in chosen_devs if d.numa_node is not None}

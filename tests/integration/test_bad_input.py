@@ -1,0 +1,154 @@
+"""Bad input found by trying to break the daemon: each is refused cleanly, nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from sriovdp.cli import main
+from sriovdp.daemon.settings import Settings
+from sriovdp.testing.fakehost import FakeHost
+from sriovdp.testing.kubelet import KubeletEmulator
+
+from test_daemon import CONFIG, NET, running, settings_for
+from test_live import free_port, host, write  # noqa: F401  (host is a fixture)
+
+
+def with_(settings: Settings, **changes: object) -> Settings:
+    return Settings(**{**{f: getattr(settings, f) for f in settings.__dataclass_fields__},
+                       **changes})
+
+
+@pytest.mark.parametrize("doc", [
+    pytest.param(None, id="null"),
+    pytest.param({}, id="empty-object"),
+    pytest.param({"resourcesList": CONFIG["resourceList"]}, id="typo-in-top-key"),
+])
+async def test_reload_keeps_every_pool_when_the_new_config_has_no_resources(
+    workdir: Path, host: FakeHost, doc: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(workdir, host)
+    write(settings.config_file, CONFIG)
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, \
+            running(settings) as daemon:
+        await kubelet.wait_for(NET, lambda d: len(d) == 4)
+        caplog.set_level(logging.ERROR)
+        write(settings.config_file, json.dumps(doc))
+        await asyncio.sleep(0.3)
+        assert "no resources configured" in caplog.text
+        assert set(daemon.pools) == {NET, "intel.com/dpdk"}
+        assert (settings.device_plugin_dir / "intel.com_net.sock").is_socket()
+
+
+async def test_reload_rejects_a_prefix_cdi_cannot_use_when_cdi_is_on(
+    workdir: Path, host: FakeHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = with_(settings_for(workdir, host), use_cdi=True)
+    write(settings.config_file, CONFIG)
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, \
+            running(settings) as daemon:
+        await kubelet.wait_for(NET, lambda d: len(d) == 4)
+        bad = json.loads(json.dumps(CONFIG))
+        bad["resourceList"][0]["resourcePrefix"] = "1x.com"
+        caplog.set_level(logging.ERROR)
+        write(settings.config_file, bad)
+        await asyncio.sleep(0.3)
+        assert "resourceList[0].resourcePrefix" in caplog.text and "--use-cdi" in caplog.text
+        assert set(daemon.pools) == {NET, "intel.com/dpdk"}
+        assert (await kubelet.allocate(NET, ["0000:3b:02.0"])).container_responses
+
+
+async def test_reload_ignores_a_fifo_put_in_place_of_the_config(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = settings_for(workdir, host)
+    write(settings.config_file, CONFIG)
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, \
+            running(settings) as daemon:
+        await kubelet.wait_for(NET, lambda d: len(d) == 4)
+        settings.config_file.unlink()
+        os.mkfifo(settings.config_file)
+        assert not daemon.reload_config("test")  # returns at once instead of blocking
+        assert daemon.metrics.reloads["failed"] >= 1
+        assert (await kubelet.allocate(NET, ["0000:3b:02.0"])).container_responses
+
+
+async def test_allocate_error_names_a_few_ids_when_thousands_are_unknown(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = settings_for(workdir, host)
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, running(settings):
+        await kubelet.wait_for(NET, lambda d: len(d) == 4)
+        ids = [f"0000:99:{i % 32:02x}.{i % 8}-{i}" for i in range(50000)] + ["y" * 100_000]
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await kubelet.allocate(NET, ids)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "and 49996 more" in (err.value.details() or "")
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param(["--resync-interval", "0"], id="zero-interval"),
+    pytest.param(["--resync-interval", "nan"], id="nan-interval"),
+    pytest.param(["--health-address", ":8_081"], id="underscore-port"),
+    pytest.param(["--metrics-address", ":\uff11\uff18"], id="fullwidth-port"),
+    pytest.param(["--use-cdi=maybe"], id="bool-flag-junk"),
+    pytest.param(["--log_dir", "/dev/null/x"], id="log-dir-under-a-file"),
+    pytest.param(["--device-plugin-dir", "/etc/hostname"], id="dir-is-a-file"),
+])
+def test_bad_flags_exit_2_without_a_traceback(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        code = main(["validate", *args])
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_validate_applies_cdi_rules_when_use_cdi_is_given(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = workdir / "c.json"
+    cfg.write_text(json.dumps({"resourceList": [
+        {"resourceName": "net", "resourcePrefix": "1x.com", "selectors": [{}]}]}))
+    assert main(["validate", "--config-file", str(cfg)]) == 0
+    assert main(["validate", "--config-file", str(cfg), "--use-cdi"]) == 1
+    assert "unusable with --use-cdi" in capsys.readouterr().err
+
+
+def test_validate_rejects_names_whose_socket_path_is_too_long(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = workdir / "c.json"
+    cfg.write_text(json.dumps({"resourceList": [
+        {"resourceName": "n" * 63, "resourcePrefix": "example.com", "selectors": [{}]}]}))
+    assert main(["validate", "--config-file", str(cfg),
+                 "--plugins-registry-dir", str(workdir / "none")]) == 1
+    assert "a unix socket path holds at most 107" in capsys.readouterr().err
+
+
+async def test_daemon_exits_1_when_the_health_port_is_taken(workdir: Path, host: FakeHost) -> None:
+    import socket
+
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        write(workdir / "config.json", CONFIG)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sriovdp", "--config-file", str(workdir / "config.json"),
+            "--host-root", str(host.root), "--device-plugin-dir", str(workdir / "dp"),
+            "--plugins-registry-dir", str(workdir / "none"),
+            "--health-address", f"127.0.0.1:{port}", "--metrics-address", f"127.0.0.1:{port}",
+            stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 1
+    assert b"cannot serve health/metrics" in err and b"Traceback" not in err
+    assert not list((workdir / "dp").glob("*.sock")) if (workdir / "dp").exists() else True
