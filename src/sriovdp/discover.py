@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sriovdp.daemon.settings import Settings
+from sriovdp.host.ddp import fill_ddp_profiles
 from sriovdp.host.sysfs import scan
 from sriovdp.model.config import Config
-from sriovdp.model.devices import PciFunction
+from sriovdp.model.devices import NET_CLASS, AuxFunction, Inventory, PciFunction
 from sriovdp.model.pools import build_pools, explain, unmatched_identifiers
+from sriovdp.model.selectors import NetSelector
 
 
 def _device(fn: PciFunction) -> dict[str, Any]:
@@ -30,20 +32,51 @@ def _device(fn: PciFunction) -> dict[str, Any]:
         "acpi_index": fn.acpi_index or None,
         "uio": fn.uio,
         "default_route": fn.default_route,
+        "rdma": list(fn.rdma.devices) if fn.rdma is not None else [],
+        "vdpa": ({"name": fn.vdpa.name, "type": fn.vdpa.type, "path": fn.vdpa.vhost_path}
+                 if fn.vdpa is not None else None),
+        "pkey": fn.pkey,
+        "ddp_profile": fn.ddp_profile,
     }
+
+
+def _aux_device(aux: AuxFunction) -> dict[str, Any]:
+    return {
+        "name": aux.name,
+        "type": aux.aux_type,
+        "parent": aux.parent.address,
+        "pf": aux.pf_address,
+        "pf_netdev": aux.pf_netdev,
+        "sf_num": aux.sf_num,
+        "netdevs": list(aux.netdevs),
+        "link_type": aux.link_type,
+        "rdma": list(aux.rdma.devices) if aux.rdma is not None else [],
+    }
+
+
+def _with_ddp_profiles(inventory: Inventory, config: Config | None) -> Inventory:
+    """Ask ddptool for the network functions' DDP profiles, only if a selector needs them."""
+    if config is None or not any(
+            isinstance(sel, NetSelector) and sel.ddp_profiles
+            for resource in config.resources for sel in resource.selectors):
+        return inventory
+    return fill_ddp_profiles(inventory, [a for a, fn in inventory.functions.items()
+                                         if fn.base_class == NET_CLASS])
 
 
 def discover_report(settings: Settings, config: Config | None) -> dict[str, Any]:
     """Scan ``settings.host`` and explain pool membership for ``config`` (may be None).
 
     Returns:
-        ``{"host_root", "devices": [...], "skipped": [...], "pools": [{"resource",
+        ``{"host_root", "devices": [...], "aux_devices": [...], "skipped": [...],
+        "pools": [{"resource",
         "devices": [ids], "rejected": [{"address", "reason"}]}], "unmatched": [...]}``.
     """
-    inventory = scan(settings.host)
+    inventory = _with_ddp_profiles(scan(settings.host), config)
     report: dict[str, Any] = {
         "host_root": str(settings.host.root),
         "devices": [_device(fn) for fn in inventory.functions.values()],
+        "aux_devices": [_aux_device(aux) for aux in inventory.aux.values()],
         "skipped": [{"address": s.address, "reason": s.reason} for s in inventory.skipped],
         "pools": [],
         "unmatched": [],
@@ -75,6 +108,22 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _facets(d: dict[str, Any]) -> str:
+    """``rdma mlx5_2  vdpa vdpa0 (vhost, /dev/vhost-vdpa-0)  pkey 0x7fff  ddp 'ICE ...'``."""
+    parts = []
+    if d.get("rdma"):
+        parts.append(f'rdma {",".join(d["rdma"])}')
+    vdpa = d.get("vdpa")
+    if vdpa:
+        where = f', {vdpa["path"]}' if vdpa["path"] else ""
+        parts.append(f'vdpa {vdpa["name"]} ({vdpa["type"]}{where})')
+    if d.get("pkey"):
+        parts.append(f'pkey {d["pkey"]}')
+    if d.get("ddp_profile"):
+        parts.append(f'ddp {d["ddp_profile"]!r}')
+    return "  ".join(parts)
+
+
 def render_table(report: dict[str, Any]) -> str:
     """The report as plain-text tables for a terminal."""
     def s(v: object) -> str:
@@ -89,6 +138,20 @@ def render_table(report: dict[str, Any]) -> str:
     out = [f"Devices under {report['host_root']} (PCI class 0x02 network, 0x12 accelerator):",
            _table(["PCI", "ID", "CLASS", "DRIVER", "NUMA", "IOMMU", "NETDEV", "LINK", "PF",
                    "VF", "VFS", "DEFROUTE"], rows)]
+    extras = [(d["address"], _facets(d)) for d in report["devices"]]
+    if any(facets for _, facets in extras):
+        out.append("")
+        out.append("RDMA, vDPA, pkey, DDP:")
+        out += [f"  {address}: {facets}" for address, facets in extras if facets]
+    aux_devices = report.get("aux_devices") or []
+    if aux_devices:
+        aux_rows = [[a["name"], a["type"], a["parent"], a["pf"], s(a["pf_netdev"]),
+                     str(a["sf_num"]), s(",".join(a["netdevs"])), s(a["link_type"]),
+                     s(",".join(a["rdma"]))] for a in aux_devices]
+        out.append("")
+        out.append("Auxiliary devices (sub-functions):")
+        out.append(_table(["AUX", "TYPE", "PARENT", "PF", "PFNETDEV", "SFNUM", "NETDEV",
+                           "LINK", "RDMA"], aux_rows))
     for sk in report["skipped"]:
         out.append(f"skipped {sk['address']}: {sk['reason']}")
     for pool in report["pools"]:

@@ -23,7 +23,8 @@ def load(tmp_path: Path, name: str) -> Inventory:
 
 def test_golden_specs_present_when_listed() -> None:
     assert {p.name for p in SPECS} >= {
-        "x710-cx5-demo.yaml", "vm-guest.yaml", "i350-igbvf.yaml", "accel-acc100-qat.yaml"}
+        "x710-cx5-demo.yaml", "vm-guest.yaml", "i350-igbvf.yaml", "accel-acc100-qat.yaml",
+        "cx5-rdma.yaml", "cx6dx-sf.yaml", "vdpa.yaml", "e810-ddp.yaml", "ib-hca-pkeys.yaml"}
 
 
 @pytest.mark.parametrize("spec_path", SPECS, ids=lambda p: p.stem)

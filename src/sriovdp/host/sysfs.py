@@ -26,6 +26,11 @@ How the files are read, and why:
   read (``driver`` or ``physfn`` not a symlink, permission denied, the device vanishing
   mid-scan) skips that one function with a :class:`SkippedFunction` reason and a warning on
   the ``sriovdp.host.sysfs`` logger; the scan carries on.
+* RDMA, vDPA and auxiliary (SF) devices cost nothing where they are absent: one listing
+  per scan of ``sys/class/infiniband``, ``sys/bus/vdpa/devices`` and
+  ``sys/bus/auxiliary/devices`` (a failed open when the subsystem is not loaded) gives the
+  functions that have them; nothing is probed per VF. The RDMA char-device maps
+  (``sys/class/infiniband_{cm,mad,verbs}``) are read once, on the first RDMA device.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import errno
 import logging
 import os
 import re
+import stat
 from collections.abc import Set as AbstractSet
 
 from sriovdp.errors import HostError
@@ -41,14 +47,17 @@ from sriovdp.host.paths import HostPaths
 from sriovdp.model.devices import (
     ACCEL_CLASS,
     NET_CLASS,
+    AuxFunction,
     HostFacts,
     Inventory,
     PciFunction,
+    RdmaInfo,
     SkippedFunction,
+    VdpaInfo,
     link_type_name,
 )
 
-__all__ = ["read_default_route_ifnames", "scan"]
+__all__ = ["parse_aux_name", "read_default_route_ifnames", "scan"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +77,17 @@ _MODALIAS_RE = re.compile(
 _VF_PROBES = frozenset({"iommu_group", "acpi_index"})
 _VF_PROBES_NO_NETDEV = _VF_PROBES | {"net", "uio"}
 _HEX4_RE = re.compile(rb"0x([0-9A-Fa-f]{4})\Z")
+# Auxiliary device names: "<driver>.<type>.<id>", e.g. "mlx5_core.sf.4".
+_AUX_NAME_RE = re.compile(r"([^.\s/]+)\.([^.\s/]+)\.(\d+)\Z")
+# Uplink representor of a switchdev PF: phys_port_name "p0", "p1".
+_UPLINK_PORT_RE = re.compile(rb"p\d+\Z")
+# RDMA char devices per RDMA device, in the Go plugin's order: (class dir, name part).
+_RDMA_CHAR_KINDS = (
+    ("infiniband_cm", "ucm"),
+    ("infiniband_mad", "issm"),
+    ("infiniband_mad", "umad"),
+    ("infiniband_verbs", "uverbs"),
+)
 
 # ``/proc/net/ipv6_route`` flags: RTF_REJECT marks the kernel's "unreachable" default route
 # on ``lo``, which is not a way out of the host.
@@ -97,16 +117,33 @@ def scan(paths: HostPaths) -> Inventory:
     total_vfs, num_vfs  ``<bdf>/sriov_totalvfs`` (junk → 0), ``<bdf>/sriov_numvfs``
     netdevs             ``sys/class/net/*`` links into ``<bdf>/net/`` or ``<bdf>/virtioN/net/``
                         (else the entries of those directories)
-    pf_netdev           first netdev of the PF (``<bdf>/physfn/net/``)
+    pf_netdev           netdev of the PF (``<bdf>/physfn/net/``): the switchdev uplink
+                        (``phys_port_name`` ``pN``) when it has several, else the first
     link_type           ``sys/class/net/<if>/type`` of the first netdev, else of pf_netdev
     uio                 first entry of ``<bdf>/uio/``
     default_route       ``proc/net/route``, ``proc/net/ipv6_route`` (see
                         :func:`read_default_route_ifnames`)
+    rdma                RDMA devices: ``sys/class/infiniband/*`` links into
+                        ``<bdf>/infiniband/<dev>`` (without that class dir: the entries of
+                        ``<bdf>/infiniband/`` of a PF or plain function); char devices from
+                        ``sys/class/infiniband_{cm,mad,verbs}/*/ibdev`` and
+                        ``dev/infiniband/rdma_cm``
+    vdpa                ``sys/bus/vdpa/devices/<vdpa>`` links into ``<bdf>/<vdpa>`` (or
+                        ``<bdf>/<aux dev>/<vdpa>``); the first by name; its ``driver`` link
+                        and first ``vhost-vdpa*`` child dir (``dev/<that>`` must exist)
+    pkey                ``<bdf>/infiniband/<first dev>/ports/1/pkeys/0``, only when
+                        link_type is ``infiniband``
     ==================  ==================================================================
+
+    Auxiliary devices (:class:`AuxFunction`, ``Inventory.aux``): every
+    ``sys/bus/auxiliary/devices/<driver>.<type>.<id>`` with an ``sfnum`` file whose link
+    target lies below a function of the inventory (see :meth:`_Reader.read_aux`).
 
     Args:
         paths: the host root; reads ``sys/bus/pci/devices``, ``sys/class/net``,
-            ``proc/net/route``, ``proc/net/ipv6_route``, ``dev/vhost-net`` and ``dev/net/tun``.
+            ``sys/class/infiniband*``, ``sys/bus/vdpa``, ``sys/bus/auxiliary``,
+            ``proc/net/route``, ``proc/net/ipv6_route``, ``dev/vhost-net``, ``dev/net/tun``,
+            ``dev/infiniband/rdma_cm`` and ``dev/vhost-vdpa-N``.
 
     Returns:
         The inventory: bound functions in address order, unbound or unreadable ones in
@@ -144,10 +181,21 @@ def scan(paths: HostPaths) -> Inventory:
             functions[address] = function
     finally:
         os.close(bus_fd)
+    aux = reader.read_aux(functions, skipped)
     facts = HostFacts(
         vhost_net=os.path.exists(paths.dev / "vhost-net") and os.path.exists(paths.dev / "net/tun")
     )
-    return Inventory(functions=functions, skipped=tuple(skipped), facts=facts)
+    return Inventory(functions=functions, aux=aux, skipped=tuple(skipped), facts=facts)
+
+
+def parse_aux_name(name: str) -> tuple[str, str, int] | None:
+    """``"mlx5_core.sf.4"`` → ``("mlx5_core", "sf", 4)``; None unless ``<driver>.<type>.<id>``.
+
+    Exactly three dot-separated parts, the last a non-negative integer: ``"0000:12:34.0"``,
+    ``"driver_name.type.id"`` and ``"driver_name.type.-4"`` are not auxiliary device names.
+    """
+    m = _AUX_NAME_RE.match(name)
+    return (m[1], m[2], int(m[3])) if m else None
 
 
 def read_default_route_ifnames(paths: HostPaths) -> frozenset[str]:
@@ -209,6 +257,55 @@ def _read_class_net(paths: HostPaths) -> dict[str, dict[str, str]]:
     return found
 
 
+def _read_class_links(path: os.PathLike[str] | str, kind: str) -> dict[str, list[str]] | None:
+    """Owner → sorted device names from class links ending in ``<owner>/<kind>/<name>``.
+
+    E.g. ``sys/class/infiniband/mlx5_2`` → ``../../devices/pci0000:3b/0000:3b:00.2/infiniband/
+    mlx5_2`` gives ``{"0000:3b:00.2": ["mlx5_2"]}``; the owner is that path component, a PCI
+    address or an auxiliary device name (``.../mlx5_core.sf.4/infiniband/mlx5_4``). None when
+    ``path`` cannot be listed (the subsystem is not loaded).
+    """
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError:
+        return None
+    found: dict[str, list[str]] = {}
+    try:
+        for name in os.listdir(fd):
+            try:
+                parts = os.readlink(name, dir_fd=fd).rstrip("/").split("/")
+            except OSError:
+                continue
+            if len(parts) >= 3 and parts[-2] == kind:
+                found.setdefault(parts[-3], []).append(name)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    for names in found.values():
+        names.sort()
+    return found
+
+
+def _vdpa_owner(parts: list[str]) -> str | None:
+    """The PCI function a vDPA device link target (split on ``/``) belongs to, or None."""
+    if len(parts) >= 2 and _PCI_NAME_RE.match(parts[-2]):
+        return parts[-2]
+    if len(parts) >= 3 and _PCI_NAME_RE.match(parts[-3]):
+        aux = parse_aux_name(parts[-2])
+        if aux is not None and aux[1] != "sf":
+            return parts[-3]
+    return None
+
+
+def _nearest_pci(parts: list[str]) -> str | None:
+    """The last PCI-address component of a link target's directories, or None."""
+    for part in reversed(parts):
+        if _PCI_NAME_RE.match(part):
+            return part
+    return None
+
+
 def _read_whole(path: os.PathLike[str] | str) -> bytes:
     """The content of a (proc) file, or ``b""`` when it cannot be read."""
     try:
@@ -243,11 +340,22 @@ class _Reader:
     """One scan's state: open dir fds and the per-PF / per-netdev / per-group caches."""
 
     def __init__(self, paths: HostPaths) -> None:
+        self._paths = paths
         self._default_routes = read_default_route_ifnames(paths)
         self._netdevs = _read_class_net(paths)
         self._pfs: dict[str, tuple[dict[str, int], str | None]] = {}
         self._link_types: dict[str, str | None] = {}
         self._noiommu: dict[str, bool] = {}
+        # owner (PCI address or aux name) → RDMA device names; None: no sys/class/infiniband
+        self._rdma_devs = _read_class_links(paths.sys / "class/infiniband", "infiniband")
+        # sys/class/infiniband_{cm,mad,verbs} entries, read on first use: owner → [(class
+        # dir, kind, entry)] by entry name, and RDMA device → {kind: entry} for entries whose
+        # link does not say their owner (read through the class dir's ibdev)
+        self._rdma_chars: tuple[dict[str, list[tuple[str, str, str]]],
+                                dict[str, dict[str, str]]] | None = None
+        self._rdma_cm: bool | None = None
+        self._vdpa_devs = self._read_vdpa_owners(paths)
+        self._uplinks: dict[str, str | None] = {}
 
     # -- one function ----------------------------------------------------------------------
 
@@ -308,7 +416,8 @@ class _Reader:
             # A VF, the bulk of a big host, skips the listing: the kernel never gives a VF
             # sriov_* files, and uio/ or net/ only matter when class/net has no netdev.
             attr = "device directory"
-            if physfn is None or (not net_dirs and driver == "virtio-pci"):
+            listed = physfn is None or (not net_dirs and driver == "virtio-pci")
+            if listed:
                 present: AbstractSet[str] = set(os.listdir(fd))
             elif net_dirs:
                 present = _VF_PROBES
@@ -368,6 +477,24 @@ class _Reader:
         except OSError as exc:
             raise _Skip(_reason(attr, exc)) from exc
 
+        # RDMA, pkey and vDPA: optional facets; a read error logs and leaves them out. Only
+        # functions the per-scan maps (or their own listing) name pay for them.
+        rdma: RdmaInfo | None = None
+        pkey: str | None = None
+        rdma_map = self._rdma_devs
+        if (rdma_map.get(address) if rdma_map is not None
+                else listed and "infiniband" in present):
+            rdma_devs = self._rdma_names(fd, address, True)
+            if rdma_devs:
+                rdma = self._rdma_info(fd, address, rdma_devs)
+                if link_type == "infiniband":
+                    pkey = self._pkey(fd, address, rdma_devs[0])
+        vdpa: VdpaInfo | None = None
+        if self._vdpa_devs:
+            vdpa_names = self._vdpa_devs.get(address)
+            if vdpa_names:
+                vdpa = self._vdpa_info(address, vdpa_names)
+
         default_routes = self._default_routes
         return PciFunction(
             address=address,
@@ -388,6 +515,9 @@ class _Reader:
             link_type=link_type,
             uio=uio,
             default_route=bool(default_routes) and any(n in default_routes for n in netdevs),
+            rdma=rdma,
+            vdpa=vdpa,
+            pkey=pkey,
         )
 
     # -- cached lookups --------------------------------------------------------------------
@@ -422,7 +552,9 @@ class _Reader:
                                         exc.strerror, extra={"pci": pf_address})
                 pf_netdevs = self._netdevs.get(pf_address) or {
                     name: f"net/{name}" for name in _list_dir(pf_fd, "net")}
-                pf_netdev = min(pf_netdevs, default=None)
+                # a switchdev PF also carries VF/SF representors: its uplink is the one
+                pf_netdev = (_uplink_of(pf_fd, pf_netdevs) if len(pf_netdevs) > 1
+                             else min(pf_netdevs, default=None))
                 if pf_netdev is not None:
                     self._link_type(pf_fd, pf_netdev, pf_netdevs[pf_netdev])
             except OSError as exc:
@@ -449,6 +581,327 @@ class _Reader:
         found = link_type_name(arphrd) if arphrd is not None else None
         self._link_types[ifname] = found
         return found
+
+    # -- RDMA, pkeys, vDPA ----------------------------------------------------------------
+
+    def _rdma_names(self, fd: int, owner: str, has_dir: bool) -> list[str]:
+        """RDMA device names of ``owner`` (a PCI address or aux name), sorted.
+
+        From the ``sys/class/infiniband`` map; without that class dir (a tree without class
+        links), the entries of ``fd``'s ``infiniband/`` when ``has_dir`` says it exists.
+        """
+        if self._rdma_devs is not None:
+            return self._rdma_devs.get(owner) or []
+        if not has_dir:
+            return []
+        try:
+            return sorted(_list_dir(fd, "infiniband"))
+        except OSError as exc:
+            log.warning("%s: cannot list infiniband/: %s", owner, exc.strerror,
+                        extra={"pci": owner})
+            return []
+
+    def _rdma_info(self, fd: int, owner: str, devices: list[str]) -> RdmaInfo:
+        """The char devices of ``devices`` (RDMA devices of ``owner``, open as ``fd``).
+
+        Per device, in this order: ``ucm``, ``issm``, ``umad``, ``uverbs`` (the first entry by
+        name whose ``ibdev`` names the device), then ``/dev/infiniband/rdma_cm`` once if it
+        exists. The kernel puts a char device's sysfs dir below the RDMA device's parent
+        (``<bdf>/infiniband_verbs/uverbs2``), so only ``owner``'s own entries are read, with
+        short paths relative to ``fd``.
+        """
+        if self._rdma_chars is None:
+            self._rdma_chars = self._read_rdma_chars()
+            self._rdma_cm = os.path.exists(self._paths.dev / "infiniband/rdma_cm")
+        by_owner, by_ibdev = self._rdma_chars
+        found: dict[str, dict[str, str]] = {}
+        for subdir, kind, entry in by_owner.get(owner, ()):
+            try:
+                raw = _read(fd, f"{subdir}/{entry}/ibdev")
+            except OSError:
+                raw = None
+            if raw is not None:
+                ibdev = raw.decode(errors="replace").strip()
+                found.setdefault(ibdev, {}).setdefault(kind, entry)
+        paths: list[str] = []
+        for dev in devices:
+            own, other = found.get(dev) or {}, by_ibdev.get(dev) or {}
+            for _, kind in _RDMA_CHAR_KINDS:
+                # the first by name, as a glob over the class dir would find it
+                entries = [e for e in (own.get(kind), other.get(kind)) if e is not None]
+                if entries:
+                    paths.append(f"/dev/infiniband/{min(entries)}")
+        if self._rdma_cm:
+            paths.append("/dev/infiniband/rdma_cm")
+        return RdmaInfo(devices=tuple(devices), char_devices=tuple(dict.fromkeys(paths)))
+
+    def _read_rdma_chars(
+        self,
+    ) -> tuple[dict[str, list[tuple[str, str, str]]], dict[str, dict[str, str]]]:
+        """Index ``sys/class/infiniband_{cm,mad,verbs}`` once: see ``self._rdma_chars``.
+
+        An entry's kind is the first of ``ucm`` / ``issm``, ``umad`` / ``uverbs`` its name
+        contains (``abi_version`` has none). Its owner comes from the link target
+        (``../../devices/.../<owner>/infiniband_verbs/uverbs2``); an entry whose target does
+        not end that way has its ``ibdev`` read here instead.
+        """
+        by_owner: dict[str, list[tuple[str, str, str]]] = {}
+        by_ibdev: dict[str, dict[str, str]] = {}
+        class_dir = self._paths.sys / "class"
+        for subdir in dict.fromkeys(d for d, _ in _RDMA_CHAR_KINDS):
+            kinds = [k for d, k in _RDMA_CHAR_KINDS if d == subdir]
+            try:
+                fd = os.open(class_dir / subdir, _DIR_FLAGS)
+            except OSError:
+                continue
+            try:
+                for entry in sorted(os.listdir(fd)):
+                    kind = next((k for k in kinds if k in entry), None)
+                    if kind is None:
+                        continue
+                    try:
+                        parts = os.readlink(entry, dir_fd=fd).rstrip("/").split("/")
+                    except OSError:
+                        parts = []
+                    if len(parts) >= 3 and parts[-2] == subdir and parts[-1] == entry:
+                        by_owner.setdefault(parts[-3], []).append((subdir, kind, entry))
+                        continue
+                    try:
+                        raw = _read(fd, f"{entry}/ibdev")
+                    except OSError:
+                        raw = None
+                    if raw is not None:
+                        ibdev = raw.decode(errors="replace").strip()
+                        by_ibdev.setdefault(ibdev, {}).setdefault(kind, entry)
+            except OSError as exc:
+                log.warning("cannot list %s: %s", class_dir / subdir, exc.strerror)
+            finally:
+                os.close(fd)
+        return by_owner, by_ibdev
+
+    def _pkey(self, fd: int, address: str, rdma_dev: str) -> str | None:
+        """``infiniband/<rdma_dev>/ports/1/pkeys/0``, trimmed (e.g. ``0x7fff``); None on error."""
+        rel = f"infiniband/{rdma_dev}/ports/1/pkeys/0"
+        try:
+            raw = _read(fd, rel)
+        except OSError as exc:
+            log.info("%s: cannot read %s: %s", address, rel, exc.strerror, extra={"pci": address})
+            return None
+        pkey = raw.decode(errors="replace").strip() if raw is not None else ""
+        if not pkey:
+            log.info("%s: no pkey in %s", address, rel, extra={"pci": address})
+            return None
+        return pkey
+
+    @staticmethod
+    def _read_vdpa_owners(paths: HostPaths) -> dict[str, list[str]]:
+        """PCI address → vDPA device names (sorted), from the ``sys/bus/vdpa/devices`` links.
+
+        A vDPA device whose parent is the PCI function (``<bdf>/vdpa0``) or an auxiliary
+        device of it (``<bdf>/mlx5_core.vnet.2/vdpa0``, as mlx5_vdpa creates them) belongs to
+        that function; one below a sub-function (``<bdf>/mlx5_core.sf.2/...``) does not (the
+        Go plugin only looks at vDPA devices of PCI management devices).
+        """
+        try:
+            fd = os.open(paths.sys / "bus/vdpa/devices", _DIR_FLAGS)
+        except OSError:
+            return {}
+        found: dict[str, list[str]] = {}
+        try:
+            for name in os.listdir(fd):
+                try:
+                    parts = os.readlink(name, dir_fd=fd).rstrip("/").split("/")
+                except OSError:
+                    continue
+                owner = _vdpa_owner(parts)
+                if owner is not None:
+                    found.setdefault(owner, []).append(name)
+        except OSError as exc:
+            log.warning("cannot list vDPA devices: %s", exc.strerror)
+        finally:
+            os.close(fd)
+        for names in found.values():
+            names.sort()
+        return found
+
+    def _vdpa_info(self, address: str, names: list[str]) -> VdpaInfo | None:
+        """Driver and vhost path of the first vDPA device in ``names``; None if it vanished."""
+        name = names[0]
+        if len(names) > 1:
+            log.info("%s has %d vDPA devices (%s); using %s", address, len(names),
+                     ", ".join(names), name, extra={"pci": address})
+        try:
+            fd = os.open(self._paths.sys / "bus/vdpa/devices" / name, _DIR_FLAGS)
+        except OSError as exc:
+            log.warning("%s: cannot open vDPA device %s: %s", address, name, exc.strerror,
+                        extra={"pci": address})
+            return None
+        try:
+            driver = _readlink_name(fd, "driver")
+            vhost_path: str | None = None
+            if driver == "vhost_vdpa":
+                for entry in sorted(os.listdir(fd)):
+                    if "vhost-vdpa" in entry and stat.S_ISDIR(
+                            os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                        if os.path.exists(self._paths.dev / entry):
+                            vhost_path = f"/dev/{entry}"
+                        else:
+                            log.warning("%s: vDPA device %s has %s but %s is missing", address,
+                                        name, entry, self._paths.dev / entry,
+                                        extra={"pci": address})
+                        break
+        except OSError as exc:
+            log.warning("%s: cannot read vDPA device %s: %s", address, name, exc.strerror,
+                        extra={"pci": address})
+            return None
+        finally:
+            os.close(fd)
+        return VdpaInfo(name=name, driver=driver, vhost_path=vhost_path)
+
+    # -- auxiliary devices -----------------------------------------------------------------
+
+    def read_aux(
+        self, functions: dict[str, PciFunction], skipped: list[SkippedFunction]
+    ) -> dict[str, AuxFunction]:
+        """Every sub-function under ``sys/bus/auxiliary/devices``, by name.
+
+        ==============  =====================================================================
+        name, aux_type  the entry name ``<driver>.<type>.<id>``; other names are ignored
+        parent          the function of the last PCI-address component of the link target
+                        (``../../../devices/pci0000:3b/0000:3b:00.0/mlx5_core.sf.4``); it
+                        must be in ``functions``
+        pf_address      the parent's ``physfn``, else the parent itself
+        pf_netdev       the PF's uplink: its netdev with a non-empty ``phys_switch_id`` and a
+                        ``phys_port_name`` like ``p0``; else its first netdev
+        sf_num          ``<aux>/sfnum``; devices without it (``mlx5_core.eth.0``) are not
+                        sub-functions and are left out
+        netdevs         entries of ``<aux>/net/``
+        link_type       ``<aux>/net/<first>/type``, else the PF netdev's type
+        rdma            ``<aux>/infiniband/`` (via ``sys/class/infiniband`` when present)
+        ==============  =====================================================================
+
+        A device that cannot be used (dangling link, no PCI parent, parent not scanned,
+        unreadable ``sfnum``) is logged and added to ``skipped``; the others are unaffected.
+        """
+        try:
+            bus_fd = os.open(self._paths.sys / "bus/auxiliary/devices", _DIR_FLAGS)
+        except OSError:
+            return {}
+        found: dict[str, AuxFunction] = {}
+        try:
+            for name in sorted(os.listdir(bus_fd)):
+                parsed = parse_aux_name(name)
+                if parsed is None:
+                    log.debug("auxiliary device %s: not <driver>.<type>.<id>; ignored", name)
+                    continue
+                try:
+                    aux = self._read_aux_device(bus_fd, name, parsed[1], functions)
+                except _Skip as skip:
+                    log.warning("skipping auxiliary device %s: %s", name, skip,
+                                extra={"pci": name})
+                    skipped.append(SkippedFunction(name, str(skip)))
+                    continue
+                if aux is not None:
+                    found[name] = aux
+        except OSError as exc:
+            log.warning("cannot list auxiliary devices: %s", exc.strerror)
+        finally:
+            os.close(bus_fd)
+        return found
+
+    def _read_aux_device(
+        self, bus_fd: int, name: str, aux_type: str, functions: dict[str, PciFunction]
+    ) -> AuxFunction | None:
+        """One auxiliary device; None when it is not a sub-function (no ``sfnum``).
+
+        Raises:
+            _Skip: the device is a sub-function (or looks like one) but cannot be used.
+        """
+        try:
+            target = os.readlink(name, dir_fd=bus_fd)
+        except OSError as exc:
+            raise _Skip(_reason("link", exc)) from exc
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=bus_fd)
+        except FileNotFoundError as exc:
+            raise _Skip(f"link to nowhere ({target})") from exc
+        except OSError as exc:
+            raise _Skip(f"cannot open device directory: {exc.strerror}") from exc
+        attr = "sfnum"
+        try:
+            raw = _read(fd, "sfnum")
+            if raw is None:
+                log.debug("auxiliary device %s: no sfnum, not a sub-function; ignored", name)
+                return None
+            sf_num = _parse_int(raw)
+            if sf_num is None or sf_num < 0:
+                raise _Skip(f"sfnum is not a number: {raw.decode(errors='replace').strip()!r}")
+            parent_address = _nearest_pci(target.rstrip("/").split("/")[:-1])
+            if parent_address is None:
+                raise _Skip(f"no PCI function above it ({target})")
+            parent = functions.get(parent_address)
+            if parent is None:
+                raise _Skip(f"parent PCI function {parent_address} is not in the scan")
+            attr = "net"
+            netdevs = sorted(_list_dir(fd, "net"))
+            attr = "infiniband"
+            rdma_devs = self._rdma_names(fd, name, True)
+            rdma = self._rdma_info(fd, name, rdma_devs) if rdma_devs else None
+            pf_address = parent.physfn or parent.address
+            pf_netdev = self._uplink(pf_address, functions)
+            link_type = ""
+            if netdevs:
+                link_type = self._link_type(fd, netdevs[0], f"net/{netdevs[0]}") or ""
+            if not link_type and pf_netdev is not None:
+                link_type = self._pf_netdev_link_type(pf_address, pf_netdev)
+        except OSError as exc:
+            raise _Skip(_reason(attr, exc)) from exc
+        finally:
+            os.close(fd)
+        return AuxFunction(
+            name=name, aux_type=aux_type, parent=parent, pf_address=pf_address,
+            pf_netdev=pf_netdev, sf_num=sf_num, netdevs=tuple(netdevs), link_type=link_type,
+            rdma=rdma,
+        )
+
+    def _uplink(self, pf_address: str, functions: dict[str, PciFunction]) -> str | None:
+        """The PF's uplink netdev: switchdev ``phys_port_name`` ``pN``, else its first netdev."""
+        if pf_address in self._uplinks:
+            return self._uplinks[pf_address]
+        if pf_address in self._pfs:  # already found for the PF's VFs
+            return self._pfs[pf_address][1]
+        pf = functions.get(pf_address)
+        try:
+            pf_fd = os.open(self._paths.pci_devices / pf_address, _DIR_FLAGS)
+        except OSError:
+            pf_fd = None
+        uplink: str | None = None
+        try:
+            if pf_fd is None:
+                uplink = pf.netdev if pf is not None else None
+            else:
+                names = pf.netdevs if pf is not None else _list_dir(pf_fd, "net")
+                uplink = _uplink_of(pf_fd, {name: f"net/{name}" for name in names})
+        except OSError as exc:
+            log.warning("cannot read netdevs of PF %s: %s", pf_address, exc.strerror,
+                        extra={"pci": pf_address})
+        finally:
+            if pf_fd is not None:
+                os.close(pf_fd)
+        self._uplinks[pf_address] = uplink
+        return uplink
+
+    def _pf_netdev_link_type(self, pf_address: str, ifname: str) -> str:
+        if ifname in self._link_types:
+            return self._link_types[ifname] or ""
+        try:
+            pf_fd = os.open(self._paths.pci_devices / pf_address, _DIR_FLAGS)
+        except OSError:
+            return ""
+        try:
+            return self._link_type(pf_fd, ifname, f"net/{ifname}") or ""
+        finally:
+            os.close(pf_fd)
 
     def _is_noiommu(self, fd: int, group: str) -> bool:
         """``iommu_group/name`` == ``vfio-noiommu`` (the group vfio creates without an IOMMU)."""
@@ -519,6 +972,30 @@ def _readlink_name(dir_fd: int, name: str) -> str | None:
         return _basename(os.readlink(name, dir_fd=dir_fd))
     except FileNotFoundError:
         return None
+
+
+def _uplink_of(pf_fd: int, netdevs: dict[str, str]) -> str | None:
+    """A PF's uplink among its netdevs (name → dir relative to ``pf_fd``).
+
+    The first by name with a non-empty ``phys_switch_id`` and a ``phys_port_name`` like
+    ``p0`` (a switchdev uplink representor; VF/SF representors are ``pf0vf1``, ``pf0sf4``);
+    without one (legacy mode), the first netdev by name. None without netdevs.
+    """
+    names = sorted(netdevs)
+    for name in names:
+        rel = netdevs[name]
+        if _read_quiet(pf_fd, f"{rel}/phys_switch_id") and _UPLINK_PORT_RE.match(
+                _read_quiet(pf_fd, f"{rel}/phys_port_name")):
+            return name
+    return names[0] if names else None
+
+
+def _read_quiet(dir_fd: int, name: str) -> bytes:
+    """Trimmed content of ``name``, ``b""`` when missing or unreadable (EOPNOTSUPP ...)."""
+    try:
+        return (_read(dir_fd, name) or b"").strip()
+    except OSError:
+        return b""
 
 
 def _list_dir(dir_fd: int, name: str) -> list[str]:

@@ -17,7 +17,20 @@ A :class:`FakeHost` writes, under one root directory:
   virtio-net) and ``sys/class/net/<if>`` → ``../../devices/.../net/<if>``;
 * ``uio/uioN/`` + ``sys/class/uio/uioN`` + ``dev/uioN`` while bound to a UIO driver;
 * ``proc/net/route`` (with its header line) and ``proc/net/ipv6_route``;
-* ``dev/vhost-net`` and ``dev/net/tun`` after :meth:`FakeHost.enable_vhost_net`.
+* ``dev/vhost-net`` and ``dev/net/tun`` after :meth:`FakeHost.enable_vhost_net`;
+* RDMA (:meth:`FakeHost.add_rdma`): ``<bdf>/infiniband/<dev>/ports/1/pkeys/0`` +
+  ``sys/class/infiniband/<dev>``; char devices ``<bdf>/infiniband_verbs/uverbsN``,
+  ``infiniband_mad/{umadN,issmN}``, ``infiniband_cm/ucmN`` (each with ``ibdev``), their
+  ``sys/class/infiniband_*/<entry>`` links and ``dev/infiniband/<entry>``;
+  ``dev/infiniband/rdma_cm`` after :meth:`FakeHost.enable_rdma_cm`;
+* vDPA (:meth:`FakeHost.add_vdpa`): ``<bdf>/vdpaN/`` + ``sys/bus/vdpa/devices/vdpaN``,
+  ``driver`` → ``../../../../bus/vdpa/drivers/<drv>``; vhost_vdpa adds ``vdpaN/vhost-vdpa-M/``
+  and ``dev/vhost-vdpa-M``;
+* auxiliary devices / SFs (:meth:`FakeHost.add_sf`, :meth:`FakeHost.add_aux`):
+  ``<pf bdf>/mlx5_core.sf.4/{sfnum,net/<if>/,infiniband/}`` +
+  ``sys/bus/auxiliary/devices/mlx5_core.sf.4`` (relative link) and a ``driver`` link;
+* switchdev ports: ``phys_port_name``/``phys_switch_id`` on netdevs
+  (:meth:`FakeHost.set_phys_port`).
 
 Mutators read like incidents: ``bind(vf, "vfio-pci", iommu_group=87)``,
 ``set_numvfs(pf, 0)``, ``move_netdev_to_pod(vf)``, ``set_link("ens785f0", carrier=False)``.
@@ -26,6 +39,7 @@ Host spec (YAML or the equivalent dict; :meth:`FakeHost.to_spec` writes it,
 :meth:`FakeHost.from_spec` / :meth:`FakeHost.load` read it)::
 
     vhost_net: true                 # optional: dev/vhost-net + dev/net/tun
+    rdma_cm: true                   # optional: dev/infiniband/rdma_cm
     default_routes:                 # optional: netdevs with a default route
       ipv4: [ens785f0]
       ipv6: []
@@ -46,6 +60,16 @@ Host spec (YAML or the equivalent dict; :meth:`FakeHost.to_spec` writes it,
         acpi_index: "1"             # optional
         subsystem_vendor: "8086"    # default: vendor
         subsystem_device: "0000"    # default "0000"
+        rdma: mlx5_0                # RDMA device, or {device: mlx5_0, uverbs: 0, umad: 0,
+                                    #   issm: 0, ucm: 0, char_devices: true}, or a list;
+                                    #   omitted numbers are the next free ones
+        pkey: "0x7fff"              # pkeys/0 of the first RDMA device (default 0xffff)
+        vdpa: {name: vdpa0, driver: vhost_vdpa, vhost: 0}   # or a list; driver null: unbound
+        phys_port_names: {enp59s0f0np0: p0}   # switchdev: phys_port_name per netdev, and
+        phys_switch_id: "a8b0d10003ba5e0c"    #   their phys_switch_id (default from address)
+        aux:                        # auxiliary devices below this function
+          - {name: mlx5_core.sf.2, sfnum: 2, ifname: enp59s0f0s2, rdma: mlx5_2}
+          - {name: mlx5_core.eth.0} # no sfnum: not a sub-function
         total_vfs: 64               # present: an SR-IOV PF
         vf_offset: 16               # routing-id offset of VF 0 (default 16), and
         vf_stride: 1                #   stride between VFs (default 1)
@@ -110,6 +134,76 @@ class _VfTemplate:
 
 
 @dataclass(slots=True)
+class _Rdma:
+    """One RDMA device and the char-device numbers FakeHost gave it (None: none)."""
+
+    name: str
+    uverbs: int | None = None
+    umad: int | None = None
+    issm: int | None = None
+    ucm: int | None = None
+    pkey: str = "0xffff"
+
+    def chars(self) -> list[tuple[str, str, int]]:
+        """(class dir, kind, number) of each char device."""
+        return [(cls, kind, n) for cls, kind, n in (
+            ("infiniband_verbs", "uverbs", self.uverbs), ("infiniband_mad", "umad", self.umad),
+            ("infiniband_mad", "issm", self.issm), ("infiniband_cm", "ucm", self.ucm),
+        ) if n is not None]
+
+    def to_spec(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"device": self.name}
+        for kind in ("uverbs", "umad", "issm", "ucm"):
+            if getattr(self, kind) is not None:
+                out[kind] = getattr(self, kind)
+        if self.uverbs is None and self.umad is None and self.issm is None:
+            out["char_devices"] = False
+        return out
+
+
+@dataclass(slots=True)
+class _Vdpa:
+    """One vDPA device on a function."""
+
+    name: str
+    driver: str | None
+    vhost: int | None = None  # N of vhost-vdpa-N (vhost_vdpa only)
+
+    def to_spec(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "driver": self.driver}
+        if self.vhost is not None:
+            out["vhost"] = self.vhost
+        return out
+
+
+@dataclass(slots=True)
+class _Aux:
+    """One auxiliary device below a function (an SF when it has an ``sfnum``)."""
+
+    name: str
+    sfnum: int | None
+    link_type: int
+    ifnames: list[str] = field(default_factory=list)
+    rdma: list[_Rdma] = field(default_factory=list)
+
+    def to_spec(self, parent: _Function) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.sfnum is not None:
+            out["sfnum"] = self.sfnum
+        if self.ifnames:
+            out["ifname"] = self.ifnames[0] if len(self.ifnames) == 1 else list(self.ifnames)
+        if self.link_type != parent.link_type:
+            out["link_type"] = self.link_type
+        if self.rdma:
+            out["rdma"] = _one_or_list([r.to_spec() for r in self.rdma])
+        return out
+
+
+def _one_or_list(items: list[dict[str, Any]]) -> dict[str, Any] | list[dict[str, Any]]:
+    return items[0] if len(items) == 1 else items
+
+
+@dataclass(slots=True)
 class _Function:
     """FakeHost's record of one PCI function; the tree on disk mirrors it."""
 
@@ -137,6 +231,11 @@ class _Function:
     vfs: dict[int, str] = field(default_factory=dict)  # PF: VF index → address
     physfn: str | None = None
     vf_index: int | None = None
+    rdma: list[_Rdma] = field(default_factory=list)
+    vdpa: list[_Vdpa] = field(default_factory=list)
+    aux: list[_Aux] = field(default_factory=list)
+    port_names: dict[str, str] = field(default_factory=dict)  # netdev → phys_port_name
+    switch_id: str | None = None
 
 
 def _split_bdf(address: str) -> tuple[int, int, int, int]:
@@ -210,6 +309,14 @@ class FakeHost:
         self._netdev_owner: dict[str, _Function] = {}
         self._routes: dict[int, list[str]] = {4: [], 6: []}
         self._vhost_net = False
+        self._rdma_cm = False
+        self._rdma_names: set[str] = set()
+        self._rdma_used: dict[str, set[int]] = {"uverbs": set(), "umad": set(), "issm": set(),
+                                                "ucm": set()}
+        self._vdpa_names: set[str] = set()
+        self._vhost_used: set[int] = set()
+        self._aux_netdevs: dict[str, _Aux] = {}
+        self._aux_names: set[str] = set()
         self._next_ifindex = 2
         self._next_virtio = 0
         for d in ("sys/devices", "sys/bus/pci/devices", "sys/bus/pci/drivers", "sys/class/net",
@@ -472,6 +579,7 @@ class FakeHost:
         """
         fn = self._fn(address)
         d = self._dev_dir(fn)
+        self._drop_driver_objects(fn)
         self._drop_netdevs(fn)
         _rmtree(f"{d}/net")  # the driver's netdevs go, and with them the net/ glue dir
         self._drop_uio(fn)
@@ -567,21 +675,44 @@ class FakeHost:
     def add_netdev(self, address: str, ifname: str) -> None:
         """The driver registers netdev ``ifname`` on ``address`` (visible in this netns)."""
         fn = self._fn(address)
-        if ifname in self._netdev_owner:
+        self._make_netdev(self._net_rel(fn), ifname, fn.link_type, carrier=fn.carrier)
+        fn.ifnames.append(ifname)
+        self._netdev_owner[ifname] = fn
+        if ifname in fn.port_names:
+            self._write_port(fn, ifname)
+
+    def _make_netdev(self, net_rel: str, ifname: str, link_type: int, *, carrier: bool) -> None:
+        """``sys/devices/<net_rel>/<ifname>/`` with its attributes and the class/net link."""
+        if ifname in self._netdev_owner or ifname in self._aux_netdevs:
             raise ValueError(f"netdev {ifname} already exists")
-        rel = self._net_rel(fn)
-        d = f"{self._r}/sys/devices/{rel}/{ifname}"
+        d = f"{self._r}/sys/devices/{net_rel}/{ifname}"
         os.makedirs(d)
         index = self._next_ifindex
         self._next_ifindex += 1
-        _write(f"{d}/type", f"{fn.link_type}\n")
+        _write(f"{d}/type", f"{link_type}\n")
         _write(f"{d}/ifindex", f"{index}\n")
         _write(f"{d}/address", f"02:00:00:00:{index >> 8 & 0xFF:02x}:{index & 0xFF:02x}\n")
-        _write(f"{d}/operstate", "up\n" if fn.carrier else "down\n")
-        _write(f"{d}/carrier", "1\n" if fn.carrier else "0\n")
-        _symlink(f"../../devices/{rel}/{ifname}", self._p(f"sys/class/net/{ifname}"))
-        fn.ifnames.append(ifname)
-        self._netdev_owner[ifname] = fn
+        _write(f"{d}/operstate", "up\n" if carrier else "down\n")
+        _write(f"{d}/carrier", "1\n" if carrier else "0\n")
+        _symlink(f"../../devices/{net_rel}/{ifname}", self._p(f"sys/class/net/{ifname}"))
+
+    def set_phys_port(self, ifname: str, port_name: str, *, switch_id: str | None = None) -> None:
+        """A switchdev port: netdev ``ifname`` gets ``phys_port_name`` (``p0`` for the uplink,
+        ``pf0vf1``/``pf0sf4`` for representors) and the function's ``phys_switch_id``
+        (``switch_id``, default derived from the PCI address)."""
+        try:
+            fn = self._netdev_owner[ifname]
+        except KeyError:
+            raise KeyError(f"no netdev {ifname} of a PCI function on this FakeHost") from None
+        fn.port_names[ifname] = port_name
+        if switch_id is not None:
+            fn.switch_id = switch_id
+        self._write_port(fn, ifname)
+
+    def _write_port(self, fn: _Function, ifname: str) -> None:
+        d = f"{self._r}/sys/devices/{self._net_rel(fn)}/{ifname}"
+        _write(f"{d}/phys_port_name", f"{fn.port_names[ifname]}\n")
+        _write(f"{d}/phys_switch_id", f"{fn.switch_id or _default_switch_id(fn.address)}\n")
 
     def _drop_netdevs(self, fn: _Function) -> None:
         rel = self._net_rel(fn)
@@ -612,6 +743,255 @@ class FakeHost:
             d = f"{self._r}/sys/devices/{self._net_rel(fn)}/{name}"
             _write(f"{d}/operstate", "up\n" if carrier else "down\n")
             _write(f"{d}/carrier", "1\n" if carrier else "0\n")
+
+    # -- RDMA, pkeys, vDPA, auxiliary devices --------------------------------------------------
+
+    def add_rdma(
+        self,
+        address: str,
+        name: str,
+        *,
+        uverbs: int | None = None,
+        umad: int | None = None,
+        issm: int | None = None,
+        ucm: int | None = None,
+        char_devices: bool = True,
+        pkey: str = "0xffff",
+    ) -> str:
+        """The driver registers RDMA device ``name`` (e.g. ``"mlx5_0"``) on ``address``.
+
+        Creates ``infiniband/<name>/ports/1/pkeys/0`` (= ``pkey``), ``sys/class/infiniband/
+        <name>`` and, unless ``char_devices`` is False, ``uverbsN``, ``umadN``, ``issmN``
+        (N: the number given, else the next free one) and ``ucmN`` only when ``ucm`` is
+        given: each a ``<bdf>/infiniband_*/<entry>/ibdev`` dir, a ``sys/class/infiniband_*``
+        link and a ``dev/infiniband/<entry>`` node. Rebinding the function removes them.
+
+        Returns:
+            the RDMA device name.
+        """
+        fn = self._fn(address)
+        rec = self._new_rdma(name, uverbs=uverbs, umad=umad, issm=issm, ucm=ucm,
+                             char_devices=char_devices, pkey=pkey)
+        self._make_rdma(fn.dir, rec)
+        fn.rdma.append(rec)
+        return name
+
+    def set_pkey(self, address: str, pkey: str) -> None:
+        """The subnet manager sets the default pkey (``pkeys/0``) of the function's first
+        RDMA device, e.g. ``"0x7fff"``."""
+        fn = self._fn(address)
+        if not fn.rdma:
+            raise ValueError(f"{address} has no RDMA device (add_rdma first)")
+        rec = fn.rdma[0]
+        rec.pkey = pkey
+        _write(f"{self._dev_dir(fn)}/infiniband/{rec.name}/ports/1/pkeys/0", f"{pkey}\n")
+
+    def enable_rdma_cm(self) -> None:
+        """``modprobe rdma_ucm``: ``dev/infiniband/rdma_cm`` appears."""
+        self._rdma_cm = True
+        os.makedirs(self._p("dev/infiniband"), exist_ok=True)
+        _write(self._p("dev/infiniband/rdma_cm"), "")
+
+    def _new_rdma(self, name: str, *, uverbs: int | None = None, umad: int | None = None,
+                  issm: int | None = None, ucm: int | None = None, char_devices: bool = True,
+                  pkey: str = "0xffff") -> _Rdma:
+        if name in self._rdma_names:
+            raise ValueError(f"RDMA device {name} already exists")
+
+        def pick(kind: str, number: int | None, auto: bool) -> int | None:
+            used = self._rdma_used[kind]
+            if number is None:
+                return next(i for i in range(len(used) + 1) if i not in used) if auto else None
+            if number in used:
+                raise ValueError(f"{kind}{number} already exists")
+            return number
+
+        return _Rdma(name=name, uverbs=pick("uverbs", uverbs, char_devices),
+                     umad=pick("umad", umad, char_devices),
+                     issm=pick("issm", issm, char_devices),
+                     ucm=pick("ucm", ucm, False), pkey=pkey)
+
+    def _make_rdma(self, owner_rel: str, rec: _Rdma) -> None:
+        """``rec`` below ``sys/devices/<owner_rel>`` (a PCI function or an aux device)."""
+        d = f"{self._r}/sys/devices/{owner_rel}"
+        ib = f"{d}/infiniband/{rec.name}"
+        os.makedirs(f"{ib}/ports/1/pkeys")
+        _write(f"{ib}/ports/1/pkeys/0", f"{rec.pkey}\n")
+        _write(f"{ib}/node_type", "1: CA\n")
+        os.makedirs(self._p("sys/class/infiniband"), exist_ok=True)
+        _symlink(f"../../devices/{owner_rel}/infiniband/{rec.name}",
+                 self._p(f"sys/class/infiniband/{rec.name}"))
+        self._rdma_names.add(rec.name)
+        for cls, kind, n in rec.chars():
+            entry = f"{kind}{n}"
+            os.makedirs(f"{d}/{cls}/{entry}")
+            _write(f"{d}/{cls}/{entry}/ibdev", f"{rec.name}\n")
+            if cls == "infiniband_mad":
+                _write(f"{d}/{cls}/{entry}/port", "1\n")
+            os.makedirs(self._p(f"sys/class/{cls}"), exist_ok=True)
+            _symlink(f"../../devices/{owner_rel}/{cls}/{entry}",
+                     self._p(f"sys/class/{cls}/{entry}"))
+            os.makedirs(self._p("dev/infiniband"), exist_ok=True)
+            _write(self._p(f"dev/infiniband/{entry}"), "")
+            self._rdma_used[kind].add(n)
+
+    def _drop_rdma(self, owner_rel: str, rec: _Rdma) -> None:
+        d = f"{self._r}/sys/devices/{owner_rel}"
+        for cls, kind, n in rec.chars():
+            entry = f"{kind}{n}"
+            _rmtree(f"{d}/{cls}/{entry}")
+            _unlink(self._p(f"sys/class/{cls}/{entry}"))
+            _unlink(self._p(f"dev/infiniband/{entry}"))
+            self._rdma_used[kind].discard(n)
+        _rmtree(f"{d}/infiniband/{rec.name}")
+        _unlink(self._p(f"sys/class/infiniband/{rec.name}"))
+        self._rdma_names.discard(rec.name)
+
+    def add_vdpa(self, address: str, name: str = "vdpa0", *, driver: str | None = "vhost_vdpa",
+                 vhost: int | None = None) -> str:
+        """``vdpa dev add``: vDPA device ``name`` on ``address``, bound to ``driver``.
+
+        ``vhost_vdpa`` also creates ``<name>/vhost-vdpa-N/`` and ``dev/vhost-vdpa-N``
+        (N = ``vhost``, default the next free number); ``virtio_vdpa`` or None (unbound)
+        create nothing more. Rebinding the function removes the device.
+
+        Returns:
+            the vDPA device name.
+        """
+        fn = self._fn(address)
+        if name in self._vdpa_names:
+            raise ValueError(f"vDPA device {name} already exists")
+        if driver == "vhost_vdpa":
+            if vhost is None:
+                vhost = next(i for i in range(len(self._vhost_used) + 1)
+                             if i not in self._vhost_used)
+            elif vhost in self._vhost_used:
+                raise ValueError(f"vhost-vdpa-{vhost} already exists")
+        else:
+            vhost = None
+        rec = _Vdpa(name=name, driver=driver, vhost=vhost)
+        d = f"{self._dev_dir(fn)}/{name}"
+        os.makedirs(d)
+        os.makedirs(self._p("sys/bus/vdpa/devices"), exist_ok=True)
+        _symlink(f"../../../devices/{fn.dir}/{name}", self._p(f"sys/bus/vdpa/devices/{name}"))
+        if driver is not None:
+            drv_dir = self._p(f"sys/bus/vdpa/drivers/{driver}")
+            os.makedirs(drv_dir, exist_ok=True)
+            _symlink(f"../../../../bus/vdpa/drivers/{driver}", f"{d}/driver")
+            _symlink(f"../../../../devices/{fn.dir}/{name}", f"{drv_dir}/{name}")
+        if vhost is not None:
+            os.makedirs(f"{d}/vhost-vdpa-{vhost}")
+            _write(f"{d}/vhost-vdpa-{vhost}/dev", f"509:{vhost}\n")
+            _write(self._p(f"dev/vhost-vdpa-{vhost}"), "")
+            self._vhost_used.add(vhost)
+        self._vdpa_names.add(name)
+        fn.vdpa.append(rec)
+        return name
+
+    def _drop_vdpa(self, fn: _Function, rec: _Vdpa) -> None:
+        _unlink(self._p(f"sys/bus/vdpa/devices/{rec.name}"))
+        if rec.driver is not None:
+            _unlink(self._p(f"sys/bus/vdpa/drivers/{rec.driver}/{rec.name}"))
+        if rec.vhost is not None:
+            _unlink(self._p(f"dev/vhost-vdpa-{rec.vhost}"))
+            self._vhost_used.discard(rec.vhost)
+        _rmtree(f"{self._dev_dir(fn)}/{rec.name}")
+        self._vdpa_names.discard(rec.name)
+
+    def add_sf(
+        self,
+        pf: str,
+        sfnum: int,
+        *,
+        name: str | None = None,
+        ifname: str | Sequence[str] | None = None,
+        rdma: str | Mapping[str, Any] | None = None,
+        link_type: int | None = None,
+    ) -> str:
+        """``devlink port add ... sfnum N`` + activate: sub-function ``name`` (default
+        ``mlx5_core.sf.<sfnum>``) below ``pf``, with an ``sfnum`` file, netdevs ``ifname``
+        and RDMA device ``rdma`` (a name or :meth:`add_rdma` keywords with ``device``).
+
+        Returns:
+            the auxiliary device name.
+        """
+        return self.add_aux(pf, name or f"mlx5_core.sf.{sfnum}", sfnum=sfnum, ifname=ifname,
+                            rdma=rdma, link_type=link_type)
+
+    def add_aux(
+        self,
+        parent: str,
+        name: str,
+        *,
+        sfnum: int | None = None,
+        ifname: str | Sequence[str] | None = None,
+        rdma: str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]] | None = None,
+        link_type: int | None = None,
+    ) -> str:
+        """An auxiliary device ``<driver>.<type>.<id>`` below ``parent`` (e.g. the
+        ``mlx5_core.eth.0`` every mlx5 PF has): ``sys/devices/<parent>/<name>/`` with a
+        ``driver`` link to ``sys/bus/auxiliary/drivers/<driver>.<type>`` and the
+        ``sys/bus/auxiliary/devices/<name>`` link; ``sfnum`` makes it a sub-function.
+        Netdevs take ``link_type`` (default the parent's). Rebinding the parent removes it.
+
+        Returns:
+            the auxiliary device name.
+        """
+        fn = self._fn(parent)
+        parts = name.split(".")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"auxiliary device name {name!r} is not <driver>.<type>.<id>")
+        if name in self._aux_names:
+            raise ValueError(f"auxiliary device {name} already exists")
+        rec = _Aux(name=name, sfnum=sfnum,
+                   link_type=fn.link_type if link_type is None else link_type)
+        rel = f"{fn.dir}/{name}"
+        d = f"{self._r}/sys/devices/{rel}"
+        os.makedirs(d)
+        if sfnum is not None:
+            _write(f"{d}/sfnum", f"{sfnum}\n")
+        drv = f"{parts[0]}.{parts[1]}"
+        drv_dir = self._p(f"sys/bus/auxiliary/drivers/{drv}")
+        os.makedirs(drv_dir, exist_ok=True)
+        os.makedirs(self._p("sys/bus/auxiliary/devices"), exist_ok=True)
+        _symlink(f"../../../../bus/auxiliary/drivers/{drv}", f"{d}/driver")
+        _symlink(f"../../../../devices/{rel}", f"{drv_dir}/{name}")
+        _symlink(f"../../../devices/{rel}", self._p(f"sys/bus/auxiliary/devices/{name}"))
+        self._aux_names.add(name)
+        fn.aux.append(rec)
+        for net in [ifname] if isinstance(ifname, str) else (ifname or []):
+            self._make_netdev(f"{rel}/net", net, rec.link_type, carrier=True)
+            rec.ifnames.append(net)
+            self._aux_netdevs[net] = rec
+        items = [rdma] if isinstance(rdma, (str, Mapping)) else (rdma or [])
+        for item in items:
+            r = self._new_rdma(**_rdma_kwargs(item, f"{name}.rdma"))
+            self._make_rdma(rel, r)
+            rec.rdma.append(r)
+        return name
+
+    def _drop_aux(self, fn: _Function, rec: _Aux) -> None:
+        rel = f"{fn.dir}/{rec.name}"
+        for r in rec.rdma:
+            self._drop_rdma(rel, r)
+        for net in rec.ifnames:
+            _unlink(self._p(f"sys/class/net/{net}"))
+            del self._aux_netdevs[net]
+        parts = rec.name.split(".")
+        _unlink(self._p(f"sys/bus/auxiliary/drivers/{parts[0]}.{parts[1]}/{rec.name}"))
+        _unlink(self._p(f"sys/bus/auxiliary/devices/{rec.name}"))
+        _rmtree(f"{self._r}/sys/devices/{rel}")
+        self._aux_names.discard(rec.name)
+
+    def _drop_driver_objects(self, fn: _Function) -> None:
+        """What the driver created besides netdevs: RDMA, vDPA and auxiliary devices."""
+        for aux in fn.aux:
+            self._drop_aux(fn, aux)
+        for vdpa in fn.vdpa:
+            self._drop_vdpa(fn, vdpa)
+        for rec in fn.rdma:
+            self._drop_rdma(fn.dir, rec)
+        fn.aux, fn.vdpa, fn.rdma = [], [], []
 
     # -- routes and device nodes -------------------------------------------------------------
 
@@ -723,6 +1103,8 @@ class FakeHost:
         spec: dict[str, Any] = {}
         if self._vhost_net:
             spec["vhost_net"] = True
+        if self._rdma_cm:
+            spec["rdma_cm"] = True
         routes = {f"ipv{v}": list(names) for v, names in self._routes.items() if names}
         if routes:
             spec["default_routes"] = routes
@@ -765,6 +1147,19 @@ class FakeHost:
             out["subsystem_vendor"] = fn.subsystem_vendor
         if fn.subsystem_device != "0000":
             out["subsystem_device"] = fn.subsystem_device
+        if fn.rdma:
+            out["rdma"] = _one_or_list([r.to_spec() for r in fn.rdma])
+            if fn.rdma[0].pkey != "0xffff":
+                out["pkey"] = fn.rdma[0].pkey
+        if fn.vdpa:
+            out["vdpa"] = _one_or_list([v.to_spec() for v in fn.vdpa])
+        ports = {n: p for n, p in fn.port_names.items() if n in fn.ifnames}
+        if ports:
+            out["phys_port_names"] = ports
+            if fn.switch_id is not None:
+                out["phys_switch_id"] = fn.switch_id
+        if fn.aux:
+            out["aux"] = [a.to_spec(fn) for a in fn.aux]
         return out
 
     @classmethod
@@ -775,7 +1170,7 @@ class FakeHost:
             ValueError: naming the spec path of a bad entry, e.g. ``functions[2].vendor``.
         """
         host = cls(root)
-        _known(spec, {"vhost_net", "default_routes", "functions"}, "spec")
+        _known(spec, {"vhost_net", "rdma_cm", "default_routes", "functions"}, "spec")
         for i, entry in enumerate(spec.get("functions") or []):
             host._function_from_spec(entry, f"functions[{i}]")
         routes = spec.get("default_routes") or {}
@@ -786,6 +1181,8 @@ class FakeHost:
             host.add_default_route(name, ipv6=True)
         if spec.get("vhost_net"):
             host.enable_vhost_net()
+        if spec.get("rdma_cm"):
+            host.enable_rdma_cm()
         return host
 
     def _function_from_spec(self, e: Mapping[str, Any], where: str) -> None:
@@ -798,11 +1195,13 @@ class FakeHost:
                 raise ValueError(f"{where}: {sorted(bad)} need total_vfs")
             self.add_function(address, vendor=_check_id(e.get("vendor"), f"{where}.vendor"),
                               device=_check_id(e.get("device"), f"{where}.device"), **common)
+            self._extras_from_spec(address, e, where)
             return
         self.add_pf(address, vendor=_check_id(e.get("vendor"), f"{where}.vendor"),
                     device=_check_id(e.get("device"), f"{where}.device"),
                     total_vfs=int(e["total_vfs"]), vf_offset=int(e.get("vf_offset", 16)),
                     vf_stride=int(e.get("vf_stride", 1)), **common)
+        self._extras_from_spec(address, e, where)
         fn = self._fns[address]
         if "vf_template" in e:
             t = e["vf_template"]
@@ -847,6 +1246,51 @@ class FakeHost:
                      noiommu=c["noiommu"], uio=c["uio"], **extra)
         if not c["carrier"]:
             self.set_link(address, carrier=False)
+        self._extras_from_spec(address, e, where)
+
+    def _extras_from_spec(self, address: str, e: Mapping[str, Any], where: str) -> None:
+        """The ``rdma``, ``pkey``, ``vdpa``, ``phys_port_names`` and ``aux`` keys."""
+        rdma = e.get("rdma")
+        for k, item in enumerate(rdma if isinstance(rdma, list) else [rdma] if rdma else []):
+            kwargs = _rdma_kwargs(item, f"{where}.rdma[{k}]" if isinstance(rdma, list)
+                                  else f"{where}.rdma")
+            self.add_rdma(address, kwargs.pop("name"), **kwargs)
+        if "pkey" in e:
+            pkey = e["pkey"]
+            if not isinstance(pkey, str):
+                raise ValueError(f"{where}.pkey: quote it, e.g. \"0x7fff\", got {pkey!r}")
+            if not rdma:
+                raise ValueError(f"{where}.pkey: needs an rdma device")
+            self.set_pkey(address, pkey)
+        vdpa = e.get("vdpa")
+        for k, item in enumerate(vdpa if isinstance(vdpa, list) else [vdpa] if vdpa else []):
+            at = f"{where}.vdpa[{k}]" if isinstance(vdpa, list) else f"{where}.vdpa"
+            if isinstance(item, str):
+                item = {"name": item}
+            _known(item, {"name", "driver", "vhost"}, at)
+            self.add_vdpa(address, str(item.get("name", "vdpa0")),
+                          driver=item.get("driver", "vhost_vdpa"), vhost=item.get("vhost"))
+        ports = e.get("phys_port_names") or {}
+        if not isinstance(ports, Mapping):
+            raise ValueError(f"{where}.phys_port_names: a mapping netdev → port name")  # noqa: TRY004 - spec errors are ValueError
+        switch_id = e.get("phys_switch_id")
+        if switch_id is not None and not isinstance(switch_id, str):
+            raise ValueError(f"{where}.phys_switch_id: quote it, got {switch_id!r}")
+        for ifname, port in ports.items():
+            try:
+                self.set_phys_port(str(ifname), str(port), switch_id=switch_id)
+            except KeyError:
+                raise ValueError(f"{where}.phys_port_names: no netdev {ifname}") from None
+        for k, item in enumerate(e.get("aux") or []):
+            at = f"{where}.aux[{k}]"
+            _known(item, {"name", "sfnum", "ifname", "rdma", "link_type"}, at)
+            sfnum = item.get("sfnum")
+            name = item.get("name") or (f"mlx5_core.sf.{sfnum}" if sfnum is not None else None)
+            if name is None:
+                raise ValueError(f"{at}: needs a name or an sfnum")
+            self.add_aux(address, str(name), sfnum=None if sfnum is None else int(sfnum),
+                         ifname=item.get("ifname"), rdma=item.get("rdma"),
+                         link_type=None if "link_type" not in item else int(item["link_type"]))
 
     @classmethod
     def load(cls, root: Path, spec_path: Path) -> FakeHost:
@@ -893,9 +1337,33 @@ class FakeHost:
 _FN_KEYS = frozenset({
     "address", "vendor", "device", "class", "driver", "numa_node", "ifname", "link_type",
     "carrier", "virtio", "iommu_group", "noiommu", "uio", "acpi_index", "subsystem_vendor",
-    "subsystem_device",
+    "subsystem_device", "rdma", "pkey", "vdpa", "phys_port_names", "phys_switch_id", "aux",
 })
 _PF_KEYS = frozenset({"total_vfs", "vf_offset", "vf_stride", "vf_template", "vfs"})
+
+
+def _default_switch_id(address: str) -> str:
+    """A stable 8-byte ``phys_switch_id`` for the ports of one function, from its address."""
+    dom, bus, slot, fn = _split_bdf(address)
+    return f"{0xA8B0D1 << 40 | dom << 16 | bus << 8 | slot << 3 | fn:016x}"
+
+
+def _rdma_kwargs(item: object, where: str) -> dict[str, Any]:
+    """``"mlx5_0"`` or ``{device: mlx5_0, uverbs: 0, ...}`` → :meth:`FakeHost.add_rdma`
+    keywords, with the device under ``name``."""
+    if isinstance(item, str):
+        return {"name": item}
+    _known(item, {"device", "uverbs", "umad", "issm", "ucm", "char_devices"}, where)
+    assert isinstance(item, Mapping)
+    if not isinstance(item.get("device"), str):
+        raise ValueError(f"{where}.device: the RDMA device name, e.g. mlx5_0")
+    out: dict[str, Any] = {"name": item["device"]}
+    for key in ("uverbs", "umad", "issm", "ucm"):
+        if item.get(key) is not None:
+            out[key] = int(item[key])
+    if "char_devices" in item:
+        out["char_devices"] = bool(item["char_devices"])
+    return out
 
 
 def _known(entry: object, keys: Iterable[str], where: str) -> None:
