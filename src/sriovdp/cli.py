@@ -166,6 +166,10 @@ def _load(settings: Settings) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sriovdp`` console script; returns the exit code."""
     raw = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # odd bytes in sysfs names never crash output
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     command = "run"
     for i, token in enumerate(raw):
         if token in COMMANDS:

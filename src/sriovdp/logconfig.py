@@ -57,7 +57,8 @@ def setup_logging(*, verbosity: int = 0, fmt: str = "text", log_dir: str = "") -
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_dir:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(Path(log_dir) / "sriovdp.log"))
+        handlers.append(logging.FileHandler(Path(log_dir) / "sriovdp.log",
+                                            errors="backslashreplace"))
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)

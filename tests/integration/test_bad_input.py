@@ -152,3 +152,23 @@ async def test_daemon_exits_1_when_the_health_port_is_taken(workdir: Path, host:
     assert proc.returncode == 1
     assert b"cannot serve health/metrics" in err and b"Traceback" not in err
     assert not list((workdir / "dp").glob("*.sock")) if (workdir / "dp").exists() else True
+
+
+async def test_not_ready_and_still_alive_when_the_first_host_scan_fails(
+    workdir: Path, host: FakeHost
+) -> None:
+    from sriovdp.daemon.reconciler import Daemon
+    from sriovdp.model.config import parse_config
+
+    def broken_scan(paths: object) -> object:
+        raise ValueError("odd sysfs")
+
+    settings = settings_for(workdir, host)
+    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), scanner=broken_scan)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.sleep(0.3)
+        assert not daemon.is_ready and not task.done()
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 10)

@@ -62,7 +62,9 @@ __all__ = ["parse_aux_name", "read_default_route_ifnames", "scan"]
 log = logging.getLogger(__name__)
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO or a character device planted in the tree must not block the scan
+# (sysfs attribute files ignore the flag).
+_FILE_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 _WANTED_CLASSES = frozenset({NET_CLASS, ACCEL_CLASS})
 
 # sysfs names PCI functions "dddd:bb:ss.f" in lower case; domains above ffff (Intel VMD)
@@ -249,7 +251,8 @@ def _read_class_net(paths: HostPaths) -> dict[str, dict[str, str]]:
                 continue
             if _PCI_NAME_RE.match(parts[-3]):
                 found.setdefault(parts[-3], {})[ifname] = f"net/{parts[-1]}"
-            elif (len(parts) >= 5 and parts[-3].startswith("virtio") and parts[-3][6:].isdigit()
+            elif (len(parts) >= 5 and parts[-3].startswith("virtio") and parts[-3][6:].isascii()
+                  and parts[-3][6:].isdigit()
                   and _PCI_NAME_RE.match(parts[-4])):
                 found.setdefault(parts[-4], {})[ifname] = f"{parts[-3]}/net/{parts[-1]}"
     finally:
@@ -324,7 +327,19 @@ def _read_whole(path: os.PathLike[str] | str) -> bytes:
 
 
 def _basename(link_target: str) -> str:
-    return link_target.rstrip("/").rpartition("/")[2]
+    """Last component of a link target.
+
+    Raises:
+        OSError: EILSEQ when the name is not valid UTF-8 (os.readlink hands such bytes back
+            as surrogate escapes, which could not be sent to the kubelet or logged).
+    """
+    name = link_target.rstrip("/").rpartition("/")[2]
+    if not name.isascii():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise OSError(errno.EILSEQ, f"link target {name!r} is not valid UTF-8") from None
+    return name
 
 
 def _reason(attr: str, exc: OSError) -> str:
@@ -430,6 +445,9 @@ class _Reader:
             if "iommu_group" in present:
                 attr = "iommu_group"
                 iommu_group = _readlink_name(fd, "iommu_group")
+                if iommu_group is not None and not (iommu_group.isascii()
+                                                    and iommu_group.isdigit()):
+                    raise _Skip(f"iommu_group {iommu_group!r} is not a group number")
                 # vfio-pci names the group "vfio-noiommu" when it binds without an IOMMU;
                 # no other driver can be in such a group, so nobody else pays the lookup.
                 if iommu_group is not None and driver == "vfio-pci":
@@ -456,7 +474,7 @@ class _Reader:
             if not net_dirs and driver == "virtio-pci":
                 attr = "virtio*/net"
                 for sub in present:
-                    if sub.startswith("virtio") and sub[6:].isdigit():
+                    if sub.startswith("virtio") and sub[6:].isascii() and sub[6:].isdigit():
                         for name in _list_dir(fd, f"{sub}/net"):
                             net_dirs[name] = f"{sub}/net/{name}"
             netdevs = sorted(net_dirs)
@@ -502,7 +520,8 @@ class _Reader:
             device=device,
             class_code=class_code,
             driver=driver,
-            numa_node=numa_node if numa_node is not None and numa_node >= 0 else None,
+            # a NUMA node id is small; anything else (junk, 2**63) is "unknown"
+            numa_node=numa_node if numa_node is not None and 0 <= numa_node < 1 << 16 else None,
             iommu_group=iommu_group,
             vfio_noiommu=vfio_noiommu,
             acpi_index=acpi_index,
@@ -544,7 +563,7 @@ class _Reader:
         else:
             try:
                 for name in os.listdir(pf_fd):
-                    if name.startswith("virtfn") and name[6:].isdigit():
+                    if name.startswith("virtfn") and name[6:].isascii() and name[6:].isdigit():
                         try:
                             vf_map[_basename(os.readlink(name, dir_fd=pf_fd))] = int(name[6:])
                         except OSError as exc:  # one odd link does not hide the other VFs
