@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from sriovdp.daemon.settings import Settings
-from sriovdp.host.ddp import fill_ddp_profiles
+from sriovdp.host.ddp import fill_ddp_profiles_if_asked
 from sriovdp.host.sysfs import scan
 from sriovdp.model.config import Config
-from sriovdp.model.devices import NET_CLASS, AuxFunction, Inventory, PciFunction
+from sriovdp.model.devices import AuxFunction, PciFunction
 from sriovdp.model.pools import build_pools, explain, unmatched_identifiers
-from sriovdp.model.selectors import NetSelector
 
 
 def _device(fn: PciFunction) -> dict[str, Any]:
@@ -54,16 +53,6 @@ def _aux_device(aux: AuxFunction) -> dict[str, Any]:
     }
 
 
-def _with_ddp_profiles(inventory: Inventory, config: Config | None) -> Inventory:
-    """Ask ddptool for the network functions' DDP profiles, only if a selector needs them."""
-    if config is None or not any(
-            isinstance(sel, NetSelector) and sel.ddp_profiles
-            for resource in config.resources for sel in resource.selectors):
-        return inventory
-    return fill_ddp_profiles(inventory, [a for a, fn in inventory.functions.items()
-                                         if fn.base_class == NET_CLASS])
-
-
 def discover_report(settings: Settings, config: Config | None) -> dict[str, Any]:
     """Scan ``settings.host`` and explain pool membership for ``config`` (may be None).
 
@@ -72,7 +61,9 @@ def discover_report(settings: Settings, config: Config | None) -> dict[str, Any]
         "pools": [{"resource",
         "devices": [ids], "rejected": [{"address", "reason"}]}], "unmatched": [...]}``.
     """
-    inventory = _with_ddp_profiles(scan(settings.host), config)
+    inventory = scan(settings.host)
+    if config is not None:
+        inventory = fill_ddp_profiles_if_asked(inventory, config.resources)
     report: dict[str, Any] = {
         "host_root": str(settings.host.root),
         "devices": [_device(fn) for fn in inventory.functions.values()],

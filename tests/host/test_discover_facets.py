@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sriovdp import discover
 from sriovdp.daemon.settings import Settings
 from sriovdp.discover import discover_report, render_table
 from sriovdp.model.config import parse_config
@@ -75,34 +72,39 @@ def test_no_extra_sections_when_host_has_no_facets(tmp_path: Path) -> None:
     assert "RDMA, vDPA" not in table and "Auxiliary devices" not in table
 
 
+def _fake_ddptool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A real ``ddptool`` on PATH that logs each address asked and reports one package."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(parents=True)
+    log = tmp_path / "asked.log"
+    tool = bindir / "ddptool"
+    tool.write_text(
+        "#!/bin/sh\n"
+        f'for a in "$@"; do last="$a"; done; echo "$last" >> {log}\n'
+        'echo \'{"DDPInventory":{"DDPpackage":{"name":"ICE COMMS Package"}}}\'\n')
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    return log
+
+
 def test_ddp_profiles_read_only_when_a_selector_asks(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    asked: list[Sequence[str]] = []
-
-    def fake_fill(inventory, addresses):  # type: ignore[no-untyped-def]
-        asked.append(list(addresses))
-        return inventory
-
-    monkeypatch.setattr(discover, "fill_ddp_profiles", fake_fill)
+    asked = _fake_ddptool(tmp_path, monkeypatch)
     plain = '{"resourceList": [{"resourceName": "a", "selectors": {"devices": ["1889"]}}]}'
     ddp = ('{"resourceList": [{"resourceName": "b", "selectors": '
            '{"ddpProfiles": ["ICE COMMS Package"]}}]}')
 
     report_for(tmp_path / "1", "e810-ddp.yaml", plain)
-    assert asked == []
+    assert not asked.exists()
     report_for(tmp_path / "2", "e810-ddp.yaml", ddp)
-    assert asked == [["0000:5e:00.0", "0000:5e:01.0", "0000:5e:01.1", "0000:5e:01.2",
-                      "0000:5e:01.3"]]
+    assert sorted(asked.read_text().split()) == [
+        "0000:5e:00.0", "0000:5e:01.0", "0000:5e:01.1", "0000:5e:01.2", "0000:5e:01.3"]
 
 
 def test_ddp_profile_shown_when_filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake_fill(inventory, addresses):  # type: ignore[no-untyped-def]
-        fns = {a: dataclasses.replace(f, ddp_profile="ICE COMMS Package")
-               for a, f in inventory.functions.items()}
-        return dataclasses.replace(inventory, functions=fns)
-
-    monkeypatch.setattr(discover, "fill_ddp_profiles", fake_fill)
-    report = report_for(tmp_path, "e810-ddp.yaml", '{"resourceList": [{"resourceName": "b", '
+    _fake_ddptool(tmp_path, monkeypatch)
+    report = report_for(tmp_path / "r", "e810-ddp.yaml",
+                        '{"resourceList": [{"resourceName": "b", '
                         '"selectors": {"ddpProfiles": ["ICE COMMS Package"]}}]}')
 
     assert {d["ddp_profile"] for d in report["devices"]} == {"ICE COMMS Package"}

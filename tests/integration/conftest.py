@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sriovdp.testing.fakehost import FakeHost
+
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
@@ -17,3 +19,11 @@ def workdir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def host(workdir: Path) -> FakeHost:
+    """The demo host: an X710 PF with 8 VFs (4 on vfio-pci) and a ConnectX-5 PF with 4 VFs."""
+    from sriovdp.demo import build_demo_host
+
+    return build_demo_host(workdir / "host")

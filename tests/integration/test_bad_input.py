@@ -18,7 +18,7 @@ from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
 
 from test_daemon import CONFIG, NET, running, settings_for
-from test_live import free_port, host, write  # noqa: F401  (host is a fixture)
+from test_live import free_port, write
 
 
 def with_(settings: Settings, **changes: object) -> Settings:

@@ -14,7 +14,6 @@ import pytest
 
 from sriovdp.daemon.reconciler import Daemon
 from sriovdp.daemon.settings import Settings
-from sriovdp.demo import build_demo_host
 from sriovdp.model.config import parse_config
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
@@ -52,9 +51,6 @@ async def running(settings: Settings, config: dict[str, Any] = CONFIG) -> AsyncI
         await asyncio.wait_for(task, 10)
 
 
-@pytest.fixture
-def host(workdir: Path) -> FakeHost:
-    return build_demo_host(workdir / "host")
 
 
 async def test_pools_are_registered_and_listed_when_the_daemon_starts_in_socket_mode(

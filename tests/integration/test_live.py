@@ -44,11 +44,6 @@ def with_config(settings: Settings, doc: object) -> Settings:
     return settings
 
 
-@pytest.fixture
-def host(workdir: Path) -> FakeHost:
-    from sriovdp.demo import build_demo_host
-
-    return build_demo_host(workdir / "host")
 
 
 async def test_config_reload_adds_changes_and_removes_pools_when_the_file_changes(

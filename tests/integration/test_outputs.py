@@ -12,8 +12,7 @@ from sriovdp.daemon.settings import Settings
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
 
-from test_daemon import CONFIG, DPDK, NET, running, settings_for
-from test_live import host  # noqa: F401  (fixture)
+from test_daemon import DPDK, NET, running, settings_for
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "data" / "cdi-schema.json").read_text())
 

@@ -30,6 +30,7 @@ from sriovdp.daemon.metrics import DaemonMetrics
 from sriovdp.daemon.outputs import Outputs
 from sriovdp.daemon.settings import Settings
 from sriovdp.errors import ConfigError, HostError
+from sriovdp.host.ddp import fill_ddp_profiles_if_asked
 from sriovdp.host.links import LinkSource
 from sriovdp.host.sysfs import scan
 from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint
@@ -345,7 +346,7 @@ class Daemon:
         """
         started = time.perf_counter()
         try:
-            inventory = await _in_daemon_thread(self._scanner, self.settings.host)
+            inventory = await _in_daemon_thread(self._scan)
         except Exception as exc:  # a broken host read must not kill the daemon
             log.error("host scan failed, keeping the previous view: %s", exc)
             return
@@ -382,6 +383,11 @@ class Daemon:
             self._add_endpoint(pool)
         if first or changes.added:
             self._log_summary(inventory)
+
+    def _scan(self) -> Inventory:
+        """The host scan, plus DDP profiles when a selector asks (runs in a worker thread)."""
+        return fill_ddp_profiles_if_asked(self._scanner(self.settings.host),
+                                          self.config.resources)
 
     def _publish_health(self) -> None:
         """Fast path for link events: re-derive health on the current inventory and push

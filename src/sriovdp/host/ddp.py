@@ -20,7 +20,9 @@ import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from sriovdp.model.devices import Inventory
+from sriovdp.model.config import ResourceConfig
+from sriovdp.model.devices import NET_CLASS, Inventory
+from sriovdp.model.selectors import NetSelector
 
 __all__ = ["NO_PROFILE_EXIT", "Runner", "fill_ddp_profiles", "parse_ddptool_output",
            "read_ddp_profile"]
@@ -166,3 +168,14 @@ def _log_missing(tool: str) -> None:
     _missing_logged.add(tool)
     log.warning("%s not found on PATH: ddpProfiles selectors cannot match any device "
                 "without ddptool", tool)
+
+
+def fill_ddp_profiles_if_asked(inventory: Inventory,
+                               resources: Sequence[ResourceConfig]) -> Inventory:
+    """:func:`fill_ddp_profiles` for the network functions, only when some netDevice
+    selector of ``resources`` has ``ddpProfiles`` (ddptool is slow: never run it otherwise)."""
+    if not any(isinstance(sel, NetSelector) and sel.ddp_profiles
+               for resource in resources for sel in resource.selectors):
+        return inventory
+    return fill_ddp_profiles(inventory, [a for a, fn in inventory.functions.items()
+                                         if fn.base_class == NET_CLASS])
