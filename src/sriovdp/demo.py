@@ -28,15 +28,19 @@ DEMO_CONFIG = {
         {"resourceName": "intel_sriov_dpdk",
          "selectors": [{"vendors": ["8086"], "devices": ["154c"], "drivers": ["vfio-pci"],
                         "pfNames": ["ens785f0"]}]},
-        {"resourceName": "mlnx_sriov_netdevice",
-         "selectors": [{"vendors": ["15b3"], "devices": ["1018"], "drivers": ["mlx5_core"]}]},
+        {"resourceName": "mlnx_sriov_rdma",
+         "selectors": [{"vendors": ["15b3"], "devices": ["1018"], "drivers": ["mlx5_core"],
+                        "isRdma": True}]},
+        {"resourceName": "mlnx_sf", "deviceType": "auxNetDevice",
+         "selectors": [{"auxTypes": ["sf"], "pfNames": ["enp59s0f0np0"]}]},
     ]
 }
 
 
 def build_demo_host(root: Path) -> FakeHost:
     """X710 PF ``ens785f0`` (NUMA 0) with 8 VFs, VFs 4-7 on vfio-pci; ConnectX-5 PF
-    ``ens1f0`` (NUMA 1) with 4 mlx5_core VFs."""
+    ``ens1f0`` (NUMA 1) with 4 mlx5_core VFs, each with an RDMA device; ConnectX-6 Dx PF
+    ``enp59s0f0np0`` in switchdev mode with sub-functions ``mlx5_core.sf.2`` and ``.sf.3``."""
     host = FakeHost(root)
     pf = host.add_pf("0000:3b:00.0", vendor="8086", device="1572", driver="i40e",
                      ifname="ens785f0", numa_node=0, total_vfs=64, iommu_group=40)
@@ -46,8 +50,16 @@ def build_demo_host(root: Path) -> FakeHost:
         host.bind(vf, "vfio-pci")
     cx5 = host.add_pf("0000:d8:00.0", vendor="15b3", device="1017", driver="mlx5_core",
                       ifname="ens1f0", numa_node=1, total_vfs=8, vf_offset=2, iommu_group=80)
-    host.add_vfs(cx5, 4, device="1018", driver="mlx5_core", ifname="ens1f0v{n}",
-                 iommu_group_base=200)
+    for n, vf in enumerate(host.add_vfs(cx5, 4, device="1018", driver="mlx5_core",
+                                        ifname="ens1f0v{n}", iommu_group_base=200)):
+        host.add_rdma(vf, f"mlx5_{n + 2}")
+    host.enable_rdma_cm()
+    cx6 = host.add_pf("0000:5e:00.0", vendor="15b3", device="101d", driver="mlx5_core",
+                      ifname="enp59s0f0np0", numa_node=0, total_vfs=8, vf_offset=2,
+                      iommu_group=60)
+    host.set_phys_port("enp59s0f0np0", "p0", switch_id="a8b0d10003ba5e0c")
+    for sfnum in (2, 3):
+        host.add_sf(cx6, sfnum, ifname=f"enp59s0f0s{sfnum}")
     host.enable_vhost_net()
     return host
 
@@ -79,15 +91,17 @@ async def _demo(work: Path) -> None:
             for dev in kubelet.devices(name).values():
                 numa = ",".join(map(str, dev.numa_nodes)) or "-"
                 print(f"      {dev.id}  {dev.health}  numa={numa}")
-        dpdk = "intel.com/intel_sriov_dpdk"
-        print(f"\nA pod asks for 2 x {dpdk}:")
-        admitted = await kubelet.admit(dpdk, 2, pod="demo-pod")
-        response = admitted.response
-        print(f"  devices chosen: {', '.join(admitted.device_ids)}")
-        for key, value in sorted(response.envs.items()):
-            print(f"  env {key}={value}")
-        for spec in response.devices:
-            print(f"  device {spec.host_path} -> {spec.container_path} ({spec.permissions})")
+        for resource, count in (("intel.com/intel_sriov_dpdk", 2),
+                                ("intel.com/mlnx_sriov_rdma", 1)):
+            print(f"\nA pod asks for {count} x {resource}:")
+            admitted = await kubelet.admit(resource, count, pod=f"demo-{resource[10:]}")
+            response = admitted.response
+            print(f"  devices chosen: {', '.join(admitted.device_ids)}")
+            for key, value in sorted(response.envs.items()):
+                print(f"  env {key}={value}")
+            for spec in response.devices:
+                print(f"  device {spec.host_path} -> {spec.container_path} "
+                      f"({spec.permissions})")
         daemon.stop()
         await task
     left = sorted(p.name for p in dp_dir.glob("*.sock"))

@@ -158,7 +158,7 @@ async def test_sigterm_removes_every_socket_when_the_daemon_runs_against_a_fake_
                             "--device-plugin-dir", str(dp), "-v", "10", "-logtostderr",
                             "--plugins-registry-dir", str(workdir / "none")])
         try:
-            for name in ("intel_sriov_netdevice", "intel_sriov_dpdk", "mlnx_sriov_netdevice"):
+            for name in (r["resourceName"] for r in DEMO_CONFIG["resourceList"]):
                 await kubelet.wait_registered(f"intel.com/{name}", timeout=15)
         finally:
             code, err = await stop(proc)
