@@ -12,13 +12,10 @@ Daemon-wide: ``sriovdp_config_reloads_total{result="ok|failed"}``,
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
-
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Any
 
 from sriovdp import __version__
 from sriovdp.model.pools import HEALTHY
@@ -26,32 +23,65 @@ from sriovdp.model.pools import HEALTHY
 if TYPE_CHECKING:
     from sriovdp.daemon.reconciler import Daemon
 
+SCAN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-class DaemonMetrics(Collector):
-    """Counters the daemon bumps, plus a collector that reads pool state when scraped."""
+
+class ScanHistogram:
+    """Scan durations in seconds, bucketed as Prometheus histograms are (cumulative on output)."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
+        self.counts = [0] * (len(SCAN_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(SCAN_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+
+class DaemonMetrics:
+    """Counters the daemon bumps, plus a collector that reads pool state when scraped.
+
+    prometheus-client is imported on the first scrape only, so a daemon without
+    ``--metrics-address`` never loads it.
+    """
+
+    def __init__(self) -> None:
         self.allocations: Counter[str] = Counter()
         self.allocate_errors: Counter[str] = Counter()
         self.reloads: Counter[str] = Counter()
         self.link_events = 0
-        self.scan_duration = Histogram(
-            "sriovdp_scan_duration_seconds", "Time of one host scan and pool build",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-            registry=self.registry,
-        )
+        self.scan_duration = ScanHistogram()
         self._daemon: Daemon | None = None
-        self.registry.register(self)
+        self._registry: Any = None
 
     def bind(self, daemon: Daemon) -> None:
         self._daemon = daemon
 
     def render(self) -> bytes:
         """The text exposition format of every metric."""
-        return generate_latest(self.registry)
+        from prometheus_client import CollectorRegistry, generate_latest
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        if self._registry is None:
+            self._registry = CollectorRegistry(auto_describe=False)
+            self._registry.register(self)
+        return bytes(generate_latest(self._registry))
+
+    def collect(self) -> Iterator[Any]:
+        """prometheus-client's collector protocol."""
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        buckets, running = [], 0
+        for bound, count in zip((*SCAN_BUCKETS, float("inf")), self.scan_duration.counts,
+                                strict=True):
+            running += count
+            buckets.append(("+Inf" if bound == float("inf") else str(bound), running))
+        yield HistogramMetricFamily("sriovdp_scan_duration_seconds",
+                                    "Time of one host scan and pool build", buckets=buckets,
+                                    sum_value=self.scan_duration.total)
         info = GaugeMetricFamily("sriovdp_build_info", "sriovdp build", labels=["version"])
         info.add_metric([__version__], 1)
         yield info

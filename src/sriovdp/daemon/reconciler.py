@@ -259,14 +259,7 @@ class Daemon:
             await asyncio.gather(*helpers, return_exceptions=True)
             raise HostError(f"cannot serve health/metrics on {address}: "
                             f"{exc.strerror or exc}") from exc
-        if self.links is not None:
-            try:
-                await self.links.start()
-                self._seen_links = set(self.links.snapshot())
-                helpers.append(asyncio.create_task(self._follow_links(), name="links"))
-            except Exception as exc:
-                log.warning("link health disabled: cannot read netlink link state: %s", exc)
-                self.links = None
+        links, self.links = self.links, None  # started after the first pass (see below)
         try:
             first = True
             while not self._stop.is_set():
@@ -281,6 +274,11 @@ class Daemon:
                             self.settings.pod_resources_socket)
                     await self.reconcile(first=first, periodic=periodic)
                 if self.passes:
+                    if first and links is not None:
+                        # Link state starts once every pool is listening (importing pyroute2
+                        # and dumping links would delay the sockets); the first health
+                        # derivation follows at once through the fast path.
+                        await self._start_links(links, helpers)
                     first = False
                     self.ready.set()
                 try:
@@ -296,6 +294,18 @@ class Daemon:
                 server.close()
             if self.links is not None:
                 await self.links.close()
+
+    async def _start_links(self, links: LinkSource, helpers: list[asyncio.Task[None]]) -> None:
+        try:
+            await links.start()
+        except Exception as exc:
+            log.warning("link health disabled: cannot read netlink link state: %s", exc)
+            return
+        self.links = links
+        self._seen_links = set(links.snapshot())
+        self._health_dirty = True
+        self._wake.set()
+        helpers.append(asyncio.create_task(self._follow_links(), name="links"))
 
     async def _follow_links(self) -> None:
         assert self.links is not None
@@ -382,7 +392,8 @@ class Daemon:
         for pool in changes.added.values():
             self._add_endpoint(pool)
         if first or changes.added:
-            self._log_summary(inventory)
+            # after the new endpoints' first step (they bind their sockets right away)
+            asyncio.get_running_loop().call_soon(self._log_summary, inventory)
 
     def _scan(self) -> Inventory:
         """The host scan, plus DDP profiles when a selector asks (runs in a worker thread)."""
@@ -491,8 +502,9 @@ class Daemon:
     # --- start-up report --------------------------------------------------------------------
 
     def _log_summary(self, inventory: Inventory) -> None:
+        empty = [name for name, pool in self.pools.items() if not pool.devices]
         verdicts = explain(inventory, self.config.resources, self.pools,
-                           default_prefix=self.settings.resource_prefix)
+                           default_prefix=self.settings.resource_prefix, only=empty)
         for name, pool in self.pools.items():
             socket = self.dirs.socket_dir / pool.socket_name
             log.info("pool %s: %d devices, socket %s", name, len(pool.devices), socket,

@@ -37,9 +37,10 @@ import struct
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from types import MappingProxyType, TracebackType
-from typing import NamedTuple, Protocol, Self
+from typing import TYPE_CHECKING, NamedTuple, Protocol, Self
 
-from pyroute2 import AsyncIPRoute  # type: ignore[import-untyped]
+if TYPE_CHECKING:
+    from pyroute2 import AsyncIPRoute  # type: ignore[import-untyped]
 
 from sriovdp.errors import HostError
 from sriovdp.model.health import LinkChange, LinkState
@@ -409,6 +410,10 @@ class PyrouteLinkSource:
         """A bound socket and a table from a complete dump (retried if the dump overflows)."""
         for _ in range(_DUMP_ATTEMPTS):
             sock = open_route_socket(self.netns)
+            # imported here: pyroute2's package import costs ~100 ms, which the daemon pays
+            # after its sockets are listening, not before
+            from pyroute2 import AsyncIPRoute
+
             ipr = AsyncIPRoute(fileno=sock.detach(), rcvbuf=self.rcvbuf, groups=_RTMGRP_LINK)
             try:
                 table = await self._dump(ipr)

@@ -12,7 +12,7 @@ driver rebound) needs no restart and an empty pool is visible as 0/0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sriovdp.model.config import ResourceConfig
@@ -235,8 +235,10 @@ def explain(
     pools: PoolSet,
     *,
     default_prefix: str,
+    only: Collection[str] | None = None,
 ) -> dict[str, list[Verdict]]:
-    """For each pool, a verdict for every scanned device (for ``discover`` and empty-pool logs).
+    """For each pool (or those named in ``only``), a verdict for every scanned device
+    (for ``discover`` and empty-pool logs).
 
     netDevice and accelerator pools get a verdict per PCI function, auxNetDevice pools one
     per auxiliary device. The reason names the first selector field that rejected the device
@@ -247,6 +249,8 @@ def explain(
     out: dict[str, list[Verdict]] = {}
     for config in configs:
         name = config.resource_name(default_prefix)
+        if only is not None and name not in only:
+            continue
         verdicts: list[Verdict] = []
         for fn in _candidates(inventory, config.kind):
             if owner.get(fn.address) == name:
