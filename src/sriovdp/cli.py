@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "discover":
             return _discover(settings, args.output)
         if command == "demo":
-            from sriovdp.demo import run_demo
+            from sriovdp.testing.demo import run_demo
 
             return run_demo()
         return _run(settings)

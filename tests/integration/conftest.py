@@ -24,6 +24,6 @@ def workdir() -> Iterator[Path]:
 @pytest.fixture
 def host(workdir: Path) -> FakeHost:
     """The demo host: an X710 PF with 8 VFs (4 on vfio-pci) and a ConnectX-5 PF with 4 VFs."""
-    from sriovdp.demo import build_demo_host
+    from sriovdp.testing.demo import build_demo_host
 
     return build_demo_host(workdir / "host")

@@ -147,7 +147,7 @@ async def test_unknown_flag_exits_2_with_usage() -> None:
 async def test_sigterm_removes_every_socket_when_the_daemon_runs_against_a_fake_host(
     workdir: Path,
 ) -> None:
-    from sriovdp.demo import DEMO_CONFIG, build_demo_host
+    from sriovdp.testing.demo import DEMO_CONFIG, build_demo_host
 
     host = build_demo_host(workdir / "host")
     config = workdir / "config.json"
@@ -170,7 +170,7 @@ async def test_sigterm_removes_every_socket_when_the_daemon_runs_against_a_fake_
 async def test_json_logs_carry_pool_and_pci_and_summarise_each_pool_at_start(
     workdir: Path,
 ) -> None:
-    from sriovdp.demo import build_demo_host
+    from sriovdp.testing.demo import build_demo_host
 
     host = build_demo_host(workdir / "host")
     config = workdir / "config.json"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sriovdp.daemon.reconciler import Daemon
-from sriovdp.demo import build_demo_host
+from sriovdp.testing.demo import build_demo_host
 from sriovdp.host.links import PyrouteLinkSource
 from sriovdp.model.config import parse_config
 from sriovdp.testing.kubelet import KubeletEmulator
