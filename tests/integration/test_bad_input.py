@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import asyncio
 import json
 import logging
@@ -22,8 +24,7 @@ from test_live import free_port, write
 
 
 def with_(settings: Settings, **changes: object) -> Settings:
-    return Settings(**{**{f: getattr(settings, f) for f in settings.__dataclass_fields__},
-                       **changes})
+    return replace(settings, **{**changes})
 
 
 @pytest.mark.parametrize("doc", [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import asyncio
 import json
 import logging
@@ -93,8 +95,7 @@ async def test_config_reload_follows_a_configmap_symlink_swap(
     (cm / "..data").symlink_to("..v1")
     (cm / "config.json").symlink_to("..data/config.json")
     base = settings_for(workdir, host)
-    settings = Settings(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
-                           "config_file": cm / "config.json"})
+    settings = replace(base, **{"config_file": cm / "config.json"})
     async with KubeletEmulator(settings.device_plugin_dir) as kubelet, running(settings, CONFIG):
         await kubelet.wait_for(NET, lambda d: set(d) == ALL_NET)
         (cm / "..v2").mkdir()
@@ -135,8 +136,7 @@ async def test_vanished_vfs_go_unhealthy_then_leave_unless_assigned_when_the_pf_
     workdir: Path, host: FakeHost
 ) -> None:
     base = settings_for(workdir, host)
-    settings = Settings(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
-                           "resync_interval": 0.3,
+    settings = replace(base, **{"resync_interval": 0.3,
                            "pod_resources_socket": workdir / "pr" / "kubelet.sock"})
     write(settings.config_file, CONFIG)
     async with KubeletEmulator(settings.device_plugin_dir,
@@ -177,8 +177,7 @@ async def test_probes_and_metrics_report_pool_state_when_scraped(
 ) -> None:
     port = free_port()
     base = settings_for(workdir, host)
-    settings = Settings(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
-                           "health_address": f"127.0.0.1:{port}",
+    settings = replace(base, **{"health_address": f"127.0.0.1:{port}",
                            "metrics_address": f"127.0.0.1:{port}"})
     write(settings.config_file, CONFIG)
     async with running(settings, CONFIG):
@@ -215,8 +214,7 @@ async def test_metrics_follow_an_allocation_and_a_link_change_when_scraped(
 
     port = free_port()
     base = settings_for(workdir, host)
-    settings = Settings(**{**{f: getattr(base, f) for f in base.__dataclass_fields__},
-                           "metrics_address": f"127.0.0.1:{port}"})
+    settings = replace(base, **{"metrics_address": f"127.0.0.1:{port}"})
     links = FakeLinkSource([LinkState("ens785f0", True, "UP")])
     daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), links=links)
     async with KubeletEmulator(settings.device_plugin_dir) as kubelet:

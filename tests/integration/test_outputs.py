@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 from pathlib import Path
 
@@ -18,8 +20,7 @@ SCHEMA = json.loads((Path(__file__).parents[1] / "data" / "cdi-schema.json").rea
 
 
 def with_cdi(settings: Settings) -> Settings:
-    return Settings(**{**{f: getattr(settings, f) for f in settings.__dataclass_fields__},
-                       "use_cdi": True})
+    return replace(settings, **{"use_cdi": True})
 
 
 async def test_device_info_file_is_written_on_allocate_and_kept_across_a_daemon_restart(
