@@ -206,3 +206,31 @@ async def test_sockets_are_removed_when_the_daemon_stops(workdir: Path, host: Fa
         assert sorted(p.name for p in settings.device_plugin_dir.iterdir()) == [
             p for p in ["kubelet.sock", "kubelet_internal_checkpoint"]
             if (settings.device_plugin_dir / p).exists()]
+
+
+async def test_pools_come_back_when_the_stream_ends_before_the_kubelet_restarts_f06(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = settings_for(workdir, host)
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, running(settings):
+        await kubelet.wait_capacity(NET, (4, 4))
+        await kubelet.disconnect(NET)  # the stream is gone first ...
+        await kubelet.restart()        # ... then every socket, and a new kubelet.sock
+        await kubelet.wait_capacity(NET, (4, 4), timeout=3)
+        await kubelet.wait_capacity(DPDK, (4, 4), timeout=3)
+
+
+async def test_allocated_devices_stay_healthy_and_assigned_when_the_kubelet_restarts_f10(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = settings_for(workdir, host)
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, running(settings):
+        await kubelet.wait_capacity(DPDK, (4, 4))
+        admitted = await kubelet.admit(DPDK, 2, pod="running-pod")
+        await kubelet.restart()
+        await kubelet.wait_capacity(DPDK, (4, 4), timeout=2)
+        assert all(kubelet.devices(DPDK)[d].healthy for d in admitted.device_ids)
+        assert {d for a in kubelet.allocations("running-pod") for d in a.device_ids} == \
+            set(admitted.device_ids)
+        second = await kubelet.admit(DPDK, 2, pod="new-pod")
+        assert not set(second.device_ids) & set(admitted.device_ids)
