@@ -292,9 +292,9 @@ def unmatched_identifiers(
     """
     fns = list(inventory.functions.values())
     auxes = list(inventory.aux.values())
-    pf_names = {n.casefold() for f in fns for n in f.netdevs} | {
-        f.pf_netdev.casefold() for f in [*fns, *auxes] if f.pf_netdev
-    }
+    pf_names = {n.casefold() for f in fns for n in f.netdevs}
+    pf_names |= {f.pf_netdev.casefold() for f in fns if f.pf_netdev}
+    pf_names |= {a.pf_netdev.casefold() for a in auxes if a.pf_netdev}
     addresses = {f.address for f in fns} | {a.pf_address for a in auxes}
     acpi = {f.acpi_index for f in fns if f.acpi_index}
     out: list[tuple[str, str]] = []

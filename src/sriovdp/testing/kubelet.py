@@ -1419,7 +1419,8 @@ class KubeletEmulator:
             raise _RejectedError(_go_rpc_error(exc)) from exc
         if not response.container_responses:
             raise _RejectedError(f"no containers return in allocation response {response}")
-        return response.container_responses[0]
+        first: deviceplugin_pb2.ContainerAllocateResponse = response.container_responses[0]
+        return first
 
     def release(self, pod: str) -> list[ContainerAllocation]:
         """Forget every allocation of ``pod`` (the pod is gone); returns what was freed."""
