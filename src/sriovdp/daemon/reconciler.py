@@ -260,6 +260,7 @@ class Daemon:
             raise HostError(f"cannot serve health/metrics on {address}: "
                             f"{exc.strerror or exc}") from exc
         links, self.links = self.links, None  # started after the first pass (see below)
+        self._open_endpoints_early()
         try:
             first = True
             while not self._stop.is_set():
@@ -311,6 +312,16 @@ class Daemon:
         assert self.links is not None
         async for change in self.links.events():
             self._link_changed(change)
+
+    def _open_endpoints_early(self) -> None:
+        """Every configured pool starts listening before the first host scan: the kubelet's
+        handshake (GetInfo / Register, GetDevicePluginOptions) overlaps the scan, and
+        ListAndWatch sends the first device list as soon as the scan is done."""
+        for config in self.config.resources:
+            pool = ResourcePool(config=config,
+                                prefix=config.effective_prefix(self.settings.resource_prefix))
+            self.pools[pool.resource_name] = pool
+            self._add_endpoint(pool, ready=False)
 
     def _socket_dirs(self) -> list[Path]:
         if self.dirs.mode == "watcher":
@@ -383,6 +394,9 @@ class Daemon:
         self.passes += 1
         for name in changes.removed:
             self._remove_endpoint(name)
+        for name, pool in pools.items():  # pools opened early get their first list now
+            if name in self._feeds and not self._feeds[name].ready and name not in changes.updated:
+                self._feeds[name].publish(pool)
         for name, pool in changes.updated.items():
             self._feeds[name].publish(pool)
             log.info("%s: device list changed, %d devices (%d unhealthy)", name,
@@ -464,8 +478,8 @@ class Daemon:
 
     # --- endpoints --------------------------------------------------------------------------
 
-    def _add_endpoint(self, pool: ResourcePool) -> None:
-        feed = LatestValue(pool)
+    def _add_endpoint(self, pool: ResourcePool, *, ready: bool = True) -> None:
+        feed = LatestValue(pool, ready=ready)
         endpoint = PluginEndpoint(feed, self.dirs, self.facts, on_allocate=self.allocated,
                                   cdi=self.settings.use_cdi)
         self._feeds[pool.resource_name] = feed

@@ -16,9 +16,10 @@ T = TypeVar("T")
 class LatestValue(Generic[T]):
     """Holds the current value; ``watch()`` yields it now and after every change."""
 
-    def __init__(self, value: T) -> None:
+    def __init__(self, value: T, *, ready: bool = True) -> None:
+        """``ready=False``: ``value`` is a placeholder; readers wait for the first publish."""
         self._value = value
-        self._version = 0
+        self._version = 0 if ready else -1
         self._closed = False
         self._changed = asyncio.Event()
 
@@ -26,10 +27,15 @@ class LatestValue(Generic[T]):
     def value(self) -> T:
         return self._value
 
+    @property
+    def ready(self) -> bool:
+        """A value has been published (or was given as ready)."""
+        return self._version >= 0
+
     def publish(self, value: T) -> None:
         """Replace the value and wake every reader."""
         self._value = value
-        self._version += 1
+        self._version = max(self._version, 0) + 1
         self._wake()
 
     def close(self) -> None:
@@ -45,7 +51,7 @@ class LatestValue(Generic[T]):
         """Yield the current value, then each newer one, until :meth:`close`."""
         seen = -1
         while not self._closed:
-            if self._version != seen:
+            if self._version >= 0 and self._version != seen:
                 seen = self._version
                 yield self._value
                 continue
