@@ -129,37 +129,52 @@ def _rss_mib(pid: int) -> float:
 
 
 def _startup(host: FakeHost, root: Path) -> str:
-    """exec of the daemon → every pool socket listening (8 pools, socket mode), and its RSS."""
+    """exec of the daemon → every pool socket listening (8 pools), → every pool's full list
+    received by a kubelet emulator, and the daemon's RSS."""
+    import asyncio
     import json
     import signal
-    import subprocess
     import sys
+
+    from sriovdp.testing.kubelet import KubeletEmulator
 
     config = root / "config.json"
     config.write_text(json.dumps({"resourceList": [
         {"resourceName": f"pf{i}", "selectors": [{"pfNames": [f"ens{i}f0"]}]}
         for i in range(PFS)]}))
-    dp = root / "dp"
-    dp.mkdir()
-    times, rss = [], []
-    for _ in range(3):
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sriovdp", "--config-file", str(config), "--host-root",
-             str(host.root), "--device-plugin-dir", str(dp), "--plugins-registry-dir",
-             str(root / "none")], stderr=subprocess.DEVNULL)
+
+    async def once(n: int) -> tuple[float, float, float]:
+        dp = Path(tempfile.mkdtemp(prefix="sdpd-", dir="/tmp"))
         want = {f"intel.com_pf{i}.sock" for i in range(PFS)}
-        while not want <= {p.name for p in dp.iterdir()}:
-            if proc.poll() is not None or time.perf_counter() - start > 20:
-                raise RuntimeError("daemon did not start")
-            time.sleep(0.002)
-        times.append(time.perf_counter() - start)
-        time.sleep(0.5)
-        rss.append(_rss_mib(proc.pid))
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
-    return (f"start to {PFS} sockets listening: {min(times) * 1e3:.0f} ms (min of 3; target "
-            f"<= 400 ms)  RSS {max(rss):.1f} MiB (target <= 48 MiB)")
+        async with KubeletEmulator(dp) as kubelet:
+            start = time.perf_counter()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "sriovdp", "--config-file", str(config), "--host-root",
+                str(host.root), "--device-plugin-dir", str(dp), "--plugins-registry-dir",
+                str(root / "none"), stderr=asyncio.subprocess.DEVNULL)
+            try:
+                while not want <= {p.name for p in dp.iterdir()}:
+                    if proc.returncode is not None or time.perf_counter() - start > 20:
+                        raise RuntimeError("daemon did not start")
+                    await asyncio.sleep(0.002)
+                listening = time.perf_counter() - start
+                for i in range(PFS):
+                    await kubelet.wait_for(f"intel.com/pf{i}", lambda d: len(d) == 256,
+                                           timeout=20)
+                listed = time.perf_counter() - start
+                await asyncio.sleep(0.5)
+                rss = _rss_mib(proc.pid)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                await proc.wait()
+        shutil.rmtree(dp, ignore_errors=True)
+        return listening, listed, rss
+
+    runs = [asyncio.run(once(n)) for n in range(3)]
+    return (f"start to {PFS} sockets listening: {min(r[0] for r in runs) * 1e3:.0f} ms "
+            f"(target <= 400 ms); to every pool's list at the kubelet: "
+            f"{min(r[1] for r in runs) * 1e3:.0f} ms; RSS {max(r[2] for r in runs):.1f} MiB "
+            f"(target <= 48 MiB); min of 3")
 
 
 def main() -> int:
