@@ -5,16 +5,19 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench install venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
 venv: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 
-demo: venv
+demo: install
 	$(BIN)/sriovdp demo
 
 test: venv

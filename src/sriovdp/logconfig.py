@@ -66,3 +66,4 @@ def setup_logging(*, verbosity: int = 0, fmt: str = "text", log_dir: str = "") -
         h.setFormatter(formatter)
         root.addHandler(h)
     root.setLevel(logging.DEBUG if verbosity >= 5 else logging.INFO)
+    logging.getLogger("asyncio").setLevel(logging.INFO)  # its debug lines are noise here
