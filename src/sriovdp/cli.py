@@ -249,8 +249,11 @@ def _run(settings: Settings) -> int:
 
     async def amain() -> None:
         from sriovdp.host.links import PyrouteLinkSource
+        from sriovdp.host.uevents import UeventSource
 
-        daemon = Daemon(settings, config, links=PyrouteLinkSource())
+        # Kernel uevents describe the real host: only useful when scanning it.
+        uevents = UeventSource() if settings.host.root == Path("/") else None
+        daemon = Daemon(settings, config, links=PyrouteLinkSource(), uevents=uevents)
         loop = asyncio.get_running_loop()
 
         def on_signal(sig: signal.Signals) -> None:

@@ -78,3 +78,32 @@ async def test_vfs_follow_their_pf_and_own_link_when_carrier_changes(lab: NetnsL
                 await asyncio.wait_for(task, 10)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+async def test_a_uevent_makes_the_daemon_rescan_when_the_host_changes(lab: NetnsLab) -> None:
+    import asyncio
+
+    from sriovdp.daemon.settings import Settings
+    from sriovdp.host.uevents import UeventSource
+
+    work = Path(tempfile.mkdtemp(prefix="sdpu-", dir="/tmp"))
+    try:
+        host = build_demo_host(work / "host")
+        (work / "dp").mkdir()
+        settings = Settings(host=host.paths, config_file=work / "c.json",
+                            device_plugin_dir=work / "dp", plugins_registry_dir=work / "none",
+                            resync_interval=3600)
+        daemon = Daemon(settings, parse_config(CONFIG), uevents=UeventSource(netns=lab.name))
+        async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
+            task = asyncio.create_task(daemon.run())
+            try:
+                await kubelet.wait_for(DPDK, lambda d: len(d) == 4, timeout=5)
+                await asyncio.sleep(0.2)  # the uevent socket opens after the first pass
+                host.bind("0000:3b:02.0", "vfio-pci", iommu_group=99)  # no event of its own
+                await lab.add_veth("newvf0", "newvf0p")  # a device appears: kernel uevent
+                await kubelet.wait_for(DPDK, lambda d: "0000:3b:02.0" in d, timeout=3)
+            finally:
+                daemon.stop()
+                await asyncio.wait_for(task, 10)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

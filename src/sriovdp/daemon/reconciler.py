@@ -33,6 +33,7 @@ from sriovdp.errors import ConfigError, HostError
 from sriovdp.host.ddp import fill_ddp_profiles_if_asked
 from sriovdp.host.links import LinkSource
 from sriovdp.host.sysfs import scan
+from sriovdp.host.uevents import UeventSource
 from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint
 from sriovdp.kubelet.feed import LatestValue
 from sriovdp.kubelet.podresources import assigned_devices
@@ -105,6 +106,7 @@ class Daemon:
         config: a valid config (the caller parsed it; a bad one never gets here).
         scanner: ``scan`` by default; takes the host paths and returns an inventory.
         links: link-state source for device health (None: every device Healthy).
+        uevents: kernel uevents that trigger rescans (None: periodic resync only).
     """
 
     def __init__(
@@ -114,12 +116,14 @@ class Daemon:
         *,
         scanner: Callable[..., Inventory] = scan,
         links: LinkSource | None = None,
+        uevents: UeventSource | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
         self.dirs = KubeletDirs.detect(settings.device_plugin_dir, settings.plugins_registry_dir)
         self._scanner = scanner
         self.links = links
+        self.uevents = uevents
         self._rescan = True
         self._periodic = False
         self._health_dirty = False
@@ -280,6 +284,8 @@ class Daemon:
                         # and dumping links would delay the sockets); the first health
                         # derivation follows at once through the fast path.
                         await self._start_links(links, helpers)
+                    if first and self.uevents is not None:
+                        await self._start_uevents(helpers)
                     first = False
                     self.ready.set()
                 try:
@@ -295,6 +301,8 @@ class Daemon:
                 server.close()
             if self.links is not None:
                 await self.links.close()
+            if self.uevents is not None:
+                await self.uevents.close()
 
     async def _start_links(self, links: LinkSource, helpers: list[asyncio.Task[None]]) -> None:
         try:
@@ -307,6 +315,23 @@ class Daemon:
         self._health_dirty = True
         self._wake.set()
         helpers.append(asyncio.create_task(self._follow_links(), name="links"))
+
+    async def _start_uevents(self, helpers: list[asyncio.Task[None]]) -> None:
+        assert self.uevents is not None
+        try:
+            await self.uevents.start()
+        except HostError as exc:
+            log.warning("no kernel uevents (%s): host changes are found by the periodic "
+                        "resync every %.0f s", exc, self.settings.resync_interval)
+            self.uevents = None
+            return
+        helpers.append(asyncio.create_task(self._follow_uevents(), name="uevents"))
+
+    async def _follow_uevents(self) -> None:
+        assert self.uevents is not None
+        async for event in self.uevents.events():
+            if event.relevant:
+                self.trigger(f"uevent {event.action} {event.subsystem} {event.devpath}")
 
     async def _follow_links(self) -> None:
         assert self.links is not None

@@ -259,8 +259,19 @@ def open_route_socket(netns: str | None = None) -> socket.socket:
     Raises:
         HostError: the namespace does not exist or cannot be entered (needs CAP_SYS_ADMIN).
     """
+    return open_netlink_socket(socket.NETLINK_ROUTE, netns)
+
+
+def open_netlink_socket(protocol: int, netns: str | None = None) -> socket.socket:
+    """A fresh ``AF_NETLINK`` socket of ``protocol`` (``NETLINK_ROUTE``,
+    ``NETLINK_KOBJECT_UEVENT`` ...) in the named network namespace (see
+    :func:`open_route_socket`).
+
+    Raises:
+        HostError: the namespace does not exist or cannot be entered (needs CAP_SYS_ADMIN).
+    """
     if netns is None:
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, protocol)
     path = netns if "/" in netns else os.path.join(_NETNS_DIR, netns)
     result: list[socket.socket | BaseException] = []
 
@@ -273,9 +284,7 @@ def open_route_socket(netns: str | None = None) -> socket.socket:
                 _setns(ns_fd)
             finally:
                 os.close(ns_fd)
-            result.append(
-                socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
-            )
+            result.append(socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, protocol))
         except BaseException as exc:  # handed to the caller's thread below
             result.append(exc)
 
