@@ -173,3 +173,31 @@ async def test_not_ready_and_still_alive_when_the_first_host_scan_fails(
     finally:
         daemon.stop()
         await asyncio.wait_for(task, 10)
+
+
+async def test_a_device_id_protobuf_cannot_carry_is_left_out_and_the_stream_lives(
+    workdir: Path, host: FakeHost
+) -> None:
+    from dataclasses import replace as dc_replace
+
+    from sriovdp.daemon.reconciler import Daemon
+    from sriovdp.host.sysfs import scan
+    from sriovdp.model.config import parse_config
+
+    def scan_with_a_bad_id(paths: object) -> object:
+        inv = scan(host.paths)
+        fn = inv.functions["0000:3b:02.0"]
+        bad = dc_replace(fn, address="0000:3b:02.\udcff")
+        return dc_replace(inv, functions={**inv.functions, bad.address: bad})
+
+    settings = settings_for(workdir, host)
+    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), scanner=scan_with_a_bad_id)
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
+        task = asyncio.create_task(daemon.run())
+        try:
+            await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+            await asyncio.sleep(0.5)
+            assert daemon.endpoints[NET].restarts == 0
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, 10)

@@ -80,7 +80,10 @@ _VF_PROBES = frozenset({"iommu_group", "acpi_index"})
 _VF_PROBES_NO_NETDEV = _VF_PROBES | {"net", "uio"}
 _HEX4_RE = re.compile(rb"0x([0-9A-Fa-f]{4})\Z")
 # Auxiliary device names: "<driver>.<type>.<id>", e.g. "mlx5_core.sf.4".
-_AUX_NAME_RE = re.compile(r"([^.\s/]+)\.([^.\s/]+)\.(\d+)\Z")
+# ASCII only: the name becomes the kubelet's device id and a CDI device name.
+_AUX_NAME_RE = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([0-9]+)\Z")
+# Names handed to containers (RDMA devices and char devices, vhost-vdpa nodes).
+_SAFE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+\Z")
 # Uplink representor of a switchdev PF: phys_port_name "p0", "p1".
 _UPLINK_PORT_RE = re.compile(rb"p\d+\Z")
 # RDMA char devices per RDMA device, in the Go plugin's order: (class dir, name part).
@@ -610,11 +613,11 @@ class _Reader:
         links), the entries of ``fd``'s ``infiniband/`` when ``has_dir`` says it exists.
         """
         if self._rdma_devs is not None:
-            return self._rdma_devs.get(owner) or []
+            return [d for d in self._rdma_devs.get(owner) or [] if _SAFE_NAME_RE.match(d)]
         if not has_dir:
             return []
         try:
-            return sorted(_list_dir(fd, "infiniband"))
+            return sorted(d for d in _list_dir(fd, "infiniband") if _SAFE_NAME_RE.match(d))
         except OSError as exc:
             log.warning("%s: cannot list infiniband/: %s", owner, exc.strerror,
                         extra={"pci": owner})
@@ -639,7 +642,7 @@ class _Reader:
                 raw = _read(fd, f"{subdir}/{entry}/ibdev")
             except OSError:
                 raw = None
-            if raw is not None:
+            if raw is not None and _SAFE_NAME_RE.match(entry):
                 ibdev = raw.decode(errors="replace").strip()
                 found.setdefault(ibdev, {}).setdefault(kind, entry)
         paths: list[str] = []
@@ -689,7 +692,7 @@ class _Reader:
                         raw = _read(fd, f"{entry}/ibdev")
                     except OSError:
                         raw = None
-                    if raw is not None:
+                    if raw is not None and _SAFE_NAME_RE.match(entry):
                         ibdev = raw.decode(errors="replace").strip()
                         by_ibdev.setdefault(ibdev, {}).setdefault(kind, entry)
             except OSError as exc:
@@ -760,7 +763,7 @@ class _Reader:
             vhost_path: str | None = None
             if driver == "vhost_vdpa":
                 for entry in sorted(os.listdir(fd)):
-                    if "vhost-vdpa" in entry and stat.S_ISDIR(
+                    if "vhost-vdpa" in entry and _SAFE_NAME_RE.match(entry) and stat.S_ISDIR(
                             os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
                         if os.path.exists(self._paths.dev / entry):
                             vhost_path = f"/dev/{entry}"

@@ -135,6 +135,8 @@ class PluginEndpoint:
         self._registered_kubelet_inode: int | None = None
         self._restart = asyncio.Event()
         self._wakeup = asyncio.Event()
+        self._last_restart = 0.0
+        self._restart_backoff = 0.0
         self._stopping = False
         self.registered = asyncio.Event()
 
@@ -204,11 +206,27 @@ class PluginEndpoint:
                 await self._stop_server(grace=None if not self._stopping else 0.5)
                 if not self._stopping:
                     self.restarts += 1
+                    await self._pace_restarts()
         finally:
             await self._stop_server(grace=None)
             self.state = State.STOPPED
             log.info("%s: stopped, socket %s removed", self.resource_name, self.socket_path,
                      extra={"resource": self.resource_name})
+
+    async def _pace_restarts(self) -> None:
+        """Back off when restarts come in a burst (a stream that keeps failing, a socket that
+        keeps being deleted): never a busy loop, whatever goes wrong."""
+        now = asyncio.get_running_loop().time()
+        if now - self._last_restart < 1.0:
+            self._restart_backoff = min(max(self._restart_backoff * 2, 0.05), self._max_backoff)
+            if self._restart_backoff >= 0.4:
+                log.warning("%s: restarting repeatedly; waiting %.1f s", self.resource_name,
+                            self._restart_backoff, extra={"resource": self.resource_name})
+            await self._wait_wakeup(self._restart_backoff)
+        else:
+            self._restart_backoff = 0.0
+        self._last_restart = asyncio.get_running_loop().time()
+        self._restart.clear()
 
     async def _serve(self) -> None:
         self._generation += 1

@@ -55,9 +55,19 @@ def _device_message(dev_id: str, health: str, numa_node: int | None) -> pb.Devic
 
 
 def list_and_watch_response(pool: ResourcePool) -> pb.ListAndWatchResponse:
-    """The full device list of a pool: ID, health and NUMA topology (unless unknown/excluded)."""
-    return pb.ListAndWatchResponse(devices=[
-        _device_message(dev.id, dev.health, dev.numa_node) for dev in pool.devices.values()])
+    """The full device list of a pool: ID, health and NUMA topology (unless unknown/excluded).
+
+    A device whose id protobuf cannot carry (not valid UTF-8) is left out with an error log
+    instead of failing the whole stream; the scanner should never produce one.
+    """
+    devices = []
+    for dev in pool.devices.values():
+        try:
+            devices.append(_device_message(dev.id, dev.health, dev.numa_node))
+        except (ValueError, TypeError) as exc:
+            log.error("%r left out of %s: %s", dev.id, pool.resource_name, exc,
+                      extra={"resource": pool.resource_name})
+    return pb.ListAndWatchResponse(devices=devices)
 
 
 def container_response(alloc: ContainerAllocation) -> pb.ContainerAllocateResponse:
