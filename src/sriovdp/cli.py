@@ -16,6 +16,7 @@ import math
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -275,5 +276,16 @@ def _run(settings: Settings) -> int:
     except HostError as exc:
         print(f"sriovdp: {exc}", file=sys.stderr)
         return 1
+    finally:
+        from sriovdp.host.ddp import kill_running
+
+        kill_running()
     log.info("sriovdp stopped")
+    if threading.active_count() > 1:
+        # a scan still stuck on a wedged sysfs file or tool: the shutdown itself is done
+        # (sockets removed), so do not wait for it at interpreter exit
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0

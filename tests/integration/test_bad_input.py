@@ -20,7 +20,7 @@ from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
 
 from test_daemon import CONFIG, NET, running, settings_for
-from test_live import free_port, write
+from test_live import free_port, http_get, write
 
 
 def with_(settings: Settings, **changes: object) -> Settings:
@@ -201,3 +201,45 @@ async def test_a_device_id_protobuf_cannot_carry_is_left_out_and_the_stream_live
         finally:
             daemon.stop()
             await asyncio.wait_for(task, 10)
+
+
+async def test_probes_keep_answering_when_clients_send_junk_or_hang(
+    workdir: Path, host: FakeHost
+) -> None:
+    port = free_port()
+    settings = replace(settings_for(workdir, host), health_address=f"127.0.0.1:{port}")
+    async with running(settings):
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(50)]
+        _, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"GET /" + b"x" * 100_000 + b" HTTP/1.1\r\n\r\n")  # an over-long line
+        await w.drain()
+        status, _ = await http_get(port, "/healthz")
+        assert status == 200
+        for _, writer in idle:
+            writer.close()
+        w.close()
+
+
+async def test_sigterm_does_not_wait_for_a_scan_stuck_on_a_hanging_ddptool(
+    workdir: Path, host: FakeHost
+) -> None:
+    import signal
+    import time
+
+    bindir = workdir / "bin"
+    bindir.mkdir()
+    (bindir / "ddptool").write_text("#!/bin/sh\nsleep 1000\n")
+    (bindir / "ddptool").chmod(0o755)
+    write(workdir / "config.json", {"resourceList": [
+        {"resourceName": "comms", "selectors": [{"ddpProfiles": ["ICE COMMS Package"]}]}]})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sriovdp", "--config-file", str(workdir / "config.json"),
+        "--host-root", str(host.root), "--device-plugin-dir", str(workdir / "dp"),
+        "--plugins-registry-dir", str(workdir / "none"),
+        env={**os.environ, "PATH": f"{bindir}:/usr/bin:/bin"}, stderr=asyncio.subprocess.PIPE)
+    await asyncio.sleep(2)  # the first scan is now waiting for ddptool (10 s timeout)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 0 and time.monotonic() - start < 5
+    assert not list((workdir / "dp").glob("*.sock"))

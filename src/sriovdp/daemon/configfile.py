@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from sriovdp.errors import ConfigError, ConfigProblem
-from sriovdp.model.cdi import CdiError, annotation_key, check_vendor
+from sriovdp.model.cdi import CdiError, annotation_key, cdi_spec_file_name, check_vendor
 from sriovdp.model.config import Config, parse_config
 from sriovdp.model.ids import socket_name
 from sriovdp.model.pools import CDI_CLASSES
@@ -46,7 +46,7 @@ def load_config(path: Path, *, default_prefix: str, use_cdi: bool = False,
         config = parse_config(text, default_prefix=default_prefix)
     except ConfigError as exc:
         raise ConfigError(exc.problems, source=source, warnings=exc.warnings) from None
-    problems = []
+    problems = file_name_problems(config, default_prefix, use_cdi=use_cdi)
     if not config.resources:
         problems.append(ConfigProblem("resourceList", "no resources configured"))
     if use_cdi:
@@ -56,6 +56,28 @@ def load_config(path: Path, *, default_prefix: str, use_cdi: bool = False,
     if problems:
         raise ConfigError(problems, source=source, warnings=list(config.warnings))
     return config
+
+
+def file_name_problems(config: Config, default_prefix: str, *, use_cdi: bool
+                       ) -> list[ConfigProblem]:
+    """Resources whose device-info (or CDI spec) file names would be another's: both put
+    "/" → "-" into one name, so ``intel.com/x-y`` and ``intel.com-x/y`` would share files and
+    one pool's clean-up would delete the other's."""
+    problems = []
+    seen: dict[str, int] = {}
+    for i, resource in enumerate(config.resources):
+        prefix = resource.effective_prefix(default_prefix)
+        keys = [resource.resource_name(default_prefix).replace("/", "-")]
+        if use_cdi:
+            keys.append(cdi_spec_file_name(prefix, CDI_CLASSES[resource.kind], resource.name))
+        for key in keys:
+            if key in seen and seen[key] != i:
+                problems.append(ConfigProblem(
+                    f"resourceList[{i}].resourceName",
+                    f"{resource.resource_name(default_prefix)!r} would share its files "
+                    f"({key!r}) with resourceList[{seen[key]}]: rename one of them"))
+            seen.setdefault(key, i)
+    return problems
 
 
 def cdi_problems(config: Config, default_prefix: str) -> list[ConfigProblem]:

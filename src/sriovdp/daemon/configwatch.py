@@ -30,10 +30,14 @@ async def watch_config_file(path: Path, on_change: Callable[[str], None], *,
     """
     directory = path.parent
     relevant = {path.name, "..data"}
+    watched_before = False
     while True:
         try:
             with Inotify() as inotify:
                 inotify.add_watch(directory, _MASK)
+                if watched_before:  # the directory was replaced: its file may be new too
+                    on_change(f"{directory} re-created")
+                watched_before = True
                 async for event in inotify:
                     if event.mask & (Mask.DELETE_SELF | Mask.MOVE_SELF | Mask.IGNORED):
                         log.warning("config directory %s went away", directory)

@@ -16,6 +16,10 @@ from collections.abc import Callable
 log = logging.getLogger("sriovdp.daemon")
 
 Handler = Callable[[], tuple[int, str, bytes]]
+MAX_CONNECTIONS = 32
+REQUEST_DEADLINE = 5.0  # seconds for the whole request, however slowly it trickles in
+MAX_HEADERS = 64
+LINE_LIMIT = 8192
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
@@ -42,12 +46,24 @@ async def start_http(address: str, routes: dict[str, Handler]) -> asyncio.Server
         OSError: the address cannot be bound (in use, unknown host ...).
     """
     host, port = parse_address(address)
+    pending: dict[asyncio.StreamWriter, None] = {}  # insertion order = arrival order
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Over the cap, the oldest unanswered connection is dropped, not the new one: a
+        # flood of idle or slow clients must not starve the kubelet's probes.
+        while len(pending) >= MAX_CONNECTIONS:
+            oldest = next(iter(pending))
+            del pending[oldest]
+            oldest.close()
+        pending[writer] = None
         try:
-            line = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                pass
+            async with asyncio.timeout(REQUEST_DEADLINE):
+                line = await reader.readline()
+                for _ in range(MAX_HEADERS):
+                    if (await reader.readline()) in (b"\r\n", b"\n", b""):
+                        break
+                else:
+                    return
             parts = line.decode("latin-1").split()
             path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""
             if not parts or parts[0] not in ("GET", "HEAD"):
@@ -60,13 +76,14 @@ async def start_http(address: str, routes: dict[str, Handler]) -> asyncio.Server
                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
             writer.write(head.encode() + (body if parts and parts[0] == "GET" else b""))
             await writer.drain()
-        except (TimeoutError, ConnectionError, UnicodeDecodeError):
-            pass
+        except (TimeoutError, OSError, ValueError, asyncio.IncompleteReadError):
+            pass  # over-long lines (LimitOverrunError is a ValueError), slow or gone clients
         finally:
+            pending.pop(writer, None)
             writer.close()
-            with contextlib.suppress(ConnectionError):
+            with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    server = await asyncio.start_server(handle, host, port)
+    server = await asyncio.start_server(handle, host, port, limit=LINE_LIMIT, backlog=64)
     log.info("serving %s on %s", ", ".join(sorted(routes)), address)
     return server

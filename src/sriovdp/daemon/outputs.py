@@ -10,8 +10,9 @@ rewritten whenever a pool changes; an empty pool has no spec file; at start ever
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from sriovdp.daemon.settings import Settings
 from sriovdp.errors import HostError
@@ -32,6 +33,8 @@ class Outputs:
     def __init__(self, settings: Settings) -> None:
         self.devinfo = DeviceInfoStore(settings.device_info_dir)
         self.cdi = CdiStore(settings.cdi_dir) if settings.use_cdi else None
+        self._cdi_pending: set[str] = set()
+        self._cleanup_pending = False
 
     def allocated(self, pool: ResourcePool, ids: list[str]) -> None:
         """Write the device-info file of each allocated device of a netDevice pool.
@@ -56,10 +59,7 @@ class Outputs:
         except HostError as exc:
             log.error("device-info files not cleaned: %s", exc)
         if self.cdi is not None:
-            try:
-                self._cdi(self.cdi, old, new, facts, first=first)
-            except (HostError, ValueError) as exc:  # CdiError is a ValueError
-                log.error("CDI specs not updated: %s", exc)
+            self._cdi(self.cdi, old, new, facts, first=first)
 
     def _device_info(self, old: Mapping[str, ResourcePool], new: Mapping[str, ResourcePool],
                      *, first: bool) -> None:
@@ -90,17 +90,56 @@ class Outputs:
     def _cdi(self, store: CdiStore, old: Mapping[str, ResourcePool],
              new: Mapping[str, ResourcePool], facts: HostFacts, *, first: bool) -> None:
         for name, pool in new.items():
-            if not first and old.get(name) == pool:
-                continue
-            file_name = pool_spec_file_name(pool)
-            doc = cdi_spec(pool, facts)
-            if doc is None:
-                store.remove(file_name)
-            else:
-                store.write(doc, file_name)
+            if first or old.get(name) != pool:
+                self._cdi_pending.add(name)
         for name in old.keys() - new.keys():
-            store.remove(pool_spec_file_name(old[name]))
+            self._cdi_pending.discard(name)
+            self._try(functools.partial(store.remove, pool_spec_file_name(old[name])), name)
         if first:
-            keep = {pool_spec_file_name(p) for p in new.values()}
-            for removed in store.cleanup(keep=keep):
-                log.info("stale CDI spec %s removed", removed)
+            self._cleanup_pending = True
+        self.retry(new, facts)
+
+    def retry(self, pools: Mapping[str, ResourcePool], facts: HostFacts) -> None:
+        """Write the CDI specs still pending (a failed write is retried on every pass)."""
+        store = self.cdi
+        if store is None:
+            return
+        for name in sorted(self._cdi_pending):
+            pool = pools.get(name)
+            if pool is None:
+                self._cdi_pending.discard(name)
+                continue
+            if self._try(functools.partial(self._write_spec, store, pool, facts), name):
+                self._cdi_pending.discard(name)
+        if self._cleanup_pending:
+            keep = {pool_spec_file_name(p) for p in pools.values()}
+            if self._try(lambda: self._log_cleanup(store.cleanup(keep=keep)), "stale specs"):
+                self._cleanup_pending = False
+
+    @staticmethod
+    def _write_spec(store: CdiStore, pool: ResourcePool, facts: HostFacts) -> None:
+        doc = cdi_spec(pool, facts)
+        if doc is None:
+            store.remove(pool_spec_file_name(pool))
+        else:
+            store.write(doc, pool_spec_file_name(pool))
+
+    @staticmethod
+    def _log_cleanup(removed: list[str]) -> None:
+        for name in removed:
+            log.info("stale CDI spec %s removed", name)
+
+    @staticmethod
+    def _try(action: Callable[[], object], what: str) -> bool:
+        try:
+            action()
+        except (HostError, ValueError) as exc:  # CdiError is a ValueError
+            log.error("CDI spec for %s not written (retried on the next pass): %s", what, exc,
+                      extra={"resource": what})
+            return False
+        return True
+
+    @property
+    def cdi_pending(self) -> bool:
+        """Some CDI spec could not be written yet (readiness and metrics show it)."""
+        return bool(self._cdi_pending) or self._cleanup_pending

@@ -18,10 +18,10 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sriovdp.daemon.configfile import load_config
 from sriovdp.daemon.configwatch import watch_config_file
@@ -79,11 +79,11 @@ async def _in_daemon_thread(fn: Callable[..., T], *args: object) -> T:
 
     def work() -> None:
         try:
-            result = fn(*args)
+            outcome: tuple[T | None, BaseException | None] = (fn(*args), None)
         except BaseException as exc:  # handed to the awaiting task
-            loop.call_soon_threadsafe(_settle, future, None, exc)
-        else:
-            loop.call_soon_threadsafe(_settle, future, result, None)
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(_settle, future, *outcome)
 
     threading.Thread(target=work, name="sriovdp-scan", daemon=True).start()
     return await future
@@ -229,7 +229,7 @@ class Daemon:
     @property
     def is_ready(self) -> bool:
         """Every pool registered with the kubelet and streaming its device list."""
-        return self.ready.is_set() and all(
+        return self.ready.is_set() and not self.outputs.cdi_pending and all(
             e.registered.is_set() and e.streaming for e in self.endpoints.values())
 
     # --- the loop ---------------------------------------------------------------------------
@@ -277,7 +277,9 @@ class Daemon:
                     if periodic and self._ghosts:
                         self._assigned = await assigned_devices(
                             self.settings.pod_resources_socket)
-                    await self.reconcile(first=first, periodic=periodic)
+                    if not await self._until_stopped(
+                            self.reconcile(first=first, periodic=periodic)):
+                        break
                 if self.passes:
                     if first and links is not None:
                         # Link state starts once every pool is listening (importing pyroute2
@@ -337,6 +339,22 @@ class Daemon:
         assert self.links is not None
         async for change in self.links.events():
             self._link_changed(change)
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run ``work`` unless :meth:`stop` comes first (a scan stuck on a wedged device or a
+        hanging ddptool must not hold up SIGTERM); False when stopped."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if task.done():
+            task.result()
+            return True
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
 
     def _open_endpoints_early(self) -> None:
         """Every configured pool starts listening before the first host scan: the kubelet's
@@ -415,6 +433,8 @@ class Daemon:
         changes = diff(self.pools, pools)
         if first or not changes.empty:
             self.outputs.pools_changed(self.pools, pools, inventory.facts, first=first)
+        elif self.outputs.cdi_pending:
+            self.outputs.retry(pools, inventory.facts)
         self.pools = pools
         self.passes += 1
         for name in changes.removed:

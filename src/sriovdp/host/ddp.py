@@ -12,8 +12,11 @@ Every failure gives ``None`` (no profile), which no ``ddpProfiles`` selector mat
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import signal
 import logging
 import shutil
 import subprocess
@@ -40,13 +43,41 @@ Runner = Callable[[Sequence[str]], tuple[int, str]]
 and ``subprocess.TimeoutExpired`` when it hangs."""
 
 _missing_logged: set[str] = set()
+_running: set[int] = set()  # process group ids of ddptool runs in flight
+_stopping = False
 
 
 def _run(argv: Sequence[str]) -> tuple[int, str]:
-    """The default :data:`Runner`: ``subprocess.run`` with a timeout, stderr discarded."""
-    done = subprocess.run(list(argv), capture_output=True, text=True, errors="replace",
-                          timeout=TIMEOUT_S, check=False)
-    return done.returncode, done.stdout
+    """The default :data:`Runner`: the tool in its own process group with a timeout; on a
+    timeout the whole group is killed (a hung tool leaves no children behind)."""
+    if _stopping:
+        return 1, ""
+    with subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          stdin=subprocess.DEVNULL, text=True, errors="replace",
+                          start_new_session=True) as proc:
+        _running.add(proc.pid)
+        if _stopping:  # kill_running() ran while this one was starting
+            os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            stdout, _ = proc.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+        finally:
+            _running.discard(proc.pid)
+        return proc.returncode, stdout
+
+
+def kill_running() -> None:
+    """Kill every ddptool still running (and its children): called at shutdown, so a hung
+    tool neither delays the exit nor outlives the daemon; no new run starts afterwards."""
+    global _stopping
+    _stopping = True
+    for pid in list(_running):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def parse_ddptool_output(stdout: str) -> str:

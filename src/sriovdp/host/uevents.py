@@ -29,6 +29,7 @@ NETLINK_KOBJECT_UEVENT = 15
 _KERNEL_GROUP = 1  # the kernel's own broadcasts (udev re-broadcasts on group 2)
 RELEVANT_SUBSYSTEMS = frozenset({"pci", "net", "auxiliary", "vdpa", "infiniband", "uio"})
 RELEVANT_ACTIONS = frozenset({"add", "remove", "bind", "unbind", "move"})
+_MAX_QUEUED = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ class UeventSource:
         self.netns = netns
         self.rcvbuf = rcvbuf
         self._sock: socket.socket | None = None
+        self._overflowed = False
         self._queue: asyncio.Queue[Uevent | None] = asyncio.Queue()
 
     async def start(self) -> None:
@@ -111,7 +113,7 @@ class UeventSource:
         assert self._sock is not None
         while True:
             try:
-                datagram = self._sock.recv(65536)
+                datagram, (sender, _) = self._sock.recvfrom(65536)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -121,13 +123,24 @@ class UeventSource:
                 log.warning("uevent socket failed: %s", exc.strerror)
                 self._queue.put_nowait(None)
                 return
+            if sender != 0:
+                continue  # only the kernel (port id 0) speaks for devices; ignore userspace
             event = parse_uevent(datagram)
-            if event is not None:
+            if event is not None and event.relevant:
+                if self._queue.qsize() >= _MAX_QUEUED:
+                    # the consumer only rescans: one overflow marker stands for the rest
+                    if not self._overflowed:
+                        self._overflowed = True
+                        self._queue.put_nowait(Uevent("", "", "", overflow=True))
+                    continue
                 self._queue.put_nowait(event)
 
     async def events(self) -> AsyncIterator[Uevent]:
-        """Yield events as the kernel sends them; ends after :meth:`close`."""
+        """Yield the relevant events as the kernel sends them (at most ``_MAX_QUEUED`` wait;
+        beyond that one ``overflow`` event stands for the rest); ends after :meth:`close`."""
         while (event := await self._queue.get()) is not None:
+            if event.overflow:
+                self._overflowed = False
             yield event
 
     async def close(self) -> None:

@@ -146,6 +146,7 @@ _SELECTOR_SCHEMAS: Mapping[DeviceKind, type[_Schema]] = {
 }
 _VDPA_TYPES = ("vhost", "virtio")
 _HEX_ID_RE = re.compile(r"(?:0[xX])?([0-9a-fA-F]{4})")
+_PKEY_RE = re.compile(r"(?:0[xX])?([0-9A-Fa-f]{1,4})")
 _AUX_TYPES = ("sf",)
 
 
@@ -401,6 +402,22 @@ class _Values:
                 self.report.warn(where, _normalised(value, m.group(1).lower(), "4 lower-case hex"))
         return frozenset(out)
 
+    def pkeys(self, values: list[str] | None) -> frozenset[str]:
+        """InfiniBand pkeys as the kernel writes them (``0x%04x``): ``"0x7fff"`` kept;
+        ``"0x7FFF"``, ``"7fff"``, ``"0X8001"`` normalised (warning); anything else an error."""
+        out = set()
+        for i, value in enumerate(values or ()):
+            where = _join(_join(self.path, "pKeys"), i)
+            m = _PKEY_RE.fullmatch(value)
+            if not m:
+                self.report.error(where, f"not a 16-bit hex pkey like \"0x7fff\": {_show(value)}")
+                continue
+            canonical = f"0x{int(m.group(1), 16):04x}"
+            out.add(canonical)
+            if canonical != value:
+                self.report.warn(where, _normalised(value, canonical, "0x%04x"))
+        return frozenset(out)
+
     def pci_addresses(self, values: list[str] | None) -> frozenset[str]:
         """Full ``0000:3b:02.1`` kept; short or upper-case forms normalised (warning)."""
         out = set()
@@ -490,7 +507,7 @@ def _net_selector(obj: _JsonObject, path: str, report: _Report) -> NetSelector:
         root_devices=v.ranges("rootDevices", m.root_devices),
         link_types=v.link_types(m.link_types),
         ddp_profiles=v.strings(m.ddp_profiles),
-        pkeys=v.strings(m.pkeys),
+        pkeys=v.pkeys(m.pkeys),
         is_rdma=bool(m.is_rdma),
         need_vhost_net=bool(m.need_vhost_net),
         vdpa_type=m.vdpa_type or None,
