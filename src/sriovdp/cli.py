@@ -189,8 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = _settings(args)
     for flag, path in (("--device-plugin-dir", settings.device_plugin_dir),
                        ("--device-info-dir", settings.device_info_dir),
-                       ("--cdi-dir", settings.cdi_dir)):
-        if path.exists() and not path.is_dir():
+                       ("--cdi-dir", settings.cdi_dir if settings.use_cdi else None)):
+        if path is not None and path.exists() and not path.is_dir():
             print(f"sriovdp: {flag} {str(path)!r} is not a directory", file=sys.stderr)
             return 2
     try:

@@ -571,7 +571,7 @@ class Daemon:
             if not pool.devices:
                 misses = nearest_misses(verdicts[name])
                 hint = ", ".join(f"{v.address} ({v.reason})" for v in misses[:5]) or \
-                    "no network or accelerator PCI function on this host"
+                    f"no {pool.config.kind} candidate on this host"
                 log.warning("pool %s is empty; nearest candidates: %s", name, hint,
                             extra={"resource": name})
         for path, value in unmatched_identifiers(inventory, self.config.resources):

@@ -184,12 +184,14 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
                 await context.abort(grpc.StatusCode.INTERNAL,
                                     f"allocating {ids[:5]} from {pool.resource_name}: {exc}")
                 raise
+            responses.append((ids, response))
+        # only once every container request succeeded: a refused request leaves no trace
+        for ids, _ in responses:
             for dev_id in ids:
                 log.info("allocated %s from %s", dev_id, pool.resource_name,
                          extra={"resource": pool.resource_name, "pci": dev_id})
             self._allocate_done(pool, ids, True)
-            responses.append(response)
-        return pb.AllocateResponse(container_responses=responses)
+        return pb.AllocateResponse(container_responses=[r for _, r in responses])
 
     def _allocate_done(self, pool: ResourcePool, ids: list[str], ok: bool) -> None:
         if self._on_allocate is not None:
