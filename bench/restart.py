@@ -26,7 +26,9 @@ async def bench(restarts: int) -> None:
             for name in pool_names():
                 await r.kubelet.wait_registered(name, count=n + 2, timeout=10)
                 await r.kubelet.wait_capacity(name, (256, 256), timeout=10)
-            samples.append(time.perf_counter() - start)
+            # when the last pool's full list arrived (before the emulator's bookkeeping)
+            samples.append(max(r.kubelet.received_at[name][-1] for name in pool_names())
+                           - start)
         print(f"kubelet restart -> 8 pools registered and streaming: {summary(samples)}")
         print("target: p99 <= 100 ms")
 

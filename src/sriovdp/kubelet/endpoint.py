@@ -135,8 +135,7 @@ class PluginEndpoint:
         self._registered_kubelet_inode: int | None = None
         self._restart = asyncio.Event()
         self._wakeup = asyncio.Event()
-        self._last_restart = 0.0
-        self._restart_backoff = 0.0
+        self._unserved_restarts = 0
         self._stopping = False
         self.registered = asyncio.Event()
 
@@ -203,29 +202,34 @@ class PluginEndpoint:
                 else:
                     self.state = State.REGISTERING
                 await self._restart.wait()
+                served = self._servicer is not None and self._servicer.delivered
                 await self._stop_server(grace=None if not self._stopping else 0.5)
                 if not self._stopping:
                     self.restarts += 1
-                    await self._pace_restarts()
+                    await self._pace_restarts(served)
         finally:
             await self._stop_server(grace=None)
             self.state = State.STOPPED
             log.info("%s: stopped, socket %s removed", self.resource_name, self.socket_path,
                      extra={"resource": self.resource_name})
 
-    async def _pace_restarts(self) -> None:
-        """Back off when restarts come in a burst (a stream that keeps failing, a socket that
-        keeps being deleted): never a busy loop, whatever goes wrong."""
-        now = asyncio.get_running_loop().time()
-        if now - self._last_restart < 1.0:
-            self._restart_backoff = min(max(self._restart_backoff * 2, 0.05), self._max_backoff)
-            if self._restart_backoff >= 0.4:
-                log.warning("%s: restarting repeatedly; waiting %.1f s", self.resource_name,
-                            self._restart_backoff, extra={"resource": self.resource_name})
-            await self._wait_wakeup(self._restart_backoff)
-        else:
-            self._restart_backoff = 0.0
-        self._last_restart = asyncio.get_running_loop().time()
+    async def _pace_restarts(self, served: bool) -> None:
+        """Back off when restarts keep coming without the kubelet ever getting a device list
+        in between (a stream that keeps failing, a socket that keeps being deleted): never a
+        busy loop, whatever goes wrong. A kubelet restart costs two or three quick restarts;
+        only from the fourth unserved one in a row does the wait grow (50 ms doubling, up to
+        ``max_backoff``). A server that delivered a list resets the count."""
+        if served:
+            self._unserved_restarts = 0
+            return
+        self._unserved_restarts += 1
+        if self._unserved_restarts <= 3:
+            return
+        wait = min(0.05 * 2 ** (self._unserved_restarts - 4), self._max_backoff)
+        if wait >= 0.4:
+            log.warning("%s: restarting repeatedly without serving the kubelet; waiting %.1f s",
+                        self.resource_name, wait, extra={"resource": self.resource_name})
+        await self._wait_wakeup(wait)
         self._restart.clear()
 
     async def _serve(self) -> None:

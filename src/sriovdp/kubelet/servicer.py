@@ -124,6 +124,8 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         self._on_allocate = on_allocate
         self._generation = generation
         self.open_streams = 0
+        self.delivered = False
+        """A ListAndWatch message reached the kubelet through this server."""
 
     async def GetDevicePluginOptions(self, request: pb.Empty, context: Any) -> pb.DevicePluginOptions:
         return OPTIONS
@@ -141,6 +143,7 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
                 log.debug("ListAndWatch(%s): send %d devices", name, len(response.devices),
                           extra={"resource": name})
                 yield response
+                self.delivered = True  # resumed: the message was sent
             closed_by_us = True
         finally:
             self.open_streams -= 1

@@ -459,6 +459,8 @@ class KubeletEmulator:
         """Where ``v1.PodResourcesLister/List`` is served (kubelet-protocol §10); None: not."""
 
         self.registrations: list[Registration] = []
+        self.received_at: defaultdict[str, list[float]] = defaultdict(list)
+        """``time.perf_counter()`` at which each ListAndWatch message arrived (benches)."""
         """Every registration attempt, in order (socket and watcher mode)."""
         self.streams: defaultdict[str, list[list[DeviceRecord]]] = defaultdict(list)
         """Resource → every ListAndWatch message received, in order."""
@@ -928,6 +930,7 @@ class KubeletEmulator:
         self, resource: str, response: deviceplugin_pb2.ListAndWatchResponse
     ) -> None:
         """``genericDeviceUpdateCallback``: every message is the complete list (§3.1)."""
+        self.received_at[resource].append(time.perf_counter())
         devices = [DeviceRecord.from_proto(d) for d in response.devices]
         self.streams[resource].append(devices)
         self._all[resource] = {d.id: d for d in devices}
