@@ -64,3 +64,18 @@ def test_function_is_skipped_when_its_driver_name_is_not_utf8(host: FakeHost) ->
     os.symlink(b"../../../bus/pci/drivers/bad\xff", os.fsencode(link))
     inv = scan(host.paths)
     assert VF0 not in inv.functions and VF1 in inv.functions
+
+
+def test_fingerprint_changes_with_what_a_resync_must_notice(host: FakeHost) -> None:
+    from sriovdp.host.sysfs import fingerprint
+
+    before = fingerprint(host.paths)
+    assert fingerprint(host.paths) == before  # nothing changed
+    for change in (lambda: host.bind(VF0, "vfio-pci", iommu_group=55),
+                   lambda: host.move_netdev_to_pod(PF),
+                   lambda: host.add_default_route("ens1v1"),
+                   lambda: host.set_numvfs(PF, 0)):
+        change()
+        after = fingerprint(host.paths)
+        assert after != before
+        before = after

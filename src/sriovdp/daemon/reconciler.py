@@ -32,7 +32,7 @@ from sriovdp.daemon.settings import Settings
 from sriovdp.errors import ConfigError, HostError
 from sriovdp.host.ddp import fill_ddp_profiles_if_asked
 from sriovdp.host.links import LinkSource
-from sriovdp.host.sysfs import scan
+from sriovdp.host.sysfs import fingerprint, scan
 from sriovdp.host.uevents import UeventSource
 from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint
 from sriovdp.kubelet.feed import LatestValue
@@ -126,6 +126,8 @@ class Daemon:
         self.uevents = uevents
         self._rescan = True
         self._periodic = False
+        self._fingerprint = 0
+        self._resyncs = 0
         self._health_dirty = False
         self._seen_links: set[str] = set()
         self._ghosts: dict[str, dict[str, tuple[PoolDevice, int]]] = {}
@@ -410,10 +412,12 @@ class Daemon:
         """
         started = time.perf_counter()
         try:
-            inventory = await _in_daemon_thread(self._scan)
+            inventory = await _in_daemon_thread(self._scan, periodic)
         except Exception as exc:  # a broken host read must not kill the daemon
             log.error("host scan failed, keeping the previous view: %s", exc)
             return
+        if inventory is self.inventory and not first and not any(self._ghosts.values()):
+            return  # a resync found nothing new (fingerprint unchanged): nothing to publish
         for skipped in inventory.skipped:
             log.log(logging.INFO if first else logging.DEBUG, "skipping %s: %s",
                     skipped.address, skipped.reason, extra={"pci": skipped.address})
@@ -454,8 +458,19 @@ class Daemon:
             # after the new endpoints' first step (they bind their sockets right away)
             asyncio.get_running_loop().call_soon(self._log_summary, inventory)
 
-    def _scan(self) -> Inventory:
-        """The host scan, plus DDP profiles when a selector asks (runs in a worker thread)."""
+    def _scan(self, periodic: bool = False) -> Inventory:
+        """The host scan, plus DDP profiles when a selector asks (runs in a worker thread).
+
+        A periodic resync first compares :func:`fingerprint` with the last full scan's and
+        reuses that scan when nothing it covers changed (an idle node then costs a few ms
+        per resync instead of a full scan); every tenth resync scans fully regardless.
+        """
+        print_ = fingerprint(self.settings.host)
+        self._resyncs += periodic
+        if (periodic and self._resyncs % 10 and print_ == self._fingerprint
+                and self.passes and self._scanner is scan):
+            return self.inventory
+        self._fingerprint = print_
         return fill_ddp_profiles_if_asked(self._scanner(self.settings.host),
                                           self.config.resources)
 

@@ -1030,3 +1030,35 @@ def _list_dir(dir_fd: int, name: str) -> list[str]:
         return os.listdir(fd)
     finally:
         os.close(fd)
+
+
+def fingerprint(paths: HostPaths) -> int:
+    """A cheap summary of what a scan depends on that changes on a live host: the PCI
+    functions and their drivers, the netdevs, RDMA, auxiliary and vDPA devices, and the
+    routing tables. Equal fingerprints mean a periodic resync may reuse the last scan.
+
+    Cost: one listing per class dir plus one readlink per PCI function (a few ms for 2,000
+    functions, against ~150 ms for a full scan).
+    """
+    parts: list[object] = []
+    try:
+        entries = sorted(os.listdir(paths.pci_devices))
+    except OSError:
+        return 0
+    for name in entries:
+        try:
+            parts.append((name, os.readlink(f"{paths.pci_devices}/{name}/driver")))
+        except OSError:
+            parts.append((name, None))
+    for sub in ("class/net", "class/infiniband", "bus/auxiliary/devices", "bus/vdpa/devices",
+                "class/infiniband_verbs"):
+        try:
+            parts.append(tuple(sorted(os.listdir(paths.sys / sub))))
+        except OSError:
+            parts.append(None)
+    for table in ("route", "ipv6_route"):
+        try:
+            parts.append(_read_whole(paths.proc_net / table))
+        except OSError:
+            parts.append(None)
+    return hash(tuple(parts))
