@@ -465,12 +465,12 @@ class Daemon:
         reuses that scan when nothing it covers changed (an idle node then costs a few ms
         per resync instead of a full scan); every tenth resync scans fully regardless.
         """
-        print_ = fingerprint(self.settings.host)
+        current = fingerprint(self.settings.host)
         self._resyncs += periodic
-        if (periodic and self._resyncs % 10 and print_ == self._fingerprint
+        if (periodic and self._resyncs % 10 and current == self._fingerprint
                 and self.passes and self._scanner is scan):
             return self.inventory
-        self._fingerprint = print_
+        self._fingerprint = current
         return fill_ddp_profiles_if_asked(self._scanner(self.settings.host),
                                           self.config.resources)
 
