@@ -240,3 +240,34 @@ async def test_metrics_follow_an_allocation_and_a_link_change_when_scraped(
         finally:
             daemon.stop()
             await asyncio.wait_for(task, 10)
+
+
+async def test_an_assigned_device_is_never_offered_by_two_pools_when_the_config_moves_it(
+    workdir: Path, host: FakeHost
+) -> None:
+    base = settings_for(workdir, host)
+    settings = replace(base, resync_interval=0.3,
+                       pod_resources_socket=workdir / "pr" / "kubelet.sock")
+    write(settings.config_file, CONFIG)
+    async with KubeletEmulator(settings.device_plugin_dir,
+                               pod_resources_socket=settings.pod_resources_socket) as kubelet, \
+            running(settings, CONFIG):
+        await kubelet.wait_capacity(NET, (4, 4))
+        (dev,) = (await kubelet.admit(NET, 1, pod="busy")).device_ids
+        moved = json.loads(json.dumps(CONFIG))
+        others = sorted(ALL_NET - {dev})
+        idx = ",".join(str(int(a[-1])) for a in others)
+        moved["resourceList"][0]["selectors"][0]["pfNames"] = [f"ens785f0#{idx}"]
+        moved["resourceList"].append({"resourceName": "other",
+                                      "selectors": [{"drivers": ["iavf"]}]})
+        write(settings.config_file, moved)
+        other = "intel.com/other"
+        await kubelet.wait_registered(other, timeout=3)
+        # the pod still holds dev: it stays in net (Unhealthy), and other does not offer it
+        devs = await kubelet.wait_for(NET, lambda d: dev in d and not d[dev].healthy, timeout=3)
+        assert set(devs) == ALL_NET
+        await asyncio.sleep(0.8)  # a few periodic resyncs
+        assert dev not in kubelet.devices(other)
+        kubelet.release("busy")
+        await kubelet.wait_for(other, lambda d: dev in d, timeout=3)
+        await kubelet.wait_for(NET, lambda d: dev not in d, timeout=3)

@@ -128,6 +128,7 @@ class Daemon:
         self._periodic = False
         self._fingerprint = 0
         self._resyncs = 0
+        self._pinned: set[tuple[str, str]] = set()
         self._health_dirty = False
         self._seen_links: set[str] = set()
         self._ghosts: dict[str, dict[str, tuple[PoolDevice, int]]] = {}
@@ -416,23 +417,43 @@ class Daemon:
         except Exception as exc:  # a broken host read must not kill the daemon
             log.error("host scan failed, keeping the previous view: %s", exc)
             return
-        if inventory is self.inventory and not first and not any(self._ghosts.values()):
+        if (inventory is self.inventory and not first and not any(self._ghosts.values())
+                and not self._pinned):
             return  # a resync found nothing new (fingerprint unchanged): nothing to publish
         for skipped in inventory.skipped:
             log.log(logging.INFO if first else logging.DEBUG, "skipping %s: %s",
                     skipped.address, skipped.reason, extra={"pci": skipped.address})
         self._netdev_names = {n for f in inventory.functions.values() for n in f.netdevs} | {
             f.pf_netdev for f in inventory.functions.values() if f.pf_netdev}
-        self._publish(inventory, first=first, periodic=periodic)
+        pools = self._build(inventory)
+        if self._leaving(inventory, pools):
+            # a device is about to change pools (or leave all): ask the kubelet first
+            # whether a pod holds it, so it is never offered twice
+            self._assigned = await assigned_devices(self.settings.pod_resources_socket)
+        self._publish(inventory, first=first, periodic=periodic, pools=pools)
         self.metrics.scan_duration.observe(time.perf_counter() - started)
         log.debug("pass %d took %.1f ms", self.passes, (time.perf_counter() - started) * 1e3)
 
-    def _publish(self, inventory: Inventory, *, first: bool, periodic: bool = False) -> None:
-        """Build pools from ``inventory`` and the current link health; diff and publish."""
+    def _build(self, inventory: Inventory) -> dict[str, ResourcePool]:
         health = derive_health(inventory, self.links.snapshot()) if self.links else {}
-        pools = build_pools(inventory, self.config.resources,
-                            default_prefix=self.settings.resource_prefix, health=health)
+        return build_pools(inventory, self.config.resources,
+                           default_prefix=self.settings.resource_prefix, health=health)
+
+    def _leaving(self, inventory: Inventory, pools: dict[str, ResourcePool]) -> bool:
+        """Does a device still on the host move to another pool, or leave every pool?"""
+        owner = {dev_id: name for name, pool in pools.items() for dev_id in pool.devices}
+        on_host = inventory.functions.keys() | inventory.aux.keys()
+        return any(owner.get(dev_id) != name
+                   for name, pool in self.pools.items() if name in pools
+                   for dev_id in pool.devices if dev_id in on_host)
+
+    def _publish(self, inventory: Inventory, *, first: bool, periodic: bool = False,
+                 pools: dict[str, ResourcePool] | None = None) -> None:
+        """Publish ``pools`` (built from ``inventory`` and link health when not given)."""
+        if pools is None:
+            pools = self._build(inventory)
         pools = self._keep_vanished(inventory, pools, periodic=periodic)
+        pools = self._keep_assigned(pools)
         self.inventory = inventory
         changes = diff(self.pools, pools)
         if first or not changes.empty:
@@ -495,6 +516,42 @@ class Daemon:
             bad = sum(1 for d in new.devices.values() if d.health != HEALTHY)
             log.info("%s: link change, %d of %d devices unhealthy", name, bad, len(new.devices),
                      extra={"resource": name})
+
+    def _keep_assigned(self, pools: dict[str, ResourcePool]) -> dict[str, ResourcePool]:
+        """A device a pod holds stays in the pool that granted it, never offered twice.
+
+        When a rescan or a new config would move an assigned device to another pool (a VF
+        rebound from iavf to vfio-pci while in use, a changed selector) or out of every pool,
+        it stays in its old pool as ``Unhealthy`` (so that pool does not grant it again) and
+        the other pool does not get it, until the pod resources API no longer lists it (if
+        that API cannot be reached: until the daemon restarts, for devices it allocated).
+        """
+        assigned = self._assigned if self._assigned is not None else self._handed_out
+        owner = {dev_id: name for name, pool in pools.items() for dev_id in pool.devices}
+        pinned: set[tuple[str, str]] = set()
+        for name, old in self.pools.items():
+            if name not in pools:
+                continue  # the pool itself is gone: its endpoint stops
+            for dev_id in assigned.get(name, set()) & old.devices.keys():
+                now = owner.get(dev_id)
+                if now == name:
+                    continue
+                if now is not None:
+                    other = pools[now]
+                    pools[now] = replace(other, devices={
+                        k: v for k, v in other.devices.items() if k != dev_id})
+                pool = pools[name]
+                kept = replace(old.devices[dev_id], health=UNHEALTHY)
+                devices = {**pool.devices, dev_id: kept}
+                pools[name] = replace(pool, devices={k: devices[k] for k in sorted(devices)})
+                owner[dev_id] = name
+                pinned.add((name, dev_id))
+                if (name, dev_id) not in self._pinned:
+                    log.warning("%s is assigned to a pod through %s: kept there (Unhealthy) "
+                                "instead of moving to %s until it is released", dev_id, name,
+                                now or "no pool", extra={"pci": dev_id, "resource": name})
+        self._pinned = pinned
+        return pools
 
     def _keep_vanished(self, inventory: Inventory, pools: dict[str, ResourcePool], *,
                        periodic: bool) -> dict[str, ResourcePool]:
