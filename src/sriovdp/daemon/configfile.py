@@ -17,16 +17,12 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 
 
-def load_config(path: Path, *, default_prefix: str, use_cdi: bool = False,
-                socket_dir: Path | None = None) -> Config:
-    """Read and parse ``path``; with ``use_cdi`` / ``socket_dir`` also check what those need.
-
-    Only a regular file (or a link to one, as a ConfigMap mount is) is read, so a FIFO or a
-    device cannot block the daemon. A config without any resource is refused: applying it
-    would stop every pool.
+def read_config_bytes(path: Path) -> bytes:
+    """The config file's bytes. Only a regular file (or a link to one, as a ConfigMap mount
+    is) is read, opened non-blocking, so a FIFO or a device cannot block the daemon.
 
     Raises:
-        ConfigError: the file cannot be read, or any problem in it (with JSON paths).
+        ConfigError: the file cannot be read, is not a regular file, or is over 16 MiB.
     """
     source = str(path)
     try:
@@ -42,6 +38,21 @@ def load_config(path: Path, *, default_prefix: str, use_cdi: bool = False,
                           source=source) from exc
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(ConfigProblem("", f"{path} is larger than 16 MiB"), source)
+    return text
+
+
+def load_config(path: Path, *, default_prefix: str, use_cdi: bool = False,
+                socket_dir: Path | None = None, text: bytes | None = None) -> Config:
+    """Read (unless ``text`` is given, read before by :func:`read_config_bytes`) and parse
+    ``path``; with ``use_cdi`` / ``socket_dir`` also check what those need. A config without
+    any resource is refused: applying it would stop every pool.
+
+    Raises:
+        ConfigError: the file cannot be read, or any problem in it (with JSON paths).
+    """
+    source = str(path)
+    if text is None:
+        text = read_config_bytes(path)
     try:
         config = parse_config(text, default_prefix=default_prefix)
     except ConfigError as exc:

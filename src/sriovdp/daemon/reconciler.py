@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -23,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sriovdp.daemon.configfile import load_config
+from sriovdp.daemon.configfile import load_config, read_config_bytes
 from sriovdp.daemon.configwatch import watch_config_file
 from sriovdp.daemon.http import parse_address, start_http
 from sriovdp.daemon.metrics import DaemonMetrics
@@ -55,20 +52,6 @@ from sriovdp.model.pools import (
 
 log = logging.getLogger("sriovdp.daemon")
 T = TypeVar("T")
-
-
-def _read_regular(path: Path) -> bytes:
-    """The file's bytes; a FIFO or device is refused rather than read (it could block)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 async def _in_daemon_thread(fn: Callable[..., T], *args: object) -> T:
@@ -191,10 +174,10 @@ class Daemon:
             True when a new config was applied.
         """
         try:
-            content = _read_regular(self.settings.config_file)
-        except OSError as exc:
-            log.error("config reload (%s): cannot read %s: %s; keeping the last good config",
-                      reason, self.settings.config_file, exc.strerror)
+            content = read_config_bytes(self.settings.config_file)
+        except ConfigError as exc:
+            log.error("config reload (%s): %s; keeping the last good config", reason,
+                      exc.problems[0])
             self.metrics.reloads["failed"] += 1
             return False
         if content == self._config_bytes:
@@ -203,7 +186,7 @@ class Daemon:
             config = load_config(self.settings.config_file,
                                  default_prefix=self.settings.resource_prefix,
                                  use_cdi=self.settings.use_cdi,
-                                 socket_dir=self.dirs.socket_dir)
+                                 socket_dir=self.dirs.socket_dir, text=content)
         except ConfigError as exc:
             self._config_bytes = content
             self.metrics.reloads["failed"] += 1
@@ -245,8 +228,8 @@ class Daemon:
             else "Deprecated Device Plugin Registry Path",
             self.dirs.socket_dir,
         )
-        with contextlib.suppress(OSError):
-            self._config_bytes = _read_regular(self.settings.config_file)
+        with contextlib.suppress(ConfigError):
+            self._config_bytes = read_config_bytes(self.settings.config_file)
         self.dirs.socket_dir.mkdir(parents=True, exist_ok=True)
         helpers = [asyncio.create_task(watch_socket_dirs(self._socket_dirs(), self._socket_event),
                                        name="socket watch")]

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from sriovdp.errors import HostError
-from sriovdp.host.devinfo import write_atomically
+from sriovdp.host.devinfo import remove_file, write_atomically
 from sriovdp.model.cdi import SPEC_FILE_PREFIX
 
 FILE_MODE = 0o644
@@ -97,11 +97,4 @@ class CdiStore:
         return [e for e in entries if e.startswith(SPEC_FILE_PREFIX)]
 
     def _unlink(self, name: str) -> bool:
-        path = self.directory / name
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise HostError(f"cannot remove CDI spec {path}: {exc.strerror or exc}") from exc
-        return True
+        return remove_file(self.directory / name, "CDI spec")

@@ -50,6 +50,21 @@ def write_atomically(path: Path, data: bytes, *, mode: int, dir_mode: int = DIR_
         raise
 
 
+def remove_file(path: Path, what: str) -> bool:
+    """Delete ``path``; False when it did not exist.
+
+    Raises:
+        HostError: it exists but cannot be deleted (the message names ``what`` and the path).
+    """
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise HostError(f"cannot remove {what} {path}: {exc.strerror or exc}") from exc
+    return True
+
+
 class DeviceInfoStore:
     """The device-info files in one directory.
 
@@ -99,15 +114,7 @@ class DeviceInfoStore:
         """
         if "/" in name or not name.endswith(_SUFFIX):
             raise ValueError(f"not a device-info file name: {name!r}")
-        path = self.directory / name
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise HostError(
-                f"cannot remove device-info file {path}: {exc.strerror or exc}") from exc
-        return True
+        return remove_file(self.directory / name, "device-info file")
 
     def files(self) -> set[str]:
         """Names of the device-info files in the directory (empty when it does not exist)."""
