@@ -129,6 +129,22 @@ def test_hyphenated_names_keep_their_hyphen_in_env_names() -> None:
     assert "PCIDEVICE_INTEL_COM_SRIOV-NET" in allocate(p, [], NO_VHOST).envs
 
 
+def test_allocate_also_sets_posix_env_names_when_the_name_has_a_hyphen() -> None:
+    p = pool(fn("0000:00:00.1", "iavf"), fn("0000:00:00.2", "iavf"), name="e810-c",
+             prefix="my-corp.io")
+    envs = allocate(p, ["0000:00:00.2", "0000:00:00.1"], NO_VHOST).envs
+    assert set(envs) == {"PCIDEVICE_MY-CORP_IO_E810-C", "PCIDEVICE_MY-CORP_IO_E810-C_INFO",
+                         "PCIDEVICE_MY_CORP_IO_E810_C", "PCIDEVICE_MY_CORP_IO_E810_C_INFO"}
+    assert envs["PCIDEVICE_MY_CORP_IO_E810_C"] == envs["PCIDEVICE_MY-CORP_IO_E810-C"] == \
+        "0000:00:00.2,0000:00:00.1"
+    assert envs["PCIDEVICE_MY_CORP_IO_E810_C_INFO"] == envs["PCIDEVICE_MY-CORP_IO_E810-C_INFO"]
+
+
+def test_allocate_sets_one_env_pair_when_the_name_is_already_posix() -> None:
+    envs = allocate(pool(fn("0000:00:00.1", "iavf"), name="e810_c"), [], NO_VHOST).envs
+    assert set(envs) == {"PCIDEVICE_INTEL_COM_E810_C", "PCIDEVICE_INTEL_COM_E810_C_INFO"}
+
+
 def test_go_json_escapes_html_characters_like_go() -> None:
     assert go_json({"b": "<&>", "a": 1}) == '{"a":1,"b":"\\u003c\\u0026\\u003e"}'
 

@@ -275,6 +275,18 @@ def test_cdi_allocation_gives_names_and_annotation_instead_of_specs_when_in_cdi_
     assert alloc.envs == allocate(p, ids, FACTS).envs
 
 
+def test_cdi_allocation_keeps_cdi_names_and_adds_posix_envs_when_the_name_has_a_hyphen(
+) -> None:
+    p = make_pool(vf("0000:00:00.1", "vfio-pci", iommu_group="1"), prefix="example.com",
+                  name="e810-c")
+    alloc = cdi_allocation(p, ["0000:00:00.1"], FACTS)
+    assert alloc.cdi_devices == ("example.com/net-pci=0000:00:00.1",)
+    assert alloc.annotations == {"cdi.k8s.io/example.com_net-pci": "example.com/net-pci=0000:00:00.1"}
+    assert alloc.envs["PCIDEVICE_EXAMPLE_COM_E810_C"] == "0000:00:00.1"
+    assert alloc.envs["PCIDEVICE_EXAMPLE_COM_E810-C"] == "0000:00:00.1"
+    assert cdi_env_name(p) == "SRIOVDP_CDI_EXAMPLE_COM_E810-C"  # the spec is unchanged
+
+
 def test_cdi_allocation_has_no_annotation_when_the_request_is_empty() -> None:
     alloc = cdi_allocation(make_pool(vf("0000:00:00.1")), [], FACTS)
     assert alloc.annotations == {} and alloc.cdi_devices == ()

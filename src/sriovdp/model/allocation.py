@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from sriovdp.errors import AllocationError
 from sriovdp.model.devices import AuxFunction, HostFacts, PciFunction, VdpaInfo
+from sriovdp.model.ids import posix_env_var_name
 from sriovdp.model.pools import PoolDevice, ResourcePool
 
 UIO_DRIVERS = frozenset({"uio", "igb_uio", "uio_pci_generic"})
@@ -42,7 +43,8 @@ class ContainerAllocation:
     """One ``ContainerAllocateResponse``.
 
     Attributes:
-        envs: ``PCIDEVICE_<P>_<N>`` (comma-separated ids) and ``PCIDEVICE_<P>_<N>_INFO`` (JSON).
+        envs: ``PCIDEVICE_<P>_<N>`` (comma-separated ids) and ``PCIDEVICE_<P>_<N>_INFO`` (JSON);
+            when the name holds ``-`` or ``/``, the same pair again under its POSIX name.
         devices: device specs of all ids, request order, de-duplicated by host path.
         mounts: bind mounts (none for the current device kinds).
         annotations: container annotations (CDI mode).
@@ -230,4 +232,7 @@ def allocate(pool: ResourcePool, ids: Sequence[str], facts: HostFacts) -> Contai
             for spec in provider.specs:
                 specs.setdefault(spec.host_path, spec)
     envs = {pool.env_name: ",".join(ids), pool.env_name + "_INFO": go_json(info)}
+    posix = posix_env_var_name(pool.prefix, pool.name)
+    if posix != pool.env_name:  # "e810-c": also the name a shell can read
+        envs[posix], envs[posix + "_INFO"] = envs[pool.env_name], envs[pool.env_name + "_INFO"]
     return ContainerAllocation(envs=envs, devices=tuple(specs.values()))

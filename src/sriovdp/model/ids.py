@@ -54,3 +54,10 @@ def socket_name(prefix: str, name: str) -> str:
 def env_var_name(prefix: str, name: str) -> str:
     """``PCIDEVICE_<PREFIX>_<NAME>``: dots become ``_``, upper-cased; ``-`` and ``/`` kept (as Go)."""
     return f"PCIDEVICE_{prefix}_{name}".replace(".", "_").upper()
+
+
+def posix_env_var_name(prefix: str, name: str) -> str:
+    """:func:`env_var_name` as a shell can read it: ``.``, ``-`` and ``/`` become ``_``, e.g.
+    ``intel.com`` + ``e810-c`` → ``PCIDEVICE_INTEL_COM_E810_C`` (the Go name keeps the
+    ``-``: ``PCIDEVICE_INTEL_COM_E810-C``)."""
+    return env_var_name(prefix, name).replace("-", "_").replace("/", "_")
