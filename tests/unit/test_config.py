@@ -205,7 +205,7 @@ def test_parse_accepts_same_name_when_prefixes_differ() -> None:
 def test_parse_rejects_selector_when_rdma_and_vdpa_share_one_object() -> None:  # V3
     doc = _doc(_res(selectors=({"isRdma": True, "vdpaType": "virtio", "vendors": ["15b3"]},)))
     assert _problems(doc) == [
-        ("resourceList[0].selectors[0]: IsRdma and vdpaType are mutually exclusive in one"
+        ("resourceList[0].selectors[0]: isRdma and vdpaType are mutually exclusive in one"
         " selector object")
     ]
 
@@ -236,11 +236,9 @@ def test_parse_rejects_aux_selector_when_it_is_a_net_selector() -> None:  # V7
     with pytest.raises(ConfigError) as excinfo:
         parse_config(_aux({"vendors": ["8086"], "pciAddresses": ["0000:03:02.0"]}))
     assert [str(p) for p in excinfo.value.problems] == [
-        'resourceList[0].selectors[0].auxTypes: missing: list the device types, e.g. ["sf"]'
-    ]
-    assert [str(w) for w in excinfo.value.warnings] == [
         ("resourceList[0].selectors[0].pciAddresses: not a selector key for deviceType"
-        " auxNetDevice (only for netDevice, accelerator), ignored")
+        " auxNetDevice (only for netDevice, accelerator): remove it or change deviceType"),
+        'resourceList[0].selectors[0].auxTypes: missing: list the device types, e.g. ["sf"]',
     ]
 
 
@@ -451,9 +449,10 @@ def test_parse_reads_resource_and_top_keys_when_case_differs() -> None:
 
 def test_parse_does_not_match_key_when_folding_changes_its_length() -> None:
     # Python folds "ß" to "ss"; Go's simple folding does not, so this key is unknown.
-    config = parse_config(_doc(_res(selectors=({"pciAddreßes": ["0000:03:02.0"]},))))
-    assert config.resources[0].selectors == (NetSelector(),)
-    assert [w.path for w in config.warnings] == ['resourceList[0].selectors[0]["pciAddreßes"]']
+    assert _problems(_doc(_res(selectors=({"pciAddreßes": ["0000:03:02.0"]},)))) == [
+        ('resourceList[0].selectors[0]["pciAddreßes"]: unknown selector key'
+         ' (did you mean "pciAddresses"?)')
+    ]
 
 
 def test_parse_uses_last_value_when_a_key_repeats_in_another_case() -> None:
@@ -533,47 +532,53 @@ def test_parse_warns_about_resource_level_selector_key_when_misplaced() -> None:
 
 
 @pytest.mark.parametrize(
-    ("device_type", "selector", "warning"),
+    ("device_type", "selector", "problem"),
     [
         pytest.param(
-            "netDevice", {"pfName": ["eth0"]},
-            'selectors[0].pfName: unknown key (did you mean "pfNames"?)', id="typo",
+            "netDevice", {"vendors": ["8086"], "driver": ["iavf"]},
+            'selectors[0].driver: unknown selector key (did you mean "drivers"?)', id="typo",
         ),
         pytest.param(
-            "netDevice", {"colour": "red"}, "selectors[0].colour: unknown key, ignored",
+            "netDevice", {"pfName": ["eth0"]},
+            'selectors[0].pfName: unknown selector key (did you mean "pfNames"?)', id="typo-pf",
+        ),
+        pytest.param(
+            "accelerator", {"colour": "red"},
+            "selectors[0].colour: unknown selector key; deviceType accelerator takes"
+            " acpiIndexes, devices, drivers, pciAddresses, vendors",
             id="unknown",
         ),
         pytest.param(
             "netDevice", {"auxTypes": ["sf"]},
             "selectors[0].auxTypes: not a selector key for deviceType netDevice"
-            " (only for auxNetDevice), ignored",
+            " (only for auxNetDevice): remove it or change deviceType",
             id="aux-key-on-net",
         ),
         pytest.param(
             "accelerator", {"pfNames": ["eth0"]},
             "selectors[0].pfNames: not a selector key for deviceType accelerator"
-            " (only for netDevice, auxNetDevice), ignored",
+            " (only for netDevice, auxNetDevice): remove it or change deviceType",
             id="net-key-on-accel",
         ),
         pytest.param(
             "auxNetDevice", {"auxTypes": ["sf"], "acpiIndexes": ["1"]},
             "selectors[0].acpiIndexes: not a selector key for deviceType auxNetDevice"
-            " (only for netDevice, accelerator), ignored",
+            " (only for netDevice, accelerator): remove it or change deviceType",
             id="acpi-on-aux",
         ),
         pytest.param(
             "netDevice", {"resourceName": "x"},
-            "selectors[0].resourceName: unknown key (did you mean to put it in the resource,"
-            ' next to "selectors"?)',
+            "selectors[0].resourceName: unknown selector key (did you mean to put it in the"
+            ' resource, next to "selectors"?)',
             id="resource-key-in-selector",
         ),
     ],
 )
-def test_parse_warns_about_selector_key_when_it_does_not_apply(
-    device_type: str, selector: dict[str, Any], warning: str
-) -> None:
+def test_parse_rejects_selector_key_when_it_does_not_apply(
+    device_type: str, selector: dict[str, Any], problem: str
+) -> None:  # a key the selector ignores would leave the pool wider than written
     text = _doc(_res(selectors=(selector,), deviceType=device_type))
-    assert _warnings(text) == [f"resourceList[0].{warning}"]
+    assert _problems(text) == [f"resourceList[0].{problem}"]
 
 
 def test_parse_warns_about_resource_key_when_misspelt() -> None:
@@ -590,9 +595,8 @@ def test_parse_quotes_odd_key_in_path_when_warning_about_it() -> None:
 
 def test_error_carries_warnings_when_config_is_rejected() -> None:
     with pytest.raises(ConfigError) as excinfo:
-        parse_config(_aux({"auxtype": ["sf"]}))
-    assert 'warning: resourceList[0].selectors[0].auxtype: unknown key (did you mean "auxTypes"?)' \
-        in str(excinfo.value)
+        parse_config(_doc(_res("a.b", Misc=1)))
+    assert "warning: resourceList[0].Misc: unknown key, ignored" in str(excinfo.value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -712,11 +716,18 @@ def test_parse_shortens_value_when_it_is_long() -> None:
             id="trailing-comma",
         ),
         pytest.param("", "invalid JSON at line 1 column 1: Expecting value", id="empty"),
-        pytest.param('{"resourceList": NaN}', "invalid JSON: NaN is not a JSON value", id="nan"),
         pytest.param(
-            '{"a": -Infinity}', "invalid JSON: -Infinity is not a JSON value", id="infinity"
+            '{"resourceList": NaN}',
+            "resourceList: invalid JSON at line 1 column 18: NaN is not a JSON value", id="nan",
         ),
-        pytest.param("[" * 200_000, "invalid JSON: nested too deeply", id="deep"),
+        pytest.param(
+            '{"a": -Infinity}', "a: invalid JSON at line 1 column 7: -Infinity is not a JSON value",
+            id="infinity",
+        ),
+        pytest.param(
+            "[" * 200_000, "invalid JSON at line 1 column 65: nested more than 64 levels deep",
+            id="deep",
+        ),
         pytest.param(
             "\ufeff{}",
             "invalid JSON at line 1 column 1: Unexpected UTF-8 BOM (decode using utf-8-sig)",
@@ -729,7 +740,7 @@ def test_parse_reports_position_when_json_is_invalid(text: str, problem: str) ->
 
 
 def test_parse_rejects_bytes_when_not_utf8() -> None:
-    assert _problems(b'{"resourceList": "\xff"}') == ["invalid UTF-8 at byte 18"]
+    assert _problems(b'{"resourceList": "\xff"}') == ["invalid UTF-8 at byte 18 (line 1 column 19)"]
 
 
 def test_parse_rejects_huge_number_when_it_is_in_a_typed_field() -> None:
@@ -826,8 +837,8 @@ def test_parse_normalises_pci_address_with_warning_when_form_is_not_full(
     config = parse_config(_doc(_res(selectors=({"pciAddresses": [value]},))))
     assert config.resources[0].selectors[0] == NetSelector(pci_addresses=frozenset({expected}))
     assert [str(w) for w in config.warnings] == [
-        (f'resourceList[0].selectors[0].pciAddresses[0]: "{value}" read as "{expected}": sysfs'
-        ' uses the full "0000:3b:02.1" form (the Go plugin would match nothing)')
+        (f'resourceList[0].selectors[0].pciAddresses[0]: "{value}" read as "{expected}": the'
+        " full domain:bus:device.function form sysfs uses (the Go plugin would match nothing)")
     ]
 
 
@@ -1012,10 +1023,11 @@ def test_parse_accepts_bad_default_prefix_when_no_resource_uses_it() -> None:
     assert parse_config(doc, default_prefix="Intel.com").resources[0].name == "a"
 
 
-def test_parse_warns_when_two_names_share_an_env_var() -> None:
-    assert _warnings(_doc(_res("net"), _res("NET"))) == [
-        ('resourceList[1].resourceName: "intel.com/NET" and "intel.com/net" (at resourceList[0])'
-        " both set PCIDEVICE_INTEL_COM_NET; a container given both sees only one")
+def test_parse_rejects_second_name_when_two_names_share_an_env_var() -> None:
+    assert _problems(_doc(_res("net"), _res("NET"))) == [
+        ('resourceList[1].resourceName: "intel.com/NET" and "intel.com/net" (at'
+         " resourceList[0].resourceName) would both set PCIDEVICE_INTEL_COM_NET in a container"
+         " given both: rename one of them")
     ]
 
 
@@ -1124,3 +1136,70 @@ def test_parse_raises_only_config_error_when_text_is_mangled() -> None:
         text = "".join(chars)
         _ok_or_config_error(text)
         _ok_or_config_error(text.encode("utf-8", "surrogatepass"))
+
+
+# --------------------------------------------------------------------------------------------
+# POSIX env names (issue 11 item 1), strict selectors (item 2), keys as written (issue 9)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "env"),
+    [
+        pytest.param(_res("e810-c"), _res("e810_c"), "PCIDEVICE_INTEL_COM_E810_C", id="hyphen"),
+        pytest.param(
+            _res("x", resourcePrefix="a-b.io"), _res("x", resourcePrefix="a.b.io"),
+            "PCIDEVICE_A_B_IO_X", id="prefix",
+        ),
+    ],
+)
+def test_parse_rejects_second_resource_when_posix_env_names_collide(
+    first: dict[str, Any], second: dict[str, Any], env: str
+) -> None:
+    [problem] = _problems(_doc(first, second))
+    assert problem.startswith("resourceList[1].resourceName: ")
+    assert "(at resourceList[0].resourceName)" in problem
+    assert f"would both set {env} " in problem
+
+
+def test_parse_accepts_hyphenated_name_when_its_posix_form_is_unique() -> None:
+    config = parse_config(_doc(_res("e810-c"), _res("e810-d")))
+    assert [r.name for r in config.resources] == ["e810-c", "e810-d"]
+    assert config.warnings == ()
+
+
+def test_parse_accepts_selector_typo_fix_when_the_key_is_right() -> None:
+    sel = _sel({"vendors": ["8086"], "drivers": ["iavf"]})
+    assert sel == NetSelector(vendors=frozenset({"8086"}), drivers=frozenset({"iavf"}))
+
+
+def test_parse_rejects_warnings_as_problems_when_strict() -> None:
+    text = json.dumps({"resourceList": [_res(selectors=({"vendors": ["0x8086"]},))],
+                       "colour": "red"})
+    assert len(parse_config(text).warnings) == 2
+    with pytest.raises(ConfigError) as excinfo:
+        parse_config(text, strict=True)
+    assert [p.path for p in excinfo.value.problems] == [
+        "colour", "resourceList[0].selectors[0].vendors[0]"]
+    assert excinfo.value.warnings == []
+
+
+def test_parse_accepts_config_when_strict_and_there_are_no_warnings() -> None:
+    assert parse_config(_doc(_res()), strict=True).resources[0].name == "pool"
+
+
+def test_parse_names_key_as_written_when_its_json_type_is_wrong() -> None:
+    assert _problems(_doc(_res(selectors=({"isRdma": "true"},)))) == [
+        'resourceList[0].selectors[0].isRdma: expected a boolean, got "true"'
+    ]
+
+
+def test_parse_names_list_key_as_written_when_an_item_is_bad() -> None:
+    assert _problems(_doc(_res(selectors=({"PFNAMES": ["p0#5-2"]},)))) == [
+        'resourceList[0].selectors[0].PFNAMES[0]: bad VF range "5-2" in "p0#5-2"'
+    ]
+
+
+def test_parse_names_only_the_given_address_when_normalising_it() -> None:
+    [warning] = _warnings(_doc(_res(selectors=({"pciAddresses": ["3b:02.0"]},))))
+    assert '"3b:02.0" read as "0000:3b:02.0"' in warning
+    assert "3b:02.1" not in warning

@@ -1,0 +1,52 @@
+"""The parsed config: a :class:`Config` of :class:`ResourceConfig` values, frozen."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sriovdp.errors import ConfigProblem
+from sriovdp.model.devices import DeviceKind
+from sriovdp.model.selectors import Selector
+
+DEFAULT_PREFIX = "intel.com"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResourceConfig:
+    """One ``resourceList`` entry.
+
+    Attributes:
+        name: ``resourceName``, e.g. ``"intel_sriov_netdevice"``.
+        prefix: ``resourcePrefix`` override; None means the CLI ``--resource-prefix``.
+        kind: ``deviceType`` (default ``netDevice``).
+        selectors: the selector objects in file order (a device is taken by the first match).
+        exclude_topology: ``excludeTopology``: advertise no NUMA node for this pool.
+        additional_info: ``additionalInfo`` (``{"*": {...}, "<pci address>": {...}}``);
+            None when absent or null (an empty object still adds ``"extra": {}`` to ``_INFO``).
+    """
+
+    name: str
+    prefix: str | None = None
+    kind: DeviceKind = DeviceKind.NET
+    selectors: tuple[Selector, ...] = ()
+    exclude_topology: bool = False
+    additional_info: Mapping[str, Mapping[str, str]] | None = None
+
+    def effective_prefix(self, default_prefix: str) -> str:
+        """``resourcePrefix`` if set, else ``default_prefix``."""
+        return self.prefix or default_prefix
+
+    def resource_name(self, default_prefix: str) -> str:
+        """The extended resource name, e.g. ``intel.com/intel_sriov_netdevice``."""
+        return f"{self.effective_prefix(default_prefix)}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """A parsed, valid config: the resources in file order plus non-fatal warnings
+    (unknown keys, explicit identifiers in odd forms ...); at most 20 warnings are listed,
+    then one ``... and K more warnings``."""
+
+    resources: tuple[ResourceConfig, ...] = ()
+    warnings: tuple[ConfigProblem, ...] = ()
