@@ -131,6 +131,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
         glog.add_argument(name, default=None, help=argparse.SUPPRESS)
     if command == "discover":
         p.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    if command == "validate":
+        p.add_argument("--strict", action="store_true",
+                       help="treat every warning (unknown keys, normalised values) as an error")
     return p
 
 
@@ -153,12 +156,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def _load(settings: Settings) -> Config:
+def _load(settings: Settings, *, strict: bool = False) -> Config:
     from sriovdp.kubelet.endpoint import KubeletDirs
 
     dirs = KubeletDirs.detect(settings.device_plugin_dir, settings.plugins_registry_dir)
     config = load_config(settings.config_file, default_prefix=settings.resource_prefix,
-                         use_cdi=settings.use_cdi, socket_dir=dirs.socket_dir)
+                         use_cdi=settings.use_cdi, socket_dir=dirs.socket_dir, strict=strict)
     for warning in config.warnings:
         log.warning("config %s: %s", settings.config_file, warning)
     return config
@@ -195,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     try:
         if command == "validate":
-            return _validate(settings)
+            return _validate(settings, strict=args.strict)
         if command == "discover":
             return _discover(settings, args.output)
         if command == "demo":
@@ -211,12 +214,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _validate(settings: Settings) -> int:
-    config = _load(settings)
+def _validate(settings: Settings, *, strict: bool = False) -> int:
+    config = _load(settings, strict=strict)
     for r in config.resources:
         print(f"ok: {r.resource_name(settings.resource_prefix)} ({r.kind}, "
               f"{len(r.selectors)} selector{'s' if len(r.selectors) != 1 else ''})")
-    print(f"{settings.config_file}: valid, {len(config.resources)} resources")
+    count = len(config.resources)
+    print(f"{settings.config_file}: valid, {count} resource{'s' if count != 1 else ''}")
     return 0
 
 

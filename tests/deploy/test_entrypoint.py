@@ -274,7 +274,7 @@ def test_sriovdp_accepts_what_the_entrypoint_passes(tmp_path: Path, log_base: Pa
     r = run_entrypoint(["sh"], *options, f"--config-file={config}", bin_path=wrapper,
                        log_base=log_base, timeout=60)
     assert r.rc == 0, r.stdout + r.stderr
-    assert "valid, 1 resources" in r.stdout
+    assert "valid, 1 resource" in r.stdout
 
 
 # -- the image ---------------------------------------------------------------------------

@@ -243,3 +243,72 @@ async def test_sigterm_does_not_wait_for_a_scan_stuck_on_a_hanging_ddptool(
     await asyncio.wait_for(proc.communicate(), 15)
     assert proc.returncode == 0 and time.monotonic() - start < 5
     assert not list((workdir / "dp").glob("*.sock"))
+
+
+# --------------------------------------------------------------------------------------------
+# Config size, strictness and bounded reports (issue 11 items 2 and 12)
+
+
+def test_validate_rejects_a_selector_typo_when_it_would_widen_the_pool(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = workdir / "c.json"
+    cfg.write_text(json.dumps({"resourceList": [
+        {"resourceName": "net", "selectors": [{"vendors": ["8086"], "driver": ["iavf"]}]}]}))
+    assert main(["validate", "--config-file", str(cfg)]) == 1
+    assert 'selectors[0].driver: unknown selector key (did you mean "drivers"?)' \
+        in capsys.readouterr().err
+
+
+def test_validate_exits_1_on_warnings_when_strict(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = workdir / "c.json"
+    cfg.write_text(json.dumps({"resourceList": [
+        {"resourceName": "net", "selectors": [{}], "excludeTopologie": True}]}))
+    assert main(["validate", "--config-file", str(cfg)]) == 0
+    assert capsys.readouterr().out.endswith("valid, 1 resource\n")
+    assert main(["validate", "--strict", "--config-file", str(cfg)]) == 1
+    assert 'resourceList[0].excludeTopologie: unknown key (did you mean "excludeTopology"?)' \
+        in capsys.readouterr().err
+
+
+def test_validate_gives_one_clear_error_when_the_file_is_over_1_mib(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = workdir / "c.json"
+    cfg.write_text(json.dumps({"resourceList": [{"resourceName": "x", "selectors": [
+        {"vendors": ["x"] * 4_000_000}]}]}))
+    assert main(["validate", "--config-file", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert f"the config is {cfg.stat().st_size:,} bytes, larger than the 1,048,576 bytes" in err
+    assert len(err.splitlines()) == 2
+
+
+def test_validate_lists_twenty_problems_and_a_count_when_a_config_has_thousands(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = workdir / "c.json"
+    cfg.write_text(json.dumps({"resourceList": [{"resourceName": "x", "selectors": [
+        {"vendors": ["x"] * 100_000}]}]}))
+    assert main(["validate", "--config-file", str(cfg)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 22
+    assert lines[-1] == "  ... and 99980 more problems (only the first 20 are listed)"
+
+
+async def test_reload_logs_a_bounded_report_when_the_new_config_has_thousands_of_problems(
+    workdir: Path, host: FakeHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(workdir, host)
+    write(settings.config_file, CONFIG)
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, \
+            running(settings) as daemon:
+        await kubelet.wait_for(NET, lambda d: len(d) == 4)
+        caplog.set_level(logging.ERROR)
+        write(settings.config_file, {"resourceList": [{"resourceName": "x", "selectors": [
+            {"vendors": ["x"] * 100_000}]}]})
+        assert not daemon.reload_config("test")
+        rejected = [r for r in caplog.records if "config reload rejected" in r.getMessage()]
+        assert len(rejected) == 21
+        assert (await kubelet.allocate(NET, ["0000:3b:02.0"])).container_responses
