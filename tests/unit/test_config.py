@@ -1180,6 +1180,8 @@ def test_parse_rejects_warnings_as_problems_when_strict() -> None:
         parse_config(text, strict=True)
     assert [p.path for p in excinfo.value.problems] == [
         "colour", "resourceList[0].selectors[0].vendors[0]"]
+    assert str(excinfo.value.problems[0]) == \
+        "colour: unknown key, ignored (a warning; strict mode refuses it)"
     assert excinfo.value.warnings == []
 
 

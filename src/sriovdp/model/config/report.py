@@ -45,7 +45,9 @@ class Report:
         first few and then ``... and K more problems``."""
         if not strict:
             return listed(self.problems, total=self.problem_count)
-        kept = (self.problems + self.warnings)[:MAX_LISTED_PROBLEMS]
+        warnings = [ConfigProblem(w.path, f"{w.message} (a warning; strict mode refuses it)")
+                    for w in self.warnings]
+        kept = (self.problems + warnings)[:MAX_LISTED_PROBLEMS]
         return listed(kept, total=self.problem_count + self.warning_count)
 
     def listed_warnings(self) -> list[ConfigProblem]:
