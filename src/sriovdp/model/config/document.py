@@ -31,7 +31,6 @@ from sriovdp.model.config.values import SelectorValues, additional_info, device_
 from sriovdp.model.devices import DeviceKind
 from sriovdp.model.selectors import AccelSelector, AuxNetSelector, NetSelector, Selector
 
-
 MAX_RESOURCES = 1000
 """More resources than any node needs: each one is a gRPC server, a socket and a kubelet
 registration. The bound also keeps a hostile 1 MiB config from costing 20,000 resources."""
