@@ -113,6 +113,10 @@ def _parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--pod-resources-socket", type=Path,
                    default=Path("/var/lib/kubelet/pod-resources/kubelet.sock"),
                    help="kubelet pod resources API, asked whether vanished devices are in use")
+    p.add_argument("--kubelet-root-dir", type=Path, default=None,
+                   help="the kubelet's --root-dir as the host sees it, when this process sees "
+                        "its dirs elsewhere (e.g. /data/kubelet mounted at /var/lib/kubelet); "
+                        "watcher-mode GetInfo reports sockets under it. Default: as seen here")
     p.add_argument("--resync-interval", type=_interval, default=30.0,
                    help="seconds between full rescans; default %(default)s")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -149,6 +153,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         device_info_dir=args.device_info_dir.absolute(),
         cdi_dir=args.cdi_dir.absolute(),
         pod_resources_socket=args.pod_resources_socket.absolute(),
+        kubelet_root_dir=(None if args.kubelet_root_dir is None
+                          else args.kubelet_root_dir.absolute()),
         use_cdi=args.use_cdi,
         resync_interval=args.resync_interval,
         health_address=args.health_address,

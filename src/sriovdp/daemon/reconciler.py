@@ -103,7 +103,8 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.config = config
-        self.dirs = KubeletDirs.detect(settings.device_plugin_dir, settings.plugins_registry_dir)
+        self.dirs = KubeletDirs.detect(settings.device_plugin_dir, settings.plugins_registry_dir,
+                                       settings.kubelet_root_dir)
         self._scanner = scanner
         self.links = links
         self.uevents = uevents
@@ -369,7 +370,8 @@ class Daemon:
         def readyz() -> tuple[int, str, bytes]:
             if self.is_ready:
                 return 200, "text/plain", b"ready\n"
-            waiting = [n for n, e in self.endpoints.items()
+            waiting = [f"{n} (socket owned by another instance)" if e.state == "waiting" else n
+                       for n, e in self.endpoints.items()
                        if not (e.registered.is_set() and e.streaming)]
             return 503, "text/plain", ("not ready: " + ", ".join(waiting) + "\n").encode()
 

@@ -34,6 +34,15 @@ class Settings:
         watch_config: reload the config file when it changes (and on SIGHUP).
         pod_resources_socket: the kubelet's pod resources API, asked which vanished devices
             are still assigned to pods.
+        kubelet_root_dir: the kubelet's ``--root-dir`` as the *host* sees it (e.g.
+            ``/data/kubelet``), when this process sees the kubelet's directories elsewhere
+            (a container mounting them at ``/var/lib/kubelet``). The host paths of the
+            plugin registry (``<root>/plugins_registry``: watcher-mode GetInfo reports our
+            socket there, the path the kubelet dials) and of the pod resources socket
+            (``<root>/pod-resources/kubelet.sock``) derive from it; ``plugins_registry_dir``
+            and ``pod_resources_socket`` stay where this process sees them. The device-plugins
+            dir does not move: the kubelet hard-codes ``/var/lib/kubelet/device-plugins``.
+            None: the kubelet sees the paths as this process does.
     """
 
     host: HostPaths = HostPaths(Path("/"))
@@ -49,3 +58,5 @@ class Settings:
     metrics_address: str = ""
     watch_config: bool = True
     pod_resources_socket: Path = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
+    kubelet_root_dir: Path | None = None
+

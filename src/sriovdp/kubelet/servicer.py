@@ -98,11 +98,12 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
     Args:
         feed: the pool's current value; ListAndWatch streams every new value.
         facts: returns the host facts of the latest scan (``/dev/vhost-net`` present ...).
-        on_stream_end: called with the stream's generation when a ListAndWatch stream ends
-            for any reason other than ``feed`` closing (the kubelet went away: F11).
+        on_stream_start: called when a ListAndWatch stream opens; returns the stream's id.
+        on_stream_end: called with the stream's id when a ListAndWatch stream ends for any
+            reason other than ``feed`` closing (the client went away). Whether that client
+            was the kubelet is the endpoint's call, not the servicer's.
         on_allocate: called after each container request with the pool, the ids and
             whether it succeeded (device-info files, metrics).
-        generation: a number the endpoint gives each server instance.
         cdi: answer Allocate with CDI device names and the CDI annotation instead of device
             specs (``--use-cdi``).
     """
@@ -112,17 +113,17 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         feed: LatestValue[ResourcePool],
         facts: Callable[[], HostFacts],
         *,
+        on_stream_start: Callable[[], int] | None = None,
         on_stream_end: Callable[[int], None] | None = None,
         on_allocate: AllocateHook | None = None,
-        generation: int = 0,
         cdi: bool = False,
     ) -> None:
         self._feed = feed
         self._allocate = cdi_allocation if cdi else allocate
         self._facts = facts
+        self._on_stream_start = on_stream_start
         self._on_stream_end = on_stream_end
         self._on_allocate = on_allocate
-        self._generation = generation
         self.open_streams = 0
         self.delivered = False
         """A ListAndWatch message reached the kubelet through this server."""
@@ -136,6 +137,7 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         name = self._feed.value.resource_name
         log.info("ListAndWatch(%s) invoked", name, extra={"resource": name})
         self.open_streams += 1
+        stream = self._on_stream_start() if self._on_stream_start is not None else 0
         closed_by_us = False
         try:
             async for pool in self._feed.watch():
@@ -148,7 +150,7 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         finally:
             self.open_streams -= 1
             if not closed_by_us and self._on_stream_end is not None:
-                self._on_stream_end(self._generation)
+                self._on_stream_end(stream)
 
     async def GetPreferredAllocation(
         self, request: pb.PreferredAllocationRequest, context: Any
@@ -211,20 +213,26 @@ class WatcherRegistrationServicer(reg_grpc.RegistrationServicer):
 
     Args:
         resource_name: e.g. ``intel.com/sriov_net``.
-        endpoint: absolute socket path the kubelet dials for the DevicePlugin service.
+        endpoint: absolute socket path the kubelet dials for the DevicePlugin service (the
+            host's path: the kubelet's mount namespace, not ours).
         on_status: called with (registered, error) from NotifyRegistrationStatus.
+        on_info: called on every GetInfo (the plugin watcher starts registering us).
     """
 
     def __init__(
-        self, resource_name: str, endpoint: str, on_status: Callable[[bool, str], None]
+        self, resource_name: str, endpoint: str, on_status: Callable[[bool, str], None],
+        on_info: Callable[[], None] | None = None,
     ) -> None:
         self._info = reg_pb.PluginInfo(
             type="DevicePlugin", name=resource_name, endpoint=endpoint,
             supported_versions=list(WATCHER_SUPPORTED_VERSIONS),
         )
         self._on_status = on_status
+        self._on_info = on_info
 
     async def GetInfo(self, request: reg_pb.InfoRequest, context: Any) -> reg_pb.PluginInfo:
+        if self._on_info is not None:
+            self._on_info()
         return self._info
 
     async def NotifyRegistrationStatus(

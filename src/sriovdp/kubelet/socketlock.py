@@ -1,0 +1,75 @@
+"""Which sriovdp instance owns a pool's socket: an ``flock`` on a lock file beside it.
+
+Two instances on one node (a DaemonSet rolling update with ``maxSurge``, or someone running
+the daemon by hand) would otherwise delete and re-create each other's sockets. The lock file
+is ``.<socket name>.lock`` in the socket's directory (a dot-file: the kubelet's plugin watcher
+skips it, and current kubelets clean up only sockets in ``device-plugins/``). The kernel drops
+the lock when its holder exits, however it exits; the file holds the holder's pid for logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+
+class SocketLock:
+    """An exclusive, non-blocking ``flock`` on ``.<socket name>.lock`` beside ``socket_path``."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.path = socket_path.parent / f".{socket_path.name}.lock"
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if nobody holds it; True when this process holds it now."""
+        if self._fd is not None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        if not self._same_file(fd):  # unlinked by a releasing holder after we opened it
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    @property
+    def valid(self) -> bool:
+        """We hold the lock and the file at ``path`` is still the one we locked."""
+        return self._fd is not None and self._same_file(self._fd)
+
+    def release(self) -> None:
+        """Let go; the lock file is removed only while it is still ours."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if self._same_file(fd):
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        os.close(fd)
+
+    def holder(self) -> str:
+        """The pid written by the current holder, for log lines ("unknown" if unreadable)."""
+        try:
+            text = self.path.read_text(errors="replace").strip()
+        except OSError:
+            return "unknown"
+        return text[:16] if text.isdigit() else "unknown"
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            return os.fstat(fd).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return False
