@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,12 @@ from sriovdp.kubelet.api import (
     pluginregistration_pb2 as reg_pb,
     pluginregistration_pb2_grpc as reg_grpc,
 )
+from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint
+from sriovdp.kubelet.feed import LatestValue
+from sriovdp.kubelet.watch import watch_socket_dirs
+from sriovdp.model.config import parse_config
+from sriovdp.model.devices import HostFacts
+from sriovdp.model.pools import ResourcePool
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
 
@@ -197,3 +204,42 @@ async def test_getinfo_reports_the_host_path_when_the_kubelet_root_is_relocated(
                 f"unix://{settings.plugins_registry_dir / 'intel.com_dpdk.sock'}") as channel:
             info = await reg_grpc.RegistrationStub(channel).GetInfo(reg_pb.InfoRequest())
         assert info.endpoint == str(root / "plugins_registry" / "intel.com_dpdk.sock")
+
+
+@contextlib.asynccontextmanager
+async def endpoint_alone(work: Path, **kwargs: float) -> AsyncIterator[PluginEndpoint]:
+    """One pool's endpoint in watcher mode, without the rest of the daemon."""
+    (work / "reg").mkdir(exist_ok=True)
+    config = parse_config(json.dumps({"resourceList": [
+        {"resourceName": "net", "selectors": [{"drivers": ["iavf"]}]}]})).resources[0]
+    dirs = KubeletDirs.detect(work / "dp", work / "reg")
+    endpoint = PluginEndpoint(LatestValue(ResourcePool(config=config, prefix="intel.com")),
+                              dirs, HostFacts, **kwargs)
+    task = asyncio.create_task(endpoint.run())
+    watch = asyncio.create_task(watch_socket_dirs(
+        [dirs.device_plugin_dir, dirs.plugins_registry_dir],
+        lambda d, name, created: endpoint.socket_dir_event(name, created)))
+    try:
+        yield endpoint
+    finally:
+        watch.cancel()
+        await endpoint.stop()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_watcher_socket_is_recreated_when_a_new_kubelet_never_calls_getinfo(
+    workdir: Path,
+) -> None:
+    dp, reg = workdir / "dp", workdir / "reg"
+    dp.mkdir()
+    async with endpoint_alone(workdir, watcher_grace=0.5) as endpoint:
+        async with KubeletEmulator(dp, reg, watcher=True) as kubelet:
+            await kubelet.wait_registered(NET)
+            await kubelet.wait_for(NET, lambda d: d == {})
+        await asyncio.sleep(0.8)  # no kubelet listening: the socket is kept however long
+        assert endpoint.restarts == 0
+        # a kubelet whose plugin watcher never comes to the socket (here: it has none)
+        async with KubeletEmulator(dp, reg, watcher=False):
+            async with asyncio.timeout(5):
+                while endpoint.restarts == 0:
+                    await asyncio.sleep(0.05)

@@ -467,7 +467,10 @@ class PluginEndpoint:
         while not self._restart.is_set():
             if self._kubelet_lost_at is not None and self._check_kubelet:
                 self._check_kubelet = False
-                if await self._kubelet_still_running():
+                running = await self._kubelet_still_running()
+                if self._kubelet_lost_at is None:
+                    continue  # the plugin watcher came back meanwhile
+                if running:
                     self.request_restart("the kubelet ended its ListAndWatch stream and keeps "
                                          "running (its plugin watcher registers only new sockets)")
                     return
@@ -479,17 +482,29 @@ class PluginEndpoint:
                 await self._wait_wakeup(None)
                 continue
             remaining = self._kubelet_lost_at + self._watcher_grace - loop.time()
-            if remaining <= 0:
-                self.request_restart(f"the plugin watcher did not register {self.socket_path} "
-                                     f"again within {self._watcher_grace:.0f} s")
-                return
-            await self._wait_wakeup(remaining)
+            if remaining > 0:
+                await self._wait_wakeup(remaining)
+                continue
+            listening = await self._kubelet_listening()
+            if self._kubelet_lost_at is None:
+                continue  # the plugin watcher came back meanwhile
+            if not listening:
+                # no kubelet yet: its plugin watcher will find the socket when it starts
+                self._kubelet_lost_at = loop.time()
+                continue
+            self.request_restart(f"the plugin watcher did not register {self.socket_path} "
+                                 f"again within {self._watcher_grace:.0f} s")
+            return
 
     async def _kubelet_still_running(self) -> bool:
         """The kubelet we registered with still listens on the same ``kubelet.sock``."""
-        inode = self._file_id(self.dirs.kubelet_socket)
-        if inode is None or inode != self._registered_kubelet:
+        kubelet = self._file_id(self.dirs.kubelet_socket)
+        if kubelet is None or kubelet != self._registered_kubelet:
             return False  # gone, or a new kubelet (whose plugin watcher comes to us)
+        return await self._kubelet_listening()
+
+    async def _kubelet_listening(self) -> bool:
+        """Some kubelet accepts connections on ``kubelet.sock``."""
         try:
             async with asyncio.timeout(1.0):
                 _, writer = await asyncio.open_unix_connection(str(self.dirs.kubelet_socket))
