@@ -243,3 +243,29 @@ async def test_watcher_socket_is_recreated_when_a_new_kubelet_never_calls_getinf
             async with asyncio.timeout(5):
                 while endpoint.restarts == 0:
                     await asyncio.sleep(0.05)
+
+
+async def test_one_endpoint_owns_the_socket_when_the_lock_file_is_deleted_under_two(
+    workdir: Path,
+) -> None:
+    dp, reg = workdir / "dp", workdir / "reg"
+    dp.mkdir()
+    lock = reg / ".intel.com_net.sock.lock"
+    async with KubeletEmulator(dp, reg, watcher=True) as kubelet, \
+            endpoint_alone(workdir) as first:
+        await kubelet.wait_registered(NET)
+        async with endpoint_alone(workdir) as second:
+            async with asyncio.timeout(5):
+                while second.state != "waiting":
+                    await asyncio.sleep(0.02)
+            lock.unlink()  # an old kubelet's cleanup, an operator
+            async with asyncio.timeout(5):
+                while not lock.exists():
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.5)
+            states = sorted([first.state, second.state])
+            assert states == ["registered", "waiting"], states
+            owner = first if first.state == "registered" else second
+            await kubelet.wait_registered(NET, count=1 + owner.restarts + (owner is second))
+            await kubelet.wait_for(NET, lambda d: d == {})
+            assert kubelet.is_connected(NET) and owner.streaming

@@ -235,13 +235,18 @@ class PluginEndpoint:
         # Someone removed our lock file (an old kubelet's cleanup, an operator): lock a new
         # one, or step down if another instance was quicker.
         self._lock.release()
-        if self._lock.try_acquire():
+        try:
+            relocked = self._lock.try_acquire()
+        except OSError as exc:
+            relocked, why = False, f"cannot lock it again ({exc.strerror or exc})"
+        else:
+            why = "another instance took it"
+        if relocked:
             log.warning("%s: lock file %s was deleted; locked a new one", self.resource_name,
                         self._lock.path, extra={"resource": self.resource_name})
             return
-        log.warning("%s: lock file %s was deleted and another instance took it; stepping "
-                    "down", self.resource_name, self._lock.path,
-                    extra={"resource": self.resource_name})
+        log.warning("%s: lock file %s was deleted and %s; stepping down", self.resource_name,
+                    self._lock.path, why, extra={"resource": self.resource_name})
         self._restart.set()
         self._wakeup.set()
 
@@ -531,9 +536,9 @@ class PluginEndpoint:
             log.debug("%s: ListAndWatch stream %d is the registered kubelet's",
                       self.resource_name, stream, extra={"resource": self.resource_name})
         else:
-            log.info("%s: ListAndWatch stream %d opened by a client other than the registered "
-                     "kubelet; its end changes nothing", self.resource_name, stream,
-                     extra={"resource": self.resource_name})
+            log.debug("%s: ListAndWatch stream %d opened by a client other than the registered "
+                      "kubelet; its end changes nothing", self.resource_name, stream,
+                      extra={"resource": self.resource_name})
         return stream
 
     def _stream_ended(self, stream: int) -> None:
