@@ -28,9 +28,11 @@ Resource handling:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import errno
+import importlib
 import os
 import socket
 import struct
@@ -298,6 +300,16 @@ def open_netlink_socket(protocol: int, netns: str | None = None) -> socket.socke
     return outcome
 
 
+def _import_pyroute2() -> None:
+    import sys
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)
+    try:
+        importlib.import_module("pyroute2")
+    finally:
+        sys.setswitchinterval(old)
+
+
 class PyrouteLinkSource:
     """Link states of one network namespace, from rtnetlink via pyroute2.
 
@@ -419,8 +431,10 @@ class PyrouteLinkSource:
         """A bound socket and a table from a complete dump (retried if the dump overflows)."""
         for _ in range(_DUMP_ATTEMPTS):
             sock = open_route_socket(self.netns)
-            # imported here: pyroute2's package import costs ~100 ms, which the daemon pays
-            # after its sockets are listening, not before
+            # imported here, in a worker thread: pyroute2's package import costs ~100-150 ms,
+            # which the daemon pays after its sockets are listening, not before, and not on
+            # the event loop (a pod admitted meanwhile would wait for it in every RPC)
+            await asyncio.to_thread(_import_pyroute2)
             from pyroute2 import AsyncIPRoute
 
             ipr = AsyncIPRoute(fileno=sock.detach(), rcvbuf=self.rcvbuf, groups=_RTMGRP_LINK)
