@@ -253,3 +253,32 @@ def test_cdi_remove_reports_whether_the_spec_existed_when_called(tmp_path: Path)
     store.write(doc, name)
     assert store.remove(name) is True
     assert store.remove(name) is False
+
+
+def test_write_keeps_a_file_a_previous_run_wrote_when_it_holds_the_same_bytes(
+    tmp_path: Path,
+) -> None:
+    path = DeviceInfoStore(tmp_path).write("a.io/r", dev("0000:01:00.1"))
+    before = path.stat()
+    DeviceInfoStore(tmp_path).write("a.io/r", dev("0000:01:00.1"))  # a restarted daemon
+    assert (path.stat().st_ino, path.stat().st_ctime_ns) == (before.st_ino, before.st_ctime_ns)
+
+
+@pytest.mark.parametrize(
+    "meddle",
+    [
+        pytest.param(lambda p: p.chmod(0o644), id="other-mode"),
+        pytest.param(lambda p: (p.chmod(0o644), p.write_text(p.read_text()[:-1] + " ")),
+                     id="same-size-other-bytes"),
+        pytest.param(lambda p: (p.rename(p.with_name("x")),
+                                p.symlink_to(p.with_name("x"))), id="symlink"),
+    ],
+)
+def test_write_rewrites_a_file_a_previous_run_left_when_it_is_not_exactly_ours(
+    tmp_path: Path, meddle: Callable[[Path], object]
+) -> None:
+    path = DeviceInfoStore(tmp_path).write("a.io/r", dev("0000:01:00.1"))
+    expected = path.read_text()
+    meddle(path)
+    DeviceInfoStore(tmp_path).write("a.io/r", dev("0000:01:00.1"))
+    assert path.read_text() == expected and mode(path) == 0o444 and not path.is_symlink()

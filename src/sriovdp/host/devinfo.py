@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -91,6 +92,8 @@ class DeviceInfoStore:
         A file this store wrote for the same device content and that is still on disk as
         written (same inode, ctime and size: not deleted, replaced, chmod'ed or rewritten
         since) is left as it is: a device allocated again costs one ``stat``, not a write.
+        So is a regular 0444 file that already holds exactly these bytes (written before a
+        daemon restart): one read instead of a write.
 
         Raises:
             HostError: the directory or file cannot be written (the message names the path).
@@ -106,8 +109,10 @@ class DeviceInfoStore:
         path = self.directory / name
         data = device_info_json(dev).encode()
         try:
-            write_atomically(path, data, mode=FILE_MODE)
-            identity = _identity(path)
+            identity = _identity_if_holding(path, data)
+            if identity is None:
+                write_atomically(path, data, mode=FILE_MODE)
+                identity = _identity(path)
         except OSError as exc:
             self._written.pop(name, None)
             raise HostError(f"cannot write device-info file {path}: {exc.strerror or exc}") from exc
@@ -152,4 +157,23 @@ def _identity(path: str | Path) -> tuple[int, int, int] | None:
         st = os.stat(path)
     except OSError:
         return None
+    return st.st_ino, st.st_ctime_ns, st.st_size
+
+
+def _identity_if_holding(path: Path, data: bytes) -> tuple[int, int, int] | None:
+    """:func:`_identity` of ``path`` when it is a regular file of mode 0444 holding exactly
+    ``data``; None otherwise (missing, a link, another mode or content)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != FILE_MODE
+                or st.st_size != len(data) or os.read(fd, len(data) + 1) != data):
+            return None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return st.st_ino, st.st_ctime_ns, st.st_size
