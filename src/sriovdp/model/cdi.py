@@ -101,7 +101,9 @@ def qualified_name(vendor: str, cls: str, device: str) -> str:
 
 
 def annotation_key(vendor: str, cls: str) -> str:
-    """``cdi.k8s.io/<vendor>_<class>``, e.g. ``"cdi.k8s.io/example.com_net"``.
+    """``cdi.k8s.io/<vendor>_<class>``, e.g. ``"cdi.k8s.io/example.com_net"``: the Go
+    plugin's key. Allocate answers use :func:`resource_annotation_key` (one key per pool);
+    this strict form is left for the ``--use-cdi`` config checks.
 
     Raises:
         CdiError: ``<vendor>_<class>`` is longer than 63 characters, does not start and end
