@@ -12,6 +12,8 @@ import errno
 import json
 import logging
 import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -101,6 +103,26 @@ class WedgedScanner:
             self._writer = None
 
 
+async def _four_rpcs(socket: Path, ids: list[str]) -> tuple[
+        pb.DevicePluginOptions, reg_pb.PluginInfo, pb.PreferredAllocationResponse,
+        pb.AllocateResponse]:
+    async with grpc.aio.insecure_channel(f"unix://{socket}") as channel:
+        plugin = pb_grpc.DevicePluginStub(channel)
+        options = await plugin.GetDevicePluginOptions(pb.Empty(), timeout=HANG_DETECTOR)
+        info = await reg_grpc.RegistrationStub(channel).GetInfo(
+            reg_pb.InfoRequest(), timeout=HANG_DETECTOR)
+        preferred = await plugin.GetPreferredAllocation(
+            pb.PreferredAllocationRequest(container_requests=[
+                pb.ContainerPreferredAllocationRequest(available_deviceIDs=ids,
+                                                       allocation_size=2)]),
+            timeout=HANG_DETECTOR)
+        allocated = await plugin.Allocate(
+            pb.AllocateRequest(container_requests=[
+                pb.ContainerAllocateRequest(devices_ids=ids[:1])]),
+            timeout=HANG_DETECTOR)
+    return options, info, preferred, allocated
+
+
 async def test_all_four_rpcs_answer_from_the_last_pools_when_a_rescan_hangs_on_sysfs(
     workdir: Path, host: FakeHost
 ) -> None:
@@ -113,27 +135,14 @@ async def test_all_four_rpcs_answer_from_the_last_pools_when_a_rescan_hangs_on_s
         daemon.trigger("test: rescan into a wedged device")
         await asyncio.wait_for(scanner.wait_stuck(), 10)
         try:
-            socket = settings.plugins_registry_dir / "intel.com_net.sock"
-            async with grpc.aio.insecure_channel(f"unix://{socket}") as channel:
-                plugin = pb_grpc.DevicePluginStub(channel)
-                options = await plugin.GetDevicePluginOptions(pb.Empty(),
-                                                              timeout=HANG_DETECTOR)
-                info = await reg_grpc.RegistrationStub(channel).GetInfo(
-                    reg_pb.InfoRequest(), timeout=HANG_DETECTOR)
-                preferred = await plugin.GetPreferredAllocation(
-                    pb.PreferredAllocationRequest(container_requests=[
-                        pb.ContainerPreferredAllocationRequest(
-                            available_deviceIDs=sorted(listed), allocation_size=2)]),
-                    timeout=HANG_DETECTOR)
-                allocated = await plugin.Allocate(
-                    pb.AllocateRequest(container_requests=[
-                        pb.ContainerAllocateRequest(devices_ids=["0000:3b:02.1"])]),
-                    timeout=HANG_DETECTOR)
+            options, info, preferred, allocated = await _four_rpcs(
+                settings.plugins_registry_dir / "intel.com_net.sock", sorted(listed))
             assert options.get_preferred_allocation_available
-            assert info.name == NET and info.endpoint == str(socket)
+            assert info.name == NET and info.endpoint == str(
+                settings.plugins_registry_dir / "intel.com_net.sock")
             assert len(preferred.container_responses[0].deviceIDs) == 2
             assert allocated.container_responses[0].envs["PCIDEVICE_INTEL_COM_NET"] == (
-                "0000:3b:02.1")
+                sorted(listed)[0])
             assert daemon.passes == 1  # still the pools of the pass before the wedge
         finally:
             scanner.release()
@@ -178,3 +187,48 @@ async def test_preferred_allocation_answers_ok_from_available_when_the_request_i
         await kubelet.wait_for(NET, lambda d: len(d) == 4)
         got = await kubelet.preferred_allocation(NET, available, must_include, size)
         assert got == expected
+
+
+async def test_all_four_rpcs_answer_when_a_rescan_waits_for_a_hung_ddptool(
+    workdir: Path, host: FakeHost
+) -> None:
+    bindir = workdir / "bin"
+    bindir.mkdir()
+    hang, started = workdir / "hang", workdir / "started"
+    (bindir / "ddptool").write_text(
+        f'#!/bin/sh\nif [ -e {hang} ]; then touch {started}; exec sleep 1000; fi\n'
+        'echo \'{"DDPInventory": {"DDPpackage": {"name": "ICE COMMS Package"}}}\'\n')
+    (bindir / "ddptool").chmod(0o755)
+    settings = settings_for(workdir, host, watcher=True)
+    settings.config_file.write_text(json.dumps({"resourceList": [
+        {"resourceName": "net", "selectors": [{"drivers": ["iavf"]}]},
+        {"resourceName": "comms", "selectors": [{"ddpProfiles": ["ICE COMMS Package"]}]}]}))
+    async with KubeletEmulator(settings.device_plugin_dir, settings.plugins_registry_dir,
+                               watcher=True) as kubelet:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sriovdp", "--config-file", str(settings.config_file),
+            "--host-root", str(host.root),
+            "--device-plugin-dir", str(settings.device_plugin_dir),
+            "--plugins-registry-dir", str(settings.plugins_registry_dir),
+            "--device-info-dir", str(settings.device_info_dir),
+            "--pod-resources-socket", str(settings.pod_resources_socket),
+            env={**os.environ, "PATH": f"{bindir}:/usr/bin:/bin"},
+            stderr=asyncio.subprocess.DEVNULL)
+        try:
+            listed = await kubelet.wait_for(NET, lambda d: len(d) == 4, timeout=15)
+            hang.touch()
+            proc.send_signal(signal.SIGHUP)  # rescan: this time ddptool never answers
+            for _ in range(1000):
+                if started.exists():
+                    break
+                await asyncio.sleep(0.01)
+            assert started.exists()
+            options, info, preferred, allocated = await _four_rpcs(
+                settings.plugins_registry_dir / "intel.com_net.sock", sorted(listed))
+            assert options.get_preferred_allocation_available and info.name == NET
+            assert len(preferred.container_responses[0].deviceIDs) == 2
+            assert allocated.container_responses[0].envs["PCIDEVICE_INTEL_COM_NET"] == (
+                sorted(listed)[0])
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 15)
