@@ -20,7 +20,7 @@ from sriovdp.model.devices import (
     VdpaInfo,
 )
 from sriovdp.model.pools import PoolDevice, ResourcePool, build_pools
-from sriovdp.model.preferred import preferred_allocation
+from sriovdp.model.preferred import plain_allocation, preferred_allocation
 from sriovdp.model.selectors import AuxNetSelector, NetSelector, Selector
 
 NO_VHOST = HostFacts(vhost_net=False)
@@ -531,3 +531,17 @@ def test_preferred_allocation_answers_from_available_when_the_request_is_odd(
     available: list[str], must_include: list[str], size: int, expected: list[str]
 ) -> None:
     assert preferred_allocation(_two_pf_pool(), available, must_include, size) == expected
+
+
+@pytest.mark.parametrize(
+    ("available", "must_include", "size", "expected"),
+    [
+        pytest.param(["a", "b", "c"], ["c", "x"], 2, ["c", "a"], id="must-include-first"),
+        pytest.param(["a", "a", "b"], [], 5, ["a", "b"], id="repeats-and-short"),
+        pytest.param(["a", "b"], ["b"], -1, ["b"], id="negative-size"),
+    ],
+)
+def test_plain_allocation_takes_available_in_order_when_ranking_is_not_possible(
+    available: list[str], must_include: list[str], size: int, expected: list[str]
+) -> None:
+    assert plain_allocation(available, must_include, size) == expected

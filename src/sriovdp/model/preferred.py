@@ -68,7 +68,9 @@ def preferred_allocation(
     return chosen + [d.id for d in ranked[:needed]]
 
 
-def plain_allocation(available: Sequence[str], must_include: Sequence[str], size: int) -> list[str]:
+def plain_allocation(
+    available: Sequence[str], must_include: Sequence[str], size: int
+) -> list[str]:
     """``must_include`` (those in ``available``), then ``available`` in order, up to ``size``:
     the answer when :func:`preferred_allocation` cannot rank (it never fails an admission)."""
     offered = dict.fromkeys(available)
