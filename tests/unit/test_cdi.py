@@ -282,7 +282,8 @@ def test_cdi_allocation_keeps_cdi_names_and_adds_posix_envs_when_the_name_has_a_
                   name="e810-c")
     alloc = cdi_allocation(p, ["0000:00:00.1"], FACTS)
     assert alloc.cdi_devices == ("example.com/net-pci=0000:00:00.1",)
-    assert alloc.annotations == {"cdi.k8s.io/example.com_net-pci": "example.com/net-pci=0000:00:00.1"}
+    assert alloc.annotations == {
+        "cdi.k8s.io/example.com_e810-c": "example.com/net-pci=0000:00:00.1"}
     assert alloc.envs["PCIDEVICE_EXAMPLE_COM_E810_C"] == "0000:00:00.1"
     assert alloc.envs["PCIDEVICE_EXAMPLE_COM_E810-C"] == "0000:00:00.1"
     assert cdi_env_name(p) == "SRIOVDP_CDI_EXAMPLE_COM_E810-C"  # the spec is unchanged
