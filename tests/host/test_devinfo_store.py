@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jsonschema
@@ -66,6 +66,49 @@ def test_write_replaces_the_read_only_file_when_it_already_exists(tmp_path: Path
     path = store.write("a.io/r", dev("0000:01:00.1"))
     assert json.loads(path.read_text())["pci"] == {"pci-address": "0000:01:00.1"}
     assert sorted(os.listdir(tmp_path)) == ["a.io-r-0000:01:00.1-device.json"]  # no temp left
+
+
+def test_write_leaves_the_file_in_place_when_the_same_device_is_written_again(
+    tmp_path: Path,
+) -> None:
+    store = DeviceInfoStore(tmp_path)
+    first = store.write("a.io/r", dev("0000:01:00.1")).stat()
+    again = store.write("a.io/r", dev("0000:01:00.1")).stat()
+    assert (again.st_ino, again.st_ctime_ns) == (first.st_ino, first.st_ctime_ns)
+
+
+@pytest.mark.parametrize(
+    "meddle",
+    [
+        pytest.param(lambda p: p.unlink(), id="deleted"),
+        pytest.param(lambda p: (p.unlink(), p.write_text("{}")), id="replaced"),
+        pytest.param(lambda p: (p.chmod(0o644), p.write_text("{}  ")), id="rewritten"),
+    ],
+)
+def test_write_restores_the_file_when_someone_else_changed_it_since(
+    tmp_path: Path, meddle: Callable[[Path], object]
+) -> None:
+    store = DeviceInfoStore(tmp_path)
+    path = store.write("a.io/r", dev("0000:01:00.1"))
+    expected = path.read_text()
+    meddle(path)
+    store.write("a.io/r", dev("0000:01:00.1"))
+    assert path.read_text() == expected and mode(path) == 0o444
+
+
+def test_write_rewrites_the_file_when_the_device_content_changed(tmp_path: Path) -> None:
+    store = DeviceInfoStore(tmp_path)
+    store.write("a.io/r", dev("0000:01:00.1"))
+    path = store.write("a.io/r", dev("0000:01:00.1", rdma=("mlx5_0",)))
+    assert json.loads(path.read_text())["pci"]["rdma-device"] == "mlx5_0"
+
+
+def test_write_writes_again_when_the_file_was_removed_through_the_store(tmp_path: Path) -> None:
+    store = DeviceInfoStore(tmp_path)
+    path = store.write("a.io/r", dev("0000:01:00.1"))
+    assert store.remove("a.io/r", "0000:01:00.1")
+    store.write("a.io/r", dev("0000:01:00.1"))
+    assert path.exists()
 
 
 def test_write_keeps_an_existing_dir_mode_when_the_dir_exists(tmp_path: Path) -> None:
@@ -210,3 +253,32 @@ def test_cdi_remove_reports_whether_the_spec_existed_when_called(tmp_path: Path)
     store.write(doc, name)
     assert store.remove(name) is True
     assert store.remove(name) is False
+
+
+def test_write_keeps_a_file_a_previous_run_wrote_when_it_holds_the_same_bytes(
+    tmp_path: Path,
+) -> None:
+    path = DeviceInfoStore(tmp_path).write("a.io/r", dev("0000:01:00.1"))
+    before = path.stat()
+    DeviceInfoStore(tmp_path).write("a.io/r", dev("0000:01:00.1"))  # a restarted daemon
+    assert (path.stat().st_ino, path.stat().st_ctime_ns) == (before.st_ino, before.st_ctime_ns)
+
+
+@pytest.mark.parametrize(
+    "meddle",
+    [
+        pytest.param(lambda p: p.chmod(0o644), id="other-mode"),
+        pytest.param(lambda p: (p.chmod(0o644), p.write_text(p.read_text()[:-1] + " ")),
+                     id="same-size-other-bytes"),
+        pytest.param(lambda p: (p.rename(p.with_name("x")),
+                                p.symlink_to(p.with_name("x"))), id="symlink"),
+    ],
+)
+def test_write_rewrites_a_file_a_previous_run_left_when_it_is_not_exactly_ours(
+    tmp_path: Path, meddle: Callable[[Path], object]
+) -> None:
+    path = DeviceInfoStore(tmp_path).write("a.io/r", dev("0000:01:00.1"))
+    expected = path.read_text()
+    meddle(path)
+    DeviceInfoStore(tmp_path).write("a.io/r", dev("0000:01:00.1"))
+    assert path.read_text() == expected and mode(path) == 0o444 and not path.is_symlink()

@@ -54,6 +54,22 @@ async def test_device_info_file_is_written_on_allocate_and_kept_across_a_daemon_
             assert dev in daemon.pools[DPDK].devices
 
 
+async def test_each_resource_keeps_its_cdi_annotation_when_one_container_takes_two_resources(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = with_cdi(settings_for(workdir, host))
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, running(settings):
+        await kubelet.wait_for(NET, lambda d: len(d) == 4)
+        await kubelet.wait_for(DPDK, lambda d: len(d) == 4)
+        net = await kubelet.admit(NET, 1, pod="p1")
+        dpdk = await kubelet.admit(DPDK, 1, pod="p1")
+        config = await kubelet.start_container("p1")
+        named = {n for value in config.annotations.values() for n in value.split(",")}
+        assert named == {f"intel.com/net-pci={net.device_ids[0]}",
+                         f"intel.com/net-pci={dpdk.device_ids[0]}"}
+        assert set(config.cdi_devices) == named
+
+
 async def test_cdi_specs_are_written_and_allocate_answers_with_cdi_names_in_cdi_mode(
     workdir: Path, host: FakeHost
 ) -> None:
@@ -72,6 +88,6 @@ async def test_cdi_specs_are_written_and_allocate_answers_with_cdi_names_in_cdi_
         resp = (await kubelet.allocate(DPDK, ["0000:3b:02.4"])).container_responses[0]
         assert [c.name for c in resp.cdi_devices] == ["intel.com/net-pci=0000:3b:02.4"]
         assert dict(resp.annotations) == {
-            "cdi.k8s.io/intel.com_net-pci": "intel.com/net-pci=0000:3b:02.4"}
+            "cdi.k8s.io/intel.com_dpdk": "intel.com/net-pci=0000:3b:02.4"}
         assert not resp.devices
         assert resp.envs["PCIDEVICE_INTEL_COM_DPDK"] == "0000:3b:02.4"

@@ -20,7 +20,7 @@ from sriovdp.model.devices import (
     VdpaInfo,
 )
 from sriovdp.model.pools import PoolDevice, ResourcePool, build_pools
-from sriovdp.model.preferred import preferred_allocation
+from sriovdp.model.preferred import plain_allocation, preferred_allocation
 from sriovdp.model.selectors import AuxNetSelector, NetSelector, Selector
 
 NO_VHOST = HostFacts(vhost_net=False)
@@ -463,3 +463,85 @@ def test_aux_device_gets_the_parent_vfio_nodes_when_the_parent_is_bound_to_vfio(
     p = aux_pool(sf("mlx5_core.sf.0", 1, parent=parent))
     alloc = allocate(p, ["mlx5_core.sf.0"], NO_VHOST)
     assert [d.host_path for d in alloc.devices] == ["/dev/vfio/vfio", "/dev/vfio/5"]
+
+
+# --------------------------------------------------------------------------------------------
+# Repeated ids (field hardening 12) and GetPreferredAllocation never failing (field hardening 6)
+
+
+def test_repeated_ids_are_given_once_in_first_appearance_order_when_a_request_repeats_them(
+) -> None:
+    p = pool(fn("0000:00:00.1", "vfio-pci", iommu_group="1"),
+             fn("0000:00:00.2", "vfio-pci", iommu_group="2"))
+    ids = ["0000:00:00.2"] * 20_000 + ["0000:00:00.1", "0000:00:00.2"]
+    alloc = allocate(p, ids, NO_VHOST)
+    assert alloc.envs["PCIDEVICE_INTEL_COM_NET"] == "0000:00:00.2,0000:00:00.1"
+    assert set(info(dict(alloc.envs), "PCIDEVICE_INTEL_COM_NET_INFO")) == {
+        "0000:00:00.1", "0000:00:00.2"}
+    assert [d.host_path for d in alloc.devices] == [
+        "/dev/vfio/vfio", "/dev/vfio/2", "/dev/vfio/1"]
+
+
+def test_unknown_ids_are_named_once_when_a_request_repeats_them() -> None:
+    p = pool(fn("0000:00:00.1", "iavf"))
+    with pytest.raises(AllocationError) as err:
+        allocate(p, ["0000:99:00.0"] * 1000, NO_VHOST)
+    assert str(err.value).count("0000:99:00.0") == 1
+
+
+def test_answer_is_the_same_when_computed_again_after_a_health_change() -> None:
+    p = pool(fn("0000:00:00.1", "vfio-pci", iommu_group="1"),
+             fn("0000:00:00.2", "iavf"), additional_info={"*": {"k": "<v>"}})
+    first = allocate(p, ["0000:00:00.2", "0000:00:00.1"], VHOST)
+    flipped = replace(p, devices={k: replace(d, health="Unhealthy")
+                                  for k, d in p.devices.items()})
+    again = allocate(flipped, ["0000:00:00.2", "0000:00:00.1"], VHOST)
+    assert again == first
+    assert first.envs["PCIDEVICE_INTEL_COM_NET_INFO"] == go_json(
+        {i: device_info(p.devices[i], p, VHOST) for i in p.devices})
+
+
+def test_info_follows_the_device_when_a_rescan_rebinds_it() -> None:
+    before = pool(fn("0000:00:00.1", "iavf"))
+    assert allocate(before, ["0000:00:00.1"], NO_VHOST).devices == ()
+    after = pool(fn("0000:00:00.1", "vfio-pci", iommu_group="7"))
+    alloc = allocate(after, ["0000:00:00.1"], NO_VHOST)
+    assert "/dev/vfio/7" in {d.host_path for d in alloc.devices}
+    assert "vfio" in info(dict(alloc.envs), "PCIDEVICE_INTEL_COM_NET_INFO")["0000:00:00.1"]
+
+
+@pytest.mark.parametrize(
+    ("available", "must_include", "size", "expected"),
+    [
+        pytest.param(["nope", "0000:3b:02.0"], [], 2, ["0000:3b:02.0"], id="unknown-available"),
+        pytest.param(["0000:3b:02.0"], ["0000:3b:0a.1"], 2, ["0000:3b:02.0"],
+                     id="must-include-outside-available"),
+        pytest.param(["0000:3b:02.0", "0000:3b:02.1"], [], 5,
+                     ["0000:3b:02.0", "0000:3b:02.1"], id="size-beyond-available"),
+        pytest.param(["0000:3b:02.0"], [], 0, [], id="zero-size"),
+        pytest.param(["0000:3b:02.0"], [], -3, [], id="negative-size"),
+        pytest.param(["0000:3b:02.0", "0000:3b:02.1"], ["0000:3b:02.1"], -1,
+                     ["0000:3b:02.1"], id="negative-size-keeps-must-include"),
+        pytest.param([], ["0000:3b:02.0"], 1, [], id="nothing-available"),
+        pytest.param(["0000:3b:02.0"] * 3, ["0000:3b:02.0"] * 2, 1, ["0000:3b:02.0"],
+                     id="repeats"),
+    ],
+)
+def test_preferred_allocation_answers_from_available_when_the_request_is_odd(
+    available: list[str], must_include: list[str], size: int, expected: list[str]
+) -> None:
+    assert preferred_allocation(_two_pf_pool(), available, must_include, size) == expected
+
+
+@pytest.mark.parametrize(
+    ("available", "must_include", "size", "expected"),
+    [
+        pytest.param(["a", "b", "c"], ["c", "x"], 2, ["c", "a"], id="must-include-first"),
+        pytest.param(["a", "a", "b"], [], 5, ["a", "b"], id="repeats-and-short"),
+        pytest.param(["a", "b"], ["b"], -1, ["b"], id="negative-size"),
+    ],
+)
+def test_plain_allocation_takes_available_in_order_when_ranking_is_not_possible(
+    available: list[str], must_include: list[str], size: int, expected: list[str]
+) -> None:
+    assert plain_allocation(available, must_include, size) == expected

@@ -25,6 +25,7 @@ from sriovdp.model.cdi import (
     cdi_spec_file_name,
     pool_spec_file_name,
     qualified_name,
+    resource_annotation_key,
 )
 from sriovdp.model.config import ResourceConfig
 from sriovdp.model.devices import (
@@ -270,7 +271,7 @@ def test_cdi_allocation_gives_names_and_annotation_instead_of_specs_when_in_cdi_
     assert alloc.cdi_devices == ("example.com/net-pci=0000:00:00.2",
                                  "example.com/net-pci=0000:00:00.1")
     assert alloc.annotations == {
-        "cdi.k8s.io/example.com_net-pci":
+        "cdi.k8s.io/example.com_net":
             "example.com/net-pci=0000:00:00.2,example.com/net-pci=0000:00:00.1"}
     assert alloc.envs == allocate(p, ids, FACTS).envs
 
@@ -281,7 +282,8 @@ def test_cdi_allocation_keeps_cdi_names_and_adds_posix_envs_when_the_name_has_a_
                   name="e810-c")
     alloc = cdi_allocation(p, ["0000:00:00.1"], FACTS)
     assert alloc.cdi_devices == ("example.com/net-pci=0000:00:00.1",)
-    assert alloc.annotations == {"cdi.k8s.io/example.com_net-pci": "example.com/net-pci=0000:00:00.1"}
+    assert alloc.annotations == {
+        "cdi.k8s.io/example.com_e810-c": "example.com/net-pci=0000:00:00.1"}
     assert alloc.envs["PCIDEVICE_EXAMPLE_COM_E810_C"] == "0000:00:00.1"
     assert alloc.envs["PCIDEVICE_EXAMPLE_COM_E810-C"] == "0000:00:00.1"
     assert cdi_env_name(p) == "SRIOVDP_CDI_EXAMPLE_COM_E810-C"  # the spec is unchanged
@@ -298,10 +300,34 @@ def test_cdi_allocation_refuses_unknown_ids_when_not_in_the_pool() -> None:
         cdi_allocation(make_pool(vf("0000:00:00.1")), ["0000:99:00.0"], FACTS)
 
 
-def test_cdi_allocation_fails_clearly_when_the_annotation_key_is_too_long() -> None:
-    p = make_pool(vf("0000:00:00.1"), prefix="a" * 60 + ".com")
-    with pytest.raises(CdiError, match="longer than 63"):
-        cdi_allocation(p, ["0000:00:00.1"], FACTS)
+def test_cdi_annotation_keys_differ_when_two_pools_share_prefix_and_class() -> None:
+    # the kubelet merges a container's annotations by key: one key per pool, or one
+    # resource's CDI names are dropped ("Annotation has conflicting setting")
+    a = make_pool(vf("0000:00:00.1"), name="net_a")
+    b = make_pool(vf("0000:00:00.2"), name="net_b")
+    assert a.cdi_class == b.cdi_class
+    key_a, = cdi_allocation(a, ["0000:00:00.1"], FACTS).annotations
+    key_b, = cdi_allocation(b, ["0000:00:00.2"], FACTS).annotations
+    assert (key_a, key_b) == ("cdi.k8s.io/intel.com_net_a", "cdi.k8s.io/intel.com_net_b")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "name"),
+    [
+        pytest.param("a" * 60 + ".com", "net", id="too-long"),
+        pytest.param("intel.com", "net-", id="dash-last"),
+        pytest.param("intel.com", "net_", id="underscore-last"),
+    ],
+)
+def test_cdi_annotation_key_is_a_valid_hashed_name_when_prefix_and_name_do_not_fit(
+    prefix: str, name: str
+) -> None:
+    p = make_pool(vf("0000:00:00.1"), prefix=prefix, name=name)
+    (key,) = cdi_allocation(p, ["0000:00:00.1"], FACTS).annotations
+    assert key == resource_annotation_key(prefix, name)
+    assert key.startswith("cdi.k8s.io/sriovdp_") and len(key) - len("cdi.k8s.io/") <= 63
+    other = make_pool(vf("0000:00:00.1"), prefix=prefix, name=name + "x")
+    assert resource_annotation_key(other.prefix, other.name) != key
 
 
 def test_cdi_allocation_names_every_device_of_the_spec_when_all_are_requested() -> None:

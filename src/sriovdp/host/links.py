@@ -28,12 +28,15 @@ Resource handling:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import errno
+import importlib
 import os
 import socket
 import struct
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from types import MappingProxyType, TracebackType
@@ -298,6 +301,54 @@ def open_netlink_socket(protocol: int, netns: str | None = None) -> socket.socke
     return outcome
 
 
+def _import_pyroute2() -> None:
+    """Import pyroute2 (run in a worker thread). While it runs, the interpreter switches
+    threads every 0.2 ms instead of 5 ms: each time the event loop comes back from a
+    syscall it waits for the GIL at most that long, so an RPC answered meanwhile is slowed
+    by about a millisecond instead of tens (bench/allocate.py, first call after start)."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)
+    try:
+        importlib.import_module("pyroute2")
+    finally:
+        sys.setswitchinterval(previous)
+
+
+async def _import_pyroute2_off_loop() -> None:
+    """:func:`_import_pyroute2` in a thread of its own, which has ended on return (no
+    executor thread is left behind)."""
+    if "pyroute2" in sys.modules:
+        return
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[BaseException | None] = loop.create_future()
+
+    def work() -> None:
+        outcome: BaseException | None = None
+        try:
+            _import_pyroute2()
+        except Exception as exc:  # handed to the awaiting task
+            outcome = exc
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(_settle_import, done, outcome)
+
+    thread = threading.Thread(target=work, name="sriovdp-import", daemon=True)
+    thread.start()
+    try:
+        error = await done
+    finally:
+        if done.done():
+            thread.join()
+    if error is not None:
+        raise error
+
+
+def _settle_import(done: asyncio.Future[BaseException | None],
+                   outcome: BaseException | None) -> None:
+    if not done.done():
+        done.set_result(outcome)
+
+
 class PyrouteLinkSource:
     """Link states of one network namespace, from rtnetlink via pyroute2.
 
@@ -419,8 +470,10 @@ class PyrouteLinkSource:
         """A bound socket and a table from a complete dump (retried if the dump overflows)."""
         for _ in range(_DUMP_ATTEMPTS):
             sock = open_route_socket(self.netns)
-            # imported here: pyroute2's package import costs ~100 ms, which the daemon pays
-            # after its sockets are listening, not before
+            # imported here, in a worker thread: pyroute2's package import costs ~100-150 ms,
+            # which the daemon pays after its sockets are listening, not before, and not on
+            # the event loop (a pod admitted meanwhile would wait for it in every RPC)
+            await _import_pyroute2_off_loop()
             from pyroute2 import AsyncIPRoute
 
             ipr = AsyncIPRoute(fileno=sock.detach(), rcvbuf=self.rcvbuf, groups=_RTMGRP_LINK)

@@ -23,11 +23,11 @@ from sriovdp.kubelet.api import (
     pluginregistration_pb2_grpc as reg_grpc,
 )
 from sriovdp.kubelet.feed import LatestValue
-from sriovdp.model.allocation import ContainerAllocation, allocate
+from sriovdp.model.allocation import AnswerCache, ContainerAllocation, allocate, distinct
 from sriovdp.model.cdi import CdiError, cdi_allocation
 from sriovdp.model.devices import HostFacts
 from sriovdp.model.pools import ResourcePool
-from sriovdp.model.preferred import preferred_allocation
+from sriovdp.model.preferred import plain_allocation, preferred_allocation
 
 log = logging.getLogger("sriovdp.kubelet")
 
@@ -120,6 +120,7 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
     ) -> None:
         self._feed = feed
         self._allocate = cdi_allocation if cdi else allocate
+        self._answers = AnswerCache()
         self._facts = facts
         self._on_stream_start = on_stream_start
         self._on_stream_end = on_stream_end
@@ -155,46 +156,52 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
     async def GetPreferredAllocation(
         self, request: pb.PreferredAllocationRequest, context: Any
     ) -> pb.PreferredAllocationResponse:
+        """Never fails: odd requests get a best-effort list drawn from ``available``."""
         pool = self._feed.value
-        responses = [
-            pb.ContainerPreferredAllocationResponse(
-                deviceIDs=preferred_allocation(
-                    pool, list(req.available_deviceIDs), list(req.must_include_deviceIDs),
-                    req.allocation_size,
-                )
-            )
-            for req in request.container_requests
-        ]
+        responses = []
+        for req in request.container_requests:
+            available, must = req.available_deviceIDs, req.must_include_deviceIDs
+            try:
+                ids = preferred_allocation(pool, available, must, req.allocation_size)
+            except Exception:  # a bug here must not fail the pod's admission
+                log.exception("GetPreferredAllocation(%s): ranking failed; answering in "
+                              "request order", pool.resource_name,
+                              extra={"resource": pool.resource_name})
+                ids = plain_allocation(available, must, req.allocation_size)
+            responses.append(pb.ContainerPreferredAllocationResponse(deviceIDs=ids))
         return pb.PreferredAllocationResponse(container_responses=responses)
 
     async def Allocate(self, request: pb.AllocateRequest, context: Any) -> pb.AllocateResponse:
+        """Answers from the pool's last published value; work is proportional to the
+        distinct ids (a repeated id counts once), and each device's encoded part is reused
+        from :class:`AnswerCache` while the device is unchanged."""
         pool = self._feed.value
         facts = self._facts()
+        name = pool.resource_name
         responses = []
         for req in request.container_requests:
-            ids = list(req.devices_ids)
+            ids = distinct(req.devices_ids)
             try:
-                response = container_response(self._allocate(pool, ids, facts))
+                response = container_response(self._allocate(pool, ids, facts, self._answers))
                 response.SerializeToString()  # surface encoding problems here, not in grpc
             except (AllocationError, CdiError) as exc:
                 self._allocate_done(pool, ids, False)
-                log.warning("Allocate(%s) refused: %s", pool.resource_name, exc,
-                            extra={"resource": pool.resource_name})
+                log.warning("Allocate(%s) refused: %s", name, exc, extra={"resource": name})
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
                 raise  # abort raises; this keeps type checkers honest
             except Exception as exc:  # never an UNKNOWN with a traceback for the kubelet
                 self._allocate_done(pool, ids, False)
-                log.exception("Allocate(%s) failed for %s", pool.resource_name, ids,
-                              extra={"resource": pool.resource_name})
+                log.exception("Allocate(%s) failed for %s", name, ids[:5],
+                              extra={"resource": name})
                 await context.abort(grpc.StatusCode.INTERNAL,
-                                    f"allocating {ids[:5]} from {pool.resource_name}: {exc}")
+                                    f"allocating {ids[:5]} from {name}: {exc}")
                 raise
             responses.append((ids, response))
         # only once every container request succeeded: a refused request leaves no trace
         for ids, _ in responses:
-            for dev_id in ids:
-                log.info("allocated %s from %s", dev_id, pool.resource_name,
-                         extra={"resource": pool.resource_name, "pci": dev_id})
+            joined = ",".join(ids)
+            log.info("allocated %s from %s", joined, name,
+                     extra={"resource": name, "pci": joined})
             self._allocate_done(pool, ids, True)
         return pb.AllocateResponse(container_responses=[r for _, r in responses])
 

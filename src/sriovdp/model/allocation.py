@@ -214,24 +214,94 @@ def go_json(value: object, *, sort_keys: bool = True) -> str:
     )
 
 
-def allocate(pool: ResourcePool, ids: Sequence[str], facts: HostFacts) -> ContainerAllocation:
+@dataclass(frozen=True, slots=True)
+class DeviceAnswer:
+    """What one device contributes to every Allocate answer that names it.
+
+    Attributes:
+        info_member: the device's member of the ``_INFO`` JSON object, already encoded,
+            e.g. ``'"0000:3b:02.1":{"generic":{"deviceID":"0000:3b:02.1"}}'``.
+        specs: its device nodes in provider order, de-duplicated by host path.
+    """
+
+    info_member: str
+    specs: tuple[DeviceSpec, ...]
+
+
+def device_answer(
+    dev: PoolDevice,
+    facts: HostFacts,
+    additional_info: Mapping[str, Mapping[str, str]] | None = None,
+) -> DeviceAnswer:
+    """:class:`DeviceAnswer` of ``dev`` (the device's :func:`info_providers`, encoded once)."""
+    providers = info_providers(dev, facts, additional_info)
+    specs: dict[str, DeviceSpec] = {}
+    for provider in providers:
+        for spec in provider.specs:
+            specs.setdefault(spec.host_path, spec)
+    info = go_json({dev.id: {p.name: p.info for p in providers}})
+    return DeviceAnswer(info[1:-1], tuple(specs.values()))
+
+
+_AnswerKey = tuple[object, ...]
+
+
+class AnswerCache:
+    """Per-device :class:`DeviceAnswer` s of one pool, kept while what they depend on stays.
+
+    An answer depends on the scanned function, the selector facets that took the device
+    (``isRdma``, ``vdpaType``, ``needVhostNet``), the host facts and ``additionalInfo``, not
+    on health: a health flip or an unchanged rescan reuses it (the check compares the same
+    objects, so it costs a few tuple comparisons). Bounded by the pool's size.
+    """
+
+    def __init__(self) -> None:
+        self._answers: dict[str, tuple[_AnswerKey, DeviceAnswer]] = {}
+
+    def answer(self, pool: ResourcePool, dev: PoolDevice, facts: HostFacts) -> DeviceAnswer:
+        extra = pool.config.additional_info
+        key: _AnswerKey = (dev.function, dev.need_vhost_net, dev.is_rdma, dev.vdpa_type,
+                           facts, extra)
+        hit = self._answers.get(dev.id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        answer = device_answer(dev, facts, extra)
+        if hit is None and len(self._answers) >= max(4 * len(pool.devices), 1024):
+            self._answers.clear()  # ids of devices long gone: start afresh
+        self._answers[dev.id] = (key, answer)
+        return answer
+
+
+def distinct(ids: Sequence[str]) -> list[str]:
+    """``ids`` without repeats, in order of first appearance."""
+    return list(dict.fromkeys(ids))
+
+
+def allocate(
+    pool: ResourcePool, ids: Sequence[str], facts: HostFacts, cache: AnswerCache | None = None
+) -> ContainerAllocation:
     """The answer to one ``ContainerAllocateRequest``.
+
+    A repeated id counts once (first appearance order): the work and the answer depend on
+    the distinct ids only. ``cache`` keeps each device's encoded part between requests.
 
     Raises:
         AllocationError: naming every id the pool does not hold (the Go plugin ignores them).
     """
-    unknown = [i for i in ids if i not in pool.devices]
+    wanted = distinct(ids)
+    devices = pool.devices
+    unknown = [i for i in wanted if i not in devices]
     if unknown:
         raise AllocationError(pool.resource_name, unknown)
+    cache = cache or AnswerCache()
+    answers = {i: cache.answer(pool, devices[i], facts) for i in wanted}
     specs: dict[str, DeviceSpec] = {}
-    info: dict[str, dict[str, dict[str, str]]] = {}
-    for dev_id in ids:
-        providers = info_providers(pool.devices[dev_id], facts, pool.config.additional_info)
-        info[dev_id] = {p.name: p.info for p in providers}
-        for provider in providers:
-            for spec in provider.specs:
-                specs.setdefault(spec.host_path, spec)
-    envs = {pool.env_name: ",".join(ids), pool.env_name + "_INFO": go_json(info)}
+    for answer in answers.values():
+        for spec in answer.specs:
+            specs.setdefault(spec.host_path, spec)
+    # go_json sorts map keys: the members in id order are exactly its encoding of the map
+    info = "{" + ",".join(answers[i].info_member for i in sorted(answers)) + "}"
+    envs = {pool.env_name: ",".join(wanted), pool.env_name + "_INFO": info}
     posix = posix_env_var_name(pool.prefix, pool.name)
     if posix != pool.env_name:  # "e810-c": also the name a shell can read
         envs[posix], envs[posix + "_INFO"] = envs[pool.env_name], envs[pool.env_name + "_INFO"]

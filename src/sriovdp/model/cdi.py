@@ -19,19 +19,27 @@ built from the same device specs a non-CDI Allocate returns.
   every device of the pool (so two devices never conflict), and it deliberately does not
   start with ``PCIDEVICE_``, which tools such as app-netutil scan for PCI address lists.
 * CDI-mode Allocate (:func:`cdi_allocation`): env vars as usual, no device specs or mounts,
-  ``cdi_devices`` = the qualified names and the annotation ``cdi.k8s.io/<prefix>_<class>`` =
-  the comma-joined names (kubelet < 1.28 and runtimes without CRI ``CDIDevices`` use the
-  annotation; containerd skips a device named by both).
+  ``cdi_devices`` = the qualified names and the annotation ``cdi.k8s.io/<prefix>_<name>``
+  (:func:`resource_annotation_key`, one key per pool) = the comma-joined names (kubelet <
+  1.28 and runtimes without CRI ``CDIDevices`` use the annotation; containerd skips a
+  device named by both).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from sriovdp.errors import SriovdpError
-from sriovdp.model.allocation import ContainerAllocation, allocate, device_specs
+from sriovdp.model.allocation import (
+    AnswerCache,
+    ContainerAllocation,
+    allocate,
+    device_specs,
+    distinct,
+)
 from sriovdp.model.devices import HostFacts
 from sriovdp.model.pools import ResourcePool
 
@@ -93,7 +101,9 @@ def qualified_name(vendor: str, cls: str, device: str) -> str:
 
 
 def annotation_key(vendor: str, cls: str) -> str:
-    """``cdi.k8s.io/<vendor>_<class>``, e.g. ``"cdi.k8s.io/example.com_net"``.
+    """``cdi.k8s.io/<vendor>_<class>``, e.g. ``"cdi.k8s.io/example.com_net"``: the Go
+    plugin's key. Allocate answers use :func:`resource_annotation_key` (one key per pool);
+    this strict form is left for the ``--use-cdi`` config checks.
 
     Raises:
         CdiError: ``<vendor>_<class>`` is longer than 63 characters, does not start and end
@@ -107,6 +117,24 @@ def annotation_key(vendor: str, cls: str) -> str:
            "must start and end with a letter or digit, "
            "and contain only letters, digits, '_', '.' and '-'")
     return ANNOTATION_PREFIX + name
+
+
+def resource_annotation_key(prefix: str, name: str) -> str:
+    """The CDI annotation key of one pool's Allocate answers: ``cdi.k8s.io/<prefix>_<name>``,
+    e.g. ``"cdi.k8s.io/intel.com_sriov_net"``.
+
+    The kubelet merges a container's annotations by key, so two pools answering with one key
+    (the Go plugin's ``<prefix>_<class>``) lose one pool's devices for runtimes that read the
+    annotation. ``prefix`` is a DNS subdomain (no ``_``), so ``<prefix>_<name>`` is unique per
+    extended resource. When it breaks the annotation-name rule (over 63 characters, or a
+    name ending in ``-``/``_``) the key is ``cdi.k8s.io/sriovdp_<16 hex digits of the
+    SHA-256 of "<prefix>/<name>">`` instead: always valid, never an Allocate failure.
+    """
+    name_part = f"{prefix}_{name}"
+    if len(name_part) <= _ANNOTATION_NAME_MAX and _ANNOTATION_NAME_RE.fullmatch(name_part):
+        return ANNOTATION_PREFIX + name_part
+    digest = hashlib.sha256(f"{prefix}/{name}".encode()).hexdigest()[:16]
+    return f"{ANNOTATION_PREFIX}sriovdp_{digest}"
 
 
 def cdi_env_name(pool: ResourcePool) -> str:
@@ -159,25 +187,25 @@ def pool_spec_file_name(pool: ResourcePool) -> str:
 
 
 def cdi_allocation(
-    pool: ResourcePool, ids: Sequence[str], facts: HostFacts
+    pool: ResourcePool, ids: Sequence[str], facts: HostFacts, cache: AnswerCache | None = None
 ) -> ContainerAllocation:
     """The CDI-mode answer to one ``ContainerAllocateRequest``.
 
     Envs as :func:`~sriovdp.model.allocation.allocate` (also ``_INFO``); no device specs or
-    mounts; ``cdi_devices`` = ``<prefix>/<class>=<id>`` per id in request order; one annotation
-    ``cdi.k8s.io/<prefix>_<class>`` = those names comma-joined (none for an empty request:
-    an empty value is not a valid CDI device list).
+    mounts; ``cdi_devices`` = ``<prefix>/<class>=<id>`` per distinct id in request order; one
+    annotation :func:`resource_annotation_key` = those names comma-joined (none for an empty
+    request: an empty value is not a valid CDI device list).
 
-    Example: ids ``["0000:00:00.1"]``, prefix ``example.com``, a pool of class ``net-pci`` →
-    ``{"cdi.k8s.io/example.com_net-pci": "example.com/net-pci=0000:00:00.1"}``.
+    Example: ids ``["0000:00:00.1"]``, prefix ``example.com``, pool ``net`` of class
+    ``net-pci`` → ``{"cdi.k8s.io/example.com_net": "example.com/net-pci=0000:00:00.1"}``.
 
     Raises:
         AllocationError: an id is not in the pool.
-        CdiError: the annotation key or a qualified name is not valid CDI.
+        CdiError: a qualified name is not valid CDI.
     """
-    plain = allocate(pool, ids, facts)
-    names = tuple(qualified_name(pool.prefix, pool.cdi_class, i) for i in ids)
-    key = annotation_key(pool.prefix, pool.cdi_class)
+    plain = allocate(pool, ids, facts, cache)
+    names = tuple(qualified_name(pool.prefix, pool.cdi_class, i) for i in distinct(ids))
+    key = resource_annotation_key(pool.prefix, pool.name)
     return ContainerAllocation(
         envs=plain.envs,
         annotations={key: ",".join(names)} if names else {},

@@ -10,7 +10,11 @@ devices ranked by:
    a fresh one, which keeps whole PFs free for large requests);
 4. lowest PF address, then lowest VF index (deterministic).
 
-Ids the pool does not hold, or that are unhealthy, are never preferred.
+Ids the pool does not hold, or that are unhealthy, are never preferred. The answer never
+fails and is always drawn from ``available``: ``must_include`` ids outside ``available``
+are left out, repeats count once, a size of zero or less gives just ``must_include``, and
+a size beyond what is available gives every healthy available device (the kubelet fills
+up the rest itself).
 """
 
 from __future__ import annotations
@@ -24,18 +28,21 @@ from sriovdp.model.pools import HEALTHY, PoolDevice, ResourcePool
 def preferred_allocation(
     pool: ResourcePool, available: Sequence[str], must_include: Sequence[str], size: int
 ) -> list[str]:
-    """Device ids to allocate, ``must_include`` first; at most ``size`` ids (O(n log n))."""
-    chosen: list[str] = list(dict.fromkeys(must_include))
+    """Device ids to allocate, ``must_include`` first, all from ``available``; at most
+    ``size`` ids unless ``must_include`` alone is longer (O(n log n), n = len(available))."""
+    offered = dict.fromkeys(available)
+    chosen: list[str] = [i for i in dict.fromkeys(must_include) if i in offered]
     chosen_set = set(chosen)
+    devices = pool.devices
     candidates = [
-        pool.devices[i]
-        for i in dict.fromkeys(available)
-        if i not in chosen_set and i in pool.devices and pool.devices[i].health == HEALTHY
+        devices[i]
+        for i in offered
+        if i not in chosen_set and i in devices and devices[i].health == HEALTHY
     ]
     needed = size - len(chosen)
     if needed <= 0 or not candidates:
         return chosen  # must_include always comes back whole, even beyond size
-    chosen_devs = [pool.devices[i] for i in chosen if i in pool.devices]
+    chosen_devs = [devices[i] for i in chosen if i in devices]
     chosen_pfs = {d.function.physfn for d in chosen_devs if d.function.physfn}
     chosen_numa = {d.numa_node for d in chosen_devs if d.numa_node is not None}
     free_per_pf = Counter(d.function.physfn or d.id for d in candidates)
@@ -59,3 +66,17 @@ def preferred_allocation(
 
     ranked = sorted(candidates, key=rank)
     return chosen + [d.id for d in ranked[:needed]]
+
+
+def plain_allocation(
+    available: Sequence[str], must_include: Sequence[str], size: int
+) -> list[str]:
+    """``must_include`` (those in ``available``), then ``available`` in order, up to ``size``:
+    the answer when :func:`preferred_allocation` cannot rank (it never fails an admission)."""
+    offered = dict.fromkeys(available)
+    chosen = dict.fromkeys(i for i in must_include if i in offered)
+    for i in offered:
+        if len(chosen) >= size:
+            break
+        chosen.setdefault(i)
+    return list(chosen)
