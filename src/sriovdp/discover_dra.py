@@ -49,5 +49,6 @@ def dra_slices(settings: Settings, config: Config | None, *, driver: str,
 
 def render_yaml(slices: list[dict[str, Any]]) -> str:
     """The slices as a multi-document YAML stream (``kubectl apply -f`` reads it)."""
-    return yaml.safe_dump_all(slices, sort_keys=False, default_flow_style=False,
-                              explicit_start=True)
+    text: str = yaml.safe_dump_all(slices, sort_keys=False, default_flow_style=False,
+                                   explicit_start=True)
+    return text
