@@ -42,6 +42,7 @@ from sriovdp.model.dra.prepare import (
     PrepareError,
     prepare_claim,
 )
+from sriovdp.model.dra.publish import plan_sync, published_state
 from sriovdp.model.dra.slices import (
     MAX_DEVICES,
     HealthPolicy,
@@ -434,3 +435,59 @@ def test_prepare_is_refused_when_the_claim_uid_is_not_a_safe_file_name() -> None
         ("nic", "0000-3b-02-0")).results)
     with pytest.raises(PrepareError, match="UID"):
         prepare_claim(bad, driver=DRIVER, pool_name=NODE, devices=devices, facts=HostFacts())
+
+
+# --------------------------------------------------------------------------------------------
+# Publishing: read-back after a restart, sync plans
+
+
+def listed(slices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The slices as the apiserver lists them: with server fields and taint timestamps."""
+    out = json.loads(json.dumps(slices))
+    for s in out:
+        s["metadata"]["resourceVersion"] = "4711"
+        s["metadata"]["uid"] = "0000"
+        for d in s["spec"]["devices"]:
+            for t in d.get("taints", []):
+                t["timeAdded"] = "2026-12-04T14:00:00Z"
+    return out
+
+
+def test_sync_plan_is_empty_when_the_apiserver_has_the_desired_slices() -> None:
+    fns = vfs(200)
+    slices = slices_for(pools_for(fns, health={fns[0].address: UNHEALTHY}),
+                        policy=HealthPolicy.TAINT)
+    assert plan_sync(listed(slices), slices).empty
+
+
+def test_sync_plan_creates_replaces_and_deletes_stale_when_the_pool_shrinks() -> None:
+    before = listed(slices_for(pools_for(vfs(300))))
+    state = published_state(before, node_name=NODE)
+    devices = slice_devices(dra_devices(pools_for(vfs(100))), driver=DRIVER)
+    after = resource_slices(advance(state, devices), driver=DRIVER, node_name=NODE,
+                            node_uid="5b2f0c1e-0000-4000-8000-000000000001")
+    plan = plan_sync(before, after)
+    assert plan.create == ()
+    assert [s["metadata"]["name"] for s in plan.replace] == [slice_name(NODE, DRIVER, 0)]
+    assert plan.replace[0]["spec"]["pool"]["generation"] == 2
+    assert plan.delete == (slice_name(NODE, DRIVER, 1), slice_name(NODE, DRIVER, 2))
+    assert plan_sync([], after).create == tuple(after)
+
+
+def test_published_state_continues_the_generation_when_read_back_after_a_restart() -> None:
+    devices = slice_devices(dra_devices(pools_for(vfs(300))), driver=DRIVER)
+    published = listed(resource_slices(PoolState(5, devices), driver=DRIVER, node_name=NODE))
+    state = published_state(published, node_name=NODE)
+    assert state is not None and state.generation == 5
+    assert advance(state, devices) is state  # nothing changed: nothing rewritten
+    assert advance(state, devices[1:]).generation == 6
+
+
+def test_published_state_forces_a_bump_when_the_last_publication_was_cut_short() -> None:
+    devices = slice_devices(dra_devices(pools_for(vfs(300))), driver=DRIVER)
+    partial = listed(resource_slices(PoolState(3, devices), driver=DRIVER,
+                                     node_name=NODE))[:2]
+    state = published_state(partial, node_name=NODE)
+    assert state == PoolState(3, [])
+    assert advance(state, devices).generation == 4
+    assert published_state([], node_name=NODE) is None
