@@ -34,7 +34,7 @@ from sriovdp.kubelet.api import (
     pluginregistration_pb2_grpc,
 )
 from sriovdp.kubelet.dra.preparer import ClaimPreparer
-from sriovdp.kubelet.dra.servicer import DraRegistrationServicer, add_dra_services
+from sriovdp.kubelet.dra.server import DraPluginServer, plugin_socket, registration_socket
 from sriovdp.kubelet.feed import LatestValue
 from sriovdp.model.config import parse_config
 from sriovdp.model.dra.prepare import SPEC_FILE_PREFIX, AllocatedDevice, ClaimAllocation, ClaimRef
@@ -61,7 +61,7 @@ class Plugin:
     reader: FakeClaimReader
     devices: LatestValue[Mapping[str, DraDevice]]
     channel: grpc.aio.Channel
-    server: grpc.aio.Server
+    server: DraPluginServer
 
     def v1(self) -> dra_v1_pb2_grpc.DRAPluginStub:
         return dra_v1_pb2_grpc.DRAPluginStub(self.channel)
@@ -82,24 +82,26 @@ async def start(workdir: Path, host: FakeHost, reader: FakeClaimReader | None = 
                 ) -> Plugin:
     reader = reader or FakeClaimReader()
     devices: LatestValue[Mapping[str, DraDevice]] = LatestValue(node_devices(host))
-    socket = workdir / "plugins" / DRIVER / "dra.sock"
-    socket.parent.mkdir(parents=True, exist_ok=True)
-    reg_socket = workdir / "plugins_registry" / f"{DRIVER}-reg.sock"
-    reg_socket.parent.mkdir(parents=True, exist_ok=True)
+    socket = plugin_socket(workdir / "plugins", DRIVER)
     cdi_dir, checkpoint = workdir / "cdi", socket.parent / "checkpoint.json"
     preparer = ClaimPreparer(
         driver=DRIVER, pool_name=NODE, reader=reader, devices=lambda: devices.value,
         facts=lambda: scan(host.paths).facts,
         cdi=CdiStore(cdi_dir, prefix=SPEC_FILE_PREFIX), checkpoint=ClaimCheckpoint(checkpoint))
-    server = grpc.aio.server()
-    services = add_dra_services(server, preparer, health=devices)
-    pluginregistration_pb2_grpc.add_RegistrationServicer_to_server(
-        DraRegistrationServicer(DRIVER, str(socket), services=services), server)
-    server.add_insecure_port(f"unix:{socket}")
-    server.add_insecure_port(f"unix:{reg_socket}")
+    server = DraPluginServer(preparer, socket=socket, health=devices,
+                             registration=registration_socket(workdir / "registry", DRIVER))
     await server.start()
     channel = grpc.aio.insecure_channel(f"unix:{socket}")
-    return Plugin(socket, reg_socket, cdi_dir, checkpoint, reader, devices, channel, server)
+    return Plugin(socket, server.registration, cdi_dir, checkpoint, reader, devices, channel,
+                  server)
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> FakeHost:
+    """The demo host, built once: these tests never change it."""
+    from sriovdp.testing.demo import build_demo_host
+
+    return build_demo_host(tmp_path_factory.mktemp("dra-host"))
 
 
 @pytest.fixture
@@ -109,7 +111,7 @@ async def plugin(workdir: Path, host: FakeHost) -> AsyncIterator[Plugin]:
         yield p
     finally:
         await p.channel.close()
-        await p.server.stop(None)
+        await p.server.stop()
 
 
 def allocate(reader: FakeClaimReader, *devices: str, ref: ClaimRef = REF,
@@ -227,7 +229,7 @@ async def test_unprepare_removes_the_spec_after_a_restart_when_the_claim_is_gone
     await plugin.v1().NodePrepareResources(
         dra_v1_pb2.NodePrepareResourcesRequest(claims=[claim_msg(dra_v1_pb2)]))
     await plugin.channel.close()
-    await plugin.server.stop(None)
+    await plugin.server.stop()
     # a new daemon process: new server, checkpoint read from the file, the claim deleted
     restarted = await start(workdir, host, FakeClaimReader())
     try:
@@ -240,7 +242,7 @@ async def test_unprepare_removes_the_spec_after_a_restart_when_the_claim_is_gone
         assert restarted.reader.reads == 0
     finally:
         await restarted.channel.close()
-        await restarted.server.stop(None)
+        await restarted.server.stop()
 
 
 async def test_unprepare_succeeds_when_the_claim_was_never_prepared_or_twice(
@@ -286,3 +288,26 @@ def test_a_device_plugin_cleanup_keeps_claim_specs_when_they_share_the_cdi_dir(
                  f"sriov-dra-{UID}.yaml")
     assert CdiStore(tmp_path).cleanup() == []
     assert claims.files() == {f"sriov-dra-{UID}.yaml"}
+
+
+async def test_sockets_are_removed_when_the_server_stops(workdir: Path, host: FakeHost) -> None:
+    p = await start(workdir, host)
+    assert p.socket.exists() and p.reg_socket.exists()
+    await p.channel.close()
+    await p.server.stop()
+    assert not p.socket.exists() and not p.reg_socket.exists()
+
+
+async def test_a_stale_socket_file_is_replaced_when_the_server_starts(
+        workdir: Path, host: FakeHost) -> None:
+    stale = plugin_socket(workdir / "plugins", DRIVER)
+    stale.parent.mkdir(parents=True)
+    stale.write_text("left by a killed process")
+    p = await start(workdir, host)
+    try:
+        response = await p.v1().NodeUnprepareResources(
+            dra_v1_pb2.NodeUnprepareResourcesRequest(claims=[claim_msg(dra_v1_pb2)]))
+        assert response.claims[UID].error == ""
+    finally:
+        await p.channel.close()
+        await p.server.stop()

@@ -6,4 +6,5 @@
   (:mod:`sriovdp.model.dra.prepare`), write the CDI spec, record the checkpoint.
 * :mod:`.servicer` — the gRPC services on ``dra.sock`` (``DRAPlugin`` v1 and v1beta1,
   ``DRAResourceHealth`` v1 and v1alpha1) and the plugin watcher's ``Registration``.
+* :mod:`.server` — the two sockets (``dra.sock`` and ``<driver>-reg.sock``) and their lifetime.
 """
