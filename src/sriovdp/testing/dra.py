@@ -1,4 +1,9 @@
-"""An in-memory :class:`~sriovdp.kubelet.dra.claims.ClaimReader`: the apiserver's claims.
+"""In-memory apiserver ports for DRA mode: claims and ResourceSlices.
+
+:class:`FakeClaimReader` implements :class:`~sriovdp.kubelet.dra.claims.ClaimReader`;
+:class:`FakeSliceApi` implements :class:`~sriovdp.kubelet.dra.publisher.SliceApi` with the
+apiserver's rules that matter to a publisher (409 on a create of an existing name or a
+replace with a stale ``resourceVersion``, 404 on a missing name, server-set fields).
 
 Example::
 
@@ -10,7 +15,12 @@ Example::
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
+from typing import Any
+
 from sriovdp.kubelet.dra.claims import ClaimReadError
+from sriovdp.kubelet.dra.publisher import SliceApiError
 from sriovdp.model.dra.prepare import ClaimAllocation, ClaimRef
 
 
@@ -45,3 +55,61 @@ class FakeClaimReader:
             raise ClaimReadError(f"claim {ref.namespace}/{ref.name} has UID {claim.ref.uid}, "
                                  f"not {ref.uid} (it was deleted and created again)")
         return claim
+
+
+class FakeSliceApi:
+    """ResourceSlices by name.
+
+    Attributes:
+        slices: name → stored object (with ``resourceVersion``, ``uid``, taint ``timeAdded``).
+        calls: every call as ``(verb, name)``; ``("list", "")`` for lists.
+        unreachable: when set, every call fails as an unreachable apiserver would.
+    """
+
+    def __init__(self) -> None:
+        self.slices: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.unreachable = False
+        self._version = 0
+
+    def _check(self, verb: str, name: str) -> None:
+        self.calls.append((verb, name))
+        if self.unreachable:
+            raise SliceApiError(f"{verb} {name}: connection refused")
+
+    def _store(self, doc: Mapping[str, Any]) -> None:
+        stored = copy.deepcopy(dict(doc))
+        self._version += 1
+        stored["metadata"]["resourceVersion"] = str(self._version)
+        stored["metadata"].setdefault("uid", f"uid-{self._version}")
+        for device in stored["spec"].get("devices") or []:
+            for taint in device.get("taints", []):
+                taint.setdefault("timeAdded", "2026-12-04T14:00:00Z")
+        self.slices[stored["metadata"]["name"]] = stored
+
+    async def list(self, *, driver: str, node_name: str) -> list[dict[str, Any]]:
+        self._check("list", "")
+        return [copy.deepcopy(s) for s in self.slices.values()
+                if s["spec"]["driver"] == driver and s["spec"].get("nodeName") == node_name]
+
+    async def create(self, doc: Mapping[str, Any]) -> None:
+        name = doc["metadata"]["name"]
+        self._check("create", name)
+        if name in self.slices:
+            raise SliceApiError(f"creating ResourceSlice {name}: 409 AlreadyExists", 409)
+        self._store(doc)
+
+    async def replace(self, doc: Mapping[str, Any], resource_version: str) -> None:
+        name = doc["metadata"]["name"]
+        self._check("replace", name)
+        current = self.slices.get(name)
+        if current is None:
+            raise SliceApiError(f"replacing ResourceSlice {name}: 404 NotFound", 404)
+        if current["metadata"]["resourceVersion"] != resource_version:
+            raise SliceApiError(f"replacing ResourceSlice {name}: 409 Conflict", 409)
+        self._store(doc)
+
+    async def delete(self, name: str) -> None:
+        self._check("delete", name)
+        if self.slices.pop(name, None) is None:
+            raise SliceApiError(f"deleting ResourceSlice {name}: 404 NotFound", 404)
