@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-import copy
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,6 +57,11 @@ class FakeClaimReader:
         return claim
 
 
+def _wire(doc: Mapping[str, Any]) -> dict[str, Any]:
+    copied: dict[str, Any] = json.loads(json.dumps(doc))
+    return copied
+
+
 class FakeSliceApi:
     """ResourceSlices by name.
 
@@ -78,7 +83,7 @@ class FakeSliceApi:
             raise SliceApiError(f"{verb} {name}: connection refused")
 
     def _store(self, doc: Mapping[str, Any]) -> None:
-        stored = copy.deepcopy(dict(doc))
+        stored = _wire(doc)  # what went over the wire: JSON only, never shared
         self._version += 1
         stored["metadata"]["resourceVersion"] = str(self._version)
         stored["metadata"].setdefault("uid", f"uid-{self._version}")
@@ -89,7 +94,7 @@ class FakeSliceApi:
 
     async def list(self, *, driver: str, node_name: str) -> list[dict[str, Any]]:
         self._check("list", "")
-        return [copy.deepcopy(s) for s in self.slices.values()
+        return [_wire(s) for s in self.slices.values()
                 if s["spec"]["driver"] == driver and s["spec"].get("nodeName") == node_name]
 
     async def create(self, doc: Mapping[str, Any]) -> None:

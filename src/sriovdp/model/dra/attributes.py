@@ -38,6 +38,7 @@ At most 22 attributes per device, under the API's 32.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sriovdp.model.devices import AuxFunction, PciFunction
@@ -77,6 +78,10 @@ def device_attributes(
 ) -> dict[str, Attribute]:
     """The attributes of ``dev`` as ``pool`` publishes it, names sorted.
 
+    The result is cached per (device, pool name and kind, PCIe root) and shared: treat it as
+    read-only. (Building them is most of the cost of a node's slices: ~0.1 ms per device,
+    so a health flip at 2,048 VFs would otherwise rebuild 200 ms of identical dicts.)
+
     Args:
         dev: the pool's device.
         pool: the config pool that took it.
@@ -88,11 +93,18 @@ def device_attributes(
          "k8s.cni.cncf.io/deviceID": {"string": "0000:3b:02.1"}, ...,
          "pfName": {"string": "ens1f0"}, "vfIndex": {"int": 1}, ...}
     """
+    return _attributes(dev, pool.resource_name, str(pool.config.kind), pcie_root)
+
+
+@functools.lru_cache(maxsize=65536)
+def _attributes(
+    dev: PoolDevice, resource_name: str, kind: str, pcie_root: str | None
+) -> dict[str, Attribute]:
     fn = dev.function
     pci: PciFunction = fn.parent if isinstance(fn, AuxFunction) else fn
     out: dict[str, Attribute] = {}
-    _put(out, "resourceName", pool.resource_name)
-    _put(out, "deviceType", str(pool.config.kind))
+    _put(out, "resourceName", resource_name)
+    _put(out, "deviceType", kind)
     _put(out, "vendor", pci.vendor)
     _put(out, "deviceID", pci.device)
     _put(out, "driver", pci.driver)
@@ -117,7 +129,7 @@ def device_attributes(
     _put(out, f"{STANDARD_DOMAIN}/pciBusID", pci.address)
     _put(out, f"{STANDARD_DOMAIN}/pcieRoot", pcie_root)
     _put(out, f"{STANDARD_DOMAIN}/numaNode", dev.numa_node)
-    _put(out, f"{MULTUS_DOMAIN}/resourceName", pool.resource_name)
+    _put(out, f"{MULTUS_DOMAIN}/resourceName", resource_name)
     _put(out, f"{MULTUS_DOMAIN}/deviceID", dev.id)
     return dict(sorted(out.items()))
 
