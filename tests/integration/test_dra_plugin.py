@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from sriovdp.host.cdi import CdiStore
+from sriovdp.host.devinfo import DeviceInfoStore
 from sriovdp.host.draclaims import ClaimCheckpoint
 from sriovdp.host.sysfs import scan
 from sriovdp.kubelet.api import (
@@ -87,7 +88,8 @@ async def start(workdir: Path, host: FakeHost, reader: FakeClaimReader | None = 
     preparer = ClaimPreparer(
         driver=DRIVER, pool_name=NODE, reader=reader, devices=lambda: devices.value,
         facts=lambda: scan(host.paths).facts,
-        cdi=CdiStore(cdi_dir, prefix=SPEC_FILE_PREFIX), checkpoint=ClaimCheckpoint(checkpoint))
+        cdi=CdiStore(cdi_dir, prefix=SPEC_FILE_PREFIX), checkpoint=ClaimCheckpoint(checkpoint),
+        device_info=DeviceInfoStore(workdir / "devinfo"))
     server = DraPluginServer(preparer, socket=socket, health=devices,
                              registration=registration_socket(workdir / "registry", DRIVER))
     await server.start()
@@ -240,6 +242,28 @@ async def test_unprepare_removes_the_spec_after_a_restart_when_the_claim_is_gone
         assert restarted.specs() == {}
         assert json.loads(restarted.checkpoint.read_text())["claims"] == {}
         assert restarted.reader.reads == 0
+    finally:
+        await restarted.channel.close()
+        await restarted.server.stop()
+
+
+async def test_device_info_files_follow_the_claim_when_kernel_vfs_and_sfs_are_prepared(
+        workdir: Path, host: FakeHost, plugin: Plugin) -> None:
+    allocate(plugin.reader, "0000-3b-02-0", "mlx5-core-sf-2")
+    request = dra_v1_pb2.NodePrepareResourcesRequest(claims=[claim_msg(dra_v1_pb2)])
+    assert (await plugin.v1().NodePrepareResources(request)).claims[UID].error == ""
+    devinfo = workdir / "devinfo"
+    assert sorted(p.name for p in devinfo.iterdir()) == [
+        "intel.com-intel_sriov_netdevice-0000:3b:02.0-device.json"]  # SFs have none
+    doc = json.loads(next(devinfo.iterdir()).read_text())
+    assert doc == {"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:3b:02.0"}}
+    await plugin.channel.close()
+    await plugin.server.stop()
+    restarted = await start(workdir, host, FakeClaimReader())
+    try:
+        await restarted.v1().NodeUnprepareResources(
+            dra_v1_pb2.NodeUnprepareResourcesRequest(claims=[claim_msg(dra_v1_pb2)]))
+        assert list(devinfo.iterdir()) == []
     finally:
         await restarted.channel.close()
         await restarted.server.stop()

@@ -370,6 +370,8 @@ def test_prepare_gives_vfio_nodes_and_request_env_when_vfs_are_allocated() -> No
     assert second.cdi_device_ids == (f"{DRIVER}/claim={CLAIM.uid}-0000-3b-02-1",)
     assert (second.pool_name, second.device_name, second.request_names) == (
         NODE, "0000-3b-02-1", ("nic",))
+    assert prepared.device_info == (("intel.com/sriov_net", "0000:3b:02.0"),
+                                    ("intel.com/sriov_net", "0000:3b:02.1"))
 
 
 def test_prepare_gives_rdma_and_vhost_nodes_when_the_selector_asked_for_them() -> None:

@@ -5,7 +5,8 @@ One JSON file (``<plugin dir>/checkpoint.json`` in production, next to ``dra.soc
 
     {"version": 1, "claims": {"<uid>": {"namespace": "default", "name": "c1",
       "specFile": "sriov-dra-<uid>.yaml", "devices": [{"requestNames": ["nic"],
-      "poolName": "worker-1", "deviceName": "0000-3b-02-1", "cdiDeviceIds": ["..."]}]}}}
+      "poolName": "worker-1", "deviceName": "0000-3b-02-1", "cdiDeviceIds": ["..."]}],
+      "deviceInfo": [["intel.com/sriov_net", "0000:3b:02.1"]]}}}
 
 With it, NodeUnprepareResources after a restart still knows the claim's CDI spec file
 although the claim may be gone from the apiserver, and a repeated NodePrepareResources
@@ -39,8 +40,9 @@ def _claim(uid: str, doc: dict[str, Any]) -> PreparedClaim:
                        tuple(d["cdiDeviceIds"]))
         for d in doc["devices"]
     )
+    info = tuple((r, i) for r, i in doc.get("deviceInfo", []))
     return PreparedClaim(ClaimRef(doc["namespace"], doc["name"], uid), doc.get("specFile"),
-                         None, devices)
+                         None, devices, info)
 
 
 class ClaimCheckpoint:
@@ -121,7 +123,8 @@ class ClaimCheckpoint:
     def _save(self) -> None:
         doc = {"version": VERSION, "claims": {
             uid: {"namespace": c.ref.namespace, "name": c.ref.name, "specFile": c.spec_file,
-                  "devices": [_device_doc(d) for d in c.devices]}
+                  "devices": [_device_doc(d) for d in c.devices],
+                  "deviceInfo": [list(pair) for pair in c.device_info]}
             for uid, c in sorted(self._claims.items())
         }}
         try:

@@ -4,12 +4,13 @@ Prepare: a claim already in the checkpoint whose CDI spec is still there gets th
 answer (the kubelet repeats calls after its own restart). Otherwise the claim is read from
 the apiserver (:class:`~sriovdp.kubelet.dra.claims.ClaimReader`: UID checked), planned
 (:func:`sriovdp.model.dra.prepare.prepare_claim`: only our driver's results), its CDI spec
-written, the checkpoint recorded, and only then answered. Unprepare: the checkpoint names
+and device-info files written, the checkpoint recorded, and only then answered. Unprepare: the checkpoint names
 the spec file, so it needs no apiserver and works for a claim already deleted; an unknown
 UID is already unprepared. Calls for one claim UID run one at a time.
 
-The CDI directory and checkpoint are ports (:class:`CdiSpecs`, :class:`Checkpoint`) that
-:class:`sriovdp.host.cdi.CdiStore` (with prefix ``sriov-dra-``) and
+The CDI directory, device-info directory and checkpoint are ports (:class:`CdiSpecs`,
+:class:`DeviceInfoFiles`, :class:`Checkpoint`) that :class:`sriovdp.host.cdi.CdiStore`
+(with prefix ``sriov-dra-``), :class:`sriovdp.host.devinfo.DeviceInfoStore` and
 :class:`sriovdp.host.draclaims.ClaimCheckpoint` implement.
 """
 
@@ -32,6 +33,7 @@ from sriovdp.model.dra.prepare import (
     spec_file_name,
 )
 from sriovdp.model.dra.slices import DraDevice
+from sriovdp.model.pools import PoolDevice
 
 log = logging.getLogger("sriovdp.kubelet.dra")
 
@@ -42,6 +44,13 @@ class CdiSpecs(Protocol):
     def write(self, doc: Mapping[str, Any], file_name: str) -> Path: ...
     def remove(self, file_name: str) -> bool: ...
     def files(self) -> set[str]: ...
+
+
+class DeviceInfoFiles(Protocol):
+    """The NPWG device-info files (``/var/run/k8s.cni.cncf.io/devinfo/dp``)."""
+
+    def write(self, resource_name: str, dev: PoolDevice) -> Path: ...
+    def remove(self, resource_name: str, device_id: str) -> bool: ...
 
 
 class Checkpoint(Protocol):
@@ -63,6 +72,7 @@ class ClaimPreparer:
         facts: returns the host facts of the latest scan.
         cdi: the per-claim CDI spec files.
         checkpoint: the prepared claims.
+        device_info: the device-info files; None writes none.
     """
 
     def __init__(
@@ -75,6 +85,7 @@ class ClaimPreparer:
         facts: Callable[[], HostFacts],
         cdi: CdiSpecs,
         checkpoint: Checkpoint,
+        device_info: DeviceInfoFiles | None = None,
     ) -> None:
         self.driver = driver
         self.pool_name = pool_name
@@ -83,6 +94,7 @@ class ClaimPreparer:
         self._facts = facts
         self._cdi = cdi
         self._checkpoint = checkpoint
+        self._device_info = device_info
         self._locks: dict[str, asyncio.Lock] = {}
 
     def _lock(self, uid: str) -> asyncio.Lock:
@@ -101,10 +113,15 @@ class ClaimPreparer:
                                      or done.spec_file in self._cdi.files()):
                 return done.devices
             claim = await self._reader.read(ref)
+            devices = self._devices()
             plan = prepare_claim(claim, driver=self.driver, pool_name=self.pool_name,
-                                 devices=self._devices(), facts=self._facts())
+                                 devices=devices, facts=self._facts())
             if plan.spec is not None and plan.spec_file is not None:
                 self._cdi.write(plan.spec, plan.spec_file)
+            if self._device_info is not None and plan.device_info:
+                by_id = {d.device.id: d.device for d in devices.values()}
+                for resource_name, dev_id in plan.device_info:
+                    self._device_info.write(resource_name, by_id[dev_id])
             self._checkpoint.add(plan)
             log.info("prepared claim %s: %s", ref,
                      ", ".join(d.device_name for d in plan.devices) or "no devices of ours")
@@ -126,6 +143,9 @@ class ClaimPreparer:
                 return
             if done.spec_file is not None:
                 self._cdi.remove(done.spec_file)
+            if self._device_info is not None:
+                for resource_name, dev_id in done.device_info:
+                    self._device_info.remove(resource_name, dev_id)
             self._checkpoint.remove(ref.uid)
             log.info("unprepared claim %s", ref)
         lock = self._locks.get(ref.uid)

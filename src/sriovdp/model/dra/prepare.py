@@ -14,6 +14,8 @@ Pure: the claim's allocation results (read from the apiserver by an adapter) and
   :func:`~sriovdp.model.allocation.device_specs`) gets a CDI device ``<uid>-<device>``.
   A kernel-driver VF has none, and no CDI device: CDI rejects a device without edits, and
   the kubelet accepts a device with no CDI ids.
+* Device-info: every netDevice device is listed in ``device_info`` so its NPWG device-info
+  file is written on prepare and removed on unprepare, as after a device plugin Allocate.
 * Env: each request gets one CDI device ``<uid>-<request>`` whose edits are the device
   plugin's env vars for that request's devices (``PCIDEVICE_<PREFIX>_<NAME>`` = the ids and
   ``..._INFO``, per config pool, from :func:`~sriovdp.model.allocation.allocate`); it is
@@ -32,7 +34,7 @@ from typing import Any
 from sriovdp.errors import SriovdpError
 from sriovdp.model.allocation import allocate, device_specs
 from sriovdp.model.cdi import CDI_VERSION, check_class, check_device_name, check_vendor
-from sriovdp.model.devices import HostFacts
+from sriovdp.model.devices import DeviceKind, HostFacts
 from sriovdp.model.dra.slices import DraDevice
 
 CDI_CLASS = "claim"
@@ -96,12 +98,16 @@ class PreparedClaim:
             claim has no devices of ours.
         spec: the CDI spec document; None with ``spec_file``.
         devices: the answer's devices, in allocation order.
+        device_info: (extended resource name, device id) of each netDevice device, whose
+            NPWG device-info file Multus and the SR-IOV CNI read (the same file a device
+            plugin Allocate leaves), e.g. ``(("intel.com/sriov_net", "0000:3b:02.1"),)``.
     """
 
     ref: ClaimRef
     spec_file: str | None
     spec: dict[str, Any] | None
     devices: tuple[PreparedDevice, ...]
+    device_info: tuple[tuple[str, str], ...] = ()
 
 
 def spec_file_name(claim_uid: str) -> str:
@@ -186,7 +192,10 @@ def prepare_claim(
             ids.append(f"{kind}={name}")
         answered.append(PreparedDevice((r.request,), r.pool, r.device, tuple(ids)))
     spec = {"cdiVersion": CDI_VERSION, "kind": kind, "devices": cdi_devices}
-    return PreparedClaim(claim.ref, file_name, spec, tuple(answered))
+    info = tuple(dict.fromkeys(
+        (devices[r.device].pool.resource_name, devices[r.device].device.id) for r in ours
+        if devices[r.device].pool.config.kind is DeviceKind.NET))
+    return PreparedClaim(claim.ref, file_name, spec, tuple(answered), info)
 
 
 def _request_env(members: Sequence[DraDevice], facts: HostFacts) -> list[str]:
