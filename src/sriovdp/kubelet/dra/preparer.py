@@ -4,9 +4,10 @@ Prepare: a claim already in the checkpoint whose CDI spec is still there gets th
 answer (the kubelet repeats calls after its own restart). Otherwise the claim is read from
 the apiserver (:class:`~sriovdp.kubelet.dra.claims.ClaimReader`: UID checked), planned
 (:func:`sriovdp.model.dra.prepare.prepare_claim`: only our driver's results), its CDI spec
-and device-info files written, the checkpoint recorded, and only then answered. Unprepare: the checkpoint names
-the spec file, so it needs no apiserver and works for a claim already deleted; an unknown
-UID is already unprepared. Calls for one claim UID run one at a time.
+and device-info files written, the checkpoint recorded, and only then answered.
+Unprepare: the checkpoint names the files, so it needs no apiserver and works for a claim
+already deleted; an unknown UID is already unprepared. Calls for one claim UID run one at
+a time.
 
 The CDI directory, device-info directory and checkpoint are ports (:class:`CdiSpecs`,
 :class:`DeviceInfoFiles`, :class:`Checkpoint`) that :class:`sriovdp.host.cdi.CdiStore`
