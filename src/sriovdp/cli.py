@@ -138,7 +138,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
     if command == "discover":
         p.add_argument("--output", "-o", choices=("table", "json"), default="table")
         p.add_argument("--dra", action="store_true",
-                       help="print the ResourceSlices DRA mode would publish (YAML)")
+                       help="print the ResourceSlices DRA mode would publish "
+                            "(YAML; a JSON list with -o json)")
         p.add_argument("--dra-driver", type=_dra_driver, default=DRA_DEFAULT_DRIVER,
                        help="DRA driver name (a DNS subdomain); default %(default)s")
         p.add_argument("--node-name", default=None,
@@ -222,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(settings, strict=args.strict)
         if command == "discover":
             if args.dra:
-                return _discover_dra(settings, args.dra_driver, args.node_name)
+                return _discover_dra(settings, args.dra_driver, args.node_name, args.output)
             return _discover(settings, args.output)
         if command == "demo":
             from sriovdp.testing.demo import run_demo
@@ -266,7 +267,7 @@ def _discover(settings: Settings, output: str) -> int:
     return 0
 
 
-def _discover_dra(settings: Settings, driver: str, node_name: str | None) -> int:
+def _discover_dra(settings: Settings, driver: str, node_name: str | None, output: str) -> int:
     from sriovdp.discover_dra import default_node_name, dra_slices, render_yaml
 
     config = _load(settings)
@@ -276,7 +277,7 @@ def _discover_dra(settings: Settings, driver: str, node_name: str | None) -> int
     except DraNameError as exc:
         print(f"sriovdp: {exc} (set --node-name)", file=sys.stderr)
         return 2
-    print(render_yaml(slices), end="")
+    print(json.dumps(slices, indent=2) if output == "json" else render_yaml(slices), end="")
     return 0
 
 

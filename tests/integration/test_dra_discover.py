@@ -61,3 +61,10 @@ def test_discover_dra_exits_2_when_the_node_name_is_not_a_pool_name(
         workdir: Path, host: FakeHost, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(run(workdir, host, "--node-name", "Bad Node")) == 2
     assert "--node-name" in capsys.readouterr().err
+
+
+def test_discover_dra_prints_a_json_list_when_asked_for_json(
+        workdir: Path, host: FakeHost, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(run(workdir, host, "--node-name", "worker-1", "-o", "json")) == 0
+    (s,) = json.loads(capsys.readouterr().out)
+    assert s["kind"] == "ResourceSlice"

@@ -493,3 +493,13 @@ def test_published_state_forces_a_bump_when_the_last_publication_was_cut_short()
     assert state == PoolState(3, [])
     assert advance(state, devices).generation == 4
     assert published_state([], node_name=NODE) is None
+
+
+def test_attributes_are_reused_when_only_the_health_changes() -> None:
+    fns = vfs(3)
+    healthy = slice_devices(dra_devices(pools_for(fns)), driver=DRIVER,
+                            policy=HealthPolicy.TAINT)
+    sick = slice_devices(dra_devices(pools_for(fns, health={fns[0].address: UNHEALTHY})),
+                         driver=DRIVER, policy=HealthPolicy.TAINT)
+    assert all(a["attributes"] is b["attributes"] for a, b in zip(healthy, sick, strict=True))
+    assert "taints" in sick[0] and "taints" not in healthy[0]
