@@ -277,7 +277,8 @@ def _discover_dra(settings: Settings, driver: str, node_name: str | None, output
     except DraNameError as exc:
         print(f"sriovdp: {exc} (set --node-name)", file=sys.stderr)
         return 2
-    print(json.dumps(slices, indent=2) if output == "json" else render_yaml(slices), end="")
+    print(json.dumps(slices, indent=2) + "\n" if output == "json" else render_yaml(slices),
+          end="")
     return 0
 
 
