@@ -36,13 +36,14 @@ from sriovdp.kubelet.api import (
 )
 from sriovdp.kubelet.dra.preparer import ClaimPreparer
 from sriovdp.kubelet.dra.server import DraPluginServer, plugin_socket, registration_socket
+from sriovdp.kubelet.dra.servicer import DraRegistrationServicer
 from sriovdp.kubelet.feed import LatestValue
 from sriovdp.model.config import parse_config
 from sriovdp.model.dra.prepare import SPEC_FILE_PREFIX, AllocatedDevice, ClaimAllocation, ClaimRef
 from sriovdp.model.dra.slices import DraDevice, dra_devices
 from sriovdp.model.pools import UNHEALTHY, build_pools
 from sriovdp.testing.demo import DEMO_CONFIG
-from sriovdp.testing.dra import FakeClaimReader
+from sriovdp.testing.dra import DraKubelet, FakeClaimReader
 from sriovdp.testing.fakehost import FakeHost
 
 DRIVER = "sriov.network.k8s.io"
@@ -335,3 +336,36 @@ async def test_a_stale_socket_file_is_replaced_when_the_server_starts(
     finally:
         await p.channel.close()
         await p.server.stop()
+
+
+async def test_kubelet_registers_v1_and_prepares_through_it_when_the_plugin_offers_it(
+        plugin: Plugin) -> None:
+    allocate(plugin.reader, "0000-3b-02-4")
+    async with DraKubelet() as kubelet:
+        assert await kubelet.register(plugin.reg_socket) == (True, "")
+        assert (kubelet.driver, kubelet.service, kubelet.endpoint) == (
+            DRIVER, "v1.DRAPlugin", str(plugin.socket))
+        answer = (await kubelet.prepare(REF))[UID]
+        assert [d.device_name for d in answer.devices] == ["0000-3b-02-4"]
+        assert (await kubelet.unprepare(REF))[UID].error == ""
+    assert plugin.specs() == {}
+
+
+async def test_registration_is_refused_and_reported_when_no_version_is_known(
+        workdir: Path) -> None:
+    statuses: list[tuple[bool, str]] = []
+    # an old plugin build that offers only an API the kubelet dropped
+    servicer = DraRegistrationServicer(DRIVER, str(workdir / "dra.sock"),
+                                       services=("v1alpha4.Node",),
+                                       on_status=lambda ok, err: statuses.append((ok, err)))
+    old = grpc.aio.server()
+    pluginregistration_pb2_grpc.add_RegistrationServicer_to_server(servicer, old)
+    old.add_insecure_port(f"unix:{workdir / 'old-reg.sock'}")
+    await old.start()
+    try:
+        async with DraKubelet() as kubelet:
+            ok, error = await kubelet.register(workdir / "old-reg.sock")
+        assert not ok and "none of services supported by the plugin" in error
+        assert statuses == [(False, error)]
+    finally:
+        await old.stop(None)

@@ -1,4 +1,5 @@
-"""In-memory apiserver ports for DRA mode: claims and ResourceSlices.
+"""DRA mode's test kit: in-memory apiserver ports (claims, ResourceSlices) and the kubelet's
+side of the DRA plugin protocol.
 
 :class:`FakeClaimReader` implements :class:`~sriovdp.kubelet.dra.claims.ClaimReader`;
 :class:`FakeSliceApi` implements :class:`~sriovdp.kubelet.dra.publisher.SliceApi` with the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from sriovdp.kubelet.dra.claims import ClaimReadError
@@ -118,3 +120,94 @@ class FakeSliceApi:
         self._check("delete", name)
         if self.slices.pop(name, None) is None:
             raise SliceApiError(f"deleting ResourceSlice {name}: 404 NotFound", 404)
+
+
+KUBELET_DRA_SERVICES = ("v1.DRAPlugin", "v1beta1.DRAPlugin")
+"""The DRAPlugin versions a 1.34+ kubelet knows, in the short form plugins advertise."""
+
+
+class DraKubelet:
+    """The kubelet's side of a DRA plugin, as its plugin watcher and DRA manager act.
+
+    :meth:`register` dials a registration socket, calls GetInfo, checks the type
+    (``DRAPlugin``), the name and the supported services (the first one it knows is chosen,
+    as the kubelet does, unknown names are ignored) and reports NotifyRegistrationStatus;
+    :meth:`prepare` and :meth:`unprepare` then call the chosen ``DRAPlugin`` version at the
+    endpoint GetInfo named. Use as ``async with DraKubelet() as kubelet:``.
+
+    Attributes:
+        driver: the registered plugin's name (the driver); None before a registration.
+        service: the chosen service, e.g. ``"v1.DRAPlugin"``.
+        endpoint: the ``dra.sock`` path GetInfo named.
+    """
+
+    def __init__(self) -> None:
+        self.driver: str | None = None
+        self.service: str | None = None
+        self.endpoint: str | None = None
+        self._channel: Any = None
+
+    async def __aenter__(self) -> DraKubelet:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def register(self, registration_socket: Path) -> tuple[bool, str]:
+        """Register the plugin behind ``registration_socket``; returns (registered, error),
+        which is also what the plugin was told."""
+        import grpc
+
+        from sriovdp.kubelet.api import pluginregistration_pb2 as reg_pb
+        from sriovdp.kubelet.api import pluginregistration_pb2_grpc as reg_grpc
+
+        async with grpc.aio.insecure_channel(f"unix:{registration_socket}") as channel:
+            stub = reg_grpc.RegistrationStub(channel)
+            info = await stub.GetInfo(reg_pb.InfoRequest())
+            chosen = next((s for s in info.supported_versions if s in KUBELET_DRA_SERVICES),
+                          None)
+            error = ""
+            if info.type != "DRAPlugin":
+                error = f"plugin type {info.type!r} is not DRAPlugin"
+            elif not info.name:
+                error = "empty plugin name"
+            elif chosen is None:
+                error = (f"none of services supported by the plugin "
+                         f"({list(info.supported_versions)}) are supported by the kubelet "
+                         f"({list(KUBELET_DRA_SERVICES)})")
+            await stub.NotifyRegistrationStatus(reg_pb.RegistrationStatus(
+                plugin_registered=not error, error=error))
+        if error:
+            return False, error
+        self.driver, self.service, self.endpoint = info.name, chosen, info.endpoint
+        self._channel = grpc.aio.insecure_channel(f"unix:{info.endpoint}")
+        return True, ""
+
+    def _api(self) -> tuple[Any, Any]:
+        from sriovdp.kubelet.api import (
+            dra_v1_pb2,
+            dra_v1_pb2_grpc,
+            dra_v1beta1_pb2,
+            dra_v1beta1_pb2_grpc,
+        )
+
+        if self._channel is None:
+            raise RuntimeError("no DRA plugin registered")
+        if self.service == "v1.DRAPlugin":
+            return dra_v1_pb2, dra_v1_pb2_grpc.DRAPluginStub(self._channel)
+        return dra_v1beta1_pb2, dra_v1beta1_pb2_grpc.DRAPluginStub(self._channel)
+
+    async def prepare(self, *refs: ClaimRef) -> dict[str, Any]:
+        """NodePrepareResources for ``refs``; claim UID → that claim's answer."""
+        pb, stub = self._api()
+        response = await stub.NodePrepareResources(pb.NodePrepareResourcesRequest(claims=[
+            pb.Claim(namespace=r.namespace, name=r.name, uid=r.uid) for r in refs]))
+        return dict(response.claims)
+
+    async def unprepare(self, *refs: ClaimRef) -> dict[str, Any]:
+        """NodeUnprepareResources for ``refs``; claim UID → that claim's answer."""
+        pb, stub = self._api()
+        response = await stub.NodeUnprepareResources(pb.NodeUnprepareResourcesRequest(claims=[
+            pb.Claim(namespace=r.namespace, name=r.name, uid=r.uid) for r in refs]))
+        return dict(response.claims)
