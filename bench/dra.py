@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from harness import summary  # bench/ is the script's directory
+
 from sriovdp.host.cdi import CdiStore
 from sriovdp.host.draclaims import ClaimCheckpoint
 from sriovdp.kubelet.dra.preparer import ClaimPreparer

@@ -19,7 +19,7 @@ def dra_section() -> str:
 
 
 def test_dra_example_manifests_are_valid_when_checked_against_1_34() -> None:
-    blocks = re.findall(r"```yaml\n(.*?)```", dra_section(), re.S)
+    blocks = re.findall(r"```yaml\n(.*?)```", dra_section(), re.DOTALL)
     docs = [d for block in blocks for d in yaml.safe_load_all(block)]
     assert [d["kind"] for d in docs] == ["DeviceClass", "ResourceClaimTemplate", "Pod"]
     for doc in docs:

@@ -105,7 +105,8 @@ def test_messages_and_fields_match_the_published_numbers_when_compiled(api: str)
         assert got == want, mp.name
         for entry in mp.nested_type:  # map<string, X> entries
             assert entry.options.map_entry
-            assert [(f.name, f.number, f.type) for f in entry.field][0] == ("key", 1, STR)
+            key = entry.field[0]
+            assert (key.name, key.number, key.type) == ("key", 1, STR)
 
 
 @pytest.mark.parametrize("api", sorted(APIS))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from sriovdp.kubelet.dra.claims import ClaimReadError
 from sriovdp.kubelet.dra.publisher import SliceApiError
@@ -147,7 +147,7 @@ class DraKubelet:
         self.endpoint: str | None = None
         self._channel: Any = None
 
-    async def __aenter__(self) -> DraKubelet:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import grpc
 
@@ -93,7 +94,7 @@ class DraPluginServer:
         with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()
 
-    async def __aenter__(self) -> DraPluginServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
