@@ -28,6 +28,8 @@ from sriovdp.errors import ConfigError, HostError
 from sriovdp.host.paths import HostPaths
 from sriovdp.logconfig import setup_logging
 from sriovdp.model.config import DEFAULT_PREFIX, Config
+from sriovdp.model.dra.names import DEFAULT_DRIVER as DRA_DEFAULT_DRIVER
+from sriovdp.model.dra.names import DraNameError, check_driver_name
 
 log = logging.getLogger("sriovdp")
 # grpc core logs connection chatter (GOAWAY on every kubelet restart) at INFO on stderr;
@@ -135,10 +137,24 @@ def _parser(command: str) -> argparse.ArgumentParser:
         glog.add_argument(name, default=None, help=argparse.SUPPRESS)
     if command == "discover":
         p.add_argument("--output", "-o", choices=("table", "json"), default="table")
+        p.add_argument("--dra", action="store_true",
+                       help="print the ResourceSlices DRA mode would publish "
+                            "(YAML; a JSON list with -o json)")
+        p.add_argument("--dra-driver", type=_dra_driver, default=DRA_DEFAULT_DRIVER,
+                       help="DRA driver name (a DNS subdomain); default %(default)s")
+        p.add_argument("--node-name", default=None,
+                       help="node (and DRA pool) name; default $NODE_NAME, else the host name")
     if command == "validate":
         p.add_argument("--strict", action="store_true",
                        help="treat every warning (unknown keys, normalised values) as an error")
     return p
+
+
+def _dra_driver(text: str) -> str:
+    try:
+        return check_driver_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -206,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "validate":
             return _validate(settings, strict=args.strict)
         if command == "discover":
+            if args.dra:
+                return _discover_dra(settings, args.dra_driver, args.node_name, args.output)
             return _discover(settings, args.output)
         if command == "demo":
             from sriovdp.testing.demo import run_demo
@@ -246,6 +264,21 @@ def _discover(settings: Settings, output: str) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(render_table(report))
+    return 0
+
+
+def _discover_dra(settings: Settings, driver: str, node_name: str | None, output: str) -> int:
+    from sriovdp.discover_dra import default_node_name, dra_slices, render_yaml
+
+    config = _load(settings)
+    try:
+        slices = dra_slices(settings, config, driver=driver,
+                            node_name=node_name or default_node_name())
+    except DraNameError as exc:
+        print(f"sriovdp: {exc} (set --node-name)", file=sys.stderr)
+        return 2
+    print(json.dumps(slices, indent=2) + "\n" if output == "json" else render_yaml(slices),
+          end="")
     return 0
 
 

@@ -26,10 +26,10 @@ FILE_MODE = 0o644
 _EXTENSIONS = (".yaml", ".json")
 
 
-def _check_name(name: str) -> str:
-    if "/" in name or not name.startswith(SPEC_FILE_PREFIX) or not name.endswith(_EXTENSIONS):
+def _check_name(name: str, prefix: str = SPEC_FILE_PREFIX) -> str:
+    if "/" in name or not name.startswith(prefix) or not name.endswith(_EXTENSIONS):
         raise ValueError(f"not a sriovdp CDI spec file name: {name!r} "
-                         f"(want {SPEC_FILE_PREFIX}*.yaml or *.json)")
+                         f"(want {prefix}*.yaml or *.json)")
     return name
 
 
@@ -42,8 +42,11 @@ class CdiStore:
         store.write(cdi_spec(pool, facts), pool_spec_file_name(pool))
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, prefix: str = SPEC_FILE_PREFIX) -> None:
+        """``prefix``: the file names this store owns (DRA mode's per-claim specs use
+        ``sriov-dra-``, so the device plugin's cleanup never takes them)."""
         self.directory = directory
+        self.prefix = prefix
 
     def write(self, doc: Mapping[str, Any], file_name: str) -> Path:
         """Write (or replace) a spec: YAML for ``*.yaml``, JSON for ``*.json``; returns its path.
@@ -52,7 +55,7 @@ class CdiStore:
             ValueError: ``file_name`` does not start with ``sriov-dp-`` or has another extension.
             HostError: the directory or file cannot be written.
         """
-        path = self.directory / _check_name(file_name)
+        path = self.directory / _check_name(file_name, self.prefix)
         if file_name.endswith(".json"):
             text = json.dumps(doc, indent=2) + "\n"
         else:
@@ -70,7 +73,7 @@ class CdiStore:
             ValueError: not a ``sriov-dp-*`` spec file name.
             HostError: it exists but cannot be deleted.
         """
-        return self._unlink(_check_name(file_name))
+        return self._unlink(_check_name(file_name, self.prefix))
 
     def files(self) -> set[str]:
         """Names of this plugin's spec files (``sriov-dp-*.yaml``/``.json``) in the directory."""
@@ -94,7 +97,7 @@ class CdiStore:
             return []
         except OSError as exc:
             raise HostError(f"cannot list {self.directory}: {exc.strerror or exc}") from exc
-        return [e for e in entries if e.startswith(SPEC_FILE_PREFIX)]
+        return [e for e in entries if e.startswith(self.prefix)]
 
     def _unlink(self, name: str) -> bool:
         return remove_file(self.directory / name, "CDI spec")

@@ -1,0 +1,154 @@
+"""NodePrepareResources / NodeUnprepareResources for one claim: the steps, in order.
+
+Prepare: a claim already in the checkpoint whose CDI spec is still there gets the recorded
+answer (the kubelet repeats calls after its own restart). Otherwise the claim is read from
+the apiserver (:class:`~sriovdp.kubelet.dra.claims.ClaimReader`: UID checked), planned
+(:func:`sriovdp.model.dra.prepare.prepare_claim`: only our driver's results), its CDI spec
+and device-info files written, the checkpoint recorded, and only then answered.
+Unprepare: the checkpoint names the files, so it needs no apiserver and works for a claim
+already deleted; an unknown UID is already unprepared. Calls for one claim UID run one at
+a time.
+
+The CDI directory, device-info directory and checkpoint are ports (:class:`CdiSpecs`,
+:class:`DeviceInfoFiles`, :class:`Checkpoint`) that :class:`sriovdp.host.cdi.CdiStore`
+(with prefix ``sriov-dra-``), :class:`sriovdp.host.devinfo.DeviceInfoStore` and
+:class:`sriovdp.host.draclaims.ClaimCheckpoint` implement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from sriovdp.errors import SriovdpError
+from sriovdp.kubelet.dra.claims import ClaimReader
+from sriovdp.model.devices import HostFacts
+from sriovdp.model.dra.prepare import (
+    ClaimRef,
+    PreparedClaim,
+    PreparedDevice,
+    prepare_claim,
+    spec_file_name,
+)
+from sriovdp.model.dra.slices import DraDevice
+from sriovdp.model.pools import PoolDevice
+
+log = logging.getLogger("sriovdp.kubelet.dra")
+
+
+class CdiSpecs(Protocol):
+    """The per-claim CDI spec files."""
+
+    def write(self, doc: Mapping[str, Any], file_name: str) -> Path: ...
+    def remove(self, file_name: str) -> bool: ...
+    def files(self) -> set[str]: ...
+
+
+class DeviceInfoFiles(Protocol):
+    """The NPWG device-info files (``/var/run/k8s.cni.cncf.io/devinfo/dp``)."""
+
+    def write(self, resource_name: str, dev: PoolDevice) -> Path: ...
+    def remove(self, resource_name: str, device_id: str) -> bool: ...
+
+
+class Checkpoint(Protocol):
+    """The prepared claims, kept across restarts."""
+
+    def get(self, uid: str) -> PreparedClaim | None: ...
+    def add(self, claim: PreparedClaim) -> None: ...
+    def remove(self, uid: str) -> bool: ...
+
+
+class ClaimPreparer:
+    """Prepares and unprepares claims on this node.
+
+    Args:
+        driver: our driver name, e.g. ``"sriov.network.k8s.io"``.
+        pool_name: this node's DRA pool (the node name).
+        reader: reads claims from the apiserver.
+        devices: returns the node's current DRA devices (Unhealthy ones included).
+        facts: returns the host facts of the latest scan.
+        cdi: the per-claim CDI spec files.
+        checkpoint: the prepared claims.
+        device_info: the device-info files; None writes none.
+    """
+
+    def __init__(
+        self,
+        *,
+        driver: str,
+        pool_name: str,
+        reader: ClaimReader,
+        devices: Callable[[], Mapping[str, DraDevice]],
+        facts: Callable[[], HostFacts],
+        cdi: CdiSpecs,
+        checkpoint: Checkpoint,
+        device_info: DeviceInfoFiles | None = None,
+    ) -> None:
+        self.driver = driver
+        self.pool_name = pool_name
+        self._reader = reader
+        self._devices = devices
+        self._facts = facts
+        self._cdi = cdi
+        self._checkpoint = checkpoint
+        self._device_info = device_info
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, uid: str) -> asyncio.Lock:
+        return self._locks.setdefault(uid, asyncio.Lock())
+
+    async def prepare(self, ref: ClaimRef) -> tuple[PreparedDevice, ...]:
+        """Prepare one claim; returns the answer's devices.
+
+        Raises:
+            SriovdpError: the claim cannot be prepared (ClaimReadError, PrepareError,
+                CdiError, HostError); nothing is recorded then.
+        """
+        async with self._lock(ref.uid):
+            done = self._checkpoint.get(ref.uid)
+            if done is not None and (done.spec_file is None
+                                     or done.spec_file in self._cdi.files()):
+                return done.devices
+            claim = await self._reader.read(ref)
+            devices = self._devices()
+            plan = prepare_claim(claim, driver=self.driver, pool_name=self.pool_name,
+                                 devices=devices, facts=self._facts())
+            if plan.spec is not None and plan.spec_file is not None:
+                self._cdi.write(plan.spec, plan.spec_file)
+            if self._device_info is not None and plan.device_info:
+                by_id = {d.device.id: d.device for d in devices.values()}
+                for resource_name, dev_id in plan.device_info:
+                    self._device_info.write(resource_name, by_id[dev_id])
+            self._checkpoint.add(plan)
+            log.info("prepared claim %s: %s", ref,
+                     ", ".join(d.device_name for d in plan.devices) or "no devices of ours")
+            return plan.devices
+
+    async def unprepare(self, ref: ClaimRef) -> None:
+        """Unprepare one claim: delete its CDI spec, then forget it. Unknown UIDs are fine.
+
+        Raises:
+            SriovdpError: the spec or the checkpoint cannot be written (HostError).
+        """
+        async with self._lock(ref.uid):
+            done = self._checkpoint.get(ref.uid)
+            if done is None:
+                try:  # a spec written before a crash that came before the checkpoint
+                    self._cdi.remove(spec_file_name(ref.uid))
+                except SriovdpError as exc:
+                    log.warning("unprepare %s: %s", ref, exc)
+                return
+            if done.spec_file is not None:
+                self._cdi.remove(done.spec_file)
+            if self._device_info is not None:
+                for resource_name, dev_id in done.device_info:
+                    self._device_info.remove(resource_name, dev_id)
+            self._checkpoint.remove(ref.uid)
+            log.info("unprepared claim %s", ref)
+        lock = self._locks.get(ref.uid)
+        if lock is not None and not lock.locked():
+            del self._locks[ref.uid]  # one lock per claim in flight, not per claim ever seen

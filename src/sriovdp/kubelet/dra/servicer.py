@@ -1,0 +1,209 @@
+"""gRPC services of DRA mode: translate protobuf ↔ model, hold no policy.
+
+* :class:`DraPluginServicer` — ``DRAPlugin`` (``v1`` and ``v1beta1``: the same messages in two
+  proto packages; one instance per generated module) on ``dra.sock``; each claim is
+  prepared by :class:`~sriovdp.kubelet.dra.preparer.ClaimPreparer`, claims of one call
+  concurrently, and a claim that fails gets its ``error`` in the answer (never a failed
+  call, which would fail every claim of the call).
+* :class:`DraHealthServicer` — ``DRAResourceHealth.NodeWatchResources`` (``v1`` and
+  ``v1alpha1``): the health of every device of the node, again whenever it changes.
+* :class:`DraRegistrationServicer` — ``pluginregistration.Registration`` on the plugin
+  watcher's socket: type ``DRAPlugin``, name = the driver, endpoint = ``dra.sock``'s host
+  path, and the services we serve, newest first, as ``<proto package>.<service>`` short
+  names (the kubelet takes the first ``DRAPlugin`` version it knows and ignores names it
+  does not know; kubelets 1.35+ pick the health service from the same list).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+from sriovdp.errors import SriovdpError
+from sriovdp.kubelet.api import (
+    dra_v1_pb2,
+    dra_v1_pb2_grpc,
+    dra_v1beta1_pb2,
+    dra_v1beta1_pb2_grpc,
+    drahealth_v1_pb2,
+    drahealth_v1_pb2_grpc,
+    drahealth_v1alpha1_pb2,
+    drahealth_v1alpha1_pb2_grpc,
+    pluginregistration_pb2 as reg_pb,
+    pluginregistration_pb2_grpc as reg_grpc,
+)
+from sriovdp.kubelet.dra.preparer import ClaimPreparer
+from sriovdp.kubelet.feed import LatestValue
+from sriovdp.model.dra.prepare import ClaimRef, PreparedDevice
+from sriovdp.model.dra.slices import DraDevice
+from sriovdp.model.pools import UNHEALTHY
+
+log = logging.getLogger("sriovdp.kubelet.dra")
+
+PLUGIN_TYPE = "DRAPlugin"
+DRA_SERVICES = ("v1.DRAPlugin", "v1beta1.DRAPlugin")
+HEALTH_SERVICES = ("v1.DRAResourceHealth", "v1alpha1.DRAResourceHealth")
+PLUGIN_APIS: tuple[tuple[ModuleType, Any], ...] = (
+    (dra_v1_pb2, dra_v1_pb2_grpc.add_DRAPluginServicer_to_server),
+    (dra_v1beta1_pb2, dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server),
+)
+HEALTH_APIS: tuple[tuple[ModuleType, Any], ...] = (
+    (drahealth_v1_pb2, drahealth_v1_pb2_grpc.add_DRAResourceHealthServicer_to_server),
+    (drahealth_v1alpha1_pb2,
+     drahealth_v1alpha1_pb2_grpc.add_DRAResourceHealthServicer_to_server),
+)
+
+
+def _ref(claim: Any) -> ClaimRef:
+    return ClaimRef(namespace=claim.namespace, name=claim.name, uid=claim.uid)
+
+
+class DraPluginServicer:
+    """``DRAPlugin`` of one API version (``pb`` is ``dra_v1_pb2`` or ``dra_v1beta1_pb2``)."""
+
+    def __init__(self, preparer: ClaimPreparer, pb: ModuleType) -> None:
+        self._preparer = preparer
+        self._pb = pb
+
+    def _device(self, d: PreparedDevice) -> Any:
+        return self._pb.Device(request_names=list(d.request_names), pool_name=d.pool_name,
+                               device_name=d.device_name, cdi_device_ids=list(d.cdi_device_ids))
+
+    async def _prepare_one(self, claim: Any) -> Any:
+        ref = _ref(claim)
+        try:
+            devices = await self._preparer.prepare(ref)
+            return self._pb.NodePrepareResourceResponse(
+                devices=[self._device(d) for d in devices])
+        except SriovdpError as exc:
+            log.warning("NodePrepareResources %s: %s", ref, exc)
+            return self._pb.NodePrepareResourceResponse(error=str(exc))
+        except Exception as exc:  # a per-claim error, never an UNKNOWN with a traceback
+            log.exception("NodePrepareResources %s failed", ref)
+            return self._pb.NodePrepareResourceResponse(error=f"preparing {ref}: {exc}")
+
+    async def _unprepare_one(self, claim: Any) -> Any:
+        ref = _ref(claim)
+        try:
+            await self._preparer.unprepare(ref)
+            return self._pb.NodeUnprepareResourceResponse()
+        except SriovdpError as exc:
+            log.warning("NodeUnprepareResources %s: %s", ref, exc)
+            return self._pb.NodeUnprepareResourceResponse(error=str(exc))
+        except Exception as exc:
+            log.exception("NodeUnprepareResources %s failed", ref)
+            return self._pb.NodeUnprepareResourceResponse(error=f"unpreparing {ref}: {exc}")
+
+    async def NodePrepareResources(self, request: Any, context: Any) -> Any:
+        claims = list(request.claims)
+        answers = await asyncio.gather(*(self._prepare_one(c) for c in claims))
+        response = self._pb.NodePrepareResourcesResponse()
+        for claim, answer in zip(claims, answers, strict=True):
+            response.claims[claim.uid].CopyFrom(answer)
+        return response
+
+    async def NodeUnprepareResources(self, request: Any, context: Any) -> Any:
+        claims = list(request.claims)
+        answers = await asyncio.gather(*(self._unprepare_one(c) for c in claims))
+        response = self._pb.NodeUnprepareResourcesResponse()
+        for claim, answer in zip(claims, answers, strict=True):
+            response.claims[claim.uid].CopyFrom(answer)
+        return response
+
+
+class DraHealthServicer:
+    """``DRAResourceHealth`` of one API version (``drahealth_v1_pb2`` or ``..._v1alpha1_pb2``).
+
+    Args:
+        pool_name: this node's DRA pool.
+        feed: the node's DRA devices; every published value is streamed (coalesced).
+        clock: Unix time in seconds for ``last_updated_time``.
+    """
+
+    def __init__(
+        self,
+        pool_name: str,
+        feed: LatestValue[Mapping[str, DraDevice]],
+        pb: ModuleType,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._pool_name = pool_name
+        self._feed = feed
+        self._pb = pb
+        self._clock = clock
+
+    def response(self, devices: Mapping[str, DraDevice]) -> Any:
+        """The complete health list of ``devices``."""
+        pb = self._pb
+        now = int(self._clock())
+        return pb.NodeWatchResourcesResponse(devices=[
+            pb.DeviceHealth(
+                device=pb.DeviceIdentifier(pool_name=self._pool_name, device_name=name),
+                health=pb.UNHEALTHY if d.device.health == UNHEALTHY else pb.HEALTHY,
+                last_updated_time=now,
+            )
+            for name, d in devices.items()
+        ])
+
+    async def NodeWatchResources(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        async for devices in self._feed.watch():
+            yield self.response(devices)
+
+
+class DraRegistrationServicer(reg_grpc.RegistrationServicer):
+    """``pluginregistration.Registration`` for the plugin watcher.
+
+    Args:
+        driver: the driver name (the plugin's name).
+        endpoint: host path of ``dra.sock``, e.g.
+            ``/var/lib/kubelet/plugins/sriov.network.k8s.io/dra.sock``.
+        services: the short service names served on it, newest first.
+        on_status: called with (registered, error) from NotifyRegistrationStatus.
+    """
+
+    def __init__(
+        self,
+        driver: str,
+        endpoint: str,
+        *,
+        services: Sequence[str] = DRA_SERVICES + HEALTH_SERVICES,
+        on_status: Callable[[bool, str], None] | None = None,
+    ) -> None:
+        self._info = reg_pb.PluginInfo(type=PLUGIN_TYPE, name=driver, endpoint=endpoint,
+                                       supported_versions=list(services))
+        self._on_status = on_status
+
+    async def GetInfo(self, request: reg_pb.InfoRequest, context: Any) -> reg_pb.PluginInfo:
+        return self._info
+
+    async def NotifyRegistrationStatus(
+        self, request: reg_pb.RegistrationStatus, context: Any
+    ) -> reg_pb.RegistrationStatusResponse:
+        if request.plugin_registered:
+            log.info("DRA plugin %s registered with the kubelet", self._info.name)
+        else:
+            log.error("the kubelet refused DRA plugin %s: %s", self._info.name, request.error)
+        if self._on_status is not None:
+            self._on_status(request.plugin_registered, request.error)
+        return reg_pb.RegistrationStatusResponse()
+
+
+def add_dra_services(
+    server: Any,
+    preparer: ClaimPreparer,
+    health: LatestValue[Mapping[str, DraDevice]] | None = None,
+) -> tuple[str, ...]:
+    """Add ``DRAPlugin`` v1 and v1beta1 (and, with ``health``, ``DRAResourceHealth`` v1 and
+    v1alpha1) to a ``grpc.aio`` server; returns the short names to register with."""
+    for pb, add in PLUGIN_APIS:
+        add(DraPluginServicer(preparer, pb), server)
+    if health is None:
+        return DRA_SERVICES
+    for pb, add in HEALTH_APIS:
+        add(DraHealthServicer(preparer.pool_name, health, pb), server)
+    return DRA_SERVICES + HEALTH_SERVICES
