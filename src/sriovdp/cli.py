@@ -348,7 +348,9 @@ def _load(settings: Settings, *, check_sockets: bool = True, strict: bool = Fals
     try:
         text = read_config_bytes(settings.config_file)
     except ConfigError as exc:
-        raise UnreadableConfig(str(exc.problems[0])) from None
+        if isinstance(exc.__cause__, OSError) or not settings.config_file.is_file():
+            raise UnreadableConfig(str(exc.problems[0])) from None
+        raise  # too large: a problem of the config itself
     config = load_config(settings.config_file, default_prefix=settings.resource_prefix,
                          use_cdi=settings.use_cdi, socket_dir=socket_dir, text=text,
                          strict=strict)
