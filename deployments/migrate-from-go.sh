@@ -79,7 +79,10 @@ is_old_name() {
 
 TAB="$(printf '\t')"
 # namespace, name, the selector's "name" label, owner kinds: one DaemonSet a line.
-LIST="$("$KUBECTL" get daemonsets --all-namespaces -o jsonpath='{range .items[*]}{.metadata.namespace}{"\t"}{.metadata.name}{"\t"}{.spec.selector.matchLabels.name}{"\t"}{.metadata.ownerReferences[*].kind}{"\n"}{end}')"
+LIST="$("$KUBECTL" get daemonsets --all-namespaces -o jsonpath='{range .items[*]}{.metadata.namespace}{"\t"}{.metadata.name}{"\t"}{.spec.selector.matchLabels.name}{"\t"}{.metadata.ownerReferences[*].kind}{"\n"}{end}')" || {
+    printf 'migrate-from-go.sh: cannot list the DaemonSets of the cluster (kubectl get daemonsets --all-namespaces failed above)\n' >&2
+    exit 1
+}
 
 ORPHAN=""
 CASCADE=""

@@ -391,7 +391,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path is not None and path.exists() and not path.is_dir():
             print(f"sriovdp: {flag} {str(path)!r} is not a directory", file=sys.stderr)
             return 2
-    return _run_command(command, settings, args, early)
+    try:
+        return _run_command(command, settings, args, early)
+    except BrokenPipeError:  # `sriovdp discover | head`: the reader is gone, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _run_command(command: str, settings: Settings, args: argparse.Namespace,

@@ -336,3 +336,13 @@ def test_migration_script_is_posix_sh_and_executable() -> None:
     assert SCRIPT.read_text().startswith("#!/bin/sh\n")
     if shutil.which("dash"):
         assert subprocess.run(["dash", "-n", str(SCRIPT)], check=False).returncode == 0
+
+
+def test_migration_stops_with_a_clear_message_when_the_cluster_cannot_be_listed(
+    tmp_path: Path,
+) -> None:
+    cluster = Cluster(tmp_path, [])
+    cluster.kubectl.write_text("#!/bin/sh\necho 'connection refused' >&2\nexit 1\n")
+    proc = cluster.run("--image", IMAGE, "--apply")
+    assert proc.returncode == 1
+    assert "cannot list the DaemonSets" in proc.stderr

@@ -272,3 +272,13 @@ async def test_sockets_are_not_world_writable_when_started_under_umask_000(
             _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     assert mode & 0o022 == 0, oct(mode)
+
+
+def test_discover_exits_quietly_when_its_reader_goes_away(workdir: Path, host: object) -> None:
+    import subprocess
+
+    proc = subprocess.run(
+        f'"{sys.executable}" -m sriovdp discover --host-root "{workdir}/host" -o json | head -1',
+        shell=True, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.stdout == "{\n"
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
