@@ -142,13 +142,13 @@ _USAGE = {
 
 def _add_config_flags(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     if demo:
-        p.add_argument("--config-file", type=Path, default=None,
+        p.add_argument("--config-file", metavar="FILE", type=Path, default=None,
                        help="your resource pool config (JSON) to run on the simulated host; "
                             "default: the demo's own config")
     else:
-        p.add_argument("--config-file", type=Path, default=DEFAULTS.config_file,
+        p.add_argument("--config-file", metavar="FILE", type=Path, default=DEFAULTS.config_file,
                        help="resource pool config (JSON); default %(default)s")
-    p.add_argument("--resource-prefix", default=DEFAULTS.resource_prefix,
+    p.add_argument("--resource-prefix", metavar="PREFIX", default=DEFAULTS.resource_prefix,
                    help="prefix of resources without resourcePrefix; default %(default)s")
     p.add_argument("--use-cdi", action="store_true", default=DEFAULTS.use_cdi,
                    help="Container Device Interface mode (CDI device names and specs); "
@@ -156,16 +156,18 @@ def _add_config_flags(p: argparse.ArgumentParser, *, demo: bool = False) -> None
 
 
 def _add_kubelet_dir_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device-plugin-dir", type=Path, default=DEFAULTS.device_plugin_dir,
+    p.add_argument("--device-plugin-dir", metavar="DIR", type=Path,
+                   default=DEFAULTS.device_plugin_dir,
                    help="the kubelet's device-plugins dir (kubelet.sock, and the pool sockets "
                         "when the registry dir is absent); default %(default)s")
-    p.add_argument("--plugins-registry-dir", type=Path, default=DEFAULTS.plugins_registry_dir,
+    p.add_argument("--plugins-registry-dir", metavar="DIR", type=Path,
+                   default=DEFAULTS.plugins_registry_dir,
                    help="the kubelet's plugin-watcher dir; if it exists at start the pool "
                         "sockets live there; default %(default)s")
 
 
 def _add_host_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host-root", type=Path, default=DEFAULTS.host.root,
+    p.add_argument("--host-root", metavar="DIR", type=Path, default=DEFAULTS.host.root,
                    help="root under which sys/, dev/ and proc/ are read; default %(default)s")
 
 
@@ -217,15 +219,17 @@ def _parser(command: str) -> argparse.ArgumentParser:
                        help="treat every warning (unknown keys, normalised values) as an "
                             "error; default off")
     if command == "run":
-        p.add_argument("--device-info-dir", type=Path, default=DEFAULTS.device_info_dir,
+        p.add_argument("--device-info-dir", metavar="DIR", type=Path,
+                       default=DEFAULTS.device_info_dir,
                        help="NPWG device-info files; default %(default)s")
-        p.add_argument("--cdi-dir", type=Path, default=DEFAULTS.cdi_dir,
+        p.add_argument("--cdi-dir", metavar="DIR", type=Path, default=DEFAULTS.cdi_dir,
                        help="CDI spec files (--use-cdi); default %(default)s")
-        p.add_argument("--pod-resources-socket", type=Path,
+        p.add_argument("--pod-resources-socket", metavar="SOCKET", type=Path,
                        default=DEFAULTS.pod_resources_socket,
                        help="kubelet pod resources API, asked whether vanished devices are in "
                             "use; default %(default)s")
-        p.add_argument("--kubelet-root-dir", type=Path, default=DEFAULTS.kubelet_root_dir,
+        p.add_argument("--kubelet-root-dir", metavar="DIR", type=Path,
+                       default=DEFAULTS.kubelet_root_dir,
                        help="the kubelet's --root-dir as the host sees it, when this process "
                             "sees its dirs elsewhere (e.g. /data/kubelet mounted at "
                             "/var/lib/kubelet); watcher-mode GetInfo reports sockets under it; "

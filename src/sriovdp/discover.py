@@ -11,13 +11,12 @@ import os
 from typing import Any
 
 from sriovdp.daemon.settings import Settings
-from sriovdp.host.paths import HostPaths
 from sriovdp.host.ddp import fill_ddp_profiles_if_asked
+from sriovdp.host.paths import HostPaths
 from sriovdp.host.sysfs import scan
 from sriovdp.model.config import Config, ResourceConfig
 from sriovdp.model.devices import AuxFunction, PciFunction
 from sriovdp.model.pools import build_pools, explain, unmatched_identifiers
-
 
 _CLASS_NAMES = {0x00: "unclassified", 0x01: "storage", 0x03: "display", 0x04: "multimedia",
                 0x05: "memory", 0x06: "bridge", 0x07: "communication", 0x08: "system",

@@ -16,12 +16,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
-
 from rendering import DEPLOY, KUBECTL, REPO, TARGETS, Obj, kustomize, one, render
 
 from sriovdp.model.config import parse_config

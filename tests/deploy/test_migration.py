@@ -16,11 +16,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-
 from rendering import DEPLOY, KUBECTL, TARGETS, Obj, kustomize, one, render
 
 SCRIPT = DEPLOY / "migrate-from-go.sh"
@@ -42,8 +40,9 @@ def go_daemonset(name: str, namespace: str = "kube-system", *,
     if owner:
         meta["ownerReferences"] = [{"apiVersion": "sriovnetwork.openshift.io/v1", "kind": owner,
                                     "name": "default", "uid": "1234"}]
-    spec: Obj = {"hostNetwork": True, "containers": [
-        {"name": "kube-sriovdp", "image": "ghcr.io/k8snetworkplumbingwg/sriov-network-device-plugin"}]}
+    image = "ghcr.io/k8snetworkplumbingwg/sriov-network-device-plugin"
+    spec: Obj = {"hostNetwork": True,
+                 "containers": [{"name": "kube-sriovdp", "image": image}]}
     if arch:
         spec["nodeSelector"] = {"kubernetes.io/arch": arch}
     return {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta,

@@ -17,9 +17,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from sriovdp.daemon.configfile import load_config, read_config_bytes
 from sriovdp.daemon.reconciler import Daemon
 from sriovdp.daemon.settings import Settings
-from sriovdp.daemon.configfile import load_config, read_config_bytes
 from sriovdp.model.config import DEFAULT_PREFIX
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
