@@ -7,8 +7,22 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test bench install venv clean
 
+# The tools need Python 3.11 or newer. A $(VENV) whose interpreter is older, or broken (its
+# Python gone or unable to start), is removed here, so the rule below builds it again.
+VENV_OK := $(shell $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	>/dev/null 2>&1 && echo yes)
+ifneq ($(VENV_OK),yes)
+ifneq ($(wildcard $(VENV)),)
+$(info $(VENV) was made by a Python older than 3.11 or is broken: rebuilding it)
+$(shell rm -rf $(VENV))
+endif
+endif
+
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and \
+		"sriovdp needs Python 3.11 or newer; $(PYTHON) is " + sys.version.split()[0] + \
+		": run make with PYTHON=python3.11 (or newer)")'
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 install: $(BIN)/python

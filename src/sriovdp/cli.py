@@ -4,34 +4,28 @@
 Go-style flags are accepted: ``-config-file x``, ``--config-file=x``, ``-use-cdi=true``, and
 the glog flags (``-v 10``, ``-logtostderr``, ``-log_dir D`` ...). This is the only module that
 parses argv and turns errors into exit codes: 0 ok, 1 bad config or host, 2 bad usage.
+Every default comes from :class:`~sriovdp.daemon.settings.Settings`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import logging
-import math
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from sriovdp import __version__
-from sriovdp.daemon import settings as defaults
-from sriovdp.daemon.configfile import load_config
 from sriovdp.daemon.settings import Settings
-from sriovdp.errors import ConfigError, HostError
-from sriovdp.host.paths import HostPaths
-from sriovdp.logconfig import setup_logging
-from sriovdp.model.config import DEFAULT_PREFIX, Config
-from sriovdp.model.dra.names import DEFAULT_DRIVER as DRA_DEFAULT_DRIVER
-from sriovdp.model.dra.names import DraNameError, check_driver_name
 
-log = logging.getLogger("sriovdp")
+if TYPE_CHECKING:
+    from sriovdp.model.config import Config
+
 # grpc core logs connection chatter (GOAWAY on every kubelet restart) at INFO on stderr;
 # keep only its errors unless the operator asks for more.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
@@ -40,6 +34,13 @@ COMMANDS = ("run", "discover", "validate", "demo")
 _BOOL_FLAGS = {"use-cdi", "logtostderr", "alsologtostderr"}
 _TRUE = {"1", "t", "true"}
 _FALSE = {"0", "f", "false"}
+DEFAULTS = Settings()
+# Files the daemon creates (sockets, device-info files, CDI specs) are never group- or
+# world-writable, whatever umask the container runtime or a shell left.
+UMASK = 0o022
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+_EARLY_SIGNALS = (*_STOP_SIGNALS, signal.SIGHUP)
+log = logging.getLogger("sriovdp")
 
 
 def normalize_go_flags(argv: Sequence[str]) -> list[str]:
@@ -69,6 +70,8 @@ def normalize_go_flags(argv: Sequence[str]) -> list[str]:
 
 
 def _interval(text: str) -> float:
+    import math
+
     value = float(text)
     if not math.isfinite(value) or value < 1:
         raise argparse.ArgumentTypeError(f"expected seconds >= 1, got {text!r}")
@@ -87,103 +90,274 @@ def _address(text: str) -> str:
     return text
 
 
-def _parser(command: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="sriovdp" if command == "run" else f"sriovdp {command}",
-        description={
-            "run": "SR-IOV network device plugin daemon (Kubernetes device plugin API v1beta1). "
-                   "Tools: 'sriovdp discover', 'sriovdp validate', 'sriovdp demo' "
-                   "(each with --help).",
-            "discover": "List the host's network and accelerator PCI functions and, for each "
-                        "pool of the config, which devices joined and why the others did not.",
-            "validate": "Check a config file; exit 0 if valid, 1 with every problem otherwise.",
-            "demo": "Run the daemon against a simulated host and kubelet, end to end.",
-        }[command],
-    )
-    p.add_argument("--config-file", type=Path, default=defaults.DEFAULT_CONFIG_FILE,
-                   help="resource pool config (JSON); default %(default)s")
-    p.add_argument("--resource-prefix", default=DEFAULT_PREFIX,
-                   help="default resource name prefix; default %(default)s")
-    p.add_argument("--use-cdi", action="store_true", help="Container Device Interface mode")
-    p.add_argument("--host-root", type=Path, default=Path("/"),
-                   help="root under which sys/, dev/ and proc/ are read; default /")
-    p.add_argument("--device-plugin-dir", type=Path, default=defaults.DEFAULT_DEVICE_PLUGIN_DIR)
-    p.add_argument("--plugins-registry-dir", type=Path,
-                   default=defaults.DEFAULT_PLUGINS_REGISTRY_DIR)
-    p.add_argument("--device-info-dir", type=Path, default=defaults.DEFAULT_DEVICE_INFO_DIR)
-    p.add_argument("--cdi-dir", type=Path, default=defaults.DEFAULT_CDI_DIR)
-    p.add_argument("--pod-resources-socket", type=Path,
-                   default=Path("/var/lib/kubelet/pod-resources/kubelet.sock"),
-                   help="kubelet pod resources API, asked whether vanished devices are in use")
-    p.add_argument("--kubelet-root-dir", type=Path, default=None,
-                   help="the kubelet's --root-dir as the host sees it, when this process sees "
-                        "its dirs elsewhere (e.g. /data/kubelet mounted at /var/lib/kubelet); "
-                        "watcher-mode GetInfo reports sockets under it. Default: as seen here")
-    p.add_argument("--resync-interval", type=_interval, default=30.0,
-                   help="seconds between full rescans; default %(default)s")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
-    p.add_argument("--health-address", type=_address, default="", metavar="[HOST]:PORT",
-                   help="serve /healthz and /readyz here, e.g. :8081 (default: off)")
-    p.add_argument("--metrics-address", type=_address, default="", metavar="[HOST]:PORT",
-                   help="serve Prometheus /metrics here, e.g. :9100 (default: off)")
-    p.add_argument("--version", action="version", version=f"sriovdp {__version__}")
-    glog = p.add_argument_group("glog flags (accepted for compatibility)")
-    glog.add_argument("--v", "-v", type=int, default=0, help="verbosity; 5+ logs debug")
-    glog.add_argument("--logtostderr", action="store_true")
-    glog.add_argument("--alsologtostderr", action="store_true")
-    glog.add_argument("--log_dir", default="", help="also write sriovdp.log here")
+@dataclass
+class EarlySignals:
+    """Signals that arrive before the daemon's own handlers exist (issue: a SIGHUP during
+    start-up killed the process, a SIGINT ended it with a traceback).
+
+    Installed first thing in :func:`main`: a stop signal is remembered and honoured as soon
+    as the daemon can stop cleanly (before it creates anything: exit 0); a SIGHUP is
+    remembered and ignored, as the config is read after it anyway. The signals are also
+    unblocked, so a mask inherited from the parent cannot hold them back.
+    """
+
+    received: list[signal.Signals] = field(default_factory=list)
+
+    @classmethod
+    def install(cls) -> EarlySignals:
+        early = cls()
+        for sig in _EARLY_SIGNALS:
+            signal.signal(sig, early._handle)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _EARLY_SIGNALS)
+        return early
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signal.Signals(signum))
+
+    @property
+    def stop(self) -> signal.Signals | None:
+        """The first stop signal received, if any."""
+        return next((s for s in self.received if s in _STOP_SIGNALS), None)
+
+    def restore_defaults(self) -> None:
+        """For the tools: Ctrl-C interrupts them as usual."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+
+
+_DESCRIPTIONS = {
+    "run": "SR-IOV network device plugin daemon (Kubernetes device plugin API v1beta1).",
+    "discover": "List every PCI function of the host a selector could name, and for each "
+                "pool of the config which devices joined and why the others did not.",
+    "validate": "Check a config file; exit 0 if valid, 1 with every problem otherwise.",
+    "demo": "Run the daemon against a simulated host and kubelet, end to end (with "
+            "--config-file: your config on the simulated host).",
+}
+_USAGE = {
+    "run": "sriovdp [FLAGS]                      run the daemon\n"
+           "       sriovdp {discover,validate,demo} [FLAGS]   tools (each with --help)",
+}
+
+
+def _add_config_flags(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    if demo:
+        p.add_argument("--config-file", metavar="FILE", type=Path, default=None,
+                       help="your resource pool config (JSON) to run on the simulated host; "
+                            "default: the demo's own config")
+    else:
+        p.add_argument("--config-file", metavar="FILE", type=Path, default=DEFAULTS.config_file,
+                       help="resource pool config (JSON); default %(default)s")
+    p.add_argument("--resource-prefix", metavar="PREFIX", default=DEFAULTS.resource_prefix,
+                   help="prefix of resources without resourcePrefix; default %(default)s")
+    p.add_argument("--use-cdi", action="store_true", default=DEFAULTS.use_cdi,
+                   help="Container Device Interface mode (CDI device names and specs); "
+                        "default off")
+
+
+def _add_kubelet_dir_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device-plugin-dir", metavar="DIR", type=Path,
+                   default=DEFAULTS.device_plugin_dir,
+                   help="the kubelet's device-plugins dir (kubelet.sock, and the pool sockets "
+                        "when the registry dir is absent); default %(default)s")
+    p.add_argument("--plugins-registry-dir", metavar="DIR", type=Path,
+                   default=DEFAULTS.plugins_registry_dir,
+                   help="the kubelet's plugin-watcher dir; if it exists at start the pool "
+                        "sockets live there; default %(default)s")
+
+
+def _add_host_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host-root", metavar="DIR", type=Path, default=DEFAULTS.host.root,
+                   help="root under which sys/, dev/ and proc/ are read; default %(default)s")
+
+
+def _add_log_flags(p: argparse.ArgumentParser, *, glog: bool) -> None:
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="log lines as text or one JSON object each; default %(default)s")
+    group = p.add_argument_group("glog flags (accepted for compatibility)") if glog else p
+    group.add_argument("--v", "-v", type=int, default=0, metavar="N",
+                       help="verbosity: 5 and up log sriovdp's debug messages; default 0")
+    if not glog:
+        return
+    group.add_argument("--logtostderr", action="store_true",
+                       help="no effect: logs always go to stderr; default off")
+    group.add_argument("--alsologtostderr", action="store_true",
+                       help="no effect: logs always go to stderr; default off")
+    group.add_argument("--log_dir", default="", metavar="DIR",
+                       help="also write DIR/sriovdp.log; default: none")
     for name in ("--log_link", "--logbuflevel", "--log_backtrace_at", "--stderrthreshold",
                  "--vmodule"):
-        glog.add_argument(name, default=None, help=argparse.SUPPRESS)
+        group.add_argument(name, default=None, help=argparse.SUPPRESS)
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    """The parser of one command, holding only the flags that command uses."""
+    p = argparse.ArgumentParser(
+        prog="sriovdp" if command == "run" else f"sriovdp {command}",
+        usage=_USAGE.get(command),
+        description=_DESCRIPTIONS[command],
+    )
+    _add_config_flags(p, demo=command == "demo")
+    if command in ("run", "discover"):
+        _add_host_flag(p)
+    if command in ("run", "discover", "validate"):
+        _add_kubelet_dir_flags(p)
     if command == "discover":
-        p.add_argument("--output", "-o", choices=("table", "json"), default="table")
+        from sriovdp.model.dra.names import DEFAULT_DRIVER as DRA_DEFAULT_DRIVER
+
+        p.add_argument("--output", "-o", choices=("table", "json"), default="table",
+                       help="default %(default)s")
         p.add_argument("--dra", action="store_true",
                        help="print the ResourceSlices DRA mode would publish "
-                            "(YAML; a JSON list with -o json)")
+                            "(YAML; a JSON list with -o json); default off")
         p.add_argument("--dra-driver", type=_dra_driver, default=DRA_DEFAULT_DRIVER,
                        help="DRA driver name (a DNS subdomain); default %(default)s")
         p.add_argument("--node-name", default=None,
                        help="node (and DRA pool) name; default $NODE_NAME, else the host name")
     if command == "validate":
         p.add_argument("--strict", action="store_true",
-                       help="treat every warning (unknown keys, normalised values) as an error")
+                       help="treat every warning (unknown keys, normalised values) as an "
+                            "error; default off")
+    if command == "run":
+        p.add_argument("--device-info-dir", metavar="DIR", type=Path,
+                       default=DEFAULTS.device_info_dir,
+                       help="NPWG device-info files; default %(default)s")
+        p.add_argument("--cdi-dir", metavar="DIR", type=Path, default=DEFAULTS.cdi_dir,
+                       help="CDI spec files (--use-cdi); default %(default)s")
+        p.add_argument("--pod-resources-socket", metavar="SOCKET", type=Path,
+                       default=DEFAULTS.pod_resources_socket,
+                       help="kubelet pod resources API, asked whether vanished devices are in "
+                            "use; default %(default)s")
+        p.add_argument("--kubelet-root-dir", metavar="DIR", type=Path,
+                       default=DEFAULTS.kubelet_root_dir,
+                       help="the kubelet's --root-dir as the host sees it, when this process "
+                            "sees its dirs elsewhere (e.g. /data/kubelet mounted at "
+                            "/var/lib/kubelet); watcher-mode GetInfo reports sockets under it; "
+                            "default: as seen here")
+        p.add_argument("--resync-interval", type=_interval, default=DEFAULTS.resync_interval,
+                       metavar="SECONDS",
+                       help="seconds between full rescans (>= 1); default %(default)s")
+        p.add_argument("--health-address", type=_address, default=DEFAULTS.health_address,
+                       metavar="[HOST]:PORT",
+                       help="serve /healthz and /readyz here, e.g. :8081; default off")
+        p.add_argument("--metrics-address", type=_address, default=DEFAULTS.metrics_address,
+                       metavar="[HOST]:PORT",
+                       help="serve Prometheus /metrics here, e.g. :9100; default off")
+    p.add_argument("--version", action="version", version=f"sriovdp {__version__}")
+    _add_log_flags(p, glog=command == "run")
     return p
 
 
 def _dra_driver(text: str) -> str:
+    from sriovdp.model.dra.names import check_driver_name
+
     try:
         return check_driver_name(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def split_command(argv: Sequence[str]) -> tuple[str, list[str]]:
+    """The sub-command and the flags without it.
+
+    The command is the first word that is neither a flag nor a flag's value, so
+    ``sriovdp --config-file demo`` runs the daemon with the config file ``demo``. Without a
+    command word it is ``run`` (the Go binary's usage). ``argv`` is already normalised by
+    :func:`normalize_go_flags`.
+    """
+    takes_value = {
+        opt for action in _parser("run")._actions if action.nargs != 0
+        for opt in action.option_strings
+    }
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            break
+        if token.startswith("-") and len(token) > 1:
+            if token in takes_value:
+                i += 1  # its value
+        elif token in COMMANDS:
+            return token, [*argv[:i], *argv[i + 1:]]
+        i += 1
+    return "run", list(argv)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     # Absolute paths: gRPC reads "unix://dp/x.sock" as a host name, and the daemon's
     # directory watches must not depend on the working directory.
+    from sriovdp.host.paths import HostPaths
+
+    def path(name: str) -> Path:
+        value: Path | None = getattr(args, name, None)
+        chosen: Path = value if value is not None else getattr(DEFAULTS, name)
+        return chosen.absolute()
+
+    host_root = getattr(args, "host_root", DEFAULTS.host.root)
     return Settings(
-        host=HostPaths(args.host_root.absolute()),
-        config_file=args.config_file.absolute(),
+        host=HostPaths(host_root.absolute()),
+        config_file=path("config_file"),
         resource_prefix=args.resource_prefix,
-        device_plugin_dir=args.device_plugin_dir.absolute(),
-        plugins_registry_dir=args.plugins_registry_dir.absolute(),
-        device_info_dir=args.device_info_dir.absolute(),
-        cdi_dir=args.cdi_dir.absolute(),
-        pod_resources_socket=args.pod_resources_socket.absolute(),
-        kubelet_root_dir=(None if args.kubelet_root_dir is None
+        device_plugin_dir=path("device_plugin_dir"),
+        plugins_registry_dir=path("plugins_registry_dir"),
+        device_info_dir=path("device_info_dir"),
+        cdi_dir=path("cdi_dir"),
+        pod_resources_socket=path("pod_resources_socket"),
+        kubelet_root_dir=(None if getattr(args, "kubelet_root_dir", None) is None
                           else args.kubelet_root_dir.absolute()),
         use_cdi=args.use_cdi,
-        resync_interval=args.resync_interval,
-        health_address=args.health_address,
-        metrics_address=args.metrics_address,
+        resync_interval=getattr(args, "resync_interval", DEFAULTS.resync_interval),
+        health_address=getattr(args, "health_address", DEFAULTS.health_address),
+        metrics_address=getattr(args, "metrics_address", DEFAULTS.metrics_address),
     )
 
 
-def _load(settings: Settings, *, strict: bool = False) -> Config:
+class UnreadableConfig(Exception):
+    """The config file cannot be read at all (missing, not a file): not an invalid config."""
+
+
+class UsageError(Exception):
+    """A flag whose value cannot work (exit 2)."""
+
+
+# A pool socket is "<prefix>_<name>.sock": leave room for at least this one.
+_SHORT_SOCKET_NAME = "intel.com_sriov.sock"
+
+
+def _check_socket_dir(settings: Settings) -> Path:
+    """The directory the pool sockets go to; a :class:`UsageError` naming the flag when it is
+    too long to hold any socket (a unix socket path holds at most 107 bytes)."""
+    from sriovdp.daemon.configfile import UNIX_PATH_MAX
     from sriovdp.kubelet.endpoint import KubeletDirs
 
     dirs = KubeletDirs.detect(settings.device_plugin_dir, settings.plugins_registry_dir)
+    socket_dir = dirs.socket_dir
+    room = UNIX_PATH_MAX - len(os.fsencode(socket_dir)) - 1
+    if room < len(_SHORT_SOCKET_NAME):
+        flag = ("--plugins-registry-dir" if socket_dir == settings.plugins_registry_dir
+                else "--device-plugin-dir")
+        raise UsageError(
+            f"{flag} {str(socket_dir)!r} is {len(os.fsencode(socket_dir))} bytes long: a unix "
+            f"socket path holds at most {UNIX_PATH_MAX} bytes, which leaves "
+            f"{max(room, 0)} for the pool sockets' names (e.g. {_SHORT_SOCKET_NAME!r}); use a "
+            f"shorter directory")
+    return socket_dir
+
+
+def _load(settings: Settings, *, check_sockets: bool = True, strict: bool = False) -> Config:
+    from sriovdp.daemon.configfile import load_config, read_config_bytes
+    from sriovdp.errors import ConfigError
+
+    socket_dir = _check_socket_dir(settings) if check_sockets else None
+    try:
+        text = read_config_bytes(settings.config_file)
+    except ConfigError as exc:
+        if isinstance(exc.__cause__, OSError) or not settings.config_file.is_file():
+            raise UnreadableConfig(str(exc.problems[0])) from None
+        raise  # too large: a problem of the config itself
     config = load_config(settings.config_file, default_prefix=settings.resource_prefix,
-                         use_cdi=settings.use_cdi, socket_dir=dirs.socket_dir, strict=strict)
+                         use_cdi=settings.use_cdi, socket_dir=socket_dir, text=text,
+                         strict=strict)
     for warning in config.warnings:
         log.warning("config %s: %s", settings.config_file, warning)
     return config
@@ -191,25 +365,28 @@ def _load(settings: Settings, *, strict: bool = False) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sriovdp`` console script; returns the exit code."""
+    early = EarlySignals.install()  # first: a signal during start-up must not kill us
+    os.umask(UMASK)
     raw = list(sys.argv[1:] if argv is None else argv)
     for stream in (sys.stdout, sys.stderr):  # odd bytes in sysfs names never crash output
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
-    command = "run"
-    for i, token in enumerate(raw):
-        if token in COMMANDS:
-            command = token
-            raw = raw[:i] + raw[i + 1:]
-            break
-    args, extra = _parser(command).parse_known_args(normalize_go_flags(raw))
+    command, flags = split_command(normalize_go_flags(raw))
+    if command != "run":
+        early.restore_defaults()
+    parser = _parser(command)
+    args, extra = parser.parse_known_args(flags)
     unknown = [a for a in extra if a.startswith("-")]
     if unknown:
-        _parser(command).error(f"unrecognized arguments: {' '.join(unknown)}")
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    from sriovdp.logconfig import setup_logging
+
+    log_dir = getattr(args, "log_dir", "")
     try:
-        setup_logging(verbosity=args.v, fmt=args.log_format, log_dir=args.log_dir)
+        setup_logging(verbosity=args.v, fmt=args.log_format, log_dir=log_dir)
     except OSError as exc:
-        print(f"sriovdp: -log_dir {args.log_dir!r}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"sriovdp: -log_dir {log_dir!r}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     settings = _settings(args)
     for flag, path in (("--device-plugin-dir", settings.device_plugin_dir),
@@ -219,23 +396,53 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"sriovdp: {flag} {str(path)!r} is not a directory", file=sys.stderr)
             return 2
     try:
+        return _run_command(command, settings, args, early)
+    except BrokenPipeError:  # `sriovdp discover | head`: the reader is gone, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _run_command(command: str, settings: Settings, args: argparse.Namespace,
+                 early: EarlySignals) -> int:
+    from sriovdp.errors import ConfigError, HostError
+
+    try:
+        if command == "demo":
+            from sriovdp.testing.demo import run_demo
+
+            return run_demo(config_file=args.config_file, use_cdi=args.use_cdi,
+                            resource_prefix=args.resource_prefix)
         if command == "validate":
             return _validate(settings, strict=args.strict)
         if command == "discover":
             if args.dra:
                 return _discover_dra(settings, args.dra_driver, args.node_name, args.output)
             return _discover(settings, args.output)
-        if command == "demo":
-            from sriovdp.testing.demo import run_demo
-
-            return run_demo()
-        return _run(settings)
-    except ConfigError as exc:
+        return _run(settings, early)
+    except UsageError as exc:
         print(f"sriovdp: {exc}", file=sys.stderr)
+        return 2
+    except UnreadableConfig as exc:
+        _report_error(f"config file: {exc}", args.log_format)
+        return 1
+    except ConfigError as exc:
+        _report_error(str(exc), args.log_format, problems=[
+            {"path": p.path, "message": p.message} for p in exc.problems])
         return 1
     except HostError as exc:
-        print(f"sriovdp: {exc}", file=sys.stderr)
+        _report_error(str(exc), args.log_format)
         return 1
+
+
+def _report_error(message: str, log_format: str,
+                  problems: list[dict[str, str]] | None = None) -> None:
+    """On stderr: ``sriovdp: message``, or one JSON log record with ``--log-format json``."""
+    if log_format == "json":
+        extra = {"problems": problems} if problems is not None else {}
+        log.error("%s", message, extra=extra)
+    else:
+        print(f"sriovdp: {message}", file=sys.stderr)
+
 
 
 def _validate(settings: Settings, *, strict: bool = False) -> int:
@@ -249,15 +456,17 @@ def _validate(settings: Settings, *, strict: bool = False) -> int:
 
 
 def _discover(settings: Settings, output: str) -> int:
+    import json
+
     from sriovdp.discover import discover_report, render_table
 
     config: Config | None
     try:
-        config = _load(settings)
-    except ConfigError as exc:
+        config = _load(settings, check_sockets=False)
+    except UnreadableConfig as exc:
         if settings.config_file.exists():
             raise
-        log.warning("%s; listing devices only", exc.problems[0])
+        log.warning("config file: %s; listing devices only", exc)
         config = None
     report = discover_report(settings, config)
     if output == "json":
@@ -268,7 +477,10 @@ def _discover(settings: Settings, output: str) -> int:
 
 
 def _discover_dra(settings: Settings, driver: str, node_name: str | None, output: str) -> int:
+    import json
+
     from sriovdp.discover_dra import default_node_name, dra_slices, render_yaml
+    from sriovdp.model.dra.names import DraNameError
 
     config = _load(settings)
     try:
@@ -282,8 +494,12 @@ def _discover_dra(settings: Settings, driver: str, node_name: str | None, output
     return 0
 
 
-def _run(settings: Settings) -> int:
+def _run(settings: Settings, early: EarlySignals) -> int:
+    import asyncio
+    import threading
+
     from sriovdp.daemon.reconciler import Daemon
+    from sriovdp.errors import HostError
 
     log.info("sriovdp %s starting; config %s, host root %s", __version__,
              settings.config_file, settings.host.root)
@@ -304,16 +520,23 @@ def _run(settings: Settings) -> int:
             log.info('Received signal "%s", shutting down.', sig.name)
             daemon.stop()
 
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        for sig in _STOP_SIGNALS:
             loop.add_signal_handler(sig, on_signal, sig)
+
         def on_hangup() -> None:
             log.info("SIGHUP: reloading %s and rescanning the host", settings.config_file)
             daemon.reload_config("SIGHUP")
             daemon.trigger("SIGHUP")
 
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
+        # A stop signal that came during start-up (before the handlers above): stop at once.
+        if early.stop is not None:
+            on_signal(early.stop)
         await daemon.run()
 
+    if early.stop is not None:
+        log.info('Received signal "%s" while starting, shutting down.', early.stop.name)
+        return 0
     try:
         asyncio.run(amain())
     except HostError as exc:

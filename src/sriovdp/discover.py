@@ -1,18 +1,125 @@
-"""``sriovdp discover``: what the host has, and why each device is or is not in each pool."""
+"""``sriovdp discover``: what the host has, and why each device is or is not in each pool.
+
+Besides the network (class 0x02) and accelerator (class 0x12) functions the daemon scans, it
+lists every other PCI function, as a selector's ``vendors``/``devices``/``pciAddresses`` can
+name any of them (a QAT card is class 0x0b), with why no pool can ever take it.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sriovdp.daemon.settings import Settings
 from sriovdp.host.ddp import fill_ddp_profiles_if_asked
+from sriovdp.host.paths import HostPaths
 from sriovdp.host.sysfs import scan
-from sriovdp.model.config import Config
+from sriovdp.model.config import Config, ResourceConfig
 from sriovdp.model.devices import AuxFunction, PciFunction
 from sriovdp.model.pools import build_pools, explain, unmatched_identifiers
 
+_CLASS_NAMES = {0x00: "unclassified", 0x01: "storage", 0x03: "display", 0x04: "multimedia",
+                0x05: "memory", 0x06: "bridge", 0x07: "communication", 0x08: "system",
+                0x09: "input", 0x0A: "docking", 0x0B: "processor", 0x0C: "serial bus",
+                0x0D: "wireless", 0x0E: "intelligent I/O", 0x0F: "satellite",
+                0x10: "encryption", 0x11: "signal processing", 0x13: "non-essential",
+                0x40: "coprocessor"}
 
-def _device(fn: PciFunction) -> dict[str, Any]:
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read(256).strip()
+    except OSError:
+        return None
+
+
+def link_state(paths: HostPaths, ifname: str | None) -> dict[str, Any] | None:
+    """``{"admin": "up"|"down"|None, "carrier": bool|None}`` of a netdev in ``sys/class/net``.
+
+    Admin state is bit 0 of ``flags`` (IFF_UP); without ``flags`` it is "up" when ``carrier``
+    can be read (the kernel refuses that read while the link is down). None: no netdev.
+    """
+    if not ifname:
+        return None
+    base = os.path.join(paths.class_net, ifname)
+    flags = _read(os.path.join(base, "flags"))
+    carrier_text = _read(os.path.join(base, "carrier"))
+    carrier = None if carrier_text not in ("0", "1") else carrier_text == "1"
+    admin: str | None
+    if flags is not None:
+        try:
+            admin = "up" if int(flags, 16) & 0x1 else "down"
+        except ValueError:
+            admin = None
+    elif carrier is not None:
+        admin = "up"
+    else:
+        admin = "down" if _read(os.path.join(base, "operstate")) == "down" else None
+    return {"admin": admin, "carrier": carrier}
+
+
+def _state_text(state: dict[str, Any] | None) -> str:
+    if not state or state["admin"] is None and state["carrier"] is None:
+        return "-"
+    if state["admin"] == "down":
+        return "down"
+    carrier = {True: "carrier", False: "no-carrier", None: "?"}[state["carrier"]]
+    return f'{state["admin"] or "?"},{carrier}'
+
+
+def other_functions(paths: HostPaths, known: set[str]) -> list[dict[str, Any]]:
+    """Every PCI function under ``sys/bus/pci/devices`` not in ``known``: vendor, device,
+    class, driver and why no pool can take it."""
+    out: list[dict[str, Any]] = []
+    try:
+        names = sorted(os.listdir(paths.pci_devices))
+    except OSError:
+        return out
+    for address in names:
+        if address in known:
+            continue
+        base = os.path.join(paths.pci_devices, address)
+        vendor = (_read(os.path.join(base, "vendor")) or "").removeprefix("0x")
+        device = (_read(os.path.join(base, "device")) or "").removeprefix("0x")
+        class_text = _read(os.path.join(base, "class")) or ""
+        try:
+            class_code = int(class_text, 16)
+        except ValueError:
+            class_code = -1
+        driver_link = os.path.join(base, "driver")
+        driver = os.path.basename(os.readlink(driver_link)) if os.path.islink(driver_link) else None
+        base_class = class_code >> 16 if class_code >= 0 else None
+        if base_class is None:
+            reason = "class unreadable: no pool can take it"
+        else:
+            name = _CLASS_NAMES.get(base_class, "other")
+            reason = (f"class 0x{class_code:06x} ({name}): pools take network functions "
+                      f"(class 0x02, netDevice) and accelerators (class 0x12, accelerator) only")
+        out.append({"address": address, "vendor": vendor, "device": device,
+                    "class": f"0x{class_code:06x}" if class_code >= 0 else None,
+                    "driver": driver, "reason": reason})
+    return out
+
+
+def _named_by(resource: ResourceConfig, fn: dict[str, Any]) -> bool:
+    """A selector of ``resource`` names this (unscannable) function by its own identity."""
+    for sel in resource.selectors:
+        if sel.vendors and fn["vendor"] not in sel.vendors:
+            continue
+        if sel.devices and fn["device"] not in sel.devices:
+            continue
+        if sel.drivers and (fn["driver"] or "") not in sel.drivers:
+            continue
+        addresses = getattr(sel, "pci_addresses", ())
+        if addresses and fn["address"] not in addresses:
+            continue
+        if sel.vendors or sel.devices or addresses:
+            return True
+    return False
+
+
+def _device(fn: PciFunction, paths: HostPaths) -> dict[str, Any]:
     return {
         "address": fn.address,
         "vendor": fn.vendor,
@@ -23,6 +130,7 @@ def _device(fn: PciFunction) -> dict[str, Any]:
         "iommu_group": fn.iommu_group,
         "netdevs": list(fn.netdevs),
         "link_type": fn.link_type,
+        "link_state": link_state(paths, fn.netdevs[0] if fn.netdevs else None),
         "pf": fn.physfn,
         "pf_netdev": fn.pf_netdev,
         "vf_index": fn.vf_index,
@@ -39,7 +147,7 @@ def _device(fn: PciFunction) -> dict[str, Any]:
     }
 
 
-def _aux_device(aux: AuxFunction) -> dict[str, Any]:
+def _aux_device(aux: AuxFunction, paths: HostPaths) -> dict[str, Any]:
     return {
         "name": aux.name,
         "type": aux.aux_type,
@@ -49,25 +157,35 @@ def _aux_device(aux: AuxFunction) -> dict[str, Any]:
         "sf_num": aux.sf_num,
         "netdevs": list(aux.netdevs),
         "link_type": aux.link_type,
+        "link_state": link_state(paths, aux.netdevs[0] if aux.netdevs else None),
         "rdma": list(aux.rdma.devices) if aux.rdma is not None else [],
     }
 
 
-def discover_report(settings: Settings, config: Config | None) -> dict[str, Any]:
+def discover_report(settings: Settings, config: Config | None,
+                    warnings: list[str] | None = None) -> dict[str, Any]:
     """Scan ``settings.host`` and explain pool membership for ``config`` (may be None).
 
     Returns:
-        ``{"host_root", "devices": [...], "aux_devices": [...], "skipped": [...],
-        "pools": [{"resource",
-        "devices": [ids], "rejected": [{"address", "reason"}]}], "unmatched": [...]}``.
+        ``{"host_root", "warnings": [...], "devices": [...], "aux_devices": [...],
+        "other_functions": [{"address", "vendor", "device", "class", "driver", "reason"}],
+        "skipped": [...], "pools": [{"resource", "devices": [ids],
+        "rejected": [{"address", "reason"}]}], "unmatched": [...]}``. ``warnings`` are the
+        config's (unknown keys ...) and ``warnings`` given by the caller.
     """
-    inventory = scan(settings.host)
+    paths = settings.host
+    inventory = scan(paths)
     if config is not None:
         inventory = fill_ddp_profiles_if_asked(inventory, config.resources)
+    known = set(inventory.functions) | {s.address for s in inventory.skipped}
+    others = other_functions(paths, known)
     report: dict[str, Any] = {
-        "host_root": str(settings.host.root),
-        "devices": [_device(fn) for fn in inventory.functions.values()],
-        "aux_devices": [_aux_device(aux) for aux in inventory.aux.values()],
+        "host_root": str(paths.root),
+        "warnings": list(warnings or ()) + (
+            [str(w) for w in config.warnings] if config is not None else []),
+        "devices": [_device(fn, paths) for fn in inventory.functions.values()],
+        "aux_devices": [_aux_device(aux, paths) for aux in inventory.aux.values()],
+        "other_functions": others,
         "skipped": [{"address": s.address, "reason": s.reason} for s in inventory.skipped],
         "pools": [],
         "unmatched": [],
@@ -77,12 +195,14 @@ def discover_report(settings: Settings, config: Config | None) -> dict[str, Any]
     pools = build_pools(inventory, config.resources, default_prefix=settings.resource_prefix)
     verdicts = explain(inventory, config.resources, pools,
                        default_prefix=settings.resource_prefix)
-    for name, pool in pools.items():
+    for resource, (name, pool) in zip(config.resources, pools.items(), strict=True):
+        named = [{"address": o["address"], "reason": o["reason"]} for o in others
+                 if _named_by(resource, o)]
         report["pools"].append({
             "resource": name,
             "devices": list(pool.devices),
-            "rejected": [{"address": v.address, "reason": v.reason}
-                         for v in verdicts[name] if not v.member],
+            "rejected": named + [{"address": v.address, "reason": v.reason}
+                                 for v in verdicts[name] if not v.member],
         })
     report["unmatched"] = [
         {"path": path, "value": value}
@@ -122,13 +242,14 @@ def render_table(report: dict[str, Any]) -> str:
 
     rows = [[d["address"], f'{d["vendor"]}:{d["device"]}', d["class"], s(d["driver"]),
              s(d["numa_node"]), s(d["iommu_group"]), s(",".join(d["netdevs"])),
-             s(d["link_type"]), s(d["pf"]), s(d["vf_index"]),
+             s(d["link_type"]), _state_text(d.get("link_state")), s(d["pf"]),
+             s(d["vf_index"]),
              s(f'{d["sriov_numvfs"]}/{d["sriov_totalvfs"]}' if d["sriov_totalvfs"] is not None
                else None), "yes" if d["default_route"] else "-"]
             for d in report["devices"]]
     out = [f"Devices under {report['host_root']} (PCI class 0x02 network, 0x12 accelerator):",
-           _table(["PCI", "ID", "CLASS", "DRIVER", "NUMA", "IOMMU", "NETDEV", "LINK", "PF",
-                   "VF", "VFS", "DEFROUTE"], rows)]
+           _table(["PCI", "ID", "CLASS", "DRIVER", "NUMA", "IOMMU", "NETDEV", "LINK", "STATE",
+                   "PF", "VF", "VFS", "DEFROUTE"], rows)]
     extras = [(d["address"], _facets(d)) for d in report["devices"]]
     if any(facets for _, facets in extras):
         out.append("")
@@ -138,11 +259,20 @@ def render_table(report: dict[str, Any]) -> str:
     if aux_devices:
         aux_rows = [[a["name"], a["type"], a["parent"], a["pf"], s(a["pf_netdev"]),
                      str(a["sf_num"]), s(",".join(a["netdevs"])), s(a["link_type"]),
-                     s(",".join(a["rdma"]))] for a in aux_devices]
+                     _state_text(a.get("link_state")), s(",".join(a["rdma"]))]
+                    for a in aux_devices]
         out.append("")
         out.append("Auxiliary devices (sub-functions):")
         out.append(_table(["AUX", "TYPE", "PARENT", "PF", "PFNETDEV", "SFNUM", "NETDEV",
-                           "LINK", "RDMA"], aux_rows))
+                           "LINK", "STATE", "RDMA"], aux_rows))
+    others = report.get("other_functions") or []
+    if others:
+        out.append("")
+        out.append("Other PCI functions (a selector can name them, but pools take only class "
+                   "0x02 network and 0x12 accelerator functions):")
+        out.append(_table(["PCI", "ID", "CLASS", "DRIVER"],
+                          [[o["address"], f'{o["vendor"]}:{o["device"]}', s(o["class"]),
+                            s(o["driver"])] for o in others]))
     for sk in report["skipped"]:
         out.append(f"skipped {sk['address']}: {sk['reason']}")
     for pool in report["pools"]:
@@ -152,6 +282,8 @@ def render_table(report: dict[str, Any]) -> str:
             out.append(f"  + {dev}")
         for rej in pool["rejected"]:
             out.append(f"  - {rej['address']}: {rej['reason']}")
+    for warning in report.get("warnings") or []:
+        out.append(f"warning: config: {warning}")
     for um in report["unmatched"]:
         out.append(f"warning: {um['path']}: {um['value']!r} matches no device on this host")
     return "\n".join(out)

@@ -260,7 +260,9 @@ def _cli_knows(flag: str) -> bool:
 ])
 def test_sriovdp_accepts_what_the_entrypoint_passes(tmp_path: Path, log_base: Path,
                                                     options: list[str]) -> None:
-    """The mapped flags parse in the real CLI: run `sriovdp validate` behind the entrypoint."""
+    """The mapped flags parse in the real daemon CLI: run it behind the entrypoint with a
+    --host-root that does not exist, so it stops (exit 1) right after parsing them and
+    reading the config, before it creates anything."""
     for opt in options:
         flag = opt.split("=", 1)[0]
         if flag in ("--health-address", "--metrics-address") and not _cli_knows(flag):
@@ -268,13 +270,14 @@ def test_sriovdp_accepts_what_the_entrypoint_passes(tmp_path: Path, log_base: Pa
     config = tmp_path / "config.json"
     config.write_text('{"resourceList": [{"resourceName": "net", '
                       '"selectors": [{"drivers": ["iavf"]}]}]}')
-    wrapper = tmp_path / "sriovdp-validate"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m sriovdp validate "$@"\n')
+    wrapper = tmp_path / "sriovdp-no-host"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m sriovdp '
+                       f'--host-root "{tmp_path}/no-host" "$@"\n')
     wrapper.chmod(0o755)
     r = run_entrypoint(["sh"], *options, f"--config-file={config}", bin_path=wrapper,
                        log_base=log_base, timeout=60)
-    assert r.rc == 0, r.stdout + r.stderr
-    assert "valid, 1 resource" in r.stdout
+    assert r.rc == 1, r.stdout + r.stderr
+    assert "no-host/sys/bus/pci/devices does not exist (wrong --host-root?)" in r.stderr
 
 
 # -- the image ---------------------------------------------------------------------------

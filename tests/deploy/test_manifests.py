@@ -10,32 +10,21 @@ Reference: upstream-behavior.md §9 (the Go deployment), performance-anchors.md 
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
+from rendering import DEPLOY, KUBECTL, REPO, TARGETS, Obj, kustomize, one, render
 
 from sriovdp.model.config import parse_config
 
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deployments"
 ENTRYPOINT = REPO / "images" / "entrypoint.sh"
-KUBECTL = shutil.which("kubectl")
-TARGETS = {
-    "deployments": DEPLOY,
-    "base": DEPLOY / "base",
-    "cdi": DEPLOY / "overlays" / "cdi",
-    "metrics": DEPLOY / "overlays" / "metrics",
-    "per-node-config": DEPLOY / "overlays" / "per-node-config",
-}
 # The oldest and the newest Kubernetes minor the manifests are checked against.
 K8S_VERSIONS = ("1.30.0", "1.37.0")
 NAMESPACE = "kube-system"
@@ -45,32 +34,6 @@ pytestmark = pytest.mark.skipif(
     KUBECTL is None,
     reason="kubectl is not on PATH: these tests render deployments/ with `kubectl kustomize`",
 )
-
-Obj = dict[str, Any]
-
-
-def kustomize(path: Path) -> list[Obj]:
-    assert KUBECTL is not None
-    proc = subprocess.run([KUBECTL, "kustomize", str(path)], capture_output=True, text=True,
-                          timeout=120, check=False)
-    assert proc.returncode == 0, f"kubectl kustomize {path} failed:\n{proc.stderr}"
-    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
-
-
-@functools.cache
-def _rendered(name: str) -> str:
-    return json.dumps(kustomize(TARGETS[name]))
-
-
-def render(name: str) -> list[Obj]:
-    """The objects of one target (a fresh copy: tests may change them)."""
-    return json.loads(_rendered(name))
-
-
-def one(objs: list[Obj], kind: str) -> Obj:
-    found = [o for o in objs if o["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind}, got {[o['metadata']['name'] for o in found]}"
-    return found[0]
 
 
 def pod_spec(objs: list[Obj]) -> Obj:
@@ -176,14 +139,15 @@ def test_pod_placement_and_identity() -> None:
     assert spec["serviceAccountName"] == one(objs, "ServiceAccount")["metadata"]["name"]
     assert spec["automountServiceAccountToken"] is False
     assert spec["priorityClassName"] == "system-node-critical"
-    assert spec["nodeSelector"]["feature.node.kubernetes.io/network-sriov.capable"] == "true"
+    assert "nodeSelector" not in spec, "the Go plugin's node selection (overlays/nfd opts in)"
     tolerated = {(t["key"], t["operator"], t["effect"]) for t in spec["tolerations"]}
     assert {("node-role.kubernetes.io/control-plane", "Exists", "NoSchedule"),
             ("node-role.kubernetes.io/master", "Exists", "NoSchedule")} <= tolerated
     (term,) = spec["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     (arch,) = term["matchExpressions"]
-    assert arch["key"] == "kubernetes.io/arch" and set(arch["values"]) == {"amd64", "arm64"}
+    assert arch["key"] == "kubernetes.io/arch"
+    assert set(arch["values"]) == {"amd64", "arm64", "ppc64le", "s390x"}
 
 
 def test_container_args_image_and_security() -> None:

@@ -53,14 +53,16 @@ def test_aux_devices_listed_when_pf_has_sfs(tmp_path: Path) -> None:
     assert report["aux_devices"][0] == {
         "name": "mlx5_core.sf.2", "type": "sf", "parent": "0000:3b:00.0", "pf": "0000:3b:00.0",
         "pf_netdev": "enp59s0f0np0", "sf_num": 2, "netdevs": ["enp59s0f0s2"],
-        "link_type": "ether", "rdma": ["mlx5_2"]}
+        "link_type": "ether", "link_state": {"admin": "up", "carrier": True},
+        "rdma": ["mlx5_2"]}
     json.dumps(report)  # -o json must work
     lines = render_table(report).splitlines()
     start = lines.index("Auxiliary devices (sub-functions):")
     assert lines[start + 1].split() == ["AUX", "TYPE", "PARENT", "PF", "PFNETDEV", "SFNUM",
-                                        "NETDEV", "LINK", "RDMA"]
+                                        "NETDEV", "LINK", "STATE", "RDMA"]
     assert lines[start + 2].split() == ["mlx5_core.sf.2", "sf", "0000:3b:00.0", "0000:3b:00.0",
-                                        "enp59s0f0np0", "2", "enp59s0f0s2", "ether", "mlx5_2"]
+                                        "enp59s0f0np0", "2", "enp59s0f0s2", "ether",
+                                        "up,carrier", "mlx5_2"]
     assert lines[start + 3].split()[-1] == "-"
 
 

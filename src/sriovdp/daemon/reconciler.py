@@ -223,12 +223,13 @@ class Daemon:
 
     async def run(self) -> None:
         """Run until :meth:`stop`. Sets :attr:`ready` once every pool has an endpoint."""
-        log.info(
-            "Using %s: sockets in %s",
-            "Kubelet Plugin Registry Mode" if self.dirs.mode == "watcher"
-            else "Deprecated Device Plugin Registry Path",
-            self.dirs.socket_dir,
-        )
+        if self.dirs.mode == "watcher":
+            log.info("registering through the kubelet's plugin watcher: sockets in %s",
+                     self.dirs.socket_dir)
+        else:
+            log.info("registering through %s (%s does not exist): sockets in %s",
+                     self.dirs.device_plugin_dir / "kubelet.sock",
+                     self.dirs.plugins_registry_dir, self.dirs.socket_dir)
         with contextlib.suppress(ConfigError):
             self._config_bytes = read_config_bytes(self.settings.config_file)
         self.dirs.socket_dir.mkdir(parents=True, exist_ok=True)

@@ -227,6 +227,9 @@ class Verdict:
     address: str
     member: bool
     reason: str = ""
+    passed: int = 0
+    """For a selector rejection: how many of the selector's fields the device passed before
+    the one that rejected it (the most over all selectors): near misses pass more."""
 
 
 def explain(
@@ -256,7 +259,8 @@ def explain(
             if owner.get(fn.address) == name:
                 verdicts.append(Verdict(fn.address, True))
                 continue
-            verdicts.append(Verdict(fn.address, False, _reason(fn, config, owner)))
+            verdicts.append(Verdict(fn.address, False, _reason(fn, config, owner),
+                                    _fields_passed(fn, config)))
         out[name] = verdicts
     return out
 
@@ -274,11 +278,45 @@ def _reason(
     return f"taken by {other}" if other else "matches"
 
 
+# The order in which rejecting_field checks a selector's fields (its config keys), and the
+# selector attribute that says whether the field is set.
+_PCI_FIELDS = (("vendors", "vendors"), ("devices", "devices"), ("drivers", "drivers"),
+               ("auxTypes", "aux_types"), ("pciAddresses", "pci_addresses"),
+               ("acpiIndexes", "acpi_indexes"), ("pfNames", "pf_names"),
+               ("rootDevices", "root_devices"), ("linkTypes", "link_types"),
+               ("ddpProfiles", "ddp_profiles"), ("pKeys", "pkeys"), ("isRdma", "is_rdma"),
+               ("vdpaType", "vdpa_type"))
+_AUX_FIELDS = (("vendors", "vendors"), ("devices", "devices"), ("drivers", "drivers"),
+               ("deviceType", None), ("auxTypes", "aux_types"), ("pfNames", "pf_names"),
+               ("rootDevices", "root_devices"), ("linkTypes", "link_types"),
+               ("isRdma", "is_rdma"))
+
+
+def _fields_passed(fn: PciFunction | AuxFunction, config: ResourceConfig) -> int:
+    """The most selector fields ``fn`` passed, over the selectors, before one rejected it."""
+    order = _AUX_FIELDS if isinstance(fn, AuxFunction) else _PCI_FIELDS
+    best = 0
+    for selector in config.selectors:
+        rejected = rejecting_field(selector, fn)
+        if rejected is None:
+            continue
+        passed = 0
+        for key, attr in order:
+            if key == rejected:
+                break
+            if attr is not None and getattr(selector, attr, None):
+                passed += 1
+        best = max(best, passed)
+    return best
+
+
 def nearest_misses(verdicts: Iterable[Verdict]) -> list[Verdict]:
-    """Non-members for empty-pool hints: those that matched the selectors but were not
-    eligible or were taken first, then those a selector field rejected."""
+    """Non-members for empty-pool hints, nearest first: those that matched the selectors but
+    were not eligible or were taken first, then those a selector field rejected, ranked by how
+    many selector fields they passed (an RDMA-less VF that passed ``vendors``, ``devices``
+    and ``drivers`` before ``isRdma`` comes before a function rejected by ``vendors``)."""
     out = [v for v in verdicts if not v.member]
-    return sorted(out, key=lambda v: v.reason.startswith("selectors["))
+    return sorted(out, key=lambda v: (v.reason.startswith("selectors["), -v.passed))
 
 
 def unmatched_identifiers(

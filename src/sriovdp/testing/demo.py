@@ -1,9 +1,11 @@
 """``sriovdp demo``: the daemon end to end on a simulated host and kubelet, in one command.
 
-Builds a FakeHost (an Intel X710 PF with 8 iavf VFs, 4 of them rebound to vfio-pci, and a
-ConnectX-5 PF with 4 VFs), writes a config, starts the KubeletEmulator and the daemon over
-real unix sockets in a temporary directory, and prints what the kubelet sees and one
-allocation. Nothing outside the temporary directory is touched.
+Builds a FakeHost (an Intel X710 PF with 8 iavf VFs, 4 of them rebound to vfio-pci, a
+ConnectX-5 PF with 4 RDMA VFs and a switchdev ConnectX-6 Dx with two sub-functions), writes
+the demo config (or takes the user's ``--config-file``), starts the KubeletEmulator and the
+daemon over real unix sockets in a temporary directory, and prints what the kubelet sees and
+one allocation per pool. ``--resource-prefix`` and ``--use-cdi`` apply as in the daemon.
+Nothing outside the temporary directory is touched.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from sriovdp.daemon.configfile import load_config, read_config_bytes
 from sriovdp.daemon.reconciler import Daemon
 from sriovdp.daemon.settings import Settings
-from sriovdp.model.config import parse_config
+from sriovdp.model.config import DEFAULT_PREFIX
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
 
@@ -64,23 +67,33 @@ def build_demo_host(root: Path) -> FakeHost:
     return host
 
 
-async def _demo(work: Path) -> None:
+async def _demo(work: Path, *, config_file: Path | None, use_cdi: bool, prefix: str) -> None:
     host = build_demo_host(work / "host")
-    config_file = work / "config.json"
-    config_file.write_text(json.dumps(DEMO_CONFIG, indent=2))
+    if config_file is None:
+        config_file = work / "config.json"
+        config_file.write_text(json.dumps(DEMO_CONFIG, indent=2))
+        # the demo's own allocations: 2 vfio VFs, then 1 RDMA VF
+        wanted = {f"{prefix}/intel_sriov_dpdk": 2, f"{prefix}/mlnx_sriov_rdma": 1}
+    else:
+        wanted = None  # one device of every pool that has one
     dp_dir = work / "device-plugins"
     dp_dir.mkdir()
-    settings = Settings(host=host.paths, config_file=config_file, device_plugin_dir=dp_dir,
+    settings = Settings(host=host.paths, config_file=config_file.absolute(),
+                        device_plugin_dir=dp_dir, resource_prefix=prefix, use_cdi=use_cdi,
                         plugins_registry_dir=work / "plugins_registry",
                         device_info_dir=work / "devinfo", cdi_dir=work / "cdi")
-    config = parse_config(config_file.read_bytes(), default_prefix=settings.resource_prefix)
+    text = read_config_bytes(settings.config_file)
+    config = load_config(settings.config_file, default_prefix=prefix, use_cdi=use_cdi,
+                         socket_dir=dp_dir, text=text)
     print(f"Simulated host in {host.root}: {len(host.addresses)} PCI functions")
-    print(f"Config {config_file}:\n{json.dumps(DEMO_CONFIG)}\n")
+    print(f"Config {config_file}:\n{text.decode(errors='replace').strip()}\n")
+    for warning in config.warnings:
+        print(f"warning: {warning}")
 
     async with KubeletEmulator(dp_dir) as kubelet:
         daemon = Daemon(settings, config)
         task = asyncio.create_task(daemon.run())
-        names = [r.resource_name(settings.resource_prefix) for r in config.resources]
+        names = [r.resource_name(prefix) for r in config.resources]
         for name in names:
             await kubelet.wait_registered(name, timeout=10)
             await kubelet.wait_for(name, lambda devs: True, timeout=10)
@@ -91,10 +104,12 @@ async def _demo(work: Path) -> None:
             for dev in kubelet.devices(name).values():
                 numa = ",".join(map(str, dev.numa_nodes)) or "-"
                 print(f"      {dev.id}  {dev.health}  numa={numa}")
-        for resource, count in (("intel.com/intel_sriov_dpdk", 2),
-                                ("intel.com/mlnx_sriov_rdma", 1)):
+        if wanted is None:
+            wanted = {name: 1 for name in names if kubelet.capacity(name)[1]}
+        for resource, count in wanted.items():
             print(f"\nA pod asks for {count} x {resource}:")
-            admitted = await kubelet.admit(resource, count, pod=f"demo-{resource[10:]}")
+            pod = "demo-" + resource.rsplit("/", 1)[-1].replace("_", "-")
+            admitted = await kubelet.admit(resource, count, pod=pod)
             response = admitted.response
             print(f"  devices chosen: {', '.join(admitted.device_ids)}")
             for key, value in sorted(response.envs.items()):
@@ -102,18 +117,33 @@ async def _demo(work: Path) -> None:
             for spec in response.devices:
                 print(f"  device {spec.host_path} -> {spec.container_path} "
                       f"({spec.permissions})")
+            for key, value in sorted(response.annotations.items()):
+                print(f"  annotation {key}={value}")
+            for cdi in response.cdi_devices:
+                print(f"  CDI device {cdi.name}")
         daemon.stop()
         await task
     left = sorted(p.name for p in dp_dir.glob("*.sock"))
     print(f"\nDaemon stopped; sockets left in {dp_dir}: {left or 'none'}")
 
 
-def run_demo() -> int:
-    """Run the demo in a fresh temporary directory (removed afterwards); exit code 0."""
+def run_demo(*, config_file: Path | None = None, use_cdi: bool = False,
+             resource_prefix: str = DEFAULT_PREFIX) -> int:
+    """Run the demo in a fresh temporary directory (removed afterwards); exit code 0.
+
+    Args:
+        config_file: the user's config, run on the simulated host instead of the demo's.
+        use_cdi: CDI mode, as the daemon's ``--use-cdi``.
+        resource_prefix: the daemon's ``--resource-prefix``.
+
+    Raises:
+        ConfigError: ``config_file`` cannot be read or is invalid (before anything runs).
+    """
     logging.getLogger("sriovdp").setLevel(logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="sriovdp-demo-", dir="/tmp"))
     try:
-        asyncio.run(_demo(work))
+        asyncio.run(_demo(work, config_file=config_file, use_cdi=use_cdi,
+                          prefix=resource_prefix))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -1,0 +1,72 @@
+"""Every config in the README and the docs matches something: `sriovdp validate` accepts
+it, and each of its pools gets devices on at least one golden host (`sriovdp discover`)
+(issue 9, "Done when")."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from sriovdp.cli import main
+from sriovdp.daemon.settings import Settings
+from sriovdp.discover import discover_report
+from sriovdp.model.config import parse_config
+from sriovdp.testing.fakehost import FakeHost
+
+REPO = Path(__file__).resolve().parents[2]
+HOSTS = sorted((REPO / "tests" / "data" / "hosts").glob("*.yaml"))
+DOCS = [REPO / "README.md", REPO / "docs" / "real-node.md"]
+
+
+def configs() -> list[tuple[str, str]]:
+    found = []
+    for doc in DOCS:
+        for i, block in enumerate(re.findall(r"```json\n(.*?)```", doc.read_text(), re.S)):
+            if '"resourceList"' in block:
+                found.append((f"{doc.name}#{i}", block))
+    return found
+
+
+def test_the_docs_hold_configs() -> None:
+    assert any(name.startswith("README.md") for name, _ in configs())
+
+
+@pytest.mark.parametrize(("name", "text"), configs(), ids=[n for n, _ in configs()])
+def test_every_doc_config_validates_and_fills_each_pool_on_a_golden_host(
+    name: str, text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "config.json"
+    cfg.write_text(text)
+    assert main(["validate", "--config-file", str(cfg),
+                 "--plugins-registry-dir", str(tmp_path / "none")]) == 0, capsys.readouterr()
+    config = parse_config(text)
+    filled: dict[str, list[str]] = {}
+    for spec in HOSTS:
+        host = FakeHost.load(tmp_path / spec.stem, spec)
+        report = discover_report(Settings(host=host.paths), config)
+        for pool in report["pools"]:
+            if pool["devices"]:
+                filled.setdefault(pool["resource"], []).append(spec.name)
+    names = [r.resource_name("intel.com") for r in config.resources]
+    empty = [n for n in names if n not in filled]
+    assert not empty, f"{name}: no golden host gives these pools a device: {empty}"
+
+
+def test_discover_says_why_a_qat_selector_matches_nothing_when_run_on_the_qat_host(
+    tmp_path: Path,
+) -> None:
+    host = FakeHost.load(tmp_path / "h", REPO / "tests/data/hosts/accel-acc100-qat.yaml")
+    config = parse_config(json.dumps({"resourceList": [
+        {"resourceName": "qat", "deviceType": "accelerator",
+         "selectors": [{"vendors": ["8086"], "devices": ["37c9"]}]}]}))
+    report = discover_report(Settings(host=host.paths), config)
+    others = {o["address"]: o for o in report["other_functions"]}
+    assert others["0000:3d:01.0"]["class"] == "0x0b4000"
+    assert others["0000:3d:01.0"]["device"] == "37c9"
+    (pool,) = report["pools"]
+    reasons = {r["address"]: r["reason"] for r in pool["rejected"]}
+    assert reasons["0000:3d:01.0"].startswith("class 0x0b4000 (processor)")
+    assert "0000:3d:00.0" not in reasons, "the PF (37c8) is not named by the selector"

@@ -1,0 +1,284 @@
+"""The command line: sub-commands, flags and their defaults, help, messages, logs, and the
+daemon process's start-up (signals, umask). Issue 9 items 7-8, issue 11 item 15, issue 12
+item 5."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import re
+import signal
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from sriovdp.cli import COMMANDS, _parser, main, split_command
+from sriovdp.daemon.settings import Settings
+from sriovdp.logconfig import TextFormatter, rfc3339, setup_logging
+from sriovdp.testing.kubelet import KubeletEmulator
+
+SRIOVDP = [sys.executable, "-m", "sriovdp"]
+CONFIG = {"resourceList": [{"resourceName": "net", "selectors": [{"drivers": ["iavf"]}]}]}
+
+
+def write_config(path: Path, doc: object = CONFIG) -> Path:
+    path.write_text(json.dumps(doc))
+    return path
+
+
+# -- sub-commands ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--config-file", "demo"], ("run", ["--config-file", "demo"])),
+    (["--config-file=demo"], ("run", ["--config-file=demo"])),
+    (["demo"], ("demo", [])),
+    (["--v", "10", "discover", "-o", "json"], ("discover", ["--v", "10", "-o", "json"])),
+    (["--use-cdi", "validate"], ("validate", ["--use-cdi"])),
+    (["--resource-prefix", "validate", "demo"], ("demo", ["--resource-prefix", "validate"])),
+    ([], ("run", [])),
+])
+def test_the_command_is_the_first_word_that_is_no_flag_value_when_split(
+    argv: list[str], expected: tuple[str, list[str]]
+) -> None:
+    assert split_command(argv) == expected
+
+
+def test_a_config_file_named_demo_runs_the_daemon_when_given_to_config_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # "demo" is a relative path here: a missing config file
+    code = main(["--config-file", "demo", "--host-root", str(tmp_path / "none"),
+                 "--plugins-registry-dir", str(tmp_path / "r")])
+    err = capsys.readouterr()
+    assert code == 1
+    assert f"{tmp_path}/demo" in err.err and "Simulated host" not in err.out
+
+
+# -- flags, defaults and help -------------------------------------------------------------
+
+
+def test_every_default_comes_from_settings_when_no_flag_is_given() -> None:
+    args = _parser("run").parse_args([])
+    defaults = Settings()
+    for f in dataclasses.fields(Settings):
+        if f.name in ("host", "watch_config"):
+            continue
+        assert getattr(args, f.name) == getattr(defaults, f.name), f.name
+    assert args.host_root == defaults.host.root
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_gives_every_flag_a_default_when_asked(command: str) -> None:
+    for action in _parser(command)._actions:
+        if action.help in (None, "==SUPPRESS==") or action.dest in ("help", "version"):
+            continue
+        assert "default" in action.help, f"{command} {action.option_strings}: {action.help}"
+
+
+@pytest.mark.parametrize(("command", "has", "has_not"), [
+    ("validate", {"--config-file", "--use-cdi", "--plugins-registry-dir"},
+     {"--resync-interval", "--health-address", "--host-root", "--output", "--log_dir"}),
+    ("discover", {"--host-root", "--output", "--config-file"},
+     {"--resync-interval", "--metrics-address", "--cdi-dir", "--logtostderr"}),
+    ("demo", {"--config-file", "--use-cdi", "--resource-prefix"},
+     {"--host-root", "--device-plugin-dir", "--health-address"}),
+    ("run", {"--resync-interval", "--health-address", "--log_dir", "--cdi-dir"}, {"--output"}),
+])
+def test_help_lists_only_the_commands_flags_when_asked(
+    command: str, has: set[str], has_not: set[str]
+) -> None:
+    text = _parser(command).format_help()
+    flags = set(re.findall(r"(--[a-z_-]+)", text))
+    assert has <= flags and not (has_not & flags)
+
+
+def test_usage_shows_the_sub_commands_when_asked_for_help() -> None:
+    usage = _parser("run").format_usage()
+    assert "sriovdp {discover,validate,demo}" in usage
+
+
+# -- the demo honours its flags ------------------------------------------------------------
+
+
+def test_demo_runs_your_config_with_your_prefix_and_cdi_when_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path / "mine.json", {"resourceList": [
+        {"resourceName": "vfio_vfs", "selectors": [{"drivers": ["vfio-pci"]}]}]})
+    assert main(["demo", "--config-file", str(cfg), "--resource-prefix", "example.com",
+                 "--use-cdi"]) == 0
+    out = capsys.readouterr().out
+    assert "example.com/vfio_vfs: 4 / 4" in out
+    assert "intel_sriov_netdevice" not in out
+    assert "A pod asks for 1 x example.com/vfio_vfs" in out
+    assert "CDI device example.com/net-pci=0000:3b:02." in out
+
+
+def test_demo_refuses_an_invalid_config_before_running_when_given_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path / "bad.json", {"resourceList": [{"resourceName": "a"}]})
+    assert main(["demo", "--config-file", str(cfg)]) == 1
+    captured = capsys.readouterr()
+    assert "resourceList[0]" in captured.err and "Simulated host" not in captured.out
+
+
+# -- messages ---------------------------------------------------------------------------
+
+
+def test_a_missing_config_file_is_not_called_invalid_when_validated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", "--config-file", str(tmp_path / "nope.json")]) == 1
+    err = capsys.readouterr().err
+    assert "nope.json" in err and "No such file or directory" in err
+    assert "invalid config" not in err
+
+
+def test_config_errors_are_json_records_when_the_log_format_is_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path / "bad.json", {"resourceList": [
+        {"resourceName": "a", "selectors": [{"pfNames": ["ens1#3-"]}]}]})
+    assert main(["validate", "--config-file", str(cfg), "--log-format", "json"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    (record,) = [json.loads(line) for line in lines]
+    assert record["level"] == "ERROR"
+    assert [p["path"] for p in record["problems"]] == ["resourceList[0].selectors[0].pfNames[0]"]
+
+
+def test_a_socket_dir_too_long_for_any_socket_blames_its_flag_when_validated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = tmp_path / ("d" * 60) / ("e" * 60)
+    registry.mkdir(parents=True)
+    cfg = write_config(tmp_path / "c.json")
+    assert main(["validate", "--config-file", str(cfg),
+                 "--plugins-registry-dir", str(registry)]) == 2
+    err = capsys.readouterr().err
+    assert "--plugins-registry-dir" in err and "use a shorter directory" in err
+    assert "resourceList" not in err and "invalid config" not in err
+
+
+def test_validate_counts_resources_in_words_when_there_is_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path / "c.json")
+    assert main(["validate", "--config-file", str(cfg),
+                 "--plugins-registry-dir", str(tmp_path / "r")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("valid, 1 resource")
+
+
+# -- logs ---------------------------------------------------------------------------------
+
+
+def test_log_times_are_rfc3339_with_a_zone_when_formatted() -> None:
+    assert rfc3339(86400.25) == "1970-01-02T00:00:00.250Z"
+    record = logging.LogRecord("sriovdp.x", logging.INFO, __file__, 1, "hello", None, None)
+    line = TextFormatter().format(record)
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO sriovdp\.x: hello$", line)
+
+
+def test_verbosity_10_logs_our_debug_and_not_the_libraries_when_set(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    try:
+        setup_logging(verbosity=10)
+        logging.getLogger("sriovdp.daemon").debug("ours")
+        for name in ("pyroute2.netlink.core", "grpc._cython", "asyncio"):
+            logging.getLogger(name).debug("internal %s", name)
+            logging.getLogger(name).info("internal %s", name)
+        logging.getLogger("pyroute2").warning("a library warning")
+    finally:
+        setup_logging()
+    text = capsys.readouterr().err
+    assert "ours" in text and "a library warning" in text
+    assert "internal" not in text
+
+
+# -- the daemon process: start-up signals and umask ----------------------------------------
+
+
+def _blocked_start(signals: set[signal.Signals], umask: int | None = None):  # noqa: ANN202
+    """preexec_fn: the child starts with ``signals`` blocked (pending ones wait), which is
+    how a signal sent during interpreter start-up looks to the daemon's first line."""
+    def pre() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        if umask is not None:
+            os.umask(umask)
+    return pre
+
+
+async def _daemon(workdir: Path, host_root: Path, *extra: str, umask: int | None = None,
+                  blocked: set[signal.Signals] = frozenset()) -> asyncio.subprocess.Process:
+    cfg = workdir / "config.json"
+    if not cfg.exists():
+        write_config(cfg)
+    return await asyncio.create_subprocess_exec(
+        *SRIOVDP, "--config-file", str(cfg), "--host-root", str(host_root),
+        "--device-plugin-dir", str(workdir / "dp"), "--plugins-registry-dir",
+        str(workdir / "none"), "--device-info-dir", str(workdir / "devinfo"), *extra,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_blocked_start(set(blocked), umask))
+
+
+async def test_sigint_during_start_up_exits_0_without_a_traceback_when_sent_at_once(
+    workdir: Path, host: object,
+) -> None:
+    proc = await _daemon(workdir, workdir / "host", blocked={signal.SIGINT})
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
+    assert not (workdir / "dp").exists() or not list((workdir / "dp").glob("*.sock"))
+
+
+async def test_sighup_during_start_up_does_not_kill_the_daemon_when_sent_at_once(
+    workdir: Path, host: object,
+) -> None:
+    dp = workdir / "dp"
+    async with KubeletEmulator(dp) as kubelet:
+        proc = await _daemon(workdir, workdir / "host", blocked={signal.SIGHUP})
+        proc.send_signal(signal.SIGHUP)
+        try:
+            await kubelet.wait_registered("intel.com/net", timeout=30)
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    text = err.decode()
+    assert "registering through" in text and "(" in text
+    assert "Deprecated" not in text
+
+
+async def test_sockets_are_not_world_writable_when_started_under_umask_000(
+    workdir: Path, host: object,
+) -> None:
+    dp = workdir / "dp"
+    async with KubeletEmulator(dp) as kubelet:
+        proc = await _daemon(workdir, workdir / "host", umask=0)
+        try:
+            await kubelet.wait_registered("intel.com/net", timeout=30)
+            mode = stat.S_IMODE((dp / "intel.com_net.sock").stat().st_mode)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert mode & 0o022 == 0, oct(mode)
+
+
+def test_discover_exits_quietly_when_its_reader_goes_away(workdir: Path, host: object) -> None:
+    import subprocess
+
+    proc = subprocess.run(
+        f'"{sys.executable}" -m sriovdp discover --host-root "{workdir}/host" -o json | true',
+        shell=True, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
