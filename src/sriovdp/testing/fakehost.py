@@ -435,6 +435,8 @@ class FakeHost:
         fn = self._fn(pf)
         dom, bus, slot, func = _split_bdf(pf)
         rid = (bus << 8 | slot << 3 | func) + fn.vf_offset + index * fn.vf_stride
+        if rid > 0xFFFF:
+            raise ValueError(f"VF {index} of {pf} would lie beyond bus ff")
         return f"{dom:04x}:{rid >> 8 & 0xFF:02x}:{rid >> 3 & 0x1F:02x}.{rid & 7}"
 
     def add_vfs(
@@ -1321,12 +1323,20 @@ class FakeHost:
     ) -> FakeHost:
         """A big SR-IOV host for benchmarks: ``pfs`` PFs with ``vfs_per_pf`` VFs each.
 
-        PF i is ``0000:<0x18 + 4i>:00.0`` with netdev ``ens<i>f0``, NUMA node ``i % 2``;
-        its VFs have netdevs ``ens<i>f0v<n>`` and one IOMMU group each.
+        PF i is ``0000:<0x18 + s·i>:00.0`` with netdev ``ens<i>f0``, NUMA node ``i % 2``;
+        its VFs (routing ids PF + 16 + n) have netdevs ``ens<i>f0v<n>`` and one IOMMU group
+        each. ``s`` is 4 buses, or as many as a PF's VFs need (5 for 1,024 VFs).
+
+        Raises:
+            ValueError: the PFs and their VFs do not fit below bus ``ff``.
         """
+        buses = max(4, -(-(16 + vfs_per_pf) // 256))  # 256 routing ids per bus
+        if 0x18 + buses * pfs > 0x100:
+            raise ValueError(f"{pfs} PFs x {vfs_per_pf} VFs need {buses * pfs} PCI buses "
+                             f"from 18; only {0x100 - 0x18} are left")
         host = cls(root)
         for i in range(pfs):
-            pf = host.add_pf(f"0000:{0x18 + 4 * i:02x}:00.0", vendor=vendor, device=pf_device,
+            pf = host.add_pf(f"0000:{0x18 + buses * i:02x}:00.0", vendor=vendor, device=pf_device,
                              driver=pf_driver, ifname=f"ens{i}f0", numa_node=i % 2,
                              total_vfs=max(vfs_per_pf, 1), iommu_group=10 + i)
             host.add_vfs(pf, vfs_per_pf, device=vf_device, driver=vf_driver,
