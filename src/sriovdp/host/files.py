@@ -36,12 +36,16 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO or a character device planted in the tree must not block a read
 # (sysfs attribute files ignore the flag).
 FILE_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+ATTRIBUTE_FLAGS = FILE_FLAGS | os.O_NOFOLLOW
 ATTRIBUTE_SIZE = 4096
 
 _SYS_OPENAT2 = 437  # the same number on every architecture
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_BENEATH = 0x08
 _RESOLVE_IN_ROOT = 0x10
+# openat2 answers EAGAIN when a rename or mount anywhere on the machine raced a ".." step
+# of a confined lookup; the kernel asks callers to retry.
+_EAGAIN_TRIES = 16
 
 
 class _OpenHow(ctypes.Structure):
@@ -62,6 +66,8 @@ def _load_openat2() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 
 
 _syscall = _load_openat2()
+_HOWS: dict[tuple[int, int], ctypes._Pointer[_OpenHow]] = {}
+_HOW_SIZE = ctypes.sizeof(_OpenHow)
 _openat2_missing_logged = False
 
 
@@ -74,12 +80,18 @@ def _openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int | None:
     global _openat2_missing_logged
     if _syscall is None:
         return None
-    how = _OpenHow(flags, 0, resolve | _RESOLVE_NO_MAGICLINKS)
-    fd = int(_syscall(_SYS_OPENAT2, dir_fd, os.fsencode(path), ctypes.byref(how),
-                      ctypes.sizeof(how)))
-    if fd >= 0:
-        return fd
-    err = ctypes.get_errno()
+    how = _HOWS.get((flags, resolve))
+    if how is None:
+        how = _HOWS[flags, resolve] = ctypes.pointer(
+            _OpenHow(flags, 0, resolve | _RESOLVE_NO_MAGICLINKS))
+    raw = os.fsencode(path)
+    for _ in range(_EAGAIN_TRIES):
+        fd: int = _syscall(_SYS_OPENAT2, dir_fd, raw, how, _HOW_SIZE)
+        if fd >= 0:
+            return fd
+        err = ctypes.get_errno()
+        if err != errno.EAGAIN:
+            break
     if err in (errno.ENOSYS, errno.EPERM) and not _openat2_missing_logged:
         _openat2_missing_logged = True
         log.warning("openat2 is not available (%s): links under the host root are not "
@@ -159,7 +171,7 @@ class HostRoot:
         Raises:
             OSError: from the open; ``EXDEV`` when a link would leave the directory.
         """
-        if self.confined:
+        if self._fd >= 0:
             fd = _openat2(dir_fd, rel, flags, _RESOLVE_BENEATH)
             if fd is not None:
                 return fd
@@ -204,7 +216,7 @@ def read_attribute(dir_fd: int, name: str) -> bytes | None:
         OSError: it exists but cannot be read (``ELOOP`` when it is a link).
     """
     try:
-        fd = os.open(name, FILE_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+        fd = os.open(name, ATTRIBUTE_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     try:

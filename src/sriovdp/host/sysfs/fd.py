@@ -25,6 +25,8 @@ PCI_NAME_RE = re.compile(r"[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\Z")
 SAFE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]+\Z")
 _HEX4_RE = re.compile(rb"0x([0-9A-Fa-f]{4})\Z")
 
+_SUBDIR_FLAGS = DIR_FLAGS | os.O_NOFOLLOW
+
 # ``(dir_fd, path below it) -> fd``: :meth:`sriovdp.host.files.HostRoot.open_beneath`.
 OpenBeneath = Callable[[int, str], int]
 
@@ -127,7 +129,7 @@ def read_quiet(dir_fd: int, name: str, open_beneath: OpenBeneath) -> bytes:
 def list_dir(dir_fd: int, name: str) -> list[str]:
     """Entries of subdirectory ``name`` (not a link); ``[]`` when it does not exist."""
     try:
-        fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+        fd = os.open(name, _SUBDIR_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         return []
     try:

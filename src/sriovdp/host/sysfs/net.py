@@ -118,7 +118,14 @@ class NetReader:
         """
         if ifname in self.link_types:
             return self.link_types[ifname]
-        arphrd = parse_int(read_quiet(fd, f"{net_dir}/type", self._root.open_beneath))
+        try:
+            type_fd = self._root.open_beneath(fd, f"{net_dir}/type")
+            try:
+                arphrd = parse_int(os.read(type_fd, 64))
+            finally:
+                os.close(type_fd)
+        except OSError:
+            arphrd = None
         found = link_type_name(arphrd) if arphrd is not None else None
         self.link_types[ifname] = found
         return found

@@ -27,7 +27,7 @@ from sriovdp.host.sysfs.fd import (
 from sriovdp.host.sysfs.net import NetReader
 from sriovdp.host.sysfs.rdma import RdmaReader
 from sriovdp.host.sysfs.vdpa import VdpaReader
-from sriovdp.model.devices import ACCEL_CLASS, NET_CLASS, PciFunction, RdmaInfo, VdpaInfo
+from sriovdp.model.devices import ACCEL_CLASS, NET_CLASS, PciFunction, RdmaInfo
 
 _WANTED_CLASSES = frozenset({NET_CLASS, ACCEL_CLASS})
 # "pci:v00008086d0000154Csv00008086sd00000000bc02sc00i00", with or without the newline.
@@ -71,7 +71,8 @@ class FunctionReader:
         self._net = net
         self._rdma = rdma
         self._vdpa = vdpa
-        self._vf_indexes: dict[str, dict[str, int]] = {}
+        # PF address → (VF address → VF index, the PF's netdev)
+        self._pfs: dict[str, tuple[dict[str, int], str | None]] = {}
         self._noiommu: dict[str, bool] = {}
 
     def read(self, bus_fd: int, address: str) -> PciFunction | None:
@@ -80,9 +81,10 @@ class FunctionReader:
         Raises:
             Skip: the function cannot be read; the message is the reason.
         """
+        root = self._root
         try:
-            fd = self._root.open_at(bus_fd, address, f"sys/bus/pci/devices/{address}",
-                                    DIR_FLAGS)
+            fd = (root.open_at(bus_fd, address, f"sys/bus/pci/devices/{address}", DIR_FLAGS)
+                  if root.confined else os.open(address, DIR_FLAGS, dir_fd=bus_fd))
         except FileNotFoundError as exc:
             raise Skip("vanished during scan") from exc
         except OSError as exc:
@@ -196,30 +198,37 @@ class FunctionReader:
         netdevs = sorted(net_dirs)
         vf_index: int | None = None
         pf_netdev: str | None = None
+        net = self._net
         if physfn is not None:
-            vf_index, pf_netdev = self._pf_facts(fd, physfn, address)
+            pf = self._pfs.get(physfn) or self._read_pf(fd, physfn, address)
+            vf_index, pf_netdev = pf[0].get(address), pf[1]
         link_type = ""
         if netdevs:
-            link_type = self._net.link_type(fd, netdevs[0], net_dirs[netdevs[0]]) or ""
+            link_type = net.link_type(fd, netdevs[0], net_dirs[netdevs[0]]) or ""
         if not link_type and pf_netdev is not None:
-            link_type = self._net.link_types.get(pf_netdev) or ""
-        rdma, pkey = self._rdma_facet(fd, address, attrs, link_type)
+            link_type = net.link_types.get(pf_netdev) or ""
+        rdma: RdmaInfo | None = None
+        pkey: str | None = None
+        if self._rdma.may_have(address, attrs.listed and "infiniband" in attrs.present):
+            rdma, pkey = self._rdma_facet(fd, address, link_type)
+        routes = net.default_routes
+        vdpa_owners = self._vdpa.owners
         return PciFunction(
             address=address, vendor=ids.vendor, device=ids.device, class_code=ids.class_code,
             driver=driver, numa_node=attrs.numa_node, iommu_group=attrs.iommu_group,
             vfio_noiommu=attrs.vfio_noiommu, acpi_index=attrs.acpi_index, physfn=physfn,
             vf_index=vf_index, total_vfs=attrs.total_vfs, num_vfs=attrs.num_vfs,
             netdevs=tuple(netdevs), pf_netdev=pf_netdev, link_type=link_type, uio=attrs.uio,
-            default_route=self._net.has_default_route(netdevs), rdma=rdma,
-            vdpa=self._vdpa_facet(address), pkey=pkey,
+            default_route=bool(routes) and any(n in routes for n in netdevs), rdma=rdma,
+            vdpa=self._vdpa.info(address, vdpa_owners[address])
+            if vdpa_owners and address in vdpa_owners else None,
+            pkey=pkey,
         )
 
-    def _rdma_facet(self, fd: int, address: str, attrs: _Attrs, link_type: str
+    def _rdma_facet(self, fd: int, address: str, link_type: str
                     ) -> tuple[RdmaInfo | None, str | None]:
-        """RDMA devices and, on InfiniBand, the pkey; only functions the class map (or their
-        own listing) names pay for them. A read error logs and leaves them out."""
-        if not self._rdma.may_have(address, attrs.listed and "infiniband" in attrs.present):
-            return None, None
+        """RDMA devices and, on InfiniBand, the pkey, of a function that may have them (the
+        class map, or its own listing, names it). A read error logs and leaves them out."""
         devices = self._rdma.names(fd, address, True)
         if not devices:
             return None, None
@@ -227,27 +236,15 @@ class FunctionReader:
         pkey = self._rdma.pkey(fd, address, devices[0]) if link_type == "infiniband" else None
         return rdma, pkey
 
-    def _vdpa_facet(self, address: str) -> VdpaInfo | None:
-        names = self._vdpa.owners.get(address) if self._vdpa.owners else None
-        return self._vdpa.info(address, names) if names else None
-
-    def _pf_facts(self, vf_fd: int, pf_address: str, vf_address: str
-                  ) -> tuple[int | None, str | None]:
-        """The VF's index (from the PF's ``virtfnN`` links) and the PF's netdev.
-
-        Read once per PF, through the VF's ``physfn`` link. An unreadable PF logs a warning
-        and leaves its VFs without an index and PF netdev.
-        """
-        indexes = self._vf_indexes.get(pf_address)
-        if indexes is None:
-            indexes = self._read_pf(vf_fd, pf_address, vf_address)
-            self._vf_indexes[pf_address] = indexes
-        return indexes.get(vf_address), self._net.known_pf_netdev(pf_address)[1]
-
-    def _read_pf(self, vf_fd: int, pf_address: str, vf_address: str) -> dict[str, int]:
+    def _read_pf(self, vf_fd: int, pf_address: str, vf_address: str
+                 ) -> tuple[dict[str, int], str | None]:
+        """VF address → index (from the PF's ``virtfnN`` links) and the PF's netdev, read
+        once per PF through the VF's ``physfn`` link. An unreadable PF logs a warning and
+        leaves its VFs without an index and PF netdev."""
         known, _ = self._net.known_pf_netdev(pf_address)
         if not known:
             self._net.set_pf_netdev(pf_address, None)  # unless read below
+        indexes: dict[str, int] = {}
         try:
             pf_fd = self._root.open_at(vf_fd, "physfn",
                                        f"sys/bus/pci/devices/{vf_address}/physfn", DIR_FLAGS)
@@ -255,18 +252,18 @@ class FunctionReader:
             if exc.errno != errno.ENOENT:  # ENOENT: dangling physfn, the PF is not visible
                 log.warning("cannot open PF %s of %s: %s", pf_address, vf_address,
                             exc.strerror, extra={"pci": vf_address})
-            return {}
-        indexes: dict[str, int] = {}
-        try:
-            indexes = _vf_indexes(pf_fd, pf_address)
-            if not known:
-                self._net.pf_netdev(pf_fd, pf_address)
-        except OSError as exc:
-            log.warning("cannot read VFs of PF %s: %s", pf_address, exc.strerror,
-                        extra={"pci": pf_address})
-        finally:
-            os.close(pf_fd)
-        return indexes
+        else:
+            try:
+                indexes = _vf_indexes(pf_fd, pf_address)
+                if not known:
+                    self._net.pf_netdev(pf_fd, pf_address)
+            except OSError as exc:
+                log.warning("cannot read VFs of PF %s: %s", pf_address, exc.strerror,
+                            extra={"pci": pf_address})
+            finally:
+                os.close(pf_fd)
+        found = self._pfs[pf_address] = (indexes, self._net.known_pf_netdev(pf_address)[1])
+        return found
 
 
 def _vf_indexes(pf_fd: int, pf_address: str) -> dict[str, int]:
