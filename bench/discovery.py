@@ -3,6 +3,8 @@
 For each size it builds a FakeHost under ``/dev/shm`` and prints:
 
 * scan: ``sriovdp.host.sysfs.scan`` (min of 5 runs);
+  (a FakeHost root is not ``/``, so the scan's opens are confined to it with ``openat2``,
+  see :mod:`sriovdp.host.files`; on a real host, ``--host-root /``, they are plain opens);
 * floor: the same sysfs work done by a bare loop (``os.open``/``os.read``/``os.readlink``/
   ``os.listdir`` on the files the scan touches, no parsing, no objects; min of 5);
 * ratio: scan / floor (the Python overhead over the syscalls), in CPU time of this process

@@ -26,7 +26,7 @@ import os
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from sriovdp.errors import HostError
 
@@ -53,20 +53,19 @@ class _OpenHow(ctypes.Structure):
                 ("resolve", ctypes.c_uint64)]
 
 
-def _load_openat2() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+def _load_syscall() -> Any:
+    """libc's ``syscall``, or None. No argtypes: ints, bytes and a pointer convert as they
+    are, and skipping the conversion layer saves a microsecond per open."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        syscall = libc.syscall
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
     except (OSError, AttributeError):
         return None
     syscall.restype = ctypes.c_long
-    syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p,
-                        ctypes.c_size_t]
     return syscall
 
 
-_syscall = _load_openat2()
-_HOWS: dict[tuple[int, int], ctypes._Pointer[_OpenHow]] = {}
+_syscall = _load_syscall()
+_HOWS: dict[tuple[int, int], Any] = {}
 _HOW_SIZE = ctypes.sizeof(_OpenHow)
 _openat2_missing_logged = False
 
@@ -77,7 +76,6 @@ def _openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int | None:
     Raises:
         OSError: from the open (``EXDEV`` for a link that leaves ``dir_fd``'s tree).
     """
-    global _openat2_missing_logged
     if _syscall is None:
         return None
     how = _HOWS.get((flags, resolve))
@@ -85,18 +83,28 @@ def _openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int | None:
         how = _HOWS[flags, resolve] = ctypes.pointer(
             _OpenHow(flags, 0, resolve | _RESOLVE_NO_MAGICLINKS))
     raw = os.fsencode(path)
+    fd: int = _syscall(_SYS_OPENAT2, dir_fd, raw, how, _HOW_SIZE)
+    if fd >= 0:
+        return fd
+    return _openat2_failed(dir_fd, raw, how, path)
+
+
+def _openat2_failed(dir_fd: int, raw: bytes, how: Any, path: str) -> int | None:
+    """After a failed ``openat2``: retry on EAGAIN, None without the call, else raise."""
+    global _openat2_missing_logged
+    err = ctypes.get_errno()
     for _ in range(_EAGAIN_TRIES):
+        if err != errno.EAGAIN:
+            break
         fd: int = _syscall(_SYS_OPENAT2, dir_fd, raw, how, _HOW_SIZE)
         if fd >= 0:
             return fd
         err = ctypes.get_errno()
-        if err != errno.EAGAIN:
-            break
-    if err in (errno.ENOSYS, errno.EPERM) and not _openat2_missing_logged:
-        _openat2_missing_logged = True
-        log.warning("openat2 is not available (%s): links under the host root are not "
-                    "confined to it", os.strerror(err))
     if err in (errno.ENOSYS, errno.EPERM):
+        if not _openat2_missing_logged:
+            _openat2_missing_logged = True
+            log.warning("openat2 is not available (%s): links under the host root are not "
+                        "confined to it", os.strerror(err))
         return None
     raise OSError(err, os.strerror(err), path)
 
