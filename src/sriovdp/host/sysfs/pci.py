@@ -146,8 +146,9 @@ class FunctionReader:
                 attr = "acpi_index"
                 attrs.acpi_index = (read(fd, "acpi_index") or b"").decode(
                     errors="replace").strip()
-            attr = "sriov_totalvfs"
-            _read_sriov(fd, attrs)
+            if "sriov_totalvfs" in present:
+                attr = "sriov_totalvfs"
+                _read_sriov(fd, attrs)
             if "uio" in present:
                 attr = "uio"
                 attrs.uio = min(list_dir(fd, "uio"), default=None)
@@ -330,8 +331,6 @@ def _read_sriov(fd: int, attrs: _Attrs) -> None:
     Raises:
         OSError: ``sriov_totalvfs`` cannot be read (``sriov_numvfs`` errors say so too).
     """
-    if "sriov_totalvfs" not in attrs.present:
-        return
     total_raw = read(fd, "sriov_totalvfs")
     if total_raw is None:
         return
