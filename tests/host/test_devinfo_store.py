@@ -144,6 +144,22 @@ def test_remove_deletes_the_file_and_reports_missing_ones_when_called_twice_r2(
     assert store.files() == set()
 
 
+@pytest.mark.parametrize(("name", "device_id"), [
+    ("intel.com-net-0000:3b:02.1-device.json", "0000:3b:02.1"),
+    ("intel.com-net_b-0000:3b:02.1-device.json", None),   # another pool named like ours
+    ("intel.com-net-b-0000:3b:02.1-device.json", None),  # "net-b"'s file
+    ("intel.com-net-mlx5_core.sf.4-device.json", None),  # not a PCI address
+    ("intel.com-net-0000:3b:02.1-device.json.tmp", None),
+])
+def test_device_id_is_parsed_back_when_the_name_is_a_file_of_that_resource(
+    tmp_path: Path, name: str, device_id: str | None,
+) -> None:
+    store = DeviceInfoStore(tmp_path)
+    assert store.device_id("intel.com/net", name) == device_id
+    if device_id is not None:
+        assert store.path("intel.com/net", device_id).name == name
+
+
 @pytest.mark.parametrize("name", ["../x-device.json", "notes.txt"])
 def test_remove_file_refuses_names_when_they_are_not_device_info_files(
     tmp_path: Path, name: str

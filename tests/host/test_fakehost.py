@@ -227,3 +227,26 @@ def test_scaled_host_has_every_vf_when_built(tmp_path: Path) -> None:
 
     assert len(inventory.functions) == 2 + 16
     assert {f.pf_netdev for f in inventory.functions.values() if f.is_vf} == {"ens0f0", "ens1f0"}
+
+
+def test_scaled_host_has_1024_vfs_per_pf_when_asked_for_them(tmp_path: Path) -> None:
+    host = FakeHost.scaled(tmp_path, pfs=2, vfs_per_pf=1024)
+
+    inventory = scan(host.paths)
+
+    assert len(inventory.functions) == 2 * 1025
+    vfs = [f for f in inventory.functions.values() if f.is_vf]
+    assert sorted(f.vf_index for f in vfs if f.physfn == "0000:18:00.0") == list(range(1024))
+    assert len({f.iommu_group for f in inventory.functions.values()}) == 2 * 1025
+
+
+def test_scaled_host_keeps_its_pf_addresses_when_vfs_fit_four_buses(tmp_path: Path) -> None:
+    host = FakeHost.scaled(tmp_path, pfs=2, vfs_per_pf=8)
+
+    assert {f.address for f in scan(host.paths).functions.values() if not f.is_vf} == {
+        "0000:18:00.0", "0000:1c:00.0"}
+
+
+def test_scaled_host_is_refused_when_the_pfs_run_out_of_pci_buses(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="buses"):
+        FakeHost.scaled(tmp_path, pfs=64, vfs_per_pf=1024)

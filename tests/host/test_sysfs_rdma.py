@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sysfs_fixtures import FlatSysfs
 
-from sriovdp.host import sysfs
+from sriovdp.host.files import HostRoot
 from sriovdp.host.sysfs import scan
+from sriovdp.host.sysfs.rdma import RdmaReader
 from sriovdp.model.devices import RdmaInfo
 from sriovdp.testing.fakehost import FakeHost
 
@@ -115,13 +117,13 @@ def test_char_device_maps_read_once_when_many_functions_have_rdma(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = FakeHost.load(tmp_path, HOSTS / "cx5-rdma.yaml").paths
     calls = []
-    original = sysfs._Reader._read_rdma_chars
+    original = RdmaReader._read_chars
 
-    def counting(self: sysfs._Reader) -> dict[str, dict[str, str]]:
+    def counting(self: RdmaReader) -> Any:
         calls.append(1)
         return original(self)
 
-    monkeypatch.setattr(sysfs._Reader, "_read_rdma_chars", counting)
+    monkeypatch.setattr(RdmaReader, "_read_chars", counting)
 
     scan(paths)
 
@@ -131,23 +133,28 @@ def test_char_device_maps_read_once_when_many_functions_have_rdma(
 def test_nothing_rdma_or_vdpa_opened_when_host_has_neither(
         cx5: FakeHost, monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[str] = []
-    real_open, real_listdir = os.open, os.listdir
+    real_open, real_open_at = HostRoot.open, HostRoot.open_at
+    real_beneath = HostRoot.open_beneath
 
-    def spy_open(path: object, *args: object, **kwargs: object) -> int:
-        opened.append(os.fspath(path))  # type: ignore[arg-type]
-        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+    def spy_open(self: HostRoot, rel: str, *args: Any) -> int:
+        opened.append(f"/{rel}")
+        return real_open(self, rel, *args)
 
-    def spy_listdir(path: object = ".") -> list[str]:
-        opened.append(str(path))
-        return real_listdir(path)  # type: ignore[arg-type]
+    def spy_open_at(self: HostRoot, dir_fd: int, name: str, rel: str, *args: Any) -> int:
+        opened.append(f"/{rel}")
+        return real_open_at(self, dir_fd, name, rel, *args)
 
-    monkeypatch.setattr(os, "open", spy_open)
-    monkeypatch.setattr(os, "listdir", spy_listdir)
+    def spy_beneath(self: HostRoot, dir_fd: int, rel: str, *args: Any) -> int:
+        opened.append(f"<fd>/{rel}")
+        return real_beneath(self, dir_fd, rel, *args)
+
+    monkeypatch.setattr(HostRoot, "open", spy_open)
+    monkeypatch.setattr(HostRoot, "open_at", spy_open_at)
+    monkeypatch.setattr(HostRoot, "open_beneath", spy_beneath)
 
     scan(cx5.paths)
 
-    rel = [p.removeprefix(str(cx5.root)) for p in opened]
-    touched = [p for p in rel if "infiniband" in p or "vdpa" in p or "auxiliary" in p]
+    touched = [p for p in opened if "infiniband" in p or "vdpa" in p or "auxiliary" in p]
     assert sorted(touched) == [
         "/sys/bus/auxiliary/devices", "/sys/bus/vdpa/devices", "/sys/class/infiniband"]
 

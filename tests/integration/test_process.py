@@ -33,7 +33,13 @@ def sysfs_functions(vendor: str) -> set[str]:
     return found
 
 
-async def start(args: list[str], *, netns: bool = False) -> asyncio.subprocess.Process:
+async def start(args: list[str], *, netns: bool = False,
+                workdir: Path | None = None) -> asyncio.subprocess.Process:
+    """Run the daemon; with ``workdir``, its device-info and CDI files go below it (never to
+    the node's ``/var/run``)."""
+    if workdir is not None:
+        args = [*args, "--device-info-dir", str(workdir / "devinfo"),
+                "--cdi-dir", str(workdir / "cdi")]
     cmd = (["unshare", "--net"] if netns else []) + SRIOVDP + args
     return await asyncio.create_subprocess_exec(
         *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -62,17 +68,18 @@ async def test_real_virtio_nic_is_advertised_and_allocated_when_run_in_a_fresh_n
         proc = await start(["-config-file", str(config), "--host-root", "/",
                             "--device-plugin-dir", str(dp),
                             "--plugins-registry-dir", str(workdir / "no-registry"),
-                            "-resource-prefix=test.io"], netns=True)
+                            "-resource-prefix=test.io"], netns=True, workdir=workdir)
         try:
             await kubelet.wait_registered("test.io/virtio", timeout=15)
             devs = await kubelet.wait_for("test.io/virtio", lambda d: bool(d), timeout=5)
             assert set(devs) == expected
-            dev = sorted(expected)[0]
+            dev = min(expected)
             resp = await kubelet.allocate("test.io/virtio", [dev])
             envs = resp.container_responses[0].envs
             assert envs["PCIDEVICE_TEST_IO_VIRTIO"] == dev
             assert json.loads(envs["PCIDEVICE_TEST_IO_VIRTIO_INFO"]) == {
                 dev: {"generic": {"deviceID": dev}}}
+            assert (workdir / "devinfo" / f"test.io-virtio-{dev}-device.json").exists()
         finally:
             code, err = await stop(proc)
         assert code == 0, err
@@ -124,7 +131,7 @@ async def test_bad_config_exits_1_with_the_json_path_before_any_socket_exists(
     dp = workdir / "dp"
     dp.mkdir()
     proc = await start(["--config-file", str(config), "--device-plugin-dir", str(dp),
-                        "--plugins-registry-dir", str(workdir / "none")])
+                        "--plugins-registry-dir", str(workdir / "none")], workdir=workdir)
     code, err = await stop(proc, signal_it=False)
     assert code == 1
     assert 'resourceList[0].selectors[0].pfNames[0]' in err and "ens2f1#3-" in err
@@ -156,7 +163,7 @@ async def test_sigterm_removes_every_socket_when_the_daemon_runs_against_a_fake_
     async with KubeletEmulator(dp) as kubelet:
         proc = await start(["--config-file", str(config), "--host-root", str(host.root),
                             "--device-plugin-dir", str(dp), "-v", "10", "-logtostderr",
-                            "--plugins-registry-dir", str(workdir / "none")])
+                            "--plugins-registry-dir", str(workdir / "none")], workdir=workdir)
         try:
             for name in (r["resourceName"] for r in DEMO_CONFIG["resourceList"]):
                 await kubelet.wait_registered(f"intel.com/{name}", timeout=15)
@@ -181,11 +188,12 @@ async def test_json_logs_carry_pool_and_pci_and_summarise_each_pool_at_start(
     async with KubeletEmulator(dp) as kubelet:
         proc = await start(["--config-file", str(config), "--host-root", str(host.root),
                             "--device-plugin-dir", str(dp), "--log-format", "json",
-                            "--plugins-registry-dir", str(workdir / "none")])
+                            "--plugins-registry-dir", str(workdir / "none")], workdir=workdir)
         try:
             await kubelet.wait_registered("intel.com/net", timeout=15)
             resp = await kubelet.allocate("intel.com/net", ["0000:3b:02.1"])
             assert resp.container_responses
+            assert (workdir / "devinfo" / "intel.com-net-0000:3b:02.1-device.json").exists()
         finally:
             code, err = await stop(proc)
     assert code == 0, err

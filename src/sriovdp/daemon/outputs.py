@@ -20,11 +20,9 @@ from sriovdp.host.cdi import CdiStore
 from sriovdp.host.devinfo import DeviceInfoStore
 from sriovdp.model.cdi import cdi_spec, pool_spec_file_name
 from sriovdp.model.devices import DeviceKind, HostFacts
-from sriovdp.model.ids import is_pci_address
 from sriovdp.model.pools import ResourcePool
 
 log = logging.getLogger("sriovdp.daemon")
-_SUFFIX = "-device.json"
 
 
 class Outputs:
@@ -77,12 +75,9 @@ class Outputs:
         for name, pool in new.items():
             if pool.config.kind is not DeviceKind.NET:
                 continue
-            head = name.replace("/", "-") + "-"
             for file in files:
-                dev_id = file[len(head):-len(_SUFFIX)]
-                # another pool's name may start like ours: only PCI addresses are ours
-                if file.startswith(head) and is_pci_address(dev_id) and \
-                        dev_id not in pool.devices:
+                held = self.devinfo.device_id(name, file)
+                if held is not None and held not in pool.devices:
                     self.devinfo.remove_file(file)
                     log.info("stale device-info file %s removed", file,
                              extra={"resource": name})

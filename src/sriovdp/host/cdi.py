@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from sriovdp.errors import HostError
-from sriovdp.host.devinfo import remove_file, write_atomically
+from sriovdp.host.files import remove_file, write_atomically
 from sriovdp.model.cdi import SPEC_FILE_PREFIX
 
 FILE_MODE = 0o644

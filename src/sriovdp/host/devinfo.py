@@ -10,60 +10,19 @@ file (netDevice pools only) and when files go is the caller's decision.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from sriovdp.errors import HostError
+from sriovdp.host.files import remove_file, write_atomically
 from sriovdp.model.deviceinfo import device_info_file_name, device_info_json
+from sriovdp.model.ids import is_pci_address
 from sriovdp.model.pools import PoolDevice
 
 FILE_MODE = 0o444
 DIR_MODE = 0o755
 _SUFFIX = "-device.json"
-
-
-def write_atomically(path: Path, data: bytes, *, mode: int, dir_mode: int = DIR_MODE) -> None:
-    """Replace ``path`` with ``data`` (file mode ``mode``) through a temp file and a rename.
-
-    The temp file is ``<name>.<random>.tmp`` in the same directory, removed on failure.
-    No fsync: these files live on tmpfs (``/var/run``), which a crash empties anyway.
-    A missing directory is created (parents too) and given ``dir_mode``.
-
-    Raises:
-        OSError: from the file system.
-    """
-    directory = path.parent
-    if not directory.is_dir():
-        os.makedirs(directory, exist_ok=True)
-        os.chmod(directory, dir_mode)  # not subject to the umask, unlike mkdir's mode
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def remove_file(path: Path, what: str) -> bool:
-    """Delete ``path``; False when it did not exist.
-
-    Raises:
-        HostError: it exists but cannot be deleted (the message names ``what`` and the path).
-    """
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise HostError(f"cannot remove {what} {path}: {exc.strerror or exc}") from exc
-    return True
 
 
 class DeviceInfoStore:
@@ -139,6 +98,16 @@ class DeviceInfoStore:
             raise ValueError(f"not a device-info file name: {name!r}")
         self._written.pop(name, None)
         return remove_file(self.directory / name, "device-info file")
+
+    def device_id(self, resource_name: str, file_name: str) -> str | None:
+        """The PCI address a file of ``resource_name`` is named after; None when ``file_name``
+        is not such a file (another pool's name may start like this one's, and only PCI
+        addresses are ours)."""
+        head = resource_name.replace("/", "-") + "-"
+        if not (file_name.startswith(head) and file_name.endswith(_SUFFIX)):
+            return None
+        dev_id = file_name[len(head):-len(_SUFFIX)]
+        return dev_id if is_pci_address(dev_id) else None
 
     def files(self) -> set[str]:
         """Names of the device-info files in the directory (empty when it does not exist)."""

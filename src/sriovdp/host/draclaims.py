@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sriovdp.errors import HostError
-from sriovdp.host.devinfo import write_atomically
+from sriovdp.host.files import write_atomically
 from sriovdp.model.dra.prepare import ClaimRef, PreparedClaim, PreparedDevice
 
 VERSION = 1

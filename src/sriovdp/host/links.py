@@ -288,7 +288,7 @@ def open_netlink_socket(protocol: int, netns: str | None = None) -> socket.socke
             finally:
                 os.close(ns_fd)
             result.append(socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, protocol))
-        except BaseException as exc:  # handed to the caller's thread below
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
             result.append(exc)
 
     thread = threading.Thread(target=enter_and_open, name=f"sriovdp-netns-{netns}")

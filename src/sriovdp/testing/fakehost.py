@@ -435,6 +435,8 @@ class FakeHost:
         fn = self._fn(pf)
         dom, bus, slot, func = _split_bdf(pf)
         rid = (bus << 8 | slot << 3 | func) + fn.vf_offset + index * fn.vf_stride
+        if rid > 0xFFFF:
+            raise ValueError(f"VF {index} of {pf} would lie beyond bus ff")
         return f"{dom:04x}:{rid >> 8 & 0xFF:02x}:{rid >> 3 & 0x1F:02x}.{rid & 7}"
 
     def add_vfs(
@@ -1113,6 +1115,14 @@ class FakeHost:
 
     @staticmethod
     def _fn_spec(fn: _Function, pf: _Function | None) -> dict[str, Any]:
+        out = FakeHost._fn_spec_ids(fn, pf)
+        out.update(FakeHost._fn_spec_attrs(fn, pf))
+        out.update(FakeHost._fn_spec_facets(fn))
+        return out
+
+    @staticmethod
+    def _fn_spec_ids(fn: _Function, pf: _Function | None) -> dict[str, Any]:
+        """Address, index, ids, class, driver, NUMA node, netdevs and link type."""
         out: dict[str, Any] = {"address": fn.address}
         if pf is not None:
             out["index"] = fn.vf_index
@@ -1131,6 +1141,12 @@ class FakeHost:
             out["ifname"] = fn.ifnames[0] if len(fn.ifnames) == 1 else list(fn.ifnames)
         if fn.link_type != (pf.link_type if pf is not None else 1):
             out["link_type"] = fn.link_type
+        return out
+
+    @staticmethod
+    def _fn_spec_attrs(fn: _Function, pf: _Function | None) -> dict[str, Any]:
+        """Carrier, virtio, IOMMU group, uio, ACPI index and subsystem ids."""
+        out: dict[str, Any] = {}
         if not fn.carrier:
             out["carrier"] = False
         if fn.virtio is not None:
@@ -1147,6 +1163,12 @@ class FakeHost:
             out["subsystem_vendor"] = fn.subsystem_vendor
         if fn.subsystem_device != "0000":
             out["subsystem_device"] = fn.subsystem_device
+        return out
+
+    @staticmethod
+    def _fn_spec_facets(fn: _Function) -> dict[str, Any]:
+        """RDMA, pkey, vDPA, switchdev ports and auxiliary devices."""
+        out: dict[str, Any] = {}
         if fn.rdma:
             out["rdma"] = _one_or_list([r.to_spec() for r in fn.rdma])
             if fn.rdma[0].pkey != "0xffff":
@@ -1250,6 +1272,12 @@ class FakeHost:
 
     def _extras_from_spec(self, address: str, e: Mapping[str, Any], where: str) -> None:
         """The ``rdma``, ``pkey``, ``vdpa``, ``phys_port_names`` and ``aux`` keys."""
+        self._rdma_from_spec(address, e, where)
+        self._vdpa_from_spec(address, e, where)
+        self._ports_from_spec(e, where)
+        self._aux_from_spec(address, e, where)
+
+    def _rdma_from_spec(self, address: str, e: Mapping[str, Any], where: str) -> None:
         rdma = e.get("rdma")
         for k, item in enumerate(rdma if isinstance(rdma, list) else [rdma] if rdma else []):
             kwargs = _rdma_kwargs(item, f"{where}.rdma[{k}]" if isinstance(rdma, list)
@@ -1262,6 +1290,8 @@ class FakeHost:
             if not rdma:
                 raise ValueError(f"{where}.pkey: needs an rdma device")
             self.set_pkey(address, pkey)
+
+    def _vdpa_from_spec(self, address: str, e: Mapping[str, Any], where: str) -> None:
         vdpa = e.get("vdpa")
         for k, item in enumerate(vdpa if isinstance(vdpa, list) else [vdpa] if vdpa else []):
             at = f"{where}.vdpa[{k}]" if isinstance(vdpa, list) else f"{where}.vdpa"
@@ -1270,6 +1300,8 @@ class FakeHost:
             _known(item, {"name", "driver", "vhost"}, at)
             self.add_vdpa(address, str(item.get("name", "vdpa0")),
                           driver=item.get("driver", "vhost_vdpa"), vhost=item.get("vhost"))
+
+    def _ports_from_spec(self, e: Mapping[str, Any], where: str) -> None:
         ports = e.get("phys_port_names") or {}
         if not isinstance(ports, Mapping):
             raise ValueError(f"{where}.phys_port_names: a mapping netdev → port name")  # noqa: TRY004 - spec errors are ValueError
@@ -1281,6 +1313,8 @@ class FakeHost:
                 self.set_phys_port(str(ifname), str(port), switch_id=switch_id)
             except KeyError:
                 raise ValueError(f"{where}.phys_port_names: no netdev {ifname}") from None
+
+    def _aux_from_spec(self, address: str, e: Mapping[str, Any], where: str) -> None:
         for k, item in enumerate(e.get("aux") or []):
             at = f"{where}.aux[{k}]"
             _known(item, {"name", "sfnum", "ifname", "rdma", "link_type"}, at)
@@ -1321,12 +1355,20 @@ class FakeHost:
     ) -> FakeHost:
         """A big SR-IOV host for benchmarks: ``pfs`` PFs with ``vfs_per_pf`` VFs each.
 
-        PF i is ``0000:<0x18 + 4i>:00.0`` with netdev ``ens<i>f0``, NUMA node ``i % 2``;
-        its VFs have netdevs ``ens<i>f0v<n>`` and one IOMMU group each.
+        PF i is ``0000:<0x18 + s·i>:00.0`` with netdev ``ens<i>f0``, NUMA node ``i % 2``;
+        its VFs (routing ids PF + 16 + n) have netdevs ``ens<i>f0v<n>`` and one IOMMU group
+        each. ``s`` is 4 buses, or as many as a PF's VFs need (5 for 1,024 VFs).
+
+        Raises:
+            ValueError: the PFs and their VFs do not fit below bus ``ff``.
         """
+        buses = max(4, -(-(16 + vfs_per_pf) // 256))  # 256 routing ids per bus
+        if 0x18 + buses * pfs > 0x100:
+            raise ValueError(f"{pfs} PFs x {vfs_per_pf} VFs need {buses * pfs} PCI buses "
+                             f"from 18; only {0x100 - 0x18} are left")
         host = cls(root)
         for i in range(pfs):
-            pf = host.add_pf(f"0000:{0x18 + 4 * i:02x}:00.0", vendor=vendor, device=pf_device,
+            pf = host.add_pf(f"0000:{0x18 + buses * i:02x}:00.0", vendor=vendor, device=pf_device,
                              driver=pf_driver, ifname=f"ens{i}f0", numa_node=i % 2,
                              total_vfs=max(vfs_per_pf, 1), iommu_group=10 + i)
             host.add_vfs(pf, vfs_per_pf, device=vf_device, driver=vf_driver,
@@ -1356,7 +1398,7 @@ def _rdma_kwargs(item: object, where: str) -> dict[str, Any]:
     _known(item, {"device", "uverbs", "umad", "issm", "ucm", "char_devices"}, where)
     assert isinstance(item, Mapping)
     if not isinstance(item.get("device"), str):
-        raise ValueError(f"{where}.device: the RDMA device name, e.g. mlx5_0")
+        raise ValueError(f"{where}.device: the RDMA device name, e.g. mlx5_0")  # noqa: TRY004
     out: dict[str, Any] = {"name": item["device"]}
     for key in ("uverbs", "umad", "issm", "ucm"):
         if item.get(key) is not None:
