@@ -542,10 +542,6 @@ def _run(settings: Settings, early: EarlySignals) -> int:
     except HostError as exc:
         print(f"sriovdp: {exc}", file=sys.stderr)
         return 1
-    finally:
-        from sriovdp.host.ddp import kill_running
-
-        kill_running()
     log.info("sriovdp stopped")
     if threading.active_count() > 1:
         # a scan still stuck on a wedged sysfs file or tool: the shutdown itself is done

@@ -89,7 +89,12 @@ class UeventSource:
         self.rcvbuf = rcvbuf
         self._sock: socket.socket | None = None
         self._overflowed = False
-        self._queue: asyncio.Queue[Uevent | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Uevent | HostError | None] = asyncio.Queue()
+
+    @property
+    def running(self) -> bool:
+        """The socket is open (between :meth:`start` and a failure or :meth:`close`)."""
+        return self._sock is not None
 
     async def start(self) -> None:
         """Open and bind the socket.
@@ -97,6 +102,8 @@ class UeventSource:
         Raises:
             HostError: uevents cannot be received here (no permission, no such namespace).
         """
+        self._queue = asyncio.Queue()
+        self._overflowed = False
         sock = open_netlink_socket(NETLINK_KOBJECT_UEVENT, self.netns)
         try:
             with contextlib.suppress(OSError):
@@ -120,8 +127,8 @@ class UeventSource:
                 if exc.errno == errno.ENOBUFS:
                     self._queue.put_nowait(Uevent("", "", "", overflow=True))
                     continue
-                log.warning("uevent socket failed: %s", exc.strerror)
-                self._queue.put_nowait(None)
+                self._drop_socket()
+                self._queue.put_nowait(HostError(f"uevent socket failed: {exc.strerror}"))
                 return
             if sender != 0:
                 continue  # only the kernel (port id 0) speaks for devices; ignore userspace
@@ -137,16 +144,25 @@ class UeventSource:
 
     async def events(self) -> AsyncIterator[Uevent]:
         """Yield the relevant events as the kernel sends them (at most ``_MAX_QUEUED`` wait;
-        beyond that one ``overflow`` event stands for the rest); ends after :meth:`close`."""
+        beyond that one ``overflow`` event stands for the rest); ends after :meth:`close`.
+
+        Raises:
+            HostError: the socket failed; :meth:`start` opens a new one.
+        """
         while (event := await self._queue.get()) is not None:
+            if isinstance(event, HostError):
+                raise event
             if event.overflow:
                 self._overflowed = False
             yield event
 
     async def close(self) -> None:
+        self._drop_socket()
+        self._queue.put_nowait(None)
+
+    def _drop_socket(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
             with contextlib.suppress(ValueError, RuntimeError):
                 asyncio.get_running_loop().remove_reader(sock.fileno())
             sock.close()
-        self._queue.put_nowait(None)
