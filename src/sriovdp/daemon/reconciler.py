@@ -133,6 +133,7 @@ class Reconciler:
         self._stop = asyncio.Event()
         self._seen_links: set[str] = set()
         self._netdev_names: set[str] = set()
+        self._host_ids: tuple[Inventory | None, frozenset[str]] = (None, frozenset())
         self._holds_retry: asyncio.TimerHandle | None = None
         self._links_up = False  # the link source is following events now
         self._links_known = False  # a link snapshot was taken (kept while restarting)
@@ -354,7 +355,10 @@ class Reconciler:
     async def _publish(self, inventory: Inventory, built: dict[str, ResourcePool],
                        health: dict[str, Health], kind: PassKind, *,
                        refresh_holds: bool = False) -> None:
-        host = HostView(frozenset(inventory.functions.keys() | inventory.aux.keys()), health)
+        if self._host_ids[0] is not inventory:
+            self._host_ids = (inventory, frozenset(inventory.functions.keys()
+                                                   | inventory.aux.keys()))
+        host = HostView(self._host_ids[1], health)
         if refresh_holds or kind is PassKind.FIRST or (
                 kind is not PassKind.HEALTH and holds_matter(self.pools, built, host,
                                                              self._retention)):
