@@ -287,3 +287,37 @@ async def test_allocate_never_asks_the_pod_resources_api_when_pods_are_admitted(
             await kubelet.admit(NET, 1, pod=f"p{n}")
             await kubelet.admit(DPDK, 1, pod=f"p{n}")
         assert kubelet.pod_resources_calls == calls
+
+
+# --- issue 12 item 2: the uevent follower is supervised too ---------------------------------
+
+
+async def test_a_failing_uevent_source_is_shown_in_readyz_and_restarted_when_it_breaks(
+    workdir: Path, host: FakeHost
+) -> None:
+    from sriovdp.testing.uevents import FakeUeventSource
+
+    port = free_port()
+    settings = replace(held_settings(workdir, host, health_address=f"127.0.0.1:{port}"),
+                       resync_interval=60.0)
+    uevents = FakeUeventSource()
+    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), uevents=uevents)
+    async with emulator(settings) as kubelet:
+        task = asyncio.create_task(daemon.run())
+        try:
+            await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+            await asyncio.wait_for(daemon.supervisor.ready_event("uevents").wait(), 5)
+            uevents.broken = True
+            uevents.fail()
+            _, body = await eventually(lambda: _status(port, 503), what="not ready")
+            assert "uevents" in body
+            await eventually(lambda: uevents.starts >= 3, what="restarts tried")
+            uevents.broken = False
+            await asyncio.wait_for(daemon.supervisor.ready_event("uevents").wait(), 10)
+            await eventually(lambda: _status(port, 200), what="ready again")
+            host.bind("0000:3b:02.4", "iavf")  # rebound from vfio-pci: net gets it
+            uevents.emit("bind")
+            await kubelet.wait_for(NET, lambda d: len(d) == 5, timeout=5)
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, 10)

@@ -38,7 +38,7 @@ from sriovdp.daemon.supervisor import Ready, Supervisor
 from sriovdp.errors import HostError
 from sriovdp.host.ddp import DdpReader
 from sriovdp.host.links import LinkSource
-from sriovdp.host.uevents import UeventSource
+from sriovdp.host.uevents import Uevents
 from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint
 from sriovdp.kubelet.podresources import PodResources, PodResourcesClient
 from sriovdp.kubelet.watch import watch_socket_dirs
@@ -102,7 +102,7 @@ class Reconciler:
         *,
         scanner: Scanner | Callable[..., Inventory] | None = None,
         links: LinkSource | None = None,
-        uevents: UeventSource | None = None,
+        uevents: Uevents | None = None,
         pod_resources: PodResources | None = None,
         ddp: DdpReader | None = None,
     ) -> None:

@@ -19,6 +19,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from sriovdp.errors import HostError
 from sriovdp.host.links import open_netlink_socket
@@ -55,6 +56,25 @@ class Uevent:
         """Could this change what the scan finds (a device or driver came or went)?"""
         return self.overflow or (self.subsystem in RELEVANT_SUBSYSTEMS
                                  and self.action in RELEVANT_ACTIONS)
+
+
+class Uevents(Protocol):
+    """The port: kernel uevents as an async stream. Implementations: :class:`UeventSource`,
+    :class:`sriovdp.testing.uevents.FakeUeventSource`.
+
+    :meth:`start` opens the source (raises :class:`~sriovdp.errors.HostError` when it
+    cannot); :meth:`events` yields until :meth:`close` and raises ``HostError`` when the
+    source fails, after which ``running`` is False and :meth:`start` may open it again.
+    """
+
+    @property
+    def running(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    def events(self) -> AsyncIterator[Uevent]: ...
+
+    async def close(self) -> None: ...
 
 
 def parse_uevent(datagram: bytes) -> Uevent | None:
