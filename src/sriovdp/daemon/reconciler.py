@@ -52,6 +52,7 @@ from sriovdp.model.pools import (
     explain,
     nearest_misses,
     unmatched_identifiers,
+    with_faulty_pools,
     with_health,
 )
 from sriovdp.model.retention import (
@@ -73,10 +74,11 @@ class Triggers:
     periodic: bool = False
     health: bool = False
     holds: bool = False
+    outputs: bool = False
 
     def take(self) -> Triggers:
-        taken = Triggers(self.rescan, self.periodic, self.health, self.holds)
-        self.rescan = self.periodic = self.health = self.holds = False
+        taken = Triggers(self.rescan, self.periodic, self.health, self.holds, self.outputs)
+        self.rescan = self.periodic = self.health = self.holds = self.outputs = False
         return taken
 
 
@@ -126,6 +128,8 @@ class Reconciler:
                                       on_allocate=self.allocated, cdi=settings.use_cdi)
         self.inventory = Inventory()
         self.pools: dict[str, ResourcePool] = {}
+        """What the kubelet is told (pools whose CDI spec is missing: Unhealthy)."""
+        self._retained: dict[str, ResourcePool] = {}
         self._built: dict[str, ResourcePool] = {}
         self._retention = RetentionState()
         self._triggers = Triggers()
@@ -135,6 +139,8 @@ class Reconciler:
         self._netdev_names: set[str] = set()
         self._host_ids: tuple[Inventory | None, frozenset[str]] = (None, frozenset())
         self._holds_retry: asyncio.TimerHandle | None = None
+        self._outputs_retry: asyncio.TimerHandle | None = None
+        self._outputs_backoff = 1.0
         self._links_up = False  # the link source is following events now
         self._links_known = False  # a link snapshot was taken (kept while restarting)
         self.passes = 0
@@ -181,10 +187,10 @@ class Reconciler:
 
     def status(self) -> Status:
         """What ``/readyz`` and ``/metrics`` read."""
-        problems = ("CDI specs not written yet",) if self.outputs.cdi_pending else ()
         return Status(started=self.ready.is_set(), pools=self.pools,
                       endpoints=self._endpoints.status(),
-                      failures=dict(self.supervisor.failures), problems=problems)
+                      failures=dict(self.supervisor.failures),
+                      problems=tuple(self.outputs.problems()))
 
     @property
     def is_ready(self) -> bool:
@@ -213,8 +219,9 @@ class Reconciler:
                 self._start_helpers(supervisor, servers)
                 # placeholders (no devices): the first pass is diffed against them, and
                 # retention gets what pods hold from the kubelet, not from these
-                self.pools = build_pools(Inventory(), self.config.resources,
-                                         default_prefix=self.settings.resource_prefix)
+                self.pools = self._retained = build_pools(
+                    Inventory(), self.config.resources,
+                    default_prefix=self.settings.resource_prefix)
                 self._endpoints.open_early(self.pools)
                 try:
                     await self._loop()
@@ -223,8 +230,9 @@ class Reconciler:
         except BaseExceptionGroup as group:  # one supervised failure cannot get here; be safe
             raise group.exceptions[0] from None
         finally:
-            if self._holds_retry is not None:
-                self._holds_retry.cancel()
+            for timer in (self._holds_retry, self._outputs_retry):
+                if timer is not None:
+                    timer.cancel()
             for server in servers.values():
                 server.close()
             if self.links is not None:
@@ -283,7 +291,7 @@ class Reconciler:
                         PassKind.PERIODIC if todo.periodic else PassKind.EVENT)
                 if not await self._until_stopped(self._full_pass(kind)):
                     break
-            elif todo.health or todo.holds:
+            elif todo.health or todo.holds or todo.outputs:
                 await self._fast_pass(refresh_holds=todo.holds)
             if first and self.passes:
                 first = False
@@ -360,29 +368,50 @@ class Reconciler:
                                                    | inventory.aux.keys()))
         host = HostView(self._host_ids[1], health)
         if refresh_holds or kind is PassKind.FIRST or (
-                kind is not PassKind.HEALTH and holds_matter(self.pools, built, host,
+                kind is not PassKind.HEALTH and holds_matter(self._retained, built, host,
                                                              self._retention)):
             # ask the kubelet what pods hold before anything could move (or, at start,
             # before the first publication)
             await self.holds.refresh()
             self._schedule_holds_retry()
-        retained = retain(self.pools, built, host, self.holds.current(), kind, self._retention)
+        retained = retain(self._retained, built, host, self.holds.current(), kind,
+                          self._retention)
         self._log_retention(retained.notes)
         self._retention = retained.state
         pools = retained.pools
-        changes = diff(self.pools, pools)
         first = kind is PassKind.FIRST
-        if first or not changes.empty:
-            self.outputs.pools_changed(self.pools, pools, inventory.facts, first=first)
+        if first or not diff(self._retained, pools).empty:
+            self.outputs.pools_changed(self._retained, pools, inventory.facts, first=first)
         elif self.outputs.cdi_pending:
             self.outputs.retry(pools, inventory.facts)
-        self.pools, self._built, self.inventory = pools, built, inventory
+        published = with_faulty_pools(pools, self.outputs.cdi_missing)
+        self._schedule_outputs_retry()
+        changes = diff(self.pools, published)
+        self.pools, self._retained = published, pools
+        self._built, self.inventory = built, inventory
         if kind is not PassKind.HEALTH:
             self.passes += 1
-        self._endpoints.publish(pools, changes)
+        self._endpoints.publish(published, changes)
         if first or changes.added:
             # after the new endpoints' first step (they bind their sockets right away)
             asyncio.get_running_loop().call_soon(self._log_summary, inventory)
+
+    def _schedule_outputs_retry(self) -> None:
+        """A CDI spec that could not be written is retried soon (1 s doubling to 30 s),
+        without waiting for a host change."""
+        if not self.outputs.cdi_missing:
+            self._outputs_backoff = 1.0
+            return
+        if self._outputs_retry is not None:
+            return
+
+        def due() -> None:
+            self._outputs_retry = None
+            self._triggers.outputs = True
+            self._wake.set()
+
+        self._outputs_retry = asyncio.get_running_loop().call_later(self._outputs_backoff, due)
+        self._outputs_backoff = min(self._outputs_backoff * 2, 30.0)
 
     def _schedule_holds_retry(self) -> None:
         retry_at = self.holds.retry_at

@@ -229,6 +229,18 @@ def with_health(pools: PoolSet, health: Mapping[str, Health]) -> dict[str, Resou
     return out
 
 
+def with_faulty_pools(pools: PoolSet, faulty: Collection[str]) -> dict[str, ResourcePool]:
+    """``pools`` with every device of the pools in ``faulty`` Unhealthy: the node cannot
+    hand them out (their CDI spec is not on disk), so the kubelet must not allocate them."""
+    out = dict(pools)
+    for name in faulty:
+        pool = out.get(name)
+        if pool is not None:
+            out[name] = replace(pool, devices={
+                k: replace(d, health=Health.UNHEALTHY) for k, d in pool.devices.items()})
+    return out
+
+
 def ddp_candidates(inventory: Inventory, configs: Sequence[ResourceConfig]) -> list[str]:
     """The functions whose DDP profile must be read: every network function when some
     netDevice selector has ``ddpProfiles``, none otherwise (``ddptool`` is one process per
