@@ -321,3 +321,21 @@ async def test_a_failing_uevent_source_is_shown_in_readyz_and_restarted_when_it_
         finally:
             daemon.stop()
             await asyncio.wait_for(task, 10)
+
+
+# --- item 8: a VF that is mid-rebind joins no new pool ----------------------------------------
+
+
+async def test_a_rebound_vf_moves_only_after_the_settle_window_when_the_host_keeps_changing(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = replace(held_settings(workdir, host), resync_interval=60.0, settle_window=1.5)
+    async with emulator(settings) as kubelet, running(settings) as daemon:
+        await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+        host.bind(DEV, "vfio-pci", iommu_group=99)  # an operator rebinding VFs
+        daemon.trigger("test: bind")
+        passes = daemon.passes
+        await eventually(lambda: daemon.passes > passes, what="a rescan")
+        assert DEV in kubelet.devices(NET) and DEV not in kubelet.devices(DPDK)
+        await kubelet.wait_for(DPDK, lambda d: DEV in d, timeout=5)  # settled: it moves
+        await kubelet.wait_for(NET, lambda d: DEV not in d, timeout=5)

@@ -162,3 +162,28 @@ def test_holds_matter_only_when_a_device_would_leave_its_pool() -> None:
 
     assert not holds_matter(first, build(BEFORE), view(BEFORE), state)
     assert holds_matter(first, build(REBOUND), view(REBOUND), state)
+
+
+# --- the settle window (issue 11 item 8) ---------------------------------------------------
+
+from sriovdp.model.settle import Settling, settle
+
+
+def test_a_rebound_vf_keeps_its_settled_driver_until_the_window_passes() -> None:
+    first = settle(None, BEFORE, 0.0, 1.0, Settling())
+    mid = settle(first.inventory, REBOUND, 10.0, 1.0, first.state)
+    assert mid.inventory.functions[A].driver == "iavf" and mid.next_check == 11.0
+    again = settle(first.inventory, REBOUND, 10.5, 1.0, mid.state)
+    assert again.inventory.functions[A].driver == "iavf"
+    done = settle(first.inventory, REBOUND, 11.0, 1.0, again.state)
+    assert done.inventory.functions[A].driver == "vfio-pci" and done.next_check is None
+
+
+def test_a_new_vf_joins_only_after_the_window_and_a_second_rebind_restarts_it() -> None:
+    first = settle(None, inv(vf(B)), 0.0, 1.0, Settling())
+    new = settle(first.inventory, inv(vf(A), vf(B)), 5.0, 1.0, first.state)
+    assert A not in new.inventory.functions
+    rebound = settle(first.inventory, inv(vf(A, "vfio-pci"), vf(B)), 5.8, 1.0, new.state)
+    assert A not in rebound.inventory.functions and rebound.next_check == 6.8
+    done = settle(first.inventory, inv(vf(A, "vfio-pci"), vf(B)), 6.8, 1.0, rebound.state)
+    assert done.inventory.functions[A].driver == "vfio-pci"

@@ -62,6 +62,7 @@ from sriovdp.model.retention import (
     holds_matter,
     retain,
 )
+from sriovdp.model.settle import Settling, settle
 
 log = logging.getLogger("sriovdp.daemon")
 
@@ -141,6 +142,8 @@ class Reconciler:
         self._holds_retry: asyncio.TimerHandle | None = None
         self._outputs_retry: asyncio.TimerHandle | None = None
         self._outputs_backoff = 1.0
+        self._settling = Settling()
+        self._settle_timer: asyncio.TimerHandle | None = None
         self._links_up = False  # the link source is following events now
         self._links_known = False  # a link snapshot was taken (kept while restarting)
         self.passes = 0
@@ -230,7 +233,7 @@ class Reconciler:
         except BaseExceptionGroup as group:  # one supervised failure cannot get here; be safe
             raise group.exceptions[0] from None
         finally:
-            for timer in (self._holds_retry, self._outputs_retry):
+            for timer in (self._holds_retry, self._outputs_retry, self._settle_timer):
                 if timer is not None:
                     timer.cancel()
             for server in servers.values():
@@ -331,8 +334,13 @@ class Reconciler:
         except Exception as exc:  # noqa: BLE001 - a broken host read must not kill the daemon
             log.error("host scan failed, keeping the previous view: %s", exc)
             return
-        if not fresh and not self._retention.holding and inventory is self.inventory:
+        if (not fresh and kind is not PassKind.FIRST and not self._retention.holding
+                and not self._settling.changes):
             return  # a resync found nothing new (fingerprint unchanged): nothing to publish
+        settled = settle(None if kind is PassKind.FIRST else self.inventory, inventory,
+                         time.monotonic(), self.settings.settle_window, self._settling)
+        self._settling, inventory = settled.state, settled.inventory
+        self._schedule_settle_check(settled.next_check)
         for skipped in inventory.skipped:
             log.log(logging.INFO if kind is PassKind.FIRST else logging.DEBUG,
                     "skipping %s: %s", skipped.address, skipped.reason,
@@ -395,6 +403,21 @@ class Reconciler:
         if first or changes.added:
             # after the new endpoints' first step (they bind their sockets right away)
             asyncio.get_running_loop().call_soon(self._log_summary, inventory)
+
+    def _schedule_settle_check(self, at: float | None) -> None:
+        """Rescan when the earliest function still inside its settle window settles."""
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        if at is None:
+            return
+
+        def due() -> None:
+            self._settle_timer = None
+            self.trigger("settle window over")
+
+        self._settle_timer = asyncio.get_running_loop().call_later(
+            max(0.0, at - time.monotonic()) + 0.01, due)
 
     def _schedule_outputs_retry(self) -> None:
         """A CDI spec that could not be written is retried soon (1 s doubling to 30 s),
