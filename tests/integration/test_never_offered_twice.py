@@ -339,3 +339,50 @@ async def test_a_rebound_vf_moves_only_after_the_settle_window_when_the_host_kee
         assert DEV in kubelet.devices(NET) and DEV not in kubelet.devices(DPDK)
         await kubelet.wait_for(DPDK, lambda d: DEV in d, timeout=5)  # settled: it moves
         await kubelet.wait_for(NET, lambda d: DEV not in d, timeout=5)
+
+
+# --- item 5 (scan side): a rescan that hangs is abandoned, the kubelet is still answered -----
+
+
+async def test_a_hung_rescan_is_logged_abandoned_and_named_while_allocate_still_answers(
+    workdir: Path, host: FakeHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    from sriovdp.host.sysfs import scan
+
+    hang = threading.Event()
+    release = threading.Event()
+
+    def scanner(paths: Any) -> Any:
+        if hang.is_set():
+            release.wait(30)
+        return scan(paths)
+
+    port = free_port()
+    settings = replace(held_settings(workdir, host, health_address=f"127.0.0.1:{port}"),
+                       resync_interval=60.0, scan_deadline=0.3)
+    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), scanner=scanner)
+    async with emulator(settings) as kubelet:
+        task = asyncio.create_task(daemon.run())
+        try:
+            await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+            hang.set()
+            with caplog.at_level(logging.ERROR):
+                daemon.trigger("test: a sysfs read hangs")
+                _, body = await eventually(lambda: _status(port, 503), what="not ready")
+            assert "host scan stuck" in body
+            assert "abandoned" in caplog.text
+            response = await kubelet.allocate(NET, [DEV])  # answered from the last snapshot
+            assert response.container_responses
+            daemon.trigger("test: another pass while the scan is stuck")
+            hang.clear()
+            release.set()
+            await eventually(lambda: _status(port, 200), what="ready again")
+            host.bind(DEV, "vfio-pci", iommu_group=99)
+            daemon.trigger("test: rebind")
+            await kubelet.wait_for(DPDK, lambda d: DEV in d, timeout=5)
+        finally:
+            release.set()
+            daemon.stop()
+            await asyncio.wait_for(task, 10)

@@ -193,7 +193,13 @@ class Reconciler:
         return Status(started=self.ready.is_set(), pools=self.pools,
                       endpoints=self._endpoints.status(),
                       failures=dict(self.supervisor.failures),
-                      problems=tuple(self.outputs.problems()))
+                      problems=tuple(self.outputs.problems()) + self._scan_problem())
+
+    def _scan_problem(self) -> tuple[str, ...]:
+        since = self.scanner.stuck_since
+        if since is None:
+            return ()
+        return (f"host scan stuck for {time.monotonic() - since:.0f} s",)
 
     @property
     def is_ready(self) -> bool:
@@ -329,8 +335,9 @@ class Reconciler:
         """Scan the host (in a worker thread), build, retain, publish."""
         started = time.perf_counter()
         try:
-            inventory, fresh = await self.scanner.scan(self.config.resources,
-                                                       periodic=kind is PassKind.PERIODIC)
+            inventory, fresh = await self.scanner.scan(
+                self.config.resources, periodic=kind is PassKind.PERIODIC,
+                deadline=self.settings.scan_deadline)
         except Exception as exc:  # noqa: BLE001 - a broken host read must not kill the daemon
             log.error("host scan failed, keeping the previous view: %s", exc)
             return

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
+from sriovdp.errors import HostError
 from sriovdp.host import sysfs
 from sriovdp.host.ddp import DdpReader
 from sriovdp.host.paths import HostPaths
@@ -76,6 +78,11 @@ async def in_daemon_thread(fn: Callable[..., T], *args: object) -> T:
     return await future
 
 
+def _drop_result(future: asyncio.Future[tuple[Inventory, bool]]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: an abandoned scan's error is not "never retrieved"
+
+
 def _settle(future: asyncio.Future[T], result: T | None, exc: BaseException | None) -> None:
     if future.done():
         return
@@ -103,11 +110,37 @@ class HostScanner:
         self.last: Inventory | None = None
         self._fingerprint: int | None = None
         self._resyncs = 0
+        self._stuck: asyncio.Future[tuple[Inventory, bool]] | None = None
+        self._stuck_since = 0.0
 
-    async def scan(self, resources: Sequence[ResourceConfig], *, periodic: bool
-                   ) -> tuple[Inventory, bool]:
-        """(inventory, fresh): fresh is False when the last scan was reused."""
-        return await in_daemon_thread(self._scan, resources, periodic)
+    @property
+    def stuck_since(self) -> float | None:
+        """Monotonic time an abandoned scan started, while its thread has not returned."""
+        if self._stuck is None or self._stuck.done():
+            return None
+        return self._stuck_since
+
+    async def scan(self, resources: Sequence[ResourceConfig], *, periodic: bool,
+                   deadline: float | None = None) -> tuple[Inventory, bool]:
+        """(inventory, fresh): fresh is False when the last scan was reused.
+
+        Raises:
+            HostError: the scan ran past ``deadline`` seconds (abandoned: its thread is left
+                to finish on its own and its result is dropped), or an abandoned scan is
+                still stuck (no second thread is started behind it).
+        """
+        since = self.stuck_since
+        if since is not None:
+            raise HostError(f"a host scan is stuck for {time.monotonic() - since:.0f} s (a hung "
+                            "sysfs read or tool?); not starting another")
+        started = time.monotonic()
+        work = asyncio.ensure_future(in_daemon_thread(self._scan, resources, periodic))
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), deadline)
+        except TimeoutError:
+            self._stuck, self._stuck_since = work, started
+            work.add_done_callback(_drop_result)
+            raise HostError(f"host scan ran past {deadline:.0f} s; abandoned") from None
 
     def _scan(self, resources: Sequence[ResourceConfig], periodic: bool
               ) -> tuple[Inventory, bool]:

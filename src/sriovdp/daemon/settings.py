@@ -44,6 +44,8 @@ class Settings:
             None: the kubelet sees the paths as this process does.
         settle_window: seconds a PCI function that appeared or changed driver must stay so
             before it joins a pool (0: at once).
+        scan_deadline: seconds after which a host scan is logged and abandoned (the
+            previous view is kept; ``/readyz`` names the stuck scan until it returns).
     """
 
     host: HostPaths = HostPaths(Path("/"))
@@ -61,3 +63,4 @@ class Settings:
     pod_resources_socket: Path = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
     kubelet_root_dir: Path | None = None
     settle_window: float = 1.0
+    scan_deadline: float = 60.0
