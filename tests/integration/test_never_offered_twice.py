@@ -386,3 +386,34 @@ async def test_a_hung_rescan_is_logged_abandoned_and_named_while_allocate_still_
             release.set()
             daemon.stop()
             await asyncio.wait_for(task, 10)
+
+
+async def test_the_first_publication_waits_for_a_settled_scan_when_a_vf_is_mid_rebind(
+    workdir: Path, host: FakeHost
+) -> None:
+    from sriovdp.host.sysfs import scan
+
+    vf = "0000:3b:02.5"
+    scans = 0
+
+    def scanner(paths: Any) -> Any:
+        nonlocal scans
+        scans += 1
+        if scans == 1:  # the operator unbound it and binds vfio-pci right after this scan
+            host.unbind(vf)
+            inventory = scan(paths)
+            host.bind(vf, "vfio-pci", iommu_group=105)
+            return inventory
+        return scan(paths)
+
+    settings = replace(held_settings(workdir, host), settle_window=0.3)
+    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), scanner=scanner)
+    async with emulator(settings) as kubelet:
+        task = asyncio.create_task(daemon.run())
+        try:
+            await kubelet.wait_for(DPDK, lambda d: len(d) > 0, timeout=5)
+            assert {d.id for d in kubelet.streams[DPDK][0]} == ALL_DPDK  # never without 02.5
+            assert scans >= 2
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, 10)

@@ -62,7 +62,7 @@ from sriovdp.model.retention import (
     holds_matter,
     retain,
 )
-from sriovdp.model.settle import Settling, settle
+from sriovdp.model.settle import Settling, same_shape, settle, signs_of_change
 
 log = logging.getLogger("sriovdp.daemon")
 
@@ -341,6 +341,8 @@ class Reconciler:
         except Exception as exc:  # noqa: BLE001 - a broken host read must not kill the daemon
             log.error("host scan failed, keeping the previous view: %s", exc)
             return
+        if kind is PassKind.FIRST:
+            inventory = await self._first_settled(inventory)
         if (not fresh and kind is not PassKind.FIRST and not self._retention.holding
                 and not self._settling.changes):
             return  # a resync found nothing new (fingerprint unchanged): nothing to publish
@@ -361,6 +363,24 @@ class Reconciler:
         await self._publish(inventory, built, health, kind)
         self.metrics.scan_duration.observe(time.perf_counter() - started)
         log.debug("pass %d took %.1f ms", self.passes, (time.perf_counter() - started) * 1e3)
+
+    async def _first_settled(self, inventory: Inventory, *, attempts: int = 5) -> Inventory:
+        """Before the first publication: while the host looks mid-change (a function with no
+        driver, a PF missing VFs), rescan after the settle window until two scans agree."""
+        window = self.settings.settle_window
+        for _ in range(attempts):
+            signs = signs_of_change(inventory)
+            if window <= 0 or not signs:
+                return inventory
+            log.info("host may be changing (%s): rescanning in %.1f s before the first "
+                     "publication", ", ".join(signs[:3]), window)
+            await asyncio.sleep(window)
+            again, _ = await self.scanner.scan(self.config.resources, periodic=False,
+                                               deadline=self.settings.scan_deadline)
+            if same_shape(inventory, again):
+                return again
+            inventory = again
+        return inventory
 
     async def _fast_pass(self, *, refresh_holds: bool) -> None:
         """A link change or a pod resources retry: the last scan, new link health."""

@@ -10,7 +10,10 @@ Rules, per function of a new scan, against the last *settled* inventory:
 * new, or its driver changed: while it has been so for less than ``window`` seconds the
   settled version is kept (a new function is left out); once the window passed with no
   further change it is taken as scanned;
-* the first scan is the baseline: everything in it is settled.
+* the first scan is the baseline: everything in it is settled — but before the first
+  publication the caller rescans after a window while :func:`signs_of_change` finds a
+  function without a driver or a PF with fewer VFs than ``sriov_numvfs`` says, until two
+  scans in a row agree (:func:`same_shape`).
 """
 
 from __future__ import annotations
@@ -69,3 +72,26 @@ def settle(settled: Inventory | None, scanned: Inventory, now: float, window: fl
     if not changes:
         return Settled(scanned, Settling(), None)
     return Settled(replace(scanned, functions=functions), Settling(changes), next_check)
+
+
+def signs_of_change(inventory: Inventory) -> list[str]:
+    """What in one scan looks like an operator mid-way (VFs being created or rebound):
+    functions with no driver bound, PFs with fewer VFs than ``sriov_numvfs``."""
+    signs = [f"{s.address} has no driver" for s in inventory.skipped
+             if s.reason == "no driver bound"]
+    vfs: dict[str, int] = {}
+    for fn in inventory.functions.values():
+        if fn.physfn is not None:
+            vfs[fn.physfn] = vfs.get(fn.physfn, 0) + 1
+    unbound = {s.address for s in inventory.skipped}
+    for fn in inventory.functions.values():
+        if fn.num_vfs > vfs.get(fn.address, 0) + len(unbound):
+            signs.append(f"{fn.address} has {vfs.get(fn.address, 0)} of {fn.num_vfs} VFs")
+    return signs
+
+
+def same_shape(a: Inventory, b: Inventory) -> bool:
+    """The same functions with the same drivers, and the same skipped ones."""
+    return ({k: f.driver for k, f in a.functions.items()}
+            == {k: f.driver for k, f in b.functions.items()}
+            and set(a.skipped) == set(b.skipped))
