@@ -66,6 +66,12 @@ async def daemon_with_links(settings: Settings, links: FakeLinkSource,
         await asyncio.wait_for(task, 10)
 
 
+async def passes(daemon: Daemon, n: int) -> None:
+    """Wait for ``n`` more full passes (periodic resyncs, here)."""
+    target = daemon.passes + n
+    await eventually(lambda: daemon.passes >= target, what=f"{n} more passes")
+
+
 async def hold_one(kubelet: KubeletEmulator, pod: str = "busy") -> str:
     await kubelet.wait_capacity(NET, (4, 4), timeout=5)
     allocation = await kubelet.admit(NET, 1, pod=pod)
@@ -94,7 +100,7 @@ async def test_a_held_vf_is_offered_only_by_its_granting_pool_when_it_moved_acro
         else:
             config = config_moving(DEV)
             write(settings.config_file, config)
-        async with running(settings, config):
+        async with running(settings, config) as daemon:
             await kubelet.wait_registered(DPDK, count=2)
             await kubelet.wait_registered(NET, count=2)
             dpdk = await kubelet.wait_for(DPDK, lambda d: set(d) >= ALL_DPDK)
@@ -102,7 +108,7 @@ async def test_a_held_vf_is_offered_only_by_its_granting_pool_when_it_moved_acro
             net = kubelet.devices(NET)
             assert DEV in net and net[DEV].healthy  # Healthy: the pod's device works
             assert info.exists()  # not deleted as "stale": the pod's CNI may read it
-            await asyncio.sleep(0.7)  # periodic resyncs change nothing while it is held
+            await passes(daemon, 2)  # periodic resyncs change nothing while it is held
             assert DEV not in kubelet.devices(DPDK)
             kubelet.release("busy")
             await kubelet.wait_for(DPDK, lambda d: DEV in d, timeout=5)
@@ -118,11 +124,11 @@ async def test_a_held_device_that_vanished_while_the_daemon_was_down_is_listed_u
         async with running(settings):
             dev = await hold_one(kubelet)
         host.remove(dev)
-        async with running(settings):
+        async with running(settings) as daemon:
             net = await kubelet.wait_for(NET, lambda d: dev in d and not d[dev].healthy,
                                          timeout=5)
             assert set(net) == ALL_NET
-            await asyncio.sleep(0.7)  # resyncs keep it while a pod holds it
+            await passes(daemon, 2)  # resyncs keep it while a pod holds it
             assert dev in kubelet.devices(NET)
             kubelet.release("busy")
             await kubelet.wait_for(NET, lambda d: dev not in d, timeout=5)
@@ -156,7 +162,7 @@ async def test_a_held_vf_is_not_offered_by_a_new_pool_when_a_reload_reshapes_its
     workdir: Path, host: FakeHost, reshape: Any, new: str
 ) -> None:
     settings = held_settings(workdir, host)
-    async with emulator(settings) as kubelet, running(settings):
+    async with emulator(settings) as kubelet, running(settings) as daemon:
         dev = await hold_one(kubelet)
         assert dev == DEV
         write(settings.config_file, reshape(CONFIG))
@@ -166,7 +172,7 @@ async def test_a_held_vf_is_not_offered_by_a_new_pool_when_a_reload_reshapes_its
         # the granting pool lives on, offering only the held device, Healthy
         net = await kubelet.wait_for(NET, lambda d: set(d) == {dev}, timeout=5)
         assert net[dev].healthy
-        await asyncio.sleep(0.7)
+        await passes(daemon, 2)
         assert dev not in kubelet.devices(new)
         kubelet.release("busy")
         await kubelet.wait_for(new, lambda d: dev in d, timeout=5)
@@ -181,18 +187,19 @@ async def test_a_held_moved_vf_follows_its_link_and_stays_put_when_an_unrelated_
 ) -> None:
     settings = held_settings(workdir, host)
     links = FakeLinkSource([LinkState("ens785f0", True, "UP"), LinkState("ens1f0", True, "UP")])
-    async with emulator(settings) as kubelet, daemon_with_links(settings, links):
+    async with emulator(settings) as kubelet, daemon_with_links(settings, links) as daemon:
         dev = await hold_one(kubelet)
         write(settings.config_file, config_moving(dev))
-        net = await kubelet.wait_for(NET, lambda d: set(d) == ALL_NET - {dev} | {dev},
-                                     timeout=5)
-        await asyncio.sleep(0.5)
+        await eventually(lambda: daemon.metrics.reloads["ok"] >= 1, what="reload applied")
+        await passes(daemon, 1)
         net = kubelet.devices(NET)
         assert net[dev].healthy  # not a fault: the pod's device works
         assert dev not in kubelet.devices(DPDK)
+        published = daemon.publications
         links.set_carrier("ens1f0", False)  # unrelated link: fast path
         links.set_carrier("ens1f0", True)
-        await asyncio.sleep(0.3)
+        await eventually(lambda: daemon.metrics.link_events >= 2, what="link events")
+        await eventually(lambda: daemon.publications > published, what="a fast-path pass")
         assert dev not in kubelet.devices(DPDK)
         assert kubelet.devices(NET)[dev].healthy
         links.set_carrier("ens785f0", False)  # its PF loses carrier: a real fault

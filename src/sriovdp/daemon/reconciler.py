@@ -147,6 +147,9 @@ class Reconciler:
         self._links_up = False  # the link source is following events now
         self._links_known = False  # a link snapshot was taken (kept while restarting)
         self.passes = 0
+        """Full passes published (scans)."""
+        self.publications = 0
+        """Publications of any kind (full passes and the link fast path)."""
         self.ready = asyncio.Event()
         """Set once the first pass is published."""
 
@@ -426,6 +429,7 @@ class Reconciler:
         self._built, self.inventory = built, inventory
         if kind is not PassKind.HEALTH:
             self.passes += 1
+        self.publications += 1
         self._endpoints.publish(published, changes)
         if first or changes.added:
             # after the new endpoints' first step (they bind their sockets right away)
