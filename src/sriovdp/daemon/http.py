@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 from sriovdp.daemon.status import Status
+from sriovdp.errors import HostError
 
 log = logging.getLogger("sriovdp.daemon")
 
@@ -118,3 +119,21 @@ def routes(health_address: str, metrics_address: str, status: Callable[[], Statu
             names.setdefault(key, address)
             table.setdefault(key, {}).update(handlers)
     return {names[k]: v for k, v in table.items()}
+
+
+async def serve_all(table: dict[str, dict[str, Handler]]) -> dict[str, asyncio.Server]:
+    """Bind one server per address of ``table`` (all or none).
+
+    Raises:
+        HostError: an address cannot be bound (the servers already bound are closed).
+    """
+    servers: dict[str, asyncio.Server] = {}
+    for address, handlers in table.items():
+        try:
+            servers[address] = await start_http(address, handlers)
+        except OSError as exc:
+            for server in servers.values():
+                server.close()
+            raise HostError(f"cannot serve health/metrics on {address}: "
+                            f"{exc.strerror or exc}") from exc
+    return servers
