@@ -43,7 +43,8 @@ class Settings:
             dir does not move: the kubelet hard-codes ``/var/lib/kubelet/device-plugins``.
             None: the kubelet sees the paths as this process does.
         settle_window: seconds a PCI function that appeared or changed driver must stay so
-            before it joins a pool (0: at once).
+            before it joins a pool (0: at once). 0.5 s: operators rebind within a few hundred
+            ms, and a new VF must still reach the kubelet within 1 s (G10).
         scan_deadline: seconds after which a host scan is logged and abandoned (the
             previous view is kept; ``/readyz`` names the stuck scan until it returns).
     """
@@ -62,5 +63,5 @@ class Settings:
     watch_config: bool = True
     pod_resources_socket: Path = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
     kubelet_root_dir: Path | None = None
-    settle_window: float = 1.0
+    settle_window: float = 0.5
     scan_deadline: float = 60.0
