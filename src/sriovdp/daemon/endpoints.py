@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sriovdp.daemon.status import EndpointStatus
 from sriovdp.daemon.supervisor import Ready, Supervisor
-from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint
+from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint, State
 from sriovdp.kubelet.feed import LatestValue
 from sriovdp.kubelet.servicer import AllocateHook
 from sriovdp.model.devices import HostFacts
@@ -79,7 +79,7 @@ class EndpointSet:
 
     def status(self) -> dict[str, EndpointStatus]:
         return {name: EndpointStatus(e.registered.is_set(), e.streaming, e.registrations,
-                                     e.restarts)
+                                     e.restarts, waiting=e.state == State.WAITING)
                 for name, e in self.endpoints.items()}
 
     async def stop_all(self) -> None:

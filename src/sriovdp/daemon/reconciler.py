@@ -97,7 +97,8 @@ class Reconciler:
         ddp: DdpReader | None = None,
     ) -> None:
         self.settings = settings
-        self.dirs = KubeletDirs.detect(settings.device_plugin_dir, settings.plugins_registry_dir)
+        self.dirs = KubeletDirs.detect(settings.device_plugin_dir, settings.plugins_registry_dir,
+                                       settings.kubelet_root_dir)
         port = scanner if scanner is None or hasattr(scanner, "fingerprint") else \
             FunctionScanner(scanner)  # type: ignore[arg-type]
         self.scanner = HostScanner(settings.host, port, ddp)  # type: ignore[arg-type]

@@ -17,6 +17,8 @@ class EndpointStatus:
     streaming: bool
     registrations: int = 0
     restarts: int = 0
+    waiting: bool = False
+    """Another instance owns the pool's socket; this one waits to take over."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,7 @@ class Status:
     def not_ready(self) -> list[str]:
         """Why the daemon is not ready (empty: ready)."""
         reasons = [] if self.started else ["first host scan not done"]
-        reasons += [name for name, e in self.endpoints.items()
-                    if not (e.registered and e.streaming)]
+        reasons += [f"{name} (socket owned by another instance)" if e.waiting else name
+                    for name, e in self.endpoints.items() if not (e.registered and e.streaming)]
         reasons += [f"{name} failed ({error})" for name, error in sorted(self.failures.items())]
         return reasons + list(self.problems)
