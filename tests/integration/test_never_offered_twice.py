@@ -424,3 +424,19 @@ async def test_the_first_publication_waits_for_a_settled_scan_when_a_vf_is_mid_r
         finally:
             daemon.stop()
             await asyncio.wait_for(task, 10)
+
+
+async def test_a_released_device_leaves_its_granting_pool_soon_when_no_resync_is_due(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = replace(held_settings(workdir, host), resync_interval=60.0)
+    async with emulator(settings) as kubelet, running(settings) as daemon:
+        dev = await hold_one(kubelet)
+        write(settings.config_file, config_moving(dev))
+        await eventually(lambda: daemon.metrics.reloads["ok"] >= 1, what="reload applied")
+        await eventually(lambda: (NET, dev) in daemon.retention.kept, what="kept in net")
+        assert dev in kubelet.devices(NET) and dev not in kubelet.devices(DPDK)
+        kubelet.release("busy")
+        # the pod resources API is polled while a held device is kept (every 2 s)
+        await kubelet.wait_for(DPDK, lambda d: dev in d, timeout=6)
+        await kubelet.wait_for(NET, lambda d: dev not in d, timeout=3)

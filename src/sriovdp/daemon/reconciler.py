@@ -52,6 +52,9 @@ from sriovdp.model.retention import HostView, PassKind, RetentionState, holds_ma
 from sriovdp.model.settle import Settling, same_shape, settle, signs_of_change
 
 log = logging.getLogger("sriovdp.daemon")
+HOLD_POLL = 2.0
+"""Seconds between pod resources calls while a held device is kept out of its new pool: a
+release is seen within this, so the old pool stops offering it soon after."""
 
 
 @dataclass(slots=True)
@@ -99,9 +102,9 @@ class Reconciler:
         self.settings = settings
         self.dirs = KubeletDirs.detect(settings.device_plugin_dir, settings.plugins_registry_dir,
                                        settings.kubelet_root_dir)
-        port = scanner if scanner is None or hasattr(scanner, "fingerprint") else \
-            FunctionScanner(scanner)  # type: ignore[arg-type]
-        self.scanner = HostScanner(settings.host, port, ddp)  # type: ignore[arg-type]
+        port = scanner if scanner is None or isinstance(scanner, Scanner) else \
+            FunctionScanner(scanner)
+        self.scanner = HostScanner(settings.host, port, ddp)
         self.metrics = DaemonMetrics()
         self.events = HostEvents(links, uevents, rescan=self.trigger, health=self._health_changed,
                                  counted=self._link_event)
@@ -139,6 +142,11 @@ class Reconciler:
     @property
     def config(self) -> Config:
         return self.config_source.config
+
+    @property
+    def retention(self) -> RetentionState:
+        """What retention keeps (held devices kept in their granting pool, vanished ones)."""
+        return self._retention
 
     @property
     def endpoints(self) -> dict[str, PluginEndpoint]:
@@ -387,10 +395,16 @@ class Reconciler:
         self._built, self.inventory = built, inventory
         self.passes += kind is not PassKind.HEALTH
         self.publications += 1
+        if self._retention.kept or self._retention.draining or self._retention.withheld:
+            self._timers.once("holds poll", HOLD_POLL, self._poll_holds)
         self._endpoints.publish(published, changes)
         if first or changes.added:
             # after the new endpoints' first step (they bind their sockets right away)
             asyncio.get_running_loop().call_soon(self._log_summary, inventory)
+
+    def _poll_holds(self) -> None:
+        self._triggers.holds = True
+        self._wake.set()
 
     async def _refresh_holds(self) -> None:
         """Ask the pod resources API; after a failure retry when the back-off ends (while

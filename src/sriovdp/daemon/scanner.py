@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from sriovdp.errors import HostError
 from sriovdp.host import sysfs
@@ -27,6 +27,7 @@ T = TypeVar("T")
 FULL_SCAN_EVERY = 10
 
 
+@runtime_checkable
 class Scanner(Protocol):
     """The port: one scan of the host, and a cheap fingerprint of what the scan reads."""
 
