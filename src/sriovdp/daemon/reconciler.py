@@ -203,9 +203,13 @@ class Reconciler:
         Raises:
             HostError: the health or metrics address cannot be served.
         """
-        log.info("Using %s: sockets in %s",
-                 "Kubelet Plugin Registry Mode" if self.dirs.mode == "watcher"
-                 else "Deprecated Device Plugin Registry Path", self.dirs.socket_dir)
+        if self.dirs.mode == "watcher":
+            log.info("registering through the kubelet's plugin watcher: sockets in %s",
+                     self.dirs.socket_dir)
+        else:
+            log.info("registering through %s (%s does not exist): sockets in %s",
+                     self.dirs.device_plugin_dir / "kubelet.sock",
+                     self.dirs.plugins_registry_dir, self.dirs.socket_dir)
         self.config_source.prime()
         self.dirs.socket_dir.mkdir(parents=True, exist_ok=True)
         servers = await serve_all(routes(self.settings.health_address,
