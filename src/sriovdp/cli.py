@@ -78,6 +78,15 @@ def _interval(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    import math
+
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
 def _address(text: str) -> str:
     from sriovdp.daemon.http import parse_address
 
@@ -226,8 +235,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
                        help="CDI spec files (--use-cdi); default %(default)s")
         p.add_argument("--pod-resources-socket", metavar="SOCKET", type=Path,
                        default=DEFAULTS.pod_resources_socket,
-                       help="kubelet pod resources API, asked whether vanished devices are in "
-                            "use; default %(default)s")
+                       help="kubelet pod resources API, asked what pods hold; "
+                            "default %(default)s")
         p.add_argument("--kubelet-root-dir", metavar="DIR", type=Path,
                        default=DEFAULTS.kubelet_root_dir,
                        help="the kubelet's --root-dir as the host sees it, when this process "
@@ -237,6 +246,14 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--resync-interval", type=_interval, default=DEFAULTS.resync_interval,
                        metavar="SECONDS",
                        help="seconds between full rescans (>= 1); default %(default)s")
+        p.add_argument("--settle-window", type=_seconds, default=DEFAULTS.settle_window,
+                       metavar="SECONDS",
+                       help="seconds a function that appeared or changed driver must stay so "
+                            "before it joins a pool (0: at once); default %(default)s")
+        p.add_argument("--scan-deadline", type=_seconds, default=DEFAULTS.scan_deadline,
+                       metavar="SECONDS",
+                       help="a host scan running longer is logged and abandoned; "
+                            "default %(default)s")
         p.add_argument("--health-address", type=_address, default=DEFAULTS.health_address,
                        metavar="[HOST]:PORT",
                        help="serve /healthz and /readyz here, e.g. :8081; default off")
@@ -307,6 +324,8 @@ def _settings(args: argparse.Namespace) -> Settings:
                           else args.kubelet_root_dir.absolute()),
         use_cdi=args.use_cdi,
         resync_interval=getattr(args, "resync_interval", DEFAULTS.resync_interval),
+        settle_window=getattr(args, "settle_window", DEFAULTS.settle_window),
+        scan_deadline=getattr(args, "scan_deadline", DEFAULTS.scan_deadline),
         health_address=getattr(args, "health_address", DEFAULTS.health_address),
         metrics_address=getattr(args, "metrics_address", DEFAULTS.metrics_address),
     )
@@ -542,10 +561,6 @@ def _run(settings: Settings, early: EarlySignals) -> int:
     except HostError as exc:
         print(f"sriovdp: {exc}", file=sys.stderr)
         return 1
-    finally:
-        from sriovdp.host.ddp import kill_running
-
-        kill_running()
     log.info("sriovdp stopped")
     if threading.active_count() > 1:
         # a scan still stuck on a wedged sysfs file or tool: the shutdown itself is done

@@ -56,11 +56,6 @@ class FakeDdptool:
         return path.read_text().splitlines() if path.exists() else []
 
 
-@pytest.fixture(autouse=True)
-def _fresh_missing_log(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ddp, "_missing_logged", set())
-
-
 @pytest.fixture
 def ddptool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDdptool:
     fake = FakeDdptool(tmp_path / "bin")
@@ -105,14 +100,15 @@ def test_no_profile_quietly_when_ddptool_exits_8(
     assert caplog.records == []
 
 
-def test_one_log_line_per_process_when_ddptool_missing(
+def test_one_log_line_per_reader_when_ddptool_missing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no ddptool here
+    reader = ddp.DdpReader()
 
     with caplog.at_level(logging.INFO, logger="sriovdp.host.ddp"):
-        assert read_ddp_profile(ADDR) is None
-        assert read_ddp_profile("0000:03:02.1") is None
+        assert reader.read(ADDR) is None
+        assert reader.read("0000:03:02.1") is None
 
     (record,) = caplog.records
     assert "ddpProfiles" in record.getMessage() and "ddptool" in record.getMessage()
@@ -204,9 +200,10 @@ def test_inventory_returned_unchanged_when_ddptool_missing(
         caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
 
+    reader = ddp.DdpReader()
     with caplog.at_level(logging.WARNING, logger="sriovdp.host.ddp"):
-        assert fill_ddp_profiles(e810, list(e810.functions)) is e810
-        assert fill_ddp_profiles(e810, list(e810.functions)) is e810
+        assert reader.fill(e810, list(e810.functions)) is e810
+        assert reader.fill(e810, list(e810.functions)) is e810
 
     assert len(caplog.records) == 1
 
@@ -216,3 +213,14 @@ def test_no_runs_when_no_address_is_in_inventory(e810: Inventory) -> None:
         raise AssertionError("ddptool must not run")
 
     assert fill_ddp_profiles(e810, ["0000:99:00.0"], runner=runner) is e810
+
+
+def test_a_closed_reader_runs_no_tool_and_another_reader_still_does(
+        ddptool: FakeDdptool) -> None:
+    ddptool.answer(ADDR, VALID)
+    closed = ddp.DdpReader()
+    closed.close()
+
+    assert closed.read(ADDR) is None
+    assert ddptool.calls == []
+    assert ddp.DdpReader().read(ADDR) == GTP  # closing one reader disables nothing else

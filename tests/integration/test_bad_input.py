@@ -308,7 +308,8 @@ async def test_reload_logs_a_bounded_report_when_the_new_config_has_thousands_of
         caplog.set_level(logging.ERROR)
         write(settings.config_file, {"resourceList": [{"resourceName": "x", "selectors": [
             {"vendors": ["x"] * 100_000}]}]})
-        assert not daemon.reload_config("test")
+        daemon.reload_config("test")  # parsed off the event loop
+        await asyncio.wait_for(daemon.config_source.idle.wait(), 10)
         rejected = [r for r in caplog.records if "config reload rejected" in r.getMessage()]
         assert len(rejected) == 21
         assert (await kubelet.allocate(NET, ["0000:3b:02.0"])).container_responses

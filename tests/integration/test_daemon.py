@@ -36,7 +36,7 @@ def settings_for(work: Path, host: FakeHost, *, watcher: bool = False) -> Settin
         reg.mkdir(exist_ok=True)
     return Settings(host=host.paths, config_file=work / "config.json", device_plugin_dir=dp,
                     plugins_registry_dir=reg, device_info_dir=work / "devinfo",
-                    cdi_dir=work / "cdi")
+                    cdi_dir=work / "cdi", pod_resources_socket=work / "pr" / "kubelet.sock")
 
 
 @contextlib.asynccontextmanager

@@ -263,9 +263,11 @@ async def test_an_assigned_device_is_never_offered_by_two_pools_when_the_config_
         write(settings.config_file, moved)
         other = "intel.com/other"
         await kubelet.wait_registered(other, timeout=3)
-        # the pod still holds dev: it stays in net (Unhealthy), and other does not offer it
-        devs = await kubelet.wait_for(NET, lambda d: dev in d and not d[dev].healthy, timeout=3)
-        assert set(devs) == ALL_NET
+        # the pod still holds dev: it stays in net (Healthy: not a fault), other does not
+        # offer it
+        await kubelet.wait_for(other, lambda d: dev not in d, timeout=3)
+        devs = kubelet.devices(NET)
+        assert set(devs) == ALL_NET and devs[dev].healthy
         await asyncio.sleep(0.8)  # a few periodic resyncs
         assert dev not in kubelet.devices(other)
         kubelet.release("busy")

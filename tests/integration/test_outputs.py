@@ -91,3 +91,42 @@ async def test_cdi_specs_are_written_and_allocate_answers_with_cdi_names_in_cdi_
             "cdi.k8s.io/intel.com_dpdk": "intel.com/net-pci=0000:3b:02.4"}
         assert not resp.devices
         assert resp.envs["PCIDEVICE_INTEL_COM_DPDK"] == "0000:3b:02.4"
+
+
+async def test_cdi_spec_write_is_retried_named_in_readyz_and_its_pool_unhealthy_when_it_fails(
+    workdir: Path, host: FakeHost
+) -> None:
+    from test_live import free_port, http_get
+
+    from sriovdp.testing import eventually
+
+    port = free_port()
+    settings = replace(with_cdi(settings_for(workdir, host)),
+                       health_address=f"127.0.0.1:{port}", resync_interval=60.0)
+    settings.cdi_dir.write_text("not a directory")  # every spec write fails
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, running(settings):
+        # no CDI name without its spec: the kubelet sees the devices, but none Healthy
+        devs = await kubelet.wait_for(DPDK, lambda d: len(d) == 4, timeout=5)
+        assert not any(d.healthy for d in devs.values())
+
+        async def not_ready() -> str | None:
+            status, body = await http_get(port, "/readyz")
+            return body if status == 503 and "CDI spec of intel.com/dpdk" in body else None
+
+        body = await eventually(not_ready, what="readyz names the CDI problem")
+        assert "cannot write CDI spec" in body
+        settings.cdi_dir.unlink()
+        settings.cdi_dir.mkdir()
+        (settings.cdi_dir / "sriov-dp-intel.com-net-pci-gone.yaml").mkdir()  # undeletable
+        # retried without any host change or resync
+        await kubelet.wait_for(DPDK, lambda d: all(x.healthy for x in d.values()), timeout=10)
+        assert (settings.cdi_dir / "sriov-dp-intel.com-net-pci-dpdk.yaml").exists()
+        await eventually(lambda: _ready(port), timeout=5, what="ready despite a stale entry")
+        resp = (await kubelet.allocate(DPDK, ["0000:3b:02.4"])).container_responses[0]
+        assert [c.name for c in resp.cdi_devices] == ["intel.com/net-pci=0000:3b:02.4"]
+
+
+async def _ready(port: int) -> bool:
+    from test_live import http_get
+
+    return (await http_get(port, "/readyz"))[0] == 200

@@ -191,6 +191,8 @@ async def test_json_logs_carry_pool_and_pci_and_summarise_each_pool_at_start(
                             "--plugins-registry-dir", str(workdir / "none")], workdir=workdir)
         try:
             await kubelet.wait_registered("intel.com/net", timeout=15)
+            # the kubelet allocates only devices it was sent (registration comes first)
+            await kubelet.wait_for("intel.com/net", lambda d: "0000:3b:02.1" in d, timeout=15)
             resp = await kubelet.allocate("intel.com/net", ["0000:3b:02.1"])
             assert resp.container_responses
             assert (workdir / "devinfo" / "intel.com-net-0000:3b:02.1-device.json").exists()

@@ -1,8 +1,9 @@
 """A tiny HTTP endpoint on the daemon's event loop: ``/healthz``, ``/readyz``, ``/metrics``.
 
-``/healthz`` answers 200 while the process runs its loop. ``/readyz`` answers 200 when every
-configured pool is registered with the kubelet and has a ListAndWatch stream open, 503 with
-the pools that are not otherwise. ``/metrics`` is the Prometheus text format. Only GET; one
+``/healthz`` answers 200 while the process runs its loop. ``/readyz`` answers 200 when the
+first pass is published, every pool is registered with the kubelet and has a ListAndWatch
+stream open, no supervised task is failed and no CDI spec is pending; 503 naming each of
+those otherwise. ``/metrics`` is the Prometheus text format. Only GET; one
 request per connection.
 """
 
@@ -12,6 +13,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+
+from sriovdp.daemon.status import Status
+from sriovdp.errors import HostError
 
 log = logging.getLogger("sriovdp.daemon")
 
@@ -87,3 +91,49 @@ async def start_http(address: str, routes: dict[str, Handler]) -> asyncio.Server
     server = await asyncio.start_server(handle, host, port, limit=LINE_LIMIT, backlog=64)
     log.info("serving %s on %s", ", ".join(sorted(routes)), address)
     return server
+
+
+def routes(health_address: str, metrics_address: str, status: Callable[[], Status],
+           metrics: Callable[[], bytes]) -> dict[str, dict[str, Handler]]:
+    """Address → path → handler for the probes and metrics (an address given twice, as
+    ``":9100"`` and ``"0.0.0.0:9100"``, is one server); empty addresses are off."""
+
+    def healthz() -> tuple[int, str, bytes]:
+        return 200, "text/plain", b"ok\n"
+
+    def readyz() -> tuple[int, str, bytes]:
+        reasons = status().not_ready()
+        if not reasons:
+            return 200, "text/plain", b"ready\n"
+        return 503, "text/plain", ("not ready: " + "; ".join(reasons) + "\n").encode()
+
+    def metrics_page() -> tuple[int, str, bytes]:
+        return 200, "text/plain; version=0.0.4; charset=utf-8", metrics()
+
+    table: dict[tuple[str, int], dict[str, Handler]] = {}
+    names: dict[tuple[str, int], str] = {}
+    for address, handlers in ((health_address, {"/healthz": healthz, "/readyz": readyz}),
+                              (metrics_address, {"/metrics": metrics_page})):
+        if address:
+            key = parse_address(address)
+            names.setdefault(key, address)
+            table.setdefault(key, {}).update(handlers)
+    return {names[k]: v for k, v in table.items()}
+
+
+async def serve_all(table: dict[str, dict[str, Handler]]) -> dict[str, asyncio.Server]:
+    """Bind one server per address of ``table`` (all or none).
+
+    Raises:
+        HostError: an address cannot be bound (the servers already bound are closed).
+    """
+    servers: dict[str, asyncio.Server] = {}
+    for address, handlers in table.items():
+        try:
+            servers[address] = await start_http(address, handlers)
+        except OSError as exc:
+            for server in servers.values():
+                server.close()
+            raise HostError(f"cannot serve health/metrics on {address}: "
+                            f"{exc.strerror or exc}") from exc
+    return servers

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from sriovdp import __version__
-from sriovdp.model.pools import HEALTHY
-
-if TYPE_CHECKING:
-    from sriovdp.daemon.reconciler import Daemon
+from sriovdp.daemon.status import Status
+from sriovdp.model.health import Health
 
 SCAN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -51,11 +49,12 @@ class DaemonMetrics:
         self.reloads: Counter[str] = Counter()
         self.link_events = 0
         self.scan_duration = ScanHistogram()
-        self._daemon: Daemon | None = None
+        self._status: Callable[[], Status] | None = None
         self._registry: Any = None
 
-    def bind(self, daemon: Daemon) -> None:
-        self._daemon = daemon
+    def bind(self, status: Callable[[], Status]) -> None:
+        """Read pool and endpoint state from ``status()`` at scrape time."""
+        self._status = status
 
     def render(self) -> bytes:
         """The text exposition format of every metric."""
@@ -85,9 +84,9 @@ class DaemonMetrics:
         info = GaugeMetricFamily("sriovdp_build_info", "sriovdp build", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
-        daemon = self._daemon
-        if daemon is None:
+        if self._status is None:
             return
+        status = self._status()
         devices = GaugeMetricFamily("sriovdp_pool_devices", "Devices in the pool",
                                     labels=["resource"])
         healthy = GaugeMetricFamily("sriovdp_pool_healthy_devices", "Healthy devices",
@@ -97,20 +96,20 @@ class DaemonMetrics:
         registered = GaugeMetricFamily("sriovdp_pool_registered",
                                        "1 while the pool is registered with the kubelet",
                                        labels=["resource"])
-        for name, pool in daemon.pools.items():
-            n_ok = sum(1 for d in pool.devices.values() if d.health == HEALTHY)
+        for name, pool in status.pools.items():
+            n_ok = sum(1 for d in pool.devices.values() if d.health is Health.HEALTHY)
             devices.add_metric([name], len(pool.devices))
             healthy.add_metric([name], n_ok)
             unhealthy.add_metric([name], len(pool.devices) - n_ok)
-            endpoint = daemon.endpoints.get(name)
-            registered.add_metric([name], 1 if endpoint and endpoint.registered.is_set() else 0)
+            endpoint = status.endpoints.get(name)
+            registered.add_metric([name], 1 if endpoint and endpoint.registered else 0)
         yield from (devices, healthy, unhealthy, registered)
         regs = CounterMetricFamily("sriovdp_registrations", "Successful registrations",
                                    labels=["resource"])
         restarts = CounterMetricFamily("sriovdp_endpoint_restarts",
                                        "Socket re-creations (kubelet restart, socket or stream "
                                        "lost, registration refused)", labels=["resource"])
-        for name, endpoint in daemon.endpoints.items():
+        for name, endpoint in status.endpoints.items():
             regs.add_metric([name], endpoint.registrations)
             restarts.add_metric([name], endpoint.restarts)
         yield from (regs, restarts)

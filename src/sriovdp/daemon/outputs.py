@@ -5,7 +5,11 @@ device leaves its pool; unlike the Go plugin they are *not* wiped at start or on
 restart, because running pods' CNI may still read them. At the first pass, files of our
 pools naming devices those pools no longer hold are removed. CDI specs (``--use-cdi``) are
 rewritten whenever a pool changes; an empty pool has no spec file; at start every
-``sriov-dp-*`` spec that is not one of our pools' is removed.
+``sriov-dp-*`` spec that is not one of our pools' is removed. A spec that cannot be written
+is retried on the next pass and named by :meth:`Outputs.problems` (``/readyz``); the pools in
+:attr:`Outputs.cdi_missing` are published Unhealthy meanwhile, so the kubelet never hands
+out a CDI name whose spec is not on disk. A stale entry that cannot be deleted is logged and
+retried, but does not hold readiness back (it is not a spec of ours any more).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class Outputs:
         self.devinfo = DeviceInfoStore(settings.device_info_dir)
         self.cdi = CdiStore(settings.cdi_dir) if settings.use_cdi else None
         self._cdi_pending: set[str] = set()
+        self._cdi_errors: dict[str, str] = {}
         self._cleanup_pending = False
 
     def allocated(self, pool: ResourcePool, ids: list[str]) -> None:
@@ -103,12 +108,18 @@ class Outputs:
             pool = pools.get(name)
             if pool is None:
                 self._cdi_pending.discard(name)
+                self._cdi_errors.pop(name, None)
                 continue
-            if self._try(functools.partial(self._write_spec, store, pool, facts), name):
+            error = self._try(functools.partial(self._write_spec, store, pool, facts), name)
+            if error is None:
                 self._cdi_pending.discard(name)
+                self._cdi_errors.pop(name, None)
+            else:
+                self._cdi_errors[name] = error
         if self._cleanup_pending:
             keep = {pool_spec_file_name(p) for p in pools.values()}
-            if self._try(lambda: self._log_cleanup(store.cleanup(keep=keep)), "stale specs"):
+            if self._try(lambda: self._log_cleanup(store.cleanup(keep=keep)),
+                         "stale specs") is None:
                 self._cleanup_pending = False
 
     @staticmethod
@@ -125,16 +136,29 @@ class Outputs:
             log.info("stale CDI spec %s removed", name)
 
     @staticmethod
-    def _try(action: Callable[[], object], what: str) -> bool:
+    def _try(action: Callable[[], object], what: str) -> str | None:
+        """Run ``action``; the error text when it failed (logged), else None."""
         try:
             action()
         except (HostError, ValueError) as exc:  # CdiError is a ValueError
             log.error("CDI spec for %s not written (retried on the next pass): %s", what, exc,
                       extra={"resource": what})
-            return False
-        return True
+            return str(exc)
+        return None
 
     @property
     def cdi_pending(self) -> bool:
-        """Some CDI spec could not be written yet (readiness and metrics show it)."""
-        return bool(self._cdi_pending) or self._cleanup_pending
+        """Some pool's CDI spec is not written yet."""
+        return bool(self._cdi_pending)
+
+    @property
+    def cdi_missing(self) -> frozenset[str]:
+        """Pools whose CDI spec could not be written: published Unhealthy until it is."""
+        return frozenset(self._cdi_pending)
+
+    def problems(self) -> list[str]:
+        """Why CDI is not ready, one line per pool, e.g. ``"CDI spec of intel.com/net not
+        written: cannot write CDI spec /var/run/cdi/...: Read-only file system"``."""
+        return [f"CDI spec of {name} not written: "
+                f"{self._cdi_errors.get(name, 'not attempted yet')}"
+                for name in sorted(self._cdi_pending)]

@@ -32,8 +32,7 @@ class Settings:
         health_address: ``[host]:port`` for ``/healthz`` and ``/readyz``; "" = off.
         metrics_address: ``[host]:port`` for Prometheus ``/metrics``; "" = off.
         watch_config: reload the config file when it changes (and on SIGHUP).
-        pod_resources_socket: the kubelet's pod resources API, asked which vanished devices
-            are still assigned to pods.
+        pod_resources_socket: the kubelet's pod resources API, asked what pods hold.
         kubelet_root_dir: the kubelet's ``--root-dir`` as the *host* sees it (e.g.
             ``/data/kubelet``), when this process sees the kubelet's directories elsewhere
             (a container mounting them at ``/var/lib/kubelet``). The host paths of the
@@ -43,6 +42,11 @@ class Settings:
             and ``pod_resources_socket`` stay where this process sees them. The device-plugins
             dir does not move: the kubelet hard-codes ``/var/lib/kubelet/device-plugins``.
             None: the kubelet sees the paths as this process does.
+        settle_window: seconds a PCI function that appeared or changed driver must stay so
+            before it joins a pool (0: at once). 0.5 s: operators rebind within a few hundred
+            ms, and a new VF must still reach the kubelet within 1 s (G10).
+        scan_deadline: seconds after which a host scan is logged and abandoned (the
+            previous view is kept; ``/readyz`` names the stuck scan until it returns).
     """
 
     host: HostPaths = HostPaths(Path("/"))
@@ -59,4 +63,5 @@ class Settings:
     watch_config: bool = True
     pod_resources_socket: Path = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
     kubelet_root_dir: Path | None = None
-
+    settle_window: float = 0.5
+    scan_deadline: float = 60.0

@@ -19,6 +19,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from sriovdp.errors import HostError
 from sriovdp.host.links import open_netlink_socket
@@ -57,6 +58,25 @@ class Uevent:
                                  and self.action in RELEVANT_ACTIONS)
 
 
+class Uevents(Protocol):
+    """The port: kernel uevents as an async stream. Implementations: :class:`UeventSource`,
+    :class:`sriovdp.testing.uevents.FakeUeventSource`.
+
+    :meth:`start` opens the source (raises :class:`~sriovdp.errors.HostError` when it
+    cannot); :meth:`events` yields until :meth:`close` and raises ``HostError`` when the
+    source fails, after which ``running`` is False and :meth:`start` may open it again.
+    """
+
+    @property
+    def running(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    def events(self) -> AsyncIterator[Uevent]: ...
+
+    async def close(self) -> None: ...
+
+
 def parse_uevent(datagram: bytes) -> Uevent | None:
     """Parse a kernel uevent datagram ``"<action>@<devpath>\\0KEY=VALUE\\0..."``.
 
@@ -89,7 +109,12 @@ class UeventSource:
         self.rcvbuf = rcvbuf
         self._sock: socket.socket | None = None
         self._overflowed = False
-        self._queue: asyncio.Queue[Uevent | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Uevent | HostError | None] = asyncio.Queue()
+
+    @property
+    def running(self) -> bool:
+        """The socket is open (between :meth:`start` and a failure or :meth:`close`)."""
+        return self._sock is not None
 
     async def start(self) -> None:
         """Open and bind the socket.
@@ -97,6 +122,8 @@ class UeventSource:
         Raises:
             HostError: uevents cannot be received here (no permission, no such namespace).
         """
+        self._queue = asyncio.Queue()
+        self._overflowed = False
         sock = open_netlink_socket(NETLINK_KOBJECT_UEVENT, self.netns)
         try:
             with contextlib.suppress(OSError):
@@ -120,8 +147,8 @@ class UeventSource:
                 if exc.errno == errno.ENOBUFS:
                     self._queue.put_nowait(Uevent("", "", "", overflow=True))
                     continue
-                log.warning("uevent socket failed: %s", exc.strerror)
-                self._queue.put_nowait(None)
+                self._drop_socket()
+                self._queue.put_nowait(HostError(f"uevent socket failed: {exc.strerror}"))
                 return
             if sender != 0:
                 continue  # only the kernel (port id 0) speaks for devices; ignore userspace
@@ -137,16 +164,25 @@ class UeventSource:
 
     async def events(self) -> AsyncIterator[Uevent]:
         """Yield the relevant events as the kernel sends them (at most ``_MAX_QUEUED`` wait;
-        beyond that one ``overflow`` event stands for the rest); ends after :meth:`close`."""
+        beyond that one ``overflow`` event stands for the rest); ends after :meth:`close`.
+
+        Raises:
+            HostError: the socket failed; :meth:`start` opens a new one.
+        """
         while (event := await self._queue.get()) is not None:
+            if isinstance(event, HostError):
+                raise event
             if event.overflow:
                 self._overflowed = False
             yield event
 
     async def close(self) -> None:
+        self._drop_socket()
+        self._queue.put_nowait(None)
+
+    def _drop_socket(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
             with contextlib.suppress(ValueError, RuntimeError):
                 asyncio.get_running_loop().remove_reader(sock.fileno())
             sock.close()
-        self._queue.put_nowait(None)

@@ -1,43 +1,86 @@
-"""Which devices the kubelet has assigned to running pods (``podresources.v1`` List).
+"""What pods hold, from the kubelet's pod resources API (``podresources.v1`` List).
 
 The kubelet never tells a device plugin when a pod releases its devices; the pod resources
-API is the supported way to ask. sriovdp asks only when a device it advertised has vanished
-from the host, to decide whether to keep reporting it (Unhealthy, still in use) or drop it.
+API is the supported way to ask. This adapter answers "resource name → device ids held" or
+raises :class:`PodResourcesError`: a failed call (``RESOURCE_EXHAUSTED`` from the kubelet's
+rate limit, ``UNAVAILABLE``, a timeout, no socket) is never an empty answer, because an
+empty answer would release every hold.
+
+Before Kubernetes 1.34 List also reports pods that have terminated but are not yet deleted
+(kubernetes #119423): their devices stay held until the pod object goes.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 
-from sriovdp.kubelet.api import podresources_pb2 as pb, podresources_pb2_grpc as pb_grpc
+from sriovdp.kubelet.api import podresources_pb2 as pb
+from sriovdp.kubelet.api import podresources_pb2_grpc as pb_grpc
 
 log = logging.getLogger("sriovdp.kubelet")
 
 DEFAULT_SOCKET = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
 
 
-async def assigned_devices(socket: Path, *, timeout: float = 2.0) -> dict[str, set[str]] | None:
-    """Resource name → device ids assigned to pods, from ``List`` on ``socket``.
+class PodResourcesError(Exception):
+    """The pod resources API did not answer; ``code`` names why, e.g. ``"UNAVAILABLE"``."""
 
-    Returns:
-        the map, or None when the API cannot be reached (socket missing, kubelet down,
-        rate-limited), in which case the caller must assume devices may be in use.
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+
+
+class PodResources(Protocol):
+    """The port: what pods hold. Implementations: :class:`PodResourcesClient`,
+    :class:`sriovdp.testing.podresources.FakePodResources`."""
+
+    async def held(self) -> dict[str, frozenset[str]]:
+        """Resource name → device ids pods hold.
+
+        Raises:
+            PodResourcesError: the kubelet could not be asked.
+        """
+        ...
+
+
+class PodResourcesClient:
+    """:class:`PodResources` over the kubelet's unix socket.
+
+    Args:
+        socket: ``<kubelet root>/pod-resources/kubelet.sock``.
+        timeout: seconds for one List call.
     """
-    if not socket.exists():
-        return None
+
+    def __init__(self, socket: Path = DEFAULT_SOCKET, *, timeout: float = 2.0) -> None:
+        self.socket = socket
+        self.timeout = timeout
+
+    async def held(self) -> dict[str, frozenset[str]]:
+        if not self.socket.exists():
+            raise PodResourcesError("UNAVAILABLE", f"{self.socket} does not exist")
+        try:
+            async with grpc.aio.insecure_channel(f"unix://{self.socket}") as channel:
+                response = await pb_grpc.PodResourcesListerStub(channel).List(
+                    pb.ListPodResourcesRequest(), timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise PodResourcesError(exc.code().name, exc.details() or "") from None
+        out: dict[str, set[str]] = {}
+        for pod in response.pod_resources:
+            for container in pod.containers:
+                for devices in container.devices:
+                    out.setdefault(devices.resource_name, set()).update(devices.device_ids)
+        return {name: frozenset(ids) for name, ids in out.items()}
+
+
+async def assigned_devices(socket: Path, *, timeout: float = 2.0) -> dict[str, set[str]] | None:
+    """Resource name → device ids held, or None when the API cannot be reached."""
     try:
-        async with grpc.aio.insecure_channel(f"unix://{socket}") as channel:
-            response = await pb_grpc.PodResourcesListerStub(channel).List(
-                pb.ListPodResourcesRequest(), timeout=timeout)
-    except grpc.aio.AioRpcError as exc:
-        log.warning("pod resources API at %s unavailable: %s", socket, exc.code().name)
+        held = await PodResourcesClient(socket, timeout=timeout).held()
+    except PodResourcesError as exc:
+        log.warning("pod resources API at %s unavailable: %s", socket, exc.code)
         return None
-    out: dict[str, set[str]] = {}
-    for pod in response.pod_resources:
-        for container in pod.containers:
-            for devices in container.devices:
-                out.setdefault(devices.resource_name, set()).update(devices.device_ids)
-    return out
+    return {name: set(ids) for name, ids in held.items()}

@@ -29,9 +29,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from sriovdp.model.devices import Inventory
-from sriovdp.model.pools import UNHEALTHY
+
+
+class Health(StrEnum):
+    """What the kubelet is told about one device (its values are the kubelet's strings).
+
+    ``UNHEALTHY`` is for faults only (a link without carrier, a device gone from the host):
+    the kubelet copies a device's health into the status of the pod holding it (KEP-4680).
+    """
+
+    HEALTHY = "Healthy"
+    UNHEALTHY = "Unhealthy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +113,10 @@ def unhealthy_reasons(
     return out
 
 
-def derive_health(inventory: Inventory, links: Mapping[str, LinkState]) -> dict[str, str]:
-    """Device id → ``"Unhealthy"`` for every function the module rules mark Unhealthy.
+def derive_health(inventory: Inventory, links: Mapping[str, LinkState]) -> dict[str, Health]:
+    """Device id → :attr:`Health.UNHEALTHY` for every function the module rules mark Unhealthy.
 
     Ids that are not in the result are Healthy, which is how ``build_pools(..., health=...)``
     reads a missing id; the result is therefore small and O(functions) to build.
     """
-    return dict.fromkeys(unhealthy_reasons(inventory, links), UNHEALTHY)
+    return dict.fromkeys(unhealthy_reasons(inventory, links), Health.UNHEALTHY)

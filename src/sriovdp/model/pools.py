@@ -13,7 +13,7 @@ driver rebound) needs no restart and an empty pool is visible as 0/0.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sriovdp.model.config import ResourceConfig
 from sriovdp.model.devices import (
@@ -24,6 +24,7 @@ from sriovdp.model.devices import (
     Inventory,
     PciFunction,
 )
+from sriovdp.model.health import Health
 from sriovdp.model.ids import env_var_name, socket_name
 from sriovdp.model.selectors import (
     AuxNetSelector,
@@ -33,8 +34,8 @@ from sriovdp.model.selectors import (
     rejecting_field,
 )
 
-HEALTHY = "Healthy"
-UNHEALTHY = "Unhealthy"
+HEALTHY = Health.HEALTHY
+UNHEALTHY = Health.UNHEALTHY
 
 CDI_CLASSES: Mapping[DeviceKind, str] = {
     DeviceKind.NET: "net-pci",
@@ -52,7 +53,7 @@ class PoolDevice:
         id: ``Device.ID`` for the kubelet: the PCI address, e.g. ``"0000:3b:02.1"``, or the
             auxiliary device name, e.g. ``"mlx5_core.sf.4"``.
         function: the scanned PCI function or auxiliary device.
-        health: ``"Healthy"`` or ``"Unhealthy"`` (the kubelet's exact strings).
+        health: :class:`~sriovdp.model.health.Health` (adapters send its value string).
         numa_node: advertised NUMA node; None when unknown or the pool sets ``excludeTopology``.
         need_vhost_net: the selector that took the device asked for ``/dev/vhost-net``.
         is_rdma: the selector that took the device has ``isRdma`` and the device has RDMA
@@ -64,7 +65,7 @@ class PoolDevice:
 
     id: str
     function: PciFunction | AuxFunction
-    health: str = HEALTHY
+    health: Health = Health.HEALTHY
     numa_node: int | None = None
     need_vhost_net: bool = False
     is_rdma: bool = False
@@ -153,7 +154,7 @@ def _pool_device(
     fn: PciFunction | AuxFunction,
     config: ResourceConfig,
     selector: Selector,
-    health: Mapping[str, str],
+    health: Mapping[str, Health],
 ) -> PoolDevice:
     # The selector that took the device decides its providers (Go rebuilds the device per
     # selector); the filter already guaranteed RDMA devices / a matching vDPA device.
@@ -174,7 +175,7 @@ def build_pools(
     configs: Sequence[ResourceConfig],
     *,
     default_prefix: str,
-    health: Mapping[str, str] | None = None,
+    health: Mapping[str, Health] | None = None,
 ) -> dict[str, ResourcePool]:
     """Assign the inventory's functions to the configured resources.
 
@@ -182,7 +183,7 @@ def build_pools(
         inventory: one scan of the host.
         configs: resources in config file order.
         default_prefix: the ``--resource-prefix`` for resources without ``resourcePrefix``.
-        health: device id → ``"Healthy"``/``"Unhealthy"``; missing ids are healthy.
+        health: device id → :class:`Health`; missing ids are healthy.
 
     Returns:
         extended resource name → pool, in config order; every resource is present, possibly
@@ -211,6 +212,43 @@ def build_pools(
             config=config, prefix=prefix, devices=ordered
         )
     return pools
+
+
+def with_health(pools: PoolSet, health: Mapping[str, Health]) -> dict[str, ResourcePool]:
+    """``pools`` with each device's health taken from ``health`` (missing ids: Healthy).
+
+    The health fast path: a link change re-derives health without rebuilding the pools.
+    A pool in which no device changed is returned as the same object.
+    """
+    out: dict[str, ResourcePool] = {}
+    for name, pool in pools.items():
+        changed = {dev_id: replace(dev, health=health.get(dev_id, Health.HEALTHY))
+                   for dev_id, dev in pool.devices.items()
+                   if dev.health != health.get(dev_id, Health.HEALTHY)}
+        out[name] = replace(pool, devices={**pool.devices, **changed}) if changed else pool
+    return out
+
+
+def with_faulty_pools(pools: PoolSet, faulty: Collection[str]) -> dict[str, ResourcePool]:
+    """``pools`` with every device of the pools in ``faulty`` Unhealthy: the node cannot
+    hand them out (their CDI spec is not on disk), so the kubelet must not allocate them."""
+    out = dict(pools)
+    for name in faulty:
+        pool = out.get(name)
+        if pool is not None:
+            out[name] = replace(pool, devices={
+                k: replace(d, health=Health.UNHEALTHY) for k, d in pool.devices.items()})
+    return out
+
+
+def ddp_candidates(inventory: Inventory, configs: Sequence[ResourceConfig]) -> list[str]:
+    """The functions whose DDP profile must be read: every network function when some
+    netDevice selector has ``ddpProfiles``, none otherwise (``ddptool`` is one process per
+    function: never run it when no selector asks)."""
+    if not any(isinstance(sel, NetSelector) and sel.ddp_profiles
+               for config in configs for sel in config.selectors):
+        return []
+    return [a for a, fn in inventory.functions.items() if fn.base_class == NET_CLASS]
 
 
 @dataclass(frozen=True, slots=True)

@@ -350,6 +350,10 @@ class _PodResourcesServicer(podresources_pb2_grpc.PodResourcesListerServicer):
     async def List(  # noqa: N802 (gRPC method name)
         self, request: podresources_pb2.ListPodResourcesRequest, context: Any
     ) -> podresources_pb2.ListPodResourcesResponse:
+        self._emulator.pod_resources_calls += 1
+        failure = self._emulator.pod_resources_failure
+        if failure is not None:
+            await context.abort(failure, f"emulated pod resources failure: {failure.name}")
         pods: dict[str, dict[str, list[podresources_pb2.ContainerDevices]]] = {}
         for allocation in self._emulator.allocations():
             containers = pods.setdefault(allocation.pod, {})
@@ -457,6 +461,10 @@ class KubeletEmulator:
         self.deprecation_file = deprecation_file
         self.pod_resources_socket = pod_resources_socket
         """Where ``v1.PodResourcesLister/List`` is served (kubelet-protocol §10); None: not."""
+        self.pod_resources_calls = 0
+        """How many ``List`` calls the pod resources server answered (or refused)."""
+        self.pod_resources_failure: grpc.StatusCode | None = None
+        """While set, ``List`` fails with this code (see :meth:`fail_pod_resources`)."""
 
         self.registrations: list[Registration] = []
         self.received_at: defaultdict[str, list[float]] = defaultdict(list)
@@ -606,6 +614,11 @@ class KubeletEmulator:
                         os.unlink(entry.path)
 
     # ------------------------------------------------------------ test controls
+
+    def fail_pod_resources(self, code: grpc.StatusCode | None) -> None:
+        """Incident: every pod resources ``List`` fails with ``code`` (e.g.
+        ``RESOURCE_EXHAUSTED``, the kubelet's rate limit) until called with None."""
+        self.pod_resources_failure = code
 
     def reject_next_registration(self, error: str) -> None:
         """Make the next registration fail with ``error``.

@@ -52,6 +52,7 @@ class FakeLinkSource:
         self._wakeup = asyncio.Event()
         self._started = False
         self._closed = False
+        self._failure: BaseException | None = None
         self.resyncs = 0
         """How many resyncs :meth:`events` has yielded."""
 
@@ -68,7 +69,7 @@ class FakeLinkSource:
     # -- the LinkSource port ---------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._started:
+        if self._started and not self._closed:
             raise RuntimeError("FakeLinkSource already started")
         self._started, self._closed = True, False
         self._seen.clear()
@@ -81,11 +82,14 @@ class FakeLinkSource:
         if not self._started:
             raise RuntimeError("start() the link source before reading its events")
         while True:
-            while not self._pending and not self._closed:
+            while not self._pending and not self._closed and self._failure is None:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             if self._closed:
                 return
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
             item = self._pending.popleft()
             if item is None:
                 self._seen.clear()
@@ -136,6 +140,13 @@ class FakeLinkSource:
         """The netdev is deleted or moved to another namespace (one ``RTM_DELLINK``)."""
         del self._world[ifname]
         self._emit(ifname, None)
+
+    def fail(self, error: BaseException) -> None:
+        """The source breaks: the pending :meth:`events` raises ``error`` (as a netlink
+        socket error ends :class:`~sriovdp.host.links.PyrouteLinkSource`'s stream). The
+        source can be closed and started again (the consumer resynchronises)."""
+        self._failure = error
+        self._wakeup.set()
 
     def inject_overflow(self) -> None:
         """The receive buffer overflows: changes not yet read are lost; a resync follows."""

@@ -1,0 +1,92 @@
+"""The daemon's best knowledge of what pods hold: the last pod resources answer plus what
+this process allocated since. A failed call never releases a hold: it keeps the last
+answer and is retried with back-off."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from sriovdp.kubelet.podresources import PodResources, PodResourcesError
+from sriovdp.model.retention import Holds
+
+log = logging.getLogger("sriovdp.daemon")
+
+
+class HoldTracker:
+    """Asks :class:`PodResources` when the reconciler needs to know, never on Allocate.
+
+    Args:
+        source: the pod resources port.
+        first_backoff: seconds before the first retry after a failure; doubles.
+        max_backoff: the longest wait between retries.
+        clock: monotonic seconds.
+    """
+
+    def __init__(self, source: PodResources, *, first_backoff: float = 0.5,
+                 max_backoff: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._source = source
+        self._first = first_backoff
+        self._max = max_backoff
+        self._clock = clock
+        self._backoff = first_backoff
+        self._known: dict[str, frozenset[str]] = {}
+        self._answered = False
+        self._since: dict[str, dict[str, float]] = {}  # allocated since: resource → id → when
+        self.retry_at: float | None = None
+        """When a failed call may be retried (monotonic seconds); None when the last call
+        answered."""
+        self.failures = 0
+        self.last_error = ""
+
+    @property
+    def answered(self) -> bool:
+        """The API answered at least once."""
+        return self._answered
+
+    def current(self) -> Holds:
+        """The last answer, plus the devices this process allocated since it was asked."""
+        if not self._since:
+            return self._known
+        out = {name: set(ids) for name, ids in self._known.items()}
+        for name, ids in self._since.items():
+            out.setdefault(name, set()).update(ids)
+        return {name: frozenset(ids) for name, ids in out.items()}
+
+    def allocated(self, resource: str, ids: list[str]) -> None:
+        """Hook of every successful Allocate: held from now on (no call is made)."""
+        now = self._clock()
+        self._since.setdefault(resource, {}).update(dict.fromkeys(ids, now))
+
+    def due(self) -> bool:
+        """May :meth:`refresh` call the API now (not inside a back-off)?"""
+        return self.retry_at is None or self._clock() >= self.retry_at
+
+    async def refresh(self) -> bool:
+        """Ask the API unless a back-off is running. True when it answered."""
+        if not self.due():
+            return False
+        asked = self._clock()
+        try:
+            held = await self._source.held()
+        except PodResourcesError as exc:
+            self.failures += 1
+            self.last_error = str(exc)
+            self.retry_at = self._clock() + self._backoff
+            log.warning("pod resources API failed (%s): holds kept as last known; retrying "
+                        "in %.1f s", exc, self._backoff)
+            self._backoff = min(self._backoff * 2, self._max)
+            return False
+        if self.retry_at is not None:
+            log.info("pod resources API answers again")
+        self._known, self._answered = held, True
+        self.retry_at, self._backoff, self.last_error = None, self._first, ""
+        for name in list(self._since):
+            # allocations made after the question was asked may not be in the answer yet
+            later = {i: t for i, t in self._since[name].items() if t >= asked}
+            if later:
+                self._since[name] = later
+            else:
+                del self._since[name]
+        return True

@@ -1,0 +1,46 @@
+"""A point-in-time view of the daemon for ``/readyz`` and ``/metrics`` (they read this,
+never the daemon itself)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sriovdp.model.pools import ResourcePool
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStatus:
+    """One pool endpoint: registered with the kubelet, streaming, counters."""
+
+    registered: bool
+    streaming: bool
+    registrations: int = 0
+    restarts: int = 0
+    waiting: bool = False
+    """Another instance owns the pool's socket; this one waits to take over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Attributes:
+        started: the first pass published.
+        pools: the published pools.
+        endpoints: per pool, its endpoint.
+        failures: supervised task → its error, while failed.
+        problems: other reasons not to be ready, e.g. ``"CDI spec intel.com/net: ..."``.
+    """
+
+    started: bool
+    pools: Mapping[str, ResourcePool] = field(default_factory=dict)
+    endpoints: Mapping[str, EndpointStatus] = field(default_factory=dict)
+    failures: Mapping[str, str] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+    def not_ready(self) -> list[str]:
+        """Why the daemon is not ready (empty: ready)."""
+        reasons = [] if self.started else ["first host scan not done"]
+        reasons += [f"{name} (socket owned by another instance)" if e.waiting else name
+                    for name, e in self.endpoints.items() if not (e.registered and e.streaming)]
+        reasons += [f"{name} failed ({error})" for name, error in sorted(self.failures.items())]
+        return reasons + list(self.problems)

@@ -1,0 +1,244 @@
+"""Retention: which devices the kubelet keeps seeing after the host or the config changed.
+
+Pure. Every publication goes build → :func:`retain` → diff, so what follows is decided here
+and only here (the full pass and the link-health fast path alike).
+
+The rules:
+
+1. **A held device is offered only by the pool that granted it.** "Held" is what the
+   kubelet's pod resources API says pods hold (resource name → device ids). When a rescan
+   or a new config would move a held device to another pool or out of every pool (a VF
+   rebound to vfio-pci while in use, a changed selector, a renamed/split/merged pool, a
+   change made while the daemon was down), the device stays in its granting pool and no
+   other pool lists it, until the pod releases it. It keeps the health its link gives it:
+   a working pod's device is not a fault (the kubelet copies device health into the pod's
+   status, KEP-4680), and the kubelet never hands a device that a running pod holds to a
+   second pod of the same resource.
+2. **A granting pool outlives its config.** If the granting pool was renamed or removed,
+   it is kept (*draining*: same config, only its held devices) so its endpoint stays up
+   until the last held device is released; then it goes like any removed pool. A held
+   device whose granting resource is not one of ours any more (the pool was renamed while
+   the daemon was down) is withheld from every pool until released.
+3. **Unhealthy is for faults.** A device that vanished from the host goes Unhealthy in its
+   pool; it leaves at the first periodic resync after the pass that saw it go, unless a
+   pod holds it (then it stays, Unhealthy, until released). A held device not on the host
+   at start (it vanished while the daemon was down) is listed Unhealthy the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from sriovdp.model.devices import PciFunction
+from sriovdp.model.health import Health
+from sriovdp.model.pools import PoolDevice, PoolSet, ResourcePool
+
+Holds = Mapping[str, frozenset[str]]
+"""Extended resource name → ids of the devices pods hold through it."""
+
+
+class PassKind(StrEnum):
+    """Why a publication happens."""
+
+    FIRST = "first"
+    """The first pass after start: previous pools are empty."""
+    EVENT = "event"
+    """A rescan after an event (uevent, config reload, explicit trigger)."""
+    PERIODIC = "periodic"
+    """The periodic resync: vanished, unheld devices may leave."""
+    HEALTH = "health"
+    """The link-health fast path: same inventory, new link health."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostView:
+    """What is on the host, as the pass saw it.
+
+    Attributes:
+        ids: ids of every PCI function and auxiliary device scanned.
+        health: device id → health from link state (missing ids are Healthy).
+    """
+
+    ids: frozenset[str]
+    health: Mapping[str, Health] = field(default_factory=dict)
+
+    def health_of(self, dev_id: str) -> Health:
+        if dev_id not in self.ids:
+            return Health.UNHEALTHY
+        return self.health.get(dev_id, Health.HEALTHY)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionState:
+    """What retention remembers between passes.
+
+    Attributes:
+        passes: publications that were not health-only.
+        vanished: (pool, device id) → the pass that first saw the device gone.
+        kept: (pool, device id) of held devices kept in their granting pool although the
+            pools as built put them elsewhere (or nowhere).
+        withheld: device ids held through a resource that is not ours any more.
+        draining: pools no longer configured, kept for their held devices.
+    """
+
+    passes: int = 0
+    vanished: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    kept: frozenset[tuple[str, str]] = frozenset()
+    withheld: frozenset[str] = frozenset()
+    draining: frozenset[str] = frozenset()
+
+    @property
+    def holding(self) -> bool:
+        """Something is retained that a release (pod resources) or a resync may end."""
+        return bool(self.vanished or self.kept or self.withheld or self.draining)
+
+
+@dataclass(frozen=True, slots=True)
+class Retained:
+    """The outcome of :func:`retain`.
+
+    Attributes:
+        pools: what to publish.
+        state: to pass to the next :func:`retain`.
+        notes: what changed in retention, for logs, e.g.
+            ``("kept", "intel.com/net", "0000:3b:02.0", "intel.com/dpdk")``.
+    """
+
+    pools: dict[str, ResourcePool]
+    state: RetentionState
+    notes: tuple[tuple[str, ...], ...] = ()
+
+
+def holds_matter(previous: PoolSet, built: PoolSet, host: HostView,
+                 state: RetentionState) -> bool:
+    """Must the caller know what pods hold before :func:`retain`? True when a device
+    would leave the pool that offered it (moved, gone from every pool, vanished, its pool
+    removed), or when something is retained that a release would end."""
+    if state.holding:
+        return True
+    owner = _owners(built)
+    return any(owner.get(dev_id) != name
+               for name, pool in previous.items() for dev_id in pool.devices)
+
+
+def retain(previous: PoolSet, built: PoolSet, host: HostView, held: Holds, kind: PassKind,
+           state: RetentionState) -> Retained:
+    """The pools to publish, from the pools built from this pass's scan and config.
+
+    Args:
+        previous: the pools published last (empty on the first pass).
+        built: the pools :func:`~sriovdp.model.pools.build_pools` made for this pass.
+        host: what is on the host and its link health.
+        held: what pods hold, by resource (the caller's best knowledge: a failed pod
+            resources call keeps the last answer, never an empty one).
+        kind: why this pass runs.
+        state: the previous :attr:`Retained.state` (``RetentionState()`` at start).
+    """
+    passes = state.passes + (kind is not PassKind.HEALTH)
+    pools: dict[str, ResourcePool] = dict(built)
+    members: dict[str, dict[str, PoolDevice]] = {}  # pools whose devices we change
+
+    def devices(name: str) -> dict[str, PoolDevice]:
+        if name not in members:
+            members[name] = dict(pools[name].devices)
+        return members[name]
+
+    # who offers each device; built only when needed (the link fast path at 2,048 VFs with
+    # nothing held or vanished skips it)
+    owner = _owners(built) if held or any(
+        dev_id not in host.ids for pool in previous.values() for dev_id in pool.devices) \
+        else {}
+    notes: list[tuple[str, ...]] = []
+    kept: set[tuple[str, str]] = set()
+    withheld: set[str] = set()
+    draining: set[str] = set()
+    placed: set[str] = set()
+
+    # rule 2: granting pools that are no longer configured but still hold devices
+    for name, old in previous.items():
+        if name not in built and held.get(name, frozenset()) & old.devices.keys():
+            pools[name] = replace(old, devices={})
+            draining.add(name)
+            if name not in state.draining:
+                notes.append(("draining", name))
+
+    # rule 1: every held device in its granting pool, in no other
+    ours = set(pools)
+    for name, ids in held.items():
+        for dev_id in ids:
+            now = owner.get(dev_id)
+            if now == name:
+                placed.add(dev_id)
+                continue
+            if name not in ours:  # not one of our resources (any more): no pool offers it
+                if now is not None:
+                    del devices(now)[dev_id]
+                    del owner[dev_id]
+                    withheld.add(dev_id)
+                    placed.add(dev_id)
+                    if dev_id not in state.withheld:
+                        notes.append(("withheld", name, dev_id, now))
+                continue
+            device = _device_for(dev_id, name, pools[name], previous, built, host)
+            if now is not None:
+                del devices(now)[dev_id]
+            devices(name)[dev_id] = device
+            owner[dev_id] = name
+            placed.add(dev_id)
+            kept.add((name, dev_id))
+            if (name, dev_id) not in state.kept:
+                notes.append(("kept", name, dev_id, now or ""))
+
+    # rule 3: vanished devices stay, Unhealthy, until a later periodic resync
+    vanished: dict[tuple[str, str], int] = {}
+    for name, old in previous.items():
+        if name not in pools:
+            continue
+        for dev_id, dev in old.devices.items():
+            if dev_id in host.ids or dev_id in placed or dev_id in owner:
+                continue
+            key = (name, dev_id)
+            seen = state.vanished.get(key, passes)
+            if kind is PassKind.PERIODIC and seen < passes:
+                notes.append(("dropped", name, dev_id))
+                continue
+            if key not in state.vanished:
+                notes.append(("vanished", name, dev_id))
+            vanished[key] = seen
+            devices(name)[dev_id] = replace(dev, health=Health.UNHEALTHY)
+            owner[dev_id] = name
+
+    for name, found in members.items():
+        pools[name] = replace(pools[name], devices={k: found[k] for k in sorted(found)})
+    for name in draining:
+        if not pools[name].devices:
+            del pools[name]
+            draining.discard(name)
+    for name, dev_id in sorted(state.kept - kept):
+        notes.append(("released", name, dev_id))
+    return Retained(pools, RetentionState(passes=passes, vanished=vanished,
+                                          kept=frozenset(kept), withheld=frozenset(withheld),
+                                          draining=frozenset(draining)), tuple(notes))
+
+
+def _owners(pools: PoolSet) -> dict[str, str]:
+    return {dev_id: name for name, pool in pools.items() for dev_id in pool.devices}
+
+
+def _device_for(dev_id: str, name: str, pool: ResourcePool, previous: PoolSet,
+                built: PoolSet, host: HostView) -> PoolDevice:
+    """The held device as its granting pool lists it, with this pass's health."""
+    health = host.health_of(dev_id)
+    old = previous.get(name)
+    if old is not None and dev_id in old.devices:
+        return replace(old.devices[dev_id], health=health)
+    for other in built.values():
+        if dev_id in other.devices:
+            dev = other.devices[dev_id]
+            numa = None if pool.config.exclude_topology else dev.function.numa_node
+            return PoolDevice(id=dev_id, function=dev.function, health=health, numa_node=numa)
+    # gone from the host, or in no pool: a stand-in that carries only the id
+    gone = PciFunction(address=dev_id, vendor="", device="", class_code=0)
+    return PoolDevice(id=dev_id, function=gone, health=health)

@@ -1,0 +1,442 @@
+"""Never one device to two pods: holds across restarts, reloads, link changes and a kubelet
+whose pod resources API fails (issue 11 items 0, 7, 9; issue 12 bugs 1 and 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from test_daemon import ALL_DPDK, ALL_NET, CONFIG, DPDK, NET, running, settings_for
+from test_live import free_port, http_get, write
+
+from sriovdp.daemon.reconciler import Daemon
+from sriovdp.daemon.settings import Settings
+from sriovdp.errors import HostError
+from sriovdp.model.config import parse_config
+from sriovdp.model.health import LinkState
+from sriovdp.testing import eventually
+from sriovdp.testing.fakehost import FakeHost
+from sriovdp.testing.kubelet import KubeletEmulator
+from sriovdp.testing.links import FakeLinkSource
+
+DEV = "0000:3b:02.0"
+
+
+def held_settings(workdir: Path, host: FakeHost, **extra: Any) -> Settings:
+    settings = replace(settings_for(workdir, host), resync_interval=0.3,
+                       pod_resources_socket=workdir / "pr" / "kubelet.sock", **extra)
+    write(settings.config_file, CONFIG)
+    return settings
+
+
+def emulator(settings: Settings) -> KubeletEmulator:
+    return KubeletEmulator(settings.device_plugin_dir,
+                           pod_resources_socket=settings.pod_resources_socket)
+
+
+def config_moving(dev: str) -> dict[str, Any]:
+    """CONFIG, but ``dev`` (an iavf VF of ens785f0) now belongs to intel.com/dpdk."""
+    moved = json.loads(json.dumps(CONFIG))
+    index = int(dev[-1])
+    rest = ",".join(str(i) for i in range(4) if i != index)
+    moved["resourceList"][0]["selectors"][0]["pfNames"] = [f"ens785f0#{rest}"]
+    moved["resourceList"][1]["selectors"] = [{"drivers": ["vfio-pci"]},
+                                             {"pfNames": [f"ens785f0#{index}"]}]
+    return moved
+
+
+@contextlib.asynccontextmanager
+async def daemon_with_links(settings: Settings, links: FakeLinkSource,
+                            config: dict[str, Any] = CONFIG) -> AsyncIterator[Daemon]:
+    daemon = Daemon(settings, parse_config(json.dumps(config)), links=links)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.ready.wait(), 5)
+        yield daemon
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def passes(daemon: Daemon, n: int) -> None:
+    """Wait for ``n`` more full passes (periodic resyncs, here)."""
+    target = daemon.passes + n
+    await eventually(lambda: daemon.passes >= target, what=f"{n} more passes")
+
+
+async def hold_one(kubelet: KubeletEmulator, pod: str = "busy") -> str:
+    await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+    allocation = await kubelet.admit(NET, 1, pod=pod)
+    (dev,) = allocation.device_ids
+    return dev
+
+
+# --- item 0(a): across a daemon restart ----------------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["rebound", "config"])
+async def test_a_held_vf_is_offered_only_by_its_granting_pool_when_it_moved_across_a_restart(
+    workdir: Path, host: FakeHost, change: str
+) -> None:
+    settings = held_settings(workdir, host)
+    info = settings.device_info_dir / f"intel.com-net-{DEV}-device.json"
+    async with emulator(settings) as kubelet:
+        async with running(settings):
+            await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+            allocation = await kubelet.admit(NET, 1, pod="busy")
+            assert allocation.device_ids == (DEV,)
+            assert info.exists()
+        config = CONFIG
+        if change == "rebound":
+            host.bind(DEV, "vfio-pci", iommu_group=99)  # rebound while the daemon is down
+        else:
+            config = config_moving(DEV)
+            write(settings.config_file, config)
+        async with running(settings, config) as daemon:
+            await kubelet.wait_registered(DPDK, count=2)
+            await kubelet.wait_registered(NET, count=2)
+            dpdk = await kubelet.wait_for(DPDK, lambda d: set(d) >= ALL_DPDK)
+            assert DEV not in dpdk  # never offered by a second pool
+            net = kubelet.devices(NET)
+            assert DEV in net and net[DEV].healthy  # Healthy: the pod's device works
+            assert info.exists()  # not deleted as "stale": the pod's CNI may read it
+            await passes(daemon, 2)  # periodic resyncs change nothing while it is held
+            assert DEV not in kubelet.devices(DPDK)
+            kubelet.release("busy")
+            await kubelet.wait_for(DPDK, lambda d: DEV in d, timeout=5)
+            await kubelet.wait_for(NET, lambda d: DEV not in d, timeout=5)
+            assert not info.exists()
+
+
+async def test_a_held_device_that_vanished_while_the_daemon_was_down_is_listed_unhealthy(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = held_settings(workdir, host)
+    async with emulator(settings) as kubelet:
+        async with running(settings):
+            dev = await hold_one(kubelet)
+        host.remove(dev)
+        async with running(settings) as daemon:
+            net = await kubelet.wait_for(NET, lambda d: dev in d and not d[dev].healthy,
+                                         timeout=5)
+            assert set(net) == ALL_NET
+            await passes(daemon, 2)  # resyncs keep it while a pod holds it
+            assert dev in kubelet.devices(NET)
+            kubelet.release("busy")
+            await kubelet.wait_for(NET, lambda d: dev not in d, timeout=5)
+
+
+# --- item 0(b): a live reload renames, splits or merges the granting pool -----------------
+
+
+def renamed(config: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(config))
+    out["resourceList"][0]["resourceName"] = "net2"
+    return out
+
+
+def merged(config: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceList": [{"resourceName": "all", "selectors": [
+        {"drivers": ["iavf", "vfio-pci"], "pfNames": ["ens785f0"]}]}]}
+
+
+def split(config: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceList": [
+        {"resourceName": "net-a", "selectors": [{"pfNames": ["ens785f0#0-1"]}]},
+        {"resourceName": "net-b", "selectors": [{"pfNames": ["ens785f0#2-3"]}]},
+        CONFIG["resourceList"][1]]}
+
+
+@pytest.mark.parametrize(("reshape", "new"), [(renamed, "intel.com/net2"),
+                                              (merged, "intel.com/all"),
+                                              (split, "intel.com/net-a")])
+async def test_a_held_vf_is_not_offered_by_a_new_pool_when_a_reload_reshapes_its_pool(
+    workdir: Path, host: FakeHost, reshape: Any, new: str
+) -> None:
+    settings = held_settings(workdir, host)
+    async with emulator(settings) as kubelet, running(settings) as daemon:
+        dev = await hold_one(kubelet)
+        assert dev == DEV
+        write(settings.config_file, reshape(CONFIG))
+        await kubelet.wait_registered(new, timeout=5)
+        offered = await kubelet.wait_for(new, lambda d: len(d) > 0, timeout=5)
+        assert dev not in offered
+        # the granting pool lives on, offering only the held device, Healthy
+        net = await kubelet.wait_for(NET, lambda d: set(d) == {dev}, timeout=5)
+        assert net[dev].healthy
+        await passes(daemon, 2)
+        assert dev not in kubelet.devices(new)
+        kubelet.release("busy")
+        await kubelet.wait_for(new, lambda d: dev in d, timeout=5)
+        await eventually(lambda: not kubelet.is_connected(NET), what="net endpoint stopped")
+
+
+# --- item 9 / issue 12 bug 1: one health rule on every path -------------------------------
+
+
+async def test_a_held_moved_vf_follows_its_link_and_stays_put_when_an_unrelated_carrier_changes(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = held_settings(workdir, host)
+    links = FakeLinkSource([LinkState("ens785f0", True, "UP"), LinkState("ens1f0", True, "UP")])
+    async with emulator(settings) as kubelet, daemon_with_links(settings, links) as daemon:
+        dev = await hold_one(kubelet)
+        write(settings.config_file, config_moving(dev))
+        await eventually(lambda: daemon.metrics.reloads["ok"] >= 1, what="reload applied")
+        await passes(daemon, 1)
+        net = kubelet.devices(NET)
+        assert net[dev].healthy  # not a fault: the pod's device works
+        assert dev not in kubelet.devices(DPDK)
+        published = daemon.publications
+        links.set_carrier("ens1f0", False)  # unrelated link: fast path
+        links.set_carrier("ens1f0", True)
+        await eventually(lambda: daemon.metrics.link_events >= 2, what="link events")
+        await eventually(lambda: daemon.publications > published, what="a fast-path pass")
+        assert dev not in kubelet.devices(DPDK)
+        assert kubelet.devices(NET)[dev].healthy
+        links.set_carrier("ens785f0", False)  # its PF loses carrier: a real fault
+        await kubelet.wait_for(NET, lambda d: not d[dev].healthy, timeout=3)
+        assert dev not in kubelet.devices(DPDK)
+        links.set_carrier("ens785f0", True)
+        await kubelet.wait_for(NET, lambda d: d[dev].healthy, timeout=3)
+        assert dev not in kubelet.devices(DPDK)
+
+
+# --- issue 12 bug 2: a link source that fails is logged, shown and restarted ---------------
+
+
+class FlakyLinks(FakeLinkSource):
+    """Fails on purpose: :meth:`start` raises while ``broken`` is set."""
+
+    def __init__(self, links: list[LinkState]) -> None:
+        super().__init__(links)
+        self.broken = False
+        self.starts = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+        if self.broken:
+            raise HostError("netlink socket refused (on purpose)")
+        await super().start()
+
+
+async def test_a_failing_link_source_is_logged_shown_in_readyz_and_restarted_when_it_raises(
+    workdir: Path, host: FakeHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    settings = held_settings(workdir, host, health_address=f"127.0.0.1:{port}")
+    links = FlakyLinks([LinkState("ens785f0", True, "UP")])
+    async with emulator(settings) as kubelet, daemon_with_links(settings, links):
+        await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+        await eventually(lambda: _status(port, 200), what="ready")
+        links.broken = True
+        with caplog.at_level(logging.ERROR):
+            links.fail(HostError("link source socket failed: boom"))
+            _, body = await eventually(lambda: _status(port, 503), what="not ready")
+        assert "links" in body
+        assert any("boom" in r.getMessage() for r in caplog.records)
+        await eventually(lambda: links.starts >= 2, what="a restart was tried")
+        # a carrier change while the source is down is seen once it resynchronises
+        links.set_carrier("ens785f0", False)
+        links.broken = False
+        await kubelet.wait_capacity(NET, (4, 0), timeout=10)
+        await eventually(lambda: _status(port, 200), timeout=10, what="ready again")
+        links.set_carrier("ens785f0", True)
+        await kubelet.wait_capacity(NET, (4, 4), timeout=3)
+        assert links.starts >= 3  # started, failed to restart, restarted
+
+
+async def _status(port: int, want: int) -> tuple[int, str] | None:
+    status, body = await http_get(port, "/readyz")
+    return (status, body) if status == want else None
+
+
+# --- item 7: pod resources errors are not releases ----------------------------------------
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  grpc.StatusCode.UNAVAILABLE])
+async def test_a_hold_is_kept_when_the_pod_resources_api_fails_and_released_once_it_answers(
+    workdir: Path, host: FakeHost, code: grpc.StatusCode
+) -> None:
+    settings = held_settings(workdir, host)
+    async with emulator(settings) as kubelet, running(settings) as daemon:
+        dev = await hold_one(kubelet)
+        write(settings.config_file, config_moving(dev))
+        await kubelet.wait_for(DPDK, lambda d: len(d) == 4 and dev not in d, timeout=5)
+        kubelet.fail_pod_resources(code)
+        kubelet.release("busy")  # released, but the daemon cannot learn it
+        calls = kubelet.pod_resources_calls
+        await eventually(lambda: kubelet.pod_resources_calls >= calls + 2, what="retried")
+        assert dev in kubelet.devices(NET) and dev not in kubelet.devices(DPDK)
+        kubelet.fail_pod_resources(None)
+        await kubelet.wait_for(DPDK, lambda d: dev in d, timeout=10)
+        await kubelet.wait_for(NET, lambda d: dev not in d, timeout=5)
+        assert daemon.is_ready
+
+
+async def test_allocate_never_asks_the_pod_resources_api_when_pods_are_admitted(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = replace(held_settings(workdir, host), resync_interval=30.0)
+    async with emulator(settings) as kubelet, running(settings):
+        await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+        calls = kubelet.pod_resources_calls
+        for n in range(4):
+            await kubelet.admit(NET, 1, pod=f"p{n}")
+            await kubelet.admit(DPDK, 1, pod=f"p{n}")
+        assert kubelet.pod_resources_calls == calls
+
+
+# --- issue 12 item 2: the uevent follower is supervised too ---------------------------------
+
+
+async def test_a_failing_uevent_source_is_shown_in_readyz_and_restarted_when_it_breaks(
+    workdir: Path, host: FakeHost
+) -> None:
+    from sriovdp.testing.uevents import FakeUeventSource
+
+    port = free_port()
+    settings = replace(held_settings(workdir, host, health_address=f"127.0.0.1:{port}"),
+                       resync_interval=60.0)
+    uevents = FakeUeventSource()
+    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), uevents=uevents)
+    async with emulator(settings) as kubelet:
+        task = asyncio.create_task(daemon.run())
+        try:
+            await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+            await asyncio.wait_for(daemon.supervisor.ready_event("uevents").wait(), 5)
+            uevents.broken = True
+            uevents.fail()
+            _, body = await eventually(lambda: _status(port, 503), what="not ready")
+            assert "uevents" in body
+            await eventually(lambda: uevents.starts >= 3, what="restarts tried")
+            uevents.broken = False
+            await asyncio.wait_for(daemon.supervisor.ready_event("uevents").wait(), 10)
+            await eventually(lambda: _status(port, 200), what="ready again")
+            host.bind("0000:3b:02.4", "iavf")  # rebound from vfio-pci: net gets it
+            uevents.emit("bind")
+            await kubelet.wait_for(NET, lambda d: len(d) == 5, timeout=5)
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, 10)
+
+
+# --- item 8: a VF that is mid-rebind joins no new pool ----------------------------------------
+
+
+async def test_a_rebound_vf_moves_only_after_the_settle_window_when_the_host_keeps_changing(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = replace(held_settings(workdir, host), resync_interval=60.0, settle_window=1.5)
+    async with emulator(settings) as kubelet, running(settings) as daemon:
+        await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+        host.bind(DEV, "vfio-pci", iommu_group=99)  # an operator rebinding VFs
+        daemon.trigger("test: bind")
+        passes = daemon.passes
+        await eventually(lambda: daemon.passes > passes, what="a rescan")
+        assert DEV in kubelet.devices(NET) and DEV not in kubelet.devices(DPDK)
+        await kubelet.wait_for(DPDK, lambda d: DEV in d, timeout=5)  # settled: it moves
+        await kubelet.wait_for(NET, lambda d: DEV not in d, timeout=5)
+
+
+# --- item 5 (scan side): a rescan that hangs is abandoned, the kubelet is still answered -----
+
+
+async def test_a_hung_rescan_is_logged_abandoned_and_named_while_allocate_still_answers(
+    workdir: Path, host: FakeHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    from sriovdp.host.sysfs import scan
+
+    hang = threading.Event()
+    release = threading.Event()
+
+    def scanner(paths: Any) -> Any:
+        if hang.is_set():
+            release.wait(30)
+        return scan(paths)
+
+    port = free_port()
+    settings = replace(held_settings(workdir, host, health_address=f"127.0.0.1:{port}"),
+                       resync_interval=60.0, scan_deadline=0.3)
+    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), scanner=scanner)
+    async with emulator(settings) as kubelet:
+        task = asyncio.create_task(daemon.run())
+        try:
+            await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+            hang.set()
+            with caplog.at_level(logging.ERROR):
+                daemon.trigger("test: a sysfs read hangs")
+                _, body = await eventually(lambda: _status(port, 503), what="not ready")
+            assert "host scan stuck" in body
+            assert "abandoned" in caplog.text
+            response = await kubelet.allocate(NET, [DEV])  # answered from the last snapshot
+            assert response.container_responses
+            daemon.trigger("test: another pass while the scan is stuck")
+            hang.clear()
+            release.set()
+            await eventually(lambda: _status(port, 200), what="ready again")
+            host.bind(DEV, "vfio-pci", iommu_group=99)
+            daemon.trigger("test: rebind")
+            await kubelet.wait_for(DPDK, lambda d: DEV in d, timeout=5)
+        finally:
+            release.set()
+            daemon.stop()
+            await asyncio.wait_for(task, 10)
+
+
+async def test_the_first_publication_waits_for_a_settled_scan_when_a_vf_is_mid_rebind(
+    workdir: Path, host: FakeHost
+) -> None:
+    from sriovdp.host.sysfs import scan
+
+    vf = "0000:3b:02.5"
+    scans = 0
+
+    def scanner(paths: Any) -> Any:
+        nonlocal scans
+        scans += 1
+        if scans == 1:  # the operator unbound it and binds vfio-pci right after this scan
+            host.unbind(vf)
+            inventory = scan(paths)
+            host.bind(vf, "vfio-pci", iommu_group=105)
+            return inventory
+        return scan(paths)
+
+    settings = replace(held_settings(workdir, host), settle_window=0.3)
+    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), scanner=scanner)
+    async with emulator(settings) as kubelet:
+        task = asyncio.create_task(daemon.run())
+        try:
+            await kubelet.wait_for(DPDK, lambda d: len(d) > 0, timeout=5)
+            assert {d.id for d in kubelet.streams[DPDK][0]} == ALL_DPDK  # never without 02.5
+            assert scans >= 2
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, 10)
+
+
+async def test_a_released_device_leaves_its_granting_pool_soon_when_no_resync_is_due(
+    workdir: Path, host: FakeHost
+) -> None:
+    settings = replace(held_settings(workdir, host), resync_interval=60.0)
+    async with emulator(settings) as kubelet, running(settings) as daemon:
+        dev = await hold_one(kubelet)
+        write(settings.config_file, config_moving(dev))
+        await eventually(lambda: daemon.metrics.reloads["ok"] >= 1, what="reload applied")
+        await eventually(lambda: (NET, dev) in daemon.retention.kept, what="kept in net")
+        assert dev in kubelet.devices(NET) and dev not in kubelet.devices(DPDK)
+        kubelet.release("busy")
+        # the pod resources API is polled while a held device is kept (every 2 s)
+        await kubelet.wait_for(DPDK, lambda d: dev in d, timeout=6)
+        await kubelet.wait_for(NET, lambda d: dev not in d, timeout=3)

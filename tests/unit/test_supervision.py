@@ -1,0 +1,80 @@
+"""The supervisor and the hold tracker, without I/O (fakes at their ports)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sriovdp.daemon.holds import HoldTracker
+from sriovdp.daemon.supervisor import Ready, Supervisor
+from sriovdp.testing import eventually
+from sriovdp.testing.podresources import FakePodResources
+
+
+async def test_a_failing_task_is_named_restarted_and_cleared_when_it_reports_ready(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runs = 0
+    healthy = asyncio.Event()
+
+    async def flaky(ready: Ready) -> None:
+        nonlocal runs
+        runs += 1
+        if runs < 3:
+            raise OSError("socket refused")
+        ready()
+        healthy.set()
+        await asyncio.Event().wait()
+
+    async with Supervisor(first_backoff=0.01) as supervisor:
+        supervisor.start("source", flaky)
+        await asyncio.wait_for(supervisor.ready_event("source").wait(), 5)
+        assert supervisor.failures == {}
+        assert runs == 3
+    assert "source failed: OSError: socket refused" in caplog.text
+
+
+async def test_a_task_meant_to_run_forever_is_restarted_when_it_ends() -> None:
+    runs = 0
+
+    async def quits(ready: Ready) -> None:
+        nonlocal runs
+        runs += 1
+
+    async with Supervisor(first_backoff=0.01) as supervisor:
+        supervisor.start("quitter", quits)
+        await eventually(lambda: runs >= 2)
+        assert supervisor.failures["quitter"] == "ended unexpectedly"
+
+
+async def test_a_failed_list_keeps_every_hold_and_backs_off_when_the_api_fails() -> None:
+    now = [0.0]
+    api = FakePodResources()
+    api.hold("intel.com/net", ["0000:3b:02.0"])
+    tracker = HoldTracker(api, first_backoff=1.0, clock=lambda: now[0])
+    assert await tracker.refresh()
+    api.release("intel.com/net", ["0000:3b:02.0"])
+    api.fail("RESOURCE_EXHAUSTED")
+    assert not await tracker.refresh()
+    assert tracker.current() == {"intel.com/net": frozenset({"0000:3b:02.0"})}
+    calls = api.calls
+    assert not await tracker.refresh() and api.calls == calls  # inside the back-off: no call
+    now[0] = 1.0
+    assert not await tracker.refresh() and tracker.retry_at == 3.0  # doubled
+    api.fail(None)
+    now[0] = 3.0
+    assert await tracker.refresh()
+    assert tracker.current() == {}
+
+
+async def test_an_allocation_made_while_asking_is_kept_when_the_answer_predates_it() -> None:
+    now = [5.0]
+    api = FakePodResources()
+    tracker = HoldTracker(api, clock=lambda: now[0])
+    tracker.allocated("intel.com/net", ["0000:3b:02.1"])  # at 5.0, before the question
+    now[0] = 6.0
+    tracker.allocated("intel.com/net", ["0000:3b:02.2"])  # at 6.0
+    now[0] = 5.5  # (the question is asked at 5.5, the answer has neither)
+    assert await tracker.refresh()
+    assert tracker.current() == {"intel.com/net": frozenset({"0000:3b:02.2"})}
