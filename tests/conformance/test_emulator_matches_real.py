@@ -11,6 +11,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sriovdp.kubelet.api import deviceplugin_pb2
 from sriovdp.kubelet.podresources import assigned_devices
 from sriovdp.testing.kubelet import AdmissionError, KubeletEmulator
@@ -157,17 +159,19 @@ async def scenario(node: Node, k: Emulated | Real, checkpoint: Path) -> dict[str
     return seen
 
 
-async def test_the_emulator_records_what_the_real_device_manager_records_in_one_scenario(
-    node: Node, peer_binary: Path, tmp_path: Path
+@pytest.mark.parametrize("watcher", [False, True], ids=["socket-mode", "watcher-mode"])
+async def test_the_emulator_records_what_the_real_device_manager_records_when_run_through_one_scenario(
+    node: Node, peer_binary: Path, watcher: bool
 ) -> None:
-    async with node.kubelet(peer_binary) as real:
+    async with node.kubelet(peer_binary, watcher=watcher) as real:
         truth = await scenario(node, Real(real), real.checkpoint_path)
     # a fresh node (same host) for the emulator
     for p in node.device_plugin_dir.iterdir():
         p.unlink()
     for p in node.device_info_dir.glob("*"):
         p.unlink()
-    async with KubeletEmulator(node.device_plugin_dir,
+    registry = node.plugins_registry if watcher else None  # the emulator creates it
+    async with KubeletEmulator(node.device_plugin_dir, registry, watcher=watcher,
                                pod_resources_socket=node.pod_resources) as emulator:
         emulated = await scenario(node, Emulated(emulator), emulator.checkpoint_path)
     assert truth["admit_4"] != truth["admit_too_many"]  # the scenario did what it says

@@ -170,7 +170,7 @@ async def test_registry_sockets_are_kept_across_a_kubelet_restart_when_in_watche
         assert "connect: no such file or directory" not in kubelet.log()
 
 
-async def test_plugin_restart_and_sigterm_are_followed_by_the_real_manager(
+async def test_real_manager_follows_the_plugin_when_it_gets_sigterm_and_starts_again(
     node: Node, peer_binary: Path
 ) -> None:
     async with node.kubelet(peer_binary) as kubelet:
@@ -219,7 +219,7 @@ async def test_cdi_mode_two_resources_in_one_container_reach_the_runtime_without
         assert "Annotation has conflicting setting" not in kubelet.log()
 
 
-async def test_numa_hints_from_the_real_hint_provider_follow_listandwatch_topology(
+async def test_numa_hints_of_the_real_hint_provider_follow_our_topology_when_a_pod_asks(
     node: Node, peer_binary: Path
 ) -> None:
     async with node.kubelet(peer_binary) as kubelet:
@@ -233,7 +233,7 @@ async def test_numa_hints_from_the_real_hint_provider_follow_listandwatch_topolo
         assert [h["numa"] for h in rdma if h["preferred"]] == [[1]]
 
 
-async def test_an_assigned_device_is_never_offered_twice_per_the_real_pod_resources_server(
+async def test_an_assigned_device_is_never_offered_twice_when_the_config_moves_it(
     node: Node, peer_binary: Path
 ) -> None:
     async with node.kubelet(peer_binary) as kubelet:
