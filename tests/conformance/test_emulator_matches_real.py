@@ -160,7 +160,7 @@ async def scenario(node: Node, k: Emulated | Real, checkpoint: Path) -> dict[str
 
 
 @pytest.mark.parametrize("watcher", [False, True], ids=["socket-mode", "watcher-mode"])
-async def test_the_emulator_records_what_the_real_device_manager_records_when_run_through_one_scenario(
+async def test_the_emulator_records_what_the_real_manager_records_when_run_through_a_scenario(
     node: Node, peer_binary: Path, watcher: bool
 ) -> None:
     async with node.kubelet(peer_binary, watcher=watcher) as real:

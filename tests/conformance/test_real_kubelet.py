@@ -96,7 +96,7 @@ async def test_rdma_admission_mounts_and_device_specs_reach_the_runtime_when_adm
         assert info(opts.envs, RDMA)[dev]["rdma"]
 
 
-async def test_device_info_files_are_written_for_the_devices_the_real_manager_admitted(
+async def test_device_info_files_are_written_when_the_real_manager_admits_a_pod(
     node: Node, peer_binary: Path
 ) -> None:
     async with node.kubelet(peer_binary) as kubelet:
@@ -205,7 +205,7 @@ async def test_cdi_mode_passes_the_cdi_device_names_to_the_runtime_when_admitted
 
 
 @pytest.mark.xfail(strict=True, reason="fixed in perf lane (CDI annotation key per resource)")
-async def test_cdi_mode_two_resources_in_one_container_reach_the_runtime_without_conflict(
+async def test_two_cdi_resources_reach_the_runtime_without_conflict_when_in_one_container(
     node: Node, peer_binary: Path
 ) -> None:
     async with node.kubelet(peer_binary) as kubelet:
