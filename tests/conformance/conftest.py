@@ -51,7 +51,8 @@ def workdir() -> Iterator[Path]:
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        if not os.environ.get("CONFORMANCE_KEEP"):  # keep the logs to read them
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

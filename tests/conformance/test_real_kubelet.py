@@ -161,11 +161,15 @@ async def test_registry_sockets_are_kept_across_a_kubelet_restart_when_in_watche
     async with node.kubelet(peer_binary, watcher=True) as kubelet:
         await node.start_daemon()
         await kubelet.wait_allocatable(POOLS, timeout=20)
-        before = {p.name: p.stat().st_ino for p in node.plugins_registry.iterdir()}
+        def identity() -> dict[str, tuple[int, int]]:  # an inode number alone may be reused
+            return {p.name: (p.stat().st_ino, p.stat().st_ctime_ns)
+                    for p in node.plugins_registry.iterdir()}
+
+        before = identity()
         await kubelet.restart()
         await kubelet.wait_allocatable(POOLS, timeout=20)
         await asyncio.sleep(0.5)  # let a delete-and-recreate, if any, happen
-        after = {p.name: p.stat().st_ino for p in node.plugins_registry.iterdir()}
+        after = identity()
         assert after == before
         assert "connect: no such file or directory" not in kubelet.log()
 
