@@ -65,7 +65,7 @@ def peer_binary() -> Path:
 
 @contextlib.asynccontextmanager
 async def real_rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
-                   watcher: bool = False) -> AsyncIterator[RealRig]:
+                   watcher: bool = False, verbosity: int = 0) -> AsyncIterator[RealRig]:
     """The same daemon and host, registered with the kubelet's own device manager (and
     plugin watcher when ``watcher``) from the Go peer; all pools at full allocatable."""
     binary = peer_binary()
@@ -89,7 +89,7 @@ async def real_rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
         async with RealKubelet(binary, settings.device_plugin_dir,
                                plugins_registry=registry if watcher else None,
                                pod_resources=settings.pod_resources_socket,
-                               log=work / "kubelet.log", verbosity=0) as kubelet:
+                               log=work / "kubelet.log", verbosity=verbosity) as kubelet:
             task = asyncio.create_task(daemon.run())
             try:
                 await kubelet.wait_allocatable(dict.fromkeys(pool_names(), vfs_per_pf), 60)

@@ -16,7 +16,7 @@ import pytest
 from sriovdp.kubelet.api import deviceplugin_pb2
 from sriovdp.kubelet.podresources import assigned_devices
 from sriovdp.testing.kubelet import AdmissionError, KubeletEmulator
-from sriovdp.testing.realkubelet import PeerError, RealKubelet
+from sriovdp.testing.realkubelet import RESTART_DOWNTIME, PeerError, RealKubelet
 
 from nodekit import POOLS, Node
 
@@ -91,7 +91,7 @@ class Emulated:
         self.k.release(pod)
 
     async def restart(self) -> None:
-        await self.k.restart()
+        await self.k.restart(downtime=RESTART_DOWNTIME)
 
 
 class Real:

@@ -22,11 +22,15 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PEER_SOURCE", "PeerError", "RealKubelet", "RunOptions", "build_peer", "why_no_go"]
+__all__ = ["PEER_SOURCE", "RESTART_DOWNTIME", "PeerError", "RealKubelet", "RunOptions", "build_peer", "why_no_go"]
+
+#: Seconds between the old kubelet process's end and the new one's start (RealKubelet.restart).
+RESTART_DOWNTIME = 0.1
 
 #: The Go module of the peer (in the source tree, not in the installed package).
 PEER_SOURCE = Path(__file__).resolve().parents[3] / "tests" / "conformance" / "kubelet"
@@ -89,6 +93,9 @@ class RealKubelet:
         self._proc: asyncio.subprocess.Process | None = None
         self._next_id = 0
         self._lock = asyncio.Lock()
+        self._pods: dict[str, dict[str, Any]] = {}  # admitted pods, by uid
+        self.started_at = 0.0
+        """``time.perf_counter()`` just before the last restart's new manager started."""
 
     @property
     def checkpoint_path(self) -> Path:
@@ -96,6 +103,11 @@ class RealKubelet:
 
     async def __aenter__(self) -> RealKubelet:
         self.device_plugin_dir.mkdir(parents=True, exist_ok=True)
+        await self._spawn()
+        await self.start()
+        return self
+
+    async def _spawn(self) -> None:
         log = self.log_path.open("ab")
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -106,8 +118,6 @@ class RealKubelet:
             log.close()
         hello = json.loads(await self._readline())
         self.version = hello["kubernetes"]
-        await self.start()
-        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         proc = self._proc
@@ -159,9 +169,20 @@ class RealKubelet:
         """The manager's ``Stop``: endpoints disconnected, ``kubelet.sock`` closed."""
         await self._call("stop")
 
-    async def restart(self) -> None:
-        """Kubelet restart: stop, then a new manager on the same dirs (checkpoint kept)."""
-        await self._call("restart")
+    async def restart(self, downtime: float = RESTART_DOWNTIME) -> None:
+        """Kubelet restart: the kubelet process ends (SIGTERM, no clean-up: its streams and
+        ``kubelet.sock`` die together and the socket file stays), ``downtime`` seconds
+        pass, and a new process starts a new manager on the same dirs (it reads the
+        checkpoint), knowing the active pods first, as from the API server."""
+        proc = self._proc
+        assert proc is not None
+        proc.terminate()
+        await proc.wait()
+        await asyncio.sleep(downtime)
+        await self._spawn()
+        await self._call("add_pods", pods=list(self._pods.values()))
+        self.started_at = time.perf_counter()
+        await self.start()
 
     # -- node status ------------------------------------------------------------------------
 
@@ -191,7 +212,9 @@ class RealKubelet:
         A rejected pod raises PeerError and is not kept."""
         pod = {"uid": uid, "name": name or uid, "namespace": namespace,
                "containers": [{"name": c, "resources": r} for c, r in containers.items()]}
-        return (await self._call("admit", pod=pod))["containers"]  # type: ignore[no-any-return]
+        answer = await self._call("admit", pod=pod)
+        self._pods[uid] = pod
+        return answer["containers"]  # type: ignore[no-any-return]
 
     async def devices(self, uid: str, container: str) -> dict[str, list[str]]:
         """``GetDevices``: the devices the manager holds for the container."""
@@ -206,6 +229,7 @@ class RealKubelet:
 
     async def remove(self, uid: str) -> None:
         """The pod is gone from the active pods; ``UpdateAllocatedDevices`` frees it."""
+        self._pods.pop(uid, None)
         await self._call("remove", uid=uid)
 
     async def hints(self, uid: str, containers: dict[str, dict[str, int]]

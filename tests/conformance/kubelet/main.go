@@ -30,8 +30,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
-	podresourcesapi "k8s.io/kubelet/pkg/apis/podresources/v1"
 	pluginwatcherapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+	podresourcesapi "k8s.io/kubelet/pkg/apis/podresources/v1"
 	"k8s.io/kubernetes/pkg/kubelet/apis/podresources"
 	"k8s.io/kubernetes/pkg/kubelet/cm/containermap"
 	"k8s.io/kubernetes/pkg/kubelet/cm/devicemanager"
@@ -51,8 +51,8 @@ func newManagerImpl(logger klog.Logger, socketPath string, topology []cadvisorap
 
 // request is one command line from the driver.
 type request struct {
-	ID  int    `json:"id"`
-	Op  string `json:"op"`
+	ID int    `json:"id"`
+	Op string `json:"op"`
 	// start
 	DevicePluginDir string `json:"device_plugin_dir"`
 	PluginsRegistry string `json:"plugins_registry"`
@@ -62,6 +62,8 @@ type request struct {
 	Pod       *podSpec `json:"pod"`
 	UID       string   `json:"uid"`
 	Container string   `json:"container"`
+	// add_pods
+	Pods []*podSpec `json:"pods"`
 	// wait_allocatable
 	Want      map[string]int `json:"want"`
 	TimeoutMs int            `json:"timeout_ms"`
@@ -122,7 +124,9 @@ func (p *peer) GetPodByName(namespace, name string) (*v1.Pod, bool) {
 
 type devicesProvider struct{ m *devicemanager.ManagerImpl }
 
-func (d devicesProvider) UpdateAllocatedDevices(logger klog.Logger) { d.m.UpdateAllocatedDevices(logger) }
+func (d devicesProvider) UpdateAllocatedDevices(logger klog.Logger) {
+	d.m.UpdateAllocatedDevices(logger)
+}
 func (d devicesProvider) GetDevices(podUID, containerName string) []*podresourcesapi.ContainerDevices {
 	return containerDevices(d.m.GetDevices(podUID, containerName))
 }
@@ -162,7 +166,7 @@ func (noOther) GetMemory(klog.Logger, *v1.Pod, *v1.Container) []*podresourcesapi
 	return nil
 }
 func (noOther) GetPodMemory(klog.Logger, string) []*podresourcesapi.ContainerMemory { return nil }
-func (noOther) GetAllocatableMemory(klog.Logger) []*podresourcesapi.ContainerMemory  { return nil }
+func (noOther) GetAllocatableMemory(klog.Logger) []*podresourcesapi.ContainerMemory { return nil }
 func (noOther) GetDynamicResources(klog.Logger, *v1.Pod, *v1.Container) []*podresourcesapi.DynamicResource {
 	return nil
 }
@@ -296,7 +300,7 @@ func quantities(l v1.ResourceList) map[string]int64 {
 func (p *peer) handle(ctx context.Context, r request) (map[string]any, error) {
 	logger := klog.FromContext(ctx)
 	needStarted := map[string]bool{"capacity": true, "admit": true, "run_options": true, "remove": true,
-		"devices": true, "hints": true, "allocatable_devices": true, "wait_allocatable": true, "restart": true}
+		"devices": true, "hints": true, "allocatable_devices": true, "wait_allocatable": true}
 	if needStarted[r.Op] && p.started == nil {
 		return nil, fmt.Errorf("kubelet not started")
 	}
@@ -305,12 +309,18 @@ func (p *peer) handle(ctx context.Context, r request) (map[string]any, error) {
 		return map[string]any{}, p.start(ctx, r)
 	case "stop":
 		return map[string]any{}, p.stop(ctx)
-	case "restart":
-		params := p.params
-		if err := p.stop(ctx); err != nil {
-			return nil, err
+	case "add_pods":
+		// The API server's pod list reaching a (re)started kubelet: pods, no admission.
+		for _, spec := range r.Pods {
+			pod := toPod(spec)
+			p.mu.Lock()
+			if _, ok := p.pods[string(pod.UID)]; !ok {
+				p.order = append(p.order, string(pod.UID))
+			}
+			p.pods[string(pod.UID)] = pod
+			p.mu.Unlock()
 		}
-		return map[string]any{}, p.start(ctx, params)
+		return map[string]any{}, nil
 	case "capacity":
 		capacity, allocatable, inactive := p.started.manager.GetCapacity(logger)
 		sort.Strings(inactive)
