@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PEER_SOURCE", "RESTART_DOWNTIME", "PeerError", "RealKubelet", "RunOptions", "build_peer", "why_no_go"]
+__all__ = ["PEER_SOURCE", "RESTART_DOWNTIME", "PeerError", "RealKubelet", "RunOptions",
+           "build_peer", "why_no_go"]
 
 #: Seconds between the old kubelet process's end and the new one's start (RealKubelet.restart).
 RESTART_DOWNTIME = 0.1
