@@ -1,11 +1,15 @@
 # Two commands set up everything on a fresh machine:
 #   make demo   - create .venv, install sriovdp, run the end-to-end demo
 #   make test   - also install the test tools (and iproute2 for network namespaces), run pytest
+#                 (with go on PATH this includes the real-kubelet conformance suite)
+#   make conformance - build the kubelet peer (k8s.io/kubernetes) and run only that suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# where the conformance suite builds its kubelet peer (gitignored)
+export KUBELET_PEER_BUILD_DIR ?= $(CURDIR)/tests/conformance/kubelet/.bin
 
-.PHONY: demo test bench install venv clean
+.PHONY: demo test conformance bench install venv clean
 
 # The tools need Python 3.11 or newer. A $(VENV) whose interpreter is older, or broken (its
 # Python gone or unable to start), is removed here, so the rule below builds it again.
@@ -37,6 +41,11 @@ demo: install
 test: venv
 	@command -v ip >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq iproute2; }
 	$(BIN)/pytest
+
+conformance: venv
+	@command -v go >/dev/null 2>&1 || { echo "make conformance: go is not on PATH (needs Go to build the kubelet peer)"; exit 1; }
+	cd tests/conformance/kubelet && go build -o $(KUBELET_PEER_BUILD_DIR)/kubeletpeer .
+	$(BIN)/pytest -m conformance tests/conformance
 
 bench: venv
 	$(BIN)/python bench/discovery.py

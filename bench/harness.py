@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -20,6 +21,7 @@ from sriovdp.host.links import LinkSource
 from sriovdp.model.config import parse_config
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
+from sriovdp.testing.realkubelet import RealKubelet, build_peer, why_no_go
 
 PFS = 8
 
@@ -42,6 +44,62 @@ class Rig:
     settings: Settings
     kubelet: KubeletEmulator
     daemon: Daemon
+
+
+@dataclass
+class RealRig:
+    host: FakeHost
+    settings: Settings
+    kubelet: RealKubelet
+    daemon: Daemon
+
+
+def peer_binary() -> Path:
+    """The real-kubelet peer (tests/conformance/kubelet), built with ``go build``."""
+    why = why_no_go()
+    if why is not None:
+        raise SystemExit(f"--real-kubelet: {why}")
+    default = Path(tempfile.gettempdir()) / "sriovdp-kubelet-peer"
+    return build_peer(Path(os.environ.get("KUBELET_PEER_BUILD_DIR", default)))
+
+
+@contextlib.asynccontextmanager
+async def real_rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
+                   watcher: bool = False, verbosity: int = 0) -> AsyncIterator[RealRig]:
+    """The same daemon and host, registered with the kubelet's own device manager (and
+    plugin watcher when ``watcher``) from the Go peer; all pools at full allocatable."""
+    binary = peer_binary()
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    work = Path(tempfile.mkdtemp(prefix="sdpb-", dir=shm))
+    sock_dir = Path(tempfile.mkdtemp(prefix="sdpb-", dir="/tmp"))
+    try:
+        host = FakeHost.scaled(work / "host", pfs=PFS, vfs_per_pf=vfs_per_pf)
+        config = {"resourceList": [{"resourceName": f"pf{i}",
+                                    "selectors": [{"pfNames": [f"ens{i}f0"]}]}
+                                   for i in range(PFS)]}
+        (work / "config.json").write_text(json.dumps(config))
+        registry = sock_dir / "reg"
+        if watcher:
+            registry.mkdir()
+        settings = Settings(host=host.paths, config_file=work / "config.json",
+                            device_plugin_dir=sock_dir / "dp", plugins_registry_dir=registry,
+                            pod_resources_socket=sock_dir / "pr.sock", resync_interval=30.0)
+        settings.device_plugin_dir.mkdir()
+        daemon = Daemon(settings, parse_config(json.dumps(config)), links=links)
+        async with RealKubelet(binary, settings.device_plugin_dir,
+                               plugins_registry=registry if watcher else None,
+                               pod_resources=settings.pod_resources_socket,
+                               log=work / "kubelet.log", verbosity=verbosity) as kubelet:
+            task = asyncio.create_task(daemon.run())
+            try:
+                await kubelet.wait_allocatable(dict.fromkeys(pool_names(), vfs_per_pf), 60)
+                yield RealRig(host, settings, kubelet, daemon)
+            finally:
+                daemon.stop()
+                await asyncio.wait_for(task, 30)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 @contextlib.asynccontextmanager

@@ -706,7 +706,8 @@ async def test_reject_next_registration_fails_once_when_set(kubelet: KubeletEmul
 @pytest.fixture
 async def watcher(dirs: tuple[Path, Path]) -> AsyncIterator[KubeletEmulator]:
     async with KubeletEmulator(
-        dirs[0], dirs[1], watcher=True, dial_timeout=2.0, watcher_retry=0.05
+        dirs[0], dirs[1], watcher=True, dial_timeout=2.0, watcher_retry=0.05,
+        watcher_period=0.02,
     ) as emu:
         yield emu
 

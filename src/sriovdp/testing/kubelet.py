@@ -74,6 +74,7 @@ __all__ = [
     "CHECKPOINT_FILE_NAME",
     "DEVICE_PLUGIN_TYPE",
     "ENDPOINT_STOP_GRACE_PERIOD",
+    "WATCHER_RECONCILE_PERIOD",
     "HEALTHY",
     "KUBELET_SOCKET_NAME",
     "AdmissionError",
@@ -112,6 +113,9 @@ _NO_TOPOLOGY: Final = -1
 """The fake NUMA node the checkpoint files devices without topology under."""
 _WATCHER_BACKOFF_MAX: Final = 122.0
 """Cap of the plugin manager's exponential retry back-off (2 min 2 s)."""
+WATCHER_RECONCILE_PERIOD: Final = 1.0
+"""The plugin manager's reconciler loop (``loopSleepDuration``): sockets are registered and
+deregistered on its passes, the first at start, then one pass a second after the last."""
 
 RegistrationMode = Literal["socket", "watcher"]
 """How a plugin registered: ``Register`` on ``kubelet.sock`` or the plugin watcher."""
@@ -421,6 +425,8 @@ class KubeletEmulator:
         clock: the clock for stop times and the grace period; ``advance()`` moves it.
         watcher_retry: first back-off (seconds) before the plugin watcher retries a
             socket whose registration failed; doubles up to 2 min 2 s.
+        watcher_period: the plugin manager's reconciler period (1 s): a socket that
+            appears, or whose registration failed, is (re-)registered on a later pass.
         deprecation_file: create ``device_plugin_dir/DEPRECATION`` like
             ``server.GetPluginHandler()`` does (the production kubelet does not).
 
@@ -444,6 +450,7 @@ class KubeletEmulator:
         grace_period: float = ENDPOINT_STOP_GRACE_PERIOD,
         clock: EmulatorClock | None = None,
         watcher_retry: float = 0.5,
+        watcher_period: float = WATCHER_RECONCILE_PERIOD,
         deprecation_file: bool = False,
         pod_resources_socket: Path | None = None,
     ) -> None:
@@ -458,6 +465,7 @@ class KubeletEmulator:
         self.grace_period = grace_period
         self.clock = clock if clock is not None else EmulatorClock()
         self.watcher_retry = watcher_retry
+        self.watcher_period = watcher_period
         self.deprecation_file = deprecation_file
         self.pod_resources_socket = pod_resources_socket
         """Where ``v1.PodResourcesLister/List`` is served (kubelet-protocol §10); None: not."""
@@ -1013,29 +1021,26 @@ class KubeletEmulator:
             registry.wakeup.set()
 
     async def _reconcile_registry(self, registry: _RegistryWatcher) -> None:
-        """The plugin manager's reconciler: deregister gone sockets, register new ones."""
+        """The plugin manager's reconciler: deregister gone sockets, register new ones, on
+        a pass every ``watcher_period`` (``wait.Until``: the first pass at once). A socket
+        created between passes waits for the next one, as with the kubelet."""
         loop = asyncio.get_running_loop()
         while True:
-            registry.wakeup.clear()
             for path, (generation, name, endpoint) in list(registry.actual.items()):
                 if registry.desired.get(path) != generation:
                     del registry.actual[path]
                     await self._deregister_plugin(name, endpoint)
             now = loop.time()
-            next_due: float | None = None
             for path, generation in registry.desired.items():
                 if path in registry.actual or path in registry.inflight:
                     continue
                 due = registry.retry.get(path)
                 if due is not None and due[0] > now:
-                    next_due = due[0] if next_due is None else min(next_due, due[0])
                     continue
                 registry.inflight[path] = self._spawn(
                     self._register_from_registry(registry, path, generation), f"register {path}"
                 )
-            timeout = None if next_due is None else max(0.0, next_due - now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(registry.wakeup.wait(), timeout)
+            await asyncio.sleep(self.watcher_period)
 
     async def _deregister_plugin(self, name: str, endpoint_path: str) -> None:
         endpoint = self._endpoints.get(name)
