@@ -257,12 +257,12 @@ async def test_an_assigned_device_is_never_offered_twice_when_the_config_moves_i
         tmp.write_text(json.dumps(moved))
         os.replace(tmp, node.config)
         other = "intel.com/other"
-        # the pod still holds dev: net keeps it (unhealthy), other does not offer it
-        await kubelet.wait_allocatable({NET: 3, other: 0}, timeout=10)
-        await asyncio.sleep(2.5)  # two periodic resyncs
+        # the pod still holds dev: net keeps it, Healthy (unhealthy is for faults: the real
+        # kubelet would copy it into the pod's allocatedResourcesStatus), other does not offer it
+        await kubelet.wait_allocatable({NET: 4, other: 0}, timeout=10)
+        await asyncio.sleep(2.5)  # two periodic resyncs change nothing while the pod holds it
         capacity, allocatable, _ = await kubelet.capacity()
-        assert other in capacity
-        assert (capacity[NET], allocatable[NET], allocatable[other]) == (4, 3, 0)
+        assert (capacity[NET], allocatable[NET], capacity[other], allocatable[other]) == (4, 4, 0, 0)
         await kubelet.remove("busy")
         await kubelet.wait_allocatable({NET: 3, other: 1}, timeout=10)
         devices = await kubelet.allocatable_devices()
