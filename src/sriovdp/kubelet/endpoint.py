@@ -314,6 +314,8 @@ class PluginEndpoint:
                     await self._await_plugin_watcher()
                 await self._restart.wait()
                 served = self._servicer is not None and self._servicer.delivered
+                # Stop before serving anew, never beside it: grpc unlinks a unix socket's
+                # path when its server stops, even if a newer server is bound there by then.
                 await self._stop_server(grace=None if not self._stopping else 0.5)
                 if not self._stopping:
                     self.restarts += 1
