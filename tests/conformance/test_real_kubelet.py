@@ -152,10 +152,6 @@ async def test_kubelet_restart_brings_every_pool_back_when_in_watcher_mode(
         assert await kubelet.devices("p", "c0") == pod["c0"]["devices"]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "endpoint lane: when the dying kubelet's streams end, kubelet.sock can still accept a "
-    "connect for a moment (process exit), so the daemon judges 'keeps running' and re-creates "
-    "the socket"))
 async def test_registry_sockets_are_kept_across_a_kubelet_restart_when_in_watcher_mode(
     node: Node, peer_binary: Path
 ) -> None:
@@ -175,6 +171,24 @@ async def test_registry_sockets_are_kept_across_a_kubelet_restart_when_in_watche
         after = identity()
         assert after == before
         assert "connect: no such file or directory" not in kubelet.log()
+
+
+async def test_registry_socket_is_created_anew_when_the_running_kubelet_drops_its_stream(
+    node: Node, peer_binary: Path
+) -> None:
+    """The real handler disconnects the plugin while the kubelet runs on; its plugin watcher
+    still counts the unchanged socket as registered and never comes back to it: only a new
+    socket (which the watcher sees as a new plugin) brings the pool back."""
+    async with node.kubelet(peer_binary, watcher=True) as kubelet:
+        await node.start_daemon()
+        await kubelet.wait_allocatable(POOLS, timeout=20)
+        sock = node.plugins_registry / "intel.com_intel_sriov_netdevice.sock"
+        before = sock.stat().st_ino, sock.stat().st_ctime_ns
+        await kubelet.deregister(NET, sock)
+        await kubelet.wait_allocatable({**POOLS, NET: 0}, timeout=10)
+        await kubelet.wait_allocatable(POOLS, timeout=20)
+        assert (sock.stat().st_ino, sock.stat().st_ctime_ns) != before
+        assert {d["id"] for d in (await kubelet.allocatable_devices())[NET]} == ALL_NET
 
 
 async def test_real_manager_follows_the_plugin_when_it_gets_sigterm_and_starts_again(

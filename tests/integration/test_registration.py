@@ -73,6 +73,26 @@ async def test_watcher_socket_is_kept_and_registered_again_when_the_kubelet_rest
         assert daemon.endpoints[NET].restarts == 0
 
 
+async def test_watcher_socket_is_kept_when_the_dying_kubelet_socket_accepts_for_a_moment(
+    workdir: Path, host: FakeHost
+) -> None:
+    """A kubelet process that exits ends our streams a moment before its ``kubelet.sock``
+    stops accepting connections (seen against the real kubelet): that is a kubelet going
+    away, not one that keeps running, so the socket stays for the new plugin watcher."""
+    settings = settings_for(workdir, host, watcher=True)
+    sock = settings.plugins_registry_dir / "intel.com_net.sock"
+    async with KubeletEmulator(settings.device_plugin_dir, settings.plugins_registry_dir,
+                               watcher=True) as kubelet, running(settings) as daemon:
+        await kubelet.wait_capacity(NET, (4, 4))
+        before = sock.stat().st_ino, sock.stat().st_ctime_ns
+        await kubelet.restart(exit_lag=0.2)
+        await kubelet.wait_registered(NET, count=2, timeout=5)
+        await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+        assert (sock.stat().st_ino, sock.stat().st_ctime_ns) == before
+        assert kubelet.watcher_errors == []
+        assert daemon.endpoints[NET].restarts == 0
+
+
 async def test_watcher_socket_is_recreated_when_the_running_kubelet_ends_the_stream(
     workdir: Path, host: FakeHost
 ) -> None:

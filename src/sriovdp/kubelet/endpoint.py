@@ -14,13 +14,24 @@ Re-registration (the socket is served anew and registered again):
 * socket mode: ``kubelet.sock`` is created again (a kubelet restart), or the registered
   kubelet's ListAndWatch stream ends (the kubelet never re-dials: F11), or ``Register`` is
   refused (retried with back-off; never a process exit);
-* watcher mode: the registered kubelet's stream ends while that kubelet keeps running (its
-  plugin watcher registers only a *new* socket), or a credible
-  ``NotifyRegistrationStatus(false)`` arrives. A kubelet restart does *not* re-create the
-  socket: the new plugin watcher registers every socket it finds in ``plugins_registry/`` by
-  itself, and deleting the socket under its in-flight ``GetInfo`` would cost it a retry pass.
-  Should no ``GetInfo`` come within ``watcher_grace`` seconds after the kubelet went away
-  (or after its new ``kubelet.sock`` appeared), the socket is re-created anyway.
+* watcher mode: the registered kubelet's stream ends while that kubelet keeps running, or a
+  credible ``NotifyRegistrationStatus(false)`` arrives. A kubelet restart does *not*
+  re-create the socket: the new plugin watcher registers every socket it finds in
+  ``plugins_registry/`` by itself, and deleting the socket under its in-flight ``GetInfo``
+  would cost it a retry pass. Should no ``GetInfo`` come within ``watcher_grace`` seconds
+  after the kubelet went away (or after its new ``kubelet.sock`` appeared), the socket is
+  re-created anyway.
+
+  Which of the two a stream end is, is judged ``stream_end_settle`` seconds later, never at
+  once: a kubelet process that exits ends our stream a moment before its ``kubelet.sock``
+  stops accepting connections. A running kubelet ends a plugin's stream when its plugin
+  watcher deregisters the socket (the socket was deleted or created anew: we re-create it
+  anyway, and the watcher registers the new one with a ``GetInfo``, which ends the wait) or
+  when the stream breaks; in that last case its plugin watcher still counts the unchanged
+  socket as registered and never comes back to it. So: no ``GetInfo`` within the settle
+  time and the *same* ``kubelet.sock`` (inode and change time) still accepting a connection
+  means a running kubelet that dropped us: re-create the socket, which its watcher sees as
+  new. Anything else (the socket gone, refusing, or a new one) is a kubelet going away.
 
 Only the registered kubelet's stream counts: the first ListAndWatch stream opened after this
 endpoint started a registration (socket mode: just before ``Register``; watcher mode: at
@@ -142,6 +153,9 @@ class PluginEndpoint:
         cdi: Allocate answers with CDI names (``--use-cdi``).
         watcher_grace: watcher mode, seconds to wait for the plugin watcher to register the
             kept socket again after the kubelet went away, before re-creating it.
+        stream_end_settle: watcher mode, seconds after the kubelet's stream ended before
+            judging whether that kubelet keeps running (a dying kubelet's socket accepts
+            connections for a moment after its streams ended).
         lock_poll: seconds between attempts to take the socket's lock while another
             instance holds it (its lock file's deletion also wakes the attempt).
     """
@@ -157,6 +171,7 @@ class PluginEndpoint:
         max_backoff: float = 5.0,
         cdi: bool = False,
         watcher_grace: float = 10.0,
+        stream_end_settle: float = 1.0,
         lock_poll: float = 0.2,
     ) -> None:
         self.feed = feed
@@ -167,6 +182,7 @@ class PluginEndpoint:
         self._max_backoff = max_backoff
         self._cdi = cdi
         self._watcher_grace = watcher_grace
+        self._stream_end_settle = stream_end_settle
         self._lock_poll = lock_poll
         pool = feed.value
         self.resource_name = pool.resource_name
@@ -185,6 +201,8 @@ class PluginEndpoint:
         self._kubelet_lost_at: float | None = None
         """Watcher mode: loop time the kubelet went away (or its new kubelet.sock appeared)."""
         self._check_kubelet = False
+        """Watcher mode: the kubelet's stream ended; judge whether it keeps running once the
+        settle time has passed."""
         self._server: grpc.aio.Server | None = None
         self._servicer: DevicePluginServicer | None = None
         self._inode: tuple[int, int] | None = None
@@ -296,6 +314,8 @@ class PluginEndpoint:
                     await self._await_plugin_watcher()
                 await self._restart.wait()
                 served = self._servicer is not None and self._servicer.delivered
+                # Stop before serving anew, never beside it: grpc unlinks a unix socket's
+                # path when its server stops, even if a newer server is bound there by then.
                 await self._stop_server(grace=None if not self._stopping else 0.5)
                 if not self._stopping:
                     self.restarts += 1
@@ -471,13 +491,20 @@ class PluginEndpoint:
         loop = asyncio.get_running_loop()
         while not self._restart.is_set():
             if self._kubelet_lost_at is not None and self._check_kubelet:
+                settle = self._kubelet_lost_at + self._stream_end_settle - loop.time()
+                if settle > 0:  # a GetInfo meanwhile (the watcher is back) ends the wait
+                    await self._wait_wakeup(settle)
+                    continue
                 self._check_kubelet = False
                 running = await self._kubelet_still_running()
                 if self._kubelet_lost_at is None:
                     continue  # the plugin watcher came back meanwhile
                 if running:
-                    self.request_restart("the kubelet ended its ListAndWatch stream and keeps "
-                                         "running (its plugin watcher registers only new sockets)")
+                    self.request_restart(
+                        f"the kubelet ended its ListAndWatch stream, still runs "
+                        f"{self._stream_end_settle:g} s later and did not register "
+                        f"{self.socket_path.name} again (its plugin watcher registers only a "
+                        f"new socket)")
                     return
                 log.info("%s: the kubelet is gone; keeping socket %s for its plugin watcher "
                          "to register again", self.resource_name, self.socket_path,

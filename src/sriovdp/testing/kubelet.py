@@ -527,11 +527,15 @@ class KubeletEmulator:
             if stat.S_ISSOCK(self.kubelet_socket.lstat().st_mode):
                 self.kubelet_socket.unlink()
 
-    async def restart(self, downtime: float = 0.0) -> None:
+    async def restart(self, downtime: float = 0.0, *, exit_lag: float = 0.0) -> None:
         """Restart the kubelet (§6).
 
         Closes every plugin connection and stream (the plugin sees its ListAndWatch
-        cancelled), waits ``downtime`` seconds, then starts again: allocations and the
+        cancelled); with ``exit_lag``, the old ``kubelet.sock`` still accepts connections
+        for that many seconds after the streams ended and the plugin watcher stopped, as
+        when a real kubelet process exits (its files close one by one: the conformance
+        suite saw a connect to the dying kubelet's socket succeed after its streams had
+        ended). Then waits ``downtime`` seconds and starts again: allocations and the
         registered resource names come back from the checkpoint with empty device sets
         and stopped endpoints (so they read ``0/0`` until the plugin registers again),
         every unix socket in ``device_plugin_dir`` is deleted (plugin sockets and the old
@@ -539,7 +543,7 @@ class KubeletEmulator:
         ``kubelet.sock`` is served. In watcher mode the registry is scanned again and
         every socket there is registered anew.
         """
-        await self._stop()
+        await self._stop(exit_lag=exit_lag)
         if downtime > 0:
             await asyncio.sleep(downtime)
         await self._start(restarting=True)
@@ -582,11 +586,16 @@ class KubeletEmulator:
             self._start_registry_watcher()
         self._wake()
 
-    async def _stop(self) -> None:
+    async def _stop(self, *, exit_lag: float = 0.0) -> None:
         registry, self._registry = self._registry, None
         if registry is not None:
             for task in registry.inflight.values():
                 task.cancel()
+        if exit_lag > 0:  # a dying process: streams and watcher gone, kubelet.sock not yet
+            for endpoint in list(self._connections):
+                await self._disconnect(endpoint, plugin_disconnected=False)
+            await self._cancel_tasks()
+            await asyncio.sleep(exit_lag)
         if self._server is not None:
             server, self._server = self._server, None
             await server.stop(None)
@@ -594,12 +603,15 @@ class KubeletEmulator:
                 await asyncio.wait(set(self._rpc_tasks), timeout=5.0)
         for endpoint in list(self._connections):
             await self._disconnect(endpoint, plugin_disconnected=False)
+        await self._cancel_tasks()
+        if registry is not None:
+            registry.inotify.close()
+
+    async def _cancel_tasks(self) -> None:
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if registry is not None:
-            registry.inotify.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=f"kubelet-emulator: {name}")

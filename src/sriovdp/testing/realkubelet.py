@@ -185,6 +185,12 @@ class RealKubelet:
         self.started_at = time.perf_counter()
         await self.start()
 
+    async def deregister(self, resource: str, endpoint: Path) -> None:
+        """The device plugin handler's ``DeRegisterPlugin`` (what the plugin watcher calls
+        when a socket goes): the plugin's stream ends while this kubelet runs on, and its
+        plugin watcher still counts the unchanged socket as registered."""
+        await self._call("deregister", resource=resource, endpoint=str(endpoint))
+
     # -- node status ------------------------------------------------------------------------
 
     async def capacity(self) -> tuple[dict[str, int], dict[str, int], list[str]]:

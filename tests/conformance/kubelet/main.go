@@ -67,6 +67,9 @@ type request struct {
 	// wait_allocatable
 	Want      map[string]int `json:"want"`
 	TimeoutMs int            `json:"timeout_ms"`
+	// deregister
+	Resource string `json:"resource"`
+	Endpoint string `json:"endpoint"`
 }
 
 type podSpec struct {
@@ -300,7 +303,8 @@ func quantities(l v1.ResourceList) map[string]int64 {
 func (p *peer) handle(ctx context.Context, r request) (map[string]any, error) {
 	logger := klog.FromContext(ctx)
 	needStarted := map[string]bool{"capacity": true, "admit": true, "run_options": true, "remove": true,
-		"devices": true, "hints": true, "allocatable_devices": true, "wait_allocatable": true}
+		"devices": true, "hints": true, "allocatable_devices": true, "wait_allocatable": true,
+		"deregister": true}
 	if needStarted[r.Op] && p.started == nil {
 		return nil, fmt.Errorf("kubelet not started")
 	}
@@ -424,6 +428,12 @@ func (p *peer) handle(ctx context.Context, r request) (map[string]any, error) {
 			out[c.Name] = perRes
 		}
 		return map[string]any{"hints": out}, nil
+	case "deregister":
+		// The device plugin handler's DeRegisterPlugin, as the plugin watcher calls it: the
+		// plugin's client is disconnected (its ListAndWatch stream ends) while the kubelet runs
+		// on, and the watcher still counts the unchanged socket as registered.
+		p.started.manager.GetWatcherHandler().DeRegisterPlugin(ctx, r.Resource, r.Endpoint)
+		return map[string]any{}, nil
 	case "remove":
 		p.forget(r.UID)
 		p.started.manager.UpdateAllocatedDevices(logger)
