@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sriovdp.daemon.reconciler import Daemon
+from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.daemon.settings import Settings
 from sriovdp.host.links import LinkSource
 from sriovdp.model.config import parse_config
@@ -43,7 +43,7 @@ class Rig:
     host: FakeHost
     settings: Settings
     kubelet: KubeletEmulator
-    daemon: Daemon
+    daemon: Reconciler
 
 
 @dataclass
@@ -121,7 +121,7 @@ async def rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
                             pod_resources_socket=sock_dir / "pr.sock",
                             resync_interval=resync_interval)
         settings.device_plugin_dir.mkdir()
-        daemon = Daemon(settings, parse_config(json.dumps(config)), links=links)
+        daemon = Reconciler(settings, parse_config(json.dumps(config)), links=links)
         async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
             task = asyncio.create_task(daemon.run())
             try:

@@ -517,7 +517,7 @@ def _run(settings: Settings, early: EarlySignals) -> int:
     import asyncio
     import threading
 
-    from sriovdp.daemon.reconciler import Daemon
+    from sriovdp.daemon.reconciler import Reconciler
     from sriovdp.errors import HostError
 
     log.info("sriovdp %s starting; config %s, host root %s", __version__,
@@ -532,7 +532,7 @@ def _run(settings: Settings, early: EarlySignals) -> int:
 
         # Kernel uevents describe the real host: only useful when scanning it.
         uevents = UeventSource() if settings.host.root == Path("/") else None
-        daemon = Daemon(settings, config, links=PyrouteLinkSource(), uevents=uevents)
+        daemon = Reconciler(settings, config, links=PyrouteLinkSource(), uevents=uevents)
         loop = asyncio.get_running_loop()
 
         def on_signal(sig: signal.Signals) -> None:

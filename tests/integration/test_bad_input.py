@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import asyncio
 import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
+from test_daemon import CONFIG, NET, running, settings_for
+from test_live import free_port, http_get, write
 
 from sriovdp.cli import main
 from sriovdp.daemon.settings import Settings
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
-
-from test_daemon import CONFIG, NET, running, settings_for
-from test_live import free_port, http_get, write
 
 
 def with_(settings: Settings, **changes: object) -> Settings:
@@ -158,14 +156,14 @@ async def test_daemon_exits_1_when_the_health_port_is_taken(workdir: Path, host:
 async def test_not_ready_and_still_alive_when_the_first_host_scan_fails(
     workdir: Path, host: FakeHost
 ) -> None:
-    from sriovdp.daemon.reconciler import Daemon
+    from sriovdp.daemon.reconciler import Reconciler
     from sriovdp.model.config import parse_config
 
     def broken_scan(paths: object) -> object:
         raise ValueError("odd sysfs")
 
     settings = settings_for(workdir, host)
-    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), scanner=broken_scan)
+    daemon = Reconciler(settings, parse_config(json.dumps(CONFIG)), scanner=broken_scan)
     task = asyncio.create_task(daemon.run())
     try:
         await asyncio.sleep(0.3)
@@ -180,7 +178,7 @@ async def test_a_device_id_protobuf_cannot_carry_is_left_out_and_the_stream_live
 ) -> None:
     from dataclasses import replace as dc_replace
 
-    from sriovdp.daemon.reconciler import Daemon
+    from sriovdp.daemon.reconciler import Reconciler
     from sriovdp.host.sysfs import scan
     from sriovdp.model.config import parse_config
 
@@ -191,7 +189,7 @@ async def test_a_device_id_protobuf_cannot_carry_is_left_out_and_the_stream_live
         return dc_replace(inv, functions={**inv.functions, bad.address: bad})
 
     settings = settings_for(workdir, host)
-    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), scanner=scan_with_a_bad_id)
+    daemon = Reconciler(settings, parse_config(json.dumps(CONFIG)), scanner=scan_with_a_bad_id)
     async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
         task = asyncio.create_task(daemon.run())
         try:

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import pytest
 
-from sriovdp.daemon.reconciler import Daemon
+from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.daemon.settings import Settings
 from sriovdp.model.config import parse_config
 from sriovdp.testing.fakehost import FakeHost
@@ -40,8 +40,8 @@ def settings_for(work: Path, host: FakeHost, *, watcher: bool = False) -> Settin
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, config: dict[str, Any] = CONFIG) -> AsyncIterator[Daemon]:
-    daemon = Daemon(settings, parse_config(json.dumps(config)))
+async def running(settings: Settings, config: dict[str, Any] = CONFIG) -> AsyncIterator[Reconciler]:
+    daemon = Reconciler(settings, parse_config(json.dumps(config)))
     task = asyncio.create_task(daemon.run())
     try:
         await asyncio.wait_for(daemon.ready.wait(), 5)

@@ -18,14 +18,8 @@ from asyncinotify import Inotify, Mask
 
 from sriovdp.kubelet.api import (
     deviceplugin_pb2 as dp,
-)
-from sriovdp.kubelet.api import (
     deviceplugin_pb2_grpc as dp_grpc,
-)
-from sriovdp.kubelet.api import (
     pluginregistration_pb2 as reg,
-)
-from sriovdp.kubelet.api import (
     pluginregistration_pb2_grpc as reg_grpc,
 )
 from sriovdp.testing.kubelet import (

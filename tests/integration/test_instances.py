@@ -9,10 +9,10 @@ import signal
 import sys
 from pathlib import Path
 
+from test_live import free_port, http_get
+
 from sriovdp.testing.demo import build_demo_host
 from sriovdp.testing.kubelet import KubeletEmulator
-
-from test_live import free_port, http_get
 
 NET = "intel.com/net"
 DPDK = "intel.com/dpdk"

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import asyncio
 import json
 import logging
 import os
 import socket
+from dataclasses import replace
 from pathlib import Path
 
+import grpc
 import pytest
+from test_daemon import ALL_DPDK, ALL_NET, CONFIG, DPDK, NET, running, settings_for
 
 from sriovdp.daemon.settings import Settings
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
-
-from test_daemon import ALL_DPDK, ALL_NET, CONFIG, DPDK, NET, running, settings_for
 
 
 def write(path: Path, doc: object) -> None:
@@ -207,7 +206,7 @@ async def test_probes_and_metrics_report_pool_state_when_scraped(
 async def test_metrics_follow_an_allocation_and_a_link_change_when_scraped(
     workdir: Path, host: FakeHost
 ) -> None:
-    from sriovdp.daemon.reconciler import Daemon
+    from sriovdp.daemon.reconciler import Reconciler
     from sriovdp.model.config import parse_config
     from sriovdp.model.health import LinkState
     from sriovdp.testing.links import FakeLinkSource
@@ -216,7 +215,7 @@ async def test_metrics_follow_an_allocation_and_a_link_change_when_scraped(
     base = settings_for(workdir, host)
     settings = replace(base, **{"metrics_address": f"127.0.0.1:{port}"})
     links = FakeLinkSource([LinkState("ens785f0", True, "UP")])
-    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), links=links)
+    daemon = Reconciler(settings, parse_config(json.dumps(CONFIG)), links=links)
     async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
         task = asyncio.create_task(daemon.run())
         try:
@@ -233,8 +232,9 @@ async def test_metrics_follow_an_allocation_and_a_link_change_when_scraped(
                          'sriovdp_pool_registered{resource="intel.com/net"} 1.0',
                          "sriovdp_link_events_total 1.0"):
                 assert line in text, line
-            with pytest.raises(Exception):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
                 await kubelet.allocate(NET, ["0000:99:00.0"])
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             _, text = await http_get(port, "/metrics")
             assert 'sriovdp_allocate_errors_total{resource="intel.com/net"} 1.0' in text
         finally:

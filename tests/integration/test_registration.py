@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from test_daemon import ALL_NET, DPDK, NET, running, settings_for
 
 from sriovdp.kubelet.api import (
     deviceplugin_pb2 as pb,
@@ -27,8 +28,6 @@ from sriovdp.model.devices import HostFacts
 from sriovdp.model.pools import ResourcePool
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
-
-from test_daemon import ALL_NET, DPDK, NET, running, settings_for
 
 
 def accepted(kubelet: KubeletEmulator, resource: str) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from sriovdp.daemon.reconciler import Daemon
+from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.daemon.settings import Settings
 from sriovdp.host.paths import HostPaths
 from sriovdp.host.sysfs import scan
@@ -56,8 +56,8 @@ def settings_for(work: Path, host: FakeHost, *, watcher: bool = False) -> Settin
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings,
-                  scanner: Callable[[HostPaths], Inventory] = scan) -> AsyncIterator[Daemon]:
-    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), scanner=scanner)
+                  scanner: Callable[[HostPaths], Inventory] = scan) -> AsyncIterator[Reconciler]:
+    daemon = Reconciler(settings, parse_config(json.dumps(CONFIG)), scanner=scanner)
     task = asyncio.create_task(daemon.run())
     try:
         await asyncio.wait_for(daemon.ready.wait(), 10)

@@ -10,15 +10,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from test_links import _WHY_NOT  # same availability check as the link-source tests
 
-from sriovdp.daemon.reconciler import Daemon
-from sriovdp.testing.demo import build_demo_host
+from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.host.links import PyrouteLinkSource
 from sriovdp.model.config import parse_config
+from sriovdp.testing.demo import build_demo_host
 from sriovdp.testing.kubelet import KubeletEmulator
 from sriovdp.testing.links import NetnsLab
-
-from test_links import _WHY_NOT  # same availability check as the link-source tests
 
 pytestmark = pytest.mark.needs_root
 NET = "intel.com/net"
@@ -38,7 +37,7 @@ async def lab() -> AsyncIterator[NetnsLab]:
 
 
 def healthy(devs: dict[str, object]) -> set[str]:
-    return {k for k, d in devs.items() if getattr(d, "healthy")}
+    return {k for k, d in devs.items() if d.healthy}
 
 
 async def test_vfs_follow_their_pf_and_own_link_when_carrier_changes(lab: NetnsLab) -> None:
@@ -49,7 +48,7 @@ async def test_vfs_follow_their_pf_and_own_link_when_carrier_changes(lab: NetnsL
         (work / "dp").mkdir()
         settings = Settings(host=host.paths, config_file=work / "c.json",
                             device_plugin_dir=work / "dp", plugins_registry_dir=work / "none")
-        daemon = Daemon(settings, parse_config(CONFIG), links=PyrouteLinkSource(netns=lab.name))
+        daemon = Reconciler(settings, parse_config(CONFIG), links=PyrouteLinkSource(netns=lab.name))
         import asyncio
 
         async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
@@ -93,7 +92,7 @@ async def test_a_uevent_makes_the_daemon_rescan_when_the_host_changes(lab: Netns
         settings = Settings(host=host.paths, config_file=work / "c.json",
                             device_plugin_dir=work / "dp", plugins_registry_dir=work / "none",
                             resync_interval=3600)
-        daemon = Daemon(settings, parse_config(CONFIG), uevents=UeventSource(netns=lab.name))
+        daemon = Reconciler(settings, parse_config(CONFIG), uevents=UeventSource(netns=lab.name))
         async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
             task = asyncio.create_task(daemon.run())
             try:

@@ -18,8 +18,7 @@ from typing import Protocol
 
 import grpc
 
-from sriovdp.kubelet.api import podresources_pb2 as pb
-from sriovdp.kubelet.api import podresources_pb2_grpc as pb_grpc
+from sriovdp.kubelet.api import podresources_pb2 as pb, podresources_pb2_grpc as pb_grpc
 
 log = logging.getLogger("sriovdp.kubelet")
 
