@@ -346,8 +346,8 @@ _SHORT_SOCKET_NAME = "intel.com_sriov.sock"
 def _check_socket_dir(settings: Settings) -> Path:
     """The directory the pool sockets go to; a :class:`UsageError` naming the flag when it is
     too long to hold any socket (a unix socket path holds at most 107 bytes)."""
-    from sriovdp.daemon.configfile import UNIX_PATH_MAX
     from sriovdp.kubelet.endpoint import KubeletDirs
+    from sriovdp.model.config.deployment import UNIX_PATH_MAX
 
     dirs = KubeletDirs.detect(settings.device_plugin_dir, settings.plugins_registry_dir)
     socket_dir = dirs.socket_dir

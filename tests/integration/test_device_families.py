@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_daemon import running
+from daemon_kit import running
 
 from sriovdp.daemon.settings import Settings
 from sriovdp.testing.fakehost import FakeHost

@@ -14,8 +14,18 @@ from typing import Any
 
 import grpc
 import pytest
-from test_daemon import ALL_DPDK, ALL_NET, CONFIG, DPDK, NET, running, settings_for
-from test_live import free_port, http_get, write
+from daemon_kit import (
+    ALL_DPDK,
+    ALL_NET,
+    CONFIG,
+    DPDK,
+    NET,
+    free_port,
+    http_get,
+    running,
+    settings_for,
+    write,
+)
 
 from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.daemon.settings import Settings

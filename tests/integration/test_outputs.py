@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import yaml
-from test_daemon import DPDK, NET, running, settings_for
+from daemon_kit import DPDK, NET, running, settings_for
 
 from sriovdp.daemon.settings import Settings
 from sriovdp.testing.fakehost import FakeHost
@@ -95,7 +95,7 @@ async def test_cdi_specs_are_written_and_allocate_answers_with_cdi_names_in_cdi_
 async def test_cdi_spec_write_is_retried_named_in_readyz_and_its_pool_unhealthy_when_it_fails(
     workdir: Path, host: FakeHost
 ) -> None:
-    from test_live import free_port, http_get
+    from daemon_kit import free_port, http_get
 
     from sriovdp.testing import eventually
 
@@ -126,6 +126,6 @@ async def test_cdi_spec_write_is_retried_named_in_readyz_and_its_pool_unhealthy_
 
 
 async def _ready(port: int) -> bool:
-    from test_live import http_get
+    from daemon_kit import http_get
 
     return (await http_get(port, "/readyz"))[0] == 200

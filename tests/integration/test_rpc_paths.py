@@ -32,6 +32,7 @@ from sriovdp.kubelet.api import (
 )
 from sriovdp.model.config import parse_config
 from sriovdp.model.devices import Inventory
+from sriovdp.testing import eventually
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
 
@@ -94,7 +95,7 @@ class WedgedScanner:
             except OSError as exc:
                 if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
                     raise
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # a FIFO signals no reader but by ENXIO: poll
 
     def release(self) -> None:
         self.fifo.unlink()
@@ -218,11 +219,7 @@ async def test_all_four_rpcs_answer_when_a_rescan_waits_for_a_hung_ddptool(
             listed = await kubelet.wait_for(NET, lambda d: len(d) == 4, timeout=15)
             hang.touch()
             proc.send_signal(signal.SIGHUP)  # rescan: this time ddptool never answers
-            for _ in range(1000):
-                if started.exists():
-                    break
-                await asyncio.sleep(0.01)
-            assert started.exists()
+            await eventually(started.exists, timeout=10, what="ddptool started")
             options, info, preferred, allocated = await _four_rpcs(
                 settings.plugins_registry_dir / "intel.com_net.sock", sorted(listed))
             assert options.get_preferred_allocation_available and info.name == NET

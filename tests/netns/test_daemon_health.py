@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_links import _WHY_NOT  # same availability check as the link-source tests
 
 from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.host.links import PyrouteLinkSource
@@ -24,6 +23,8 @@ NET = "intel.com/net"
 DPDK = "intel.com/dpdk"
 CONFIG = ('{"resourceList": [{"resourceName": "net", "selectors": [{"drivers": ["iavf"]}]},'
           '{"resourceName": "dpdk", "selectors": [{"drivers": ["vfio-pci"]}]}]}')
+
+_WHY_NOT = NetnsLab.available()
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ async def test_a_uevent_makes_the_daemon_rescan_when_the_host_changes(lab: Netns
             task = asyncio.create_task(daemon.run())
             try:
                 await kubelet.wait_for(DPDK, lambda d: len(d) == 4, timeout=5)
-                await asyncio.sleep(0.2)  # the uevent socket opens after the first pass
+                await asyncio.wait_for(daemon.supervisor.ready_event("uevents").wait(), 5)
                 host.bind("0000:3b:02.0", "vfio-pci", iommu_group=99)  # no event of its own
                 await lab.add_veth("newvf0", "newvf0p")  # a device appears: kernel uevent
                 await kubelet.wait_for(DPDK, lambda d: "0000:3b:02.0" in d, timeout=3)

@@ -145,7 +145,7 @@ async def test_start_fails_with_host_error_when_the_netns_does_not_exist() -> No
     source = PyrouteLinkSource(netns=name)
     with pytest.raises(HostError, match=name):
         await source.start()
-    assert not os.path.exists(f"/run/netns/{name}")  # never created on the way
+    assert not await asyncio.to_thread(os.path.exists, f"/run/netns/{name}")  # never created
 
 
 # -- PyrouteLinkSource in a network namespace -------------------------------------------------
@@ -270,8 +270,9 @@ async def test_no_change_when_a_message_changes_nothing_tracked(
     lab: NetnsLab, source: PyrouteLinkSource,
 ) -> None:
     events = source.events()
-    subprocess.run(["ip", "-n", lab.name, "link", "set", "pf0", "mtu", "1400"], check=True)
-    subprocess.run(["ip", "-n", lab.name, "link", "set", "pf0", "alias", "uplink"], check=True)
+    for change in (["mtu", "1400"], ["alias", "uplink"]):
+        await asyncio.to_thread(subprocess.run, ["ip", "-n", lab.name, "link", "set", "pf0",
+                                                 *change], check=True)
     await lab.set_carrier("pf1", False)
     first = await next_change(events, lambda c: True)
     assert first.ifname in {"pf1", "pf1p"}  # nothing for pf0's MTU or alias

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from test_links import _WHY_NOT
 
 from sriovdp.host.uevents import UeventSource, parse_uevent
 from sriovdp.testing.links import NetnsLab
+
+_WHY_NOT = NetnsLab.available()
 
 
 def test_kernel_datagram_is_parsed_when_it_has_action_and_subsystem() -> None:

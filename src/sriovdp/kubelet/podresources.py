@@ -22,8 +22,6 @@ from sriovdp.kubelet.api import podresources_pb2 as pb, podresources_pb2_grpc as
 
 log = logging.getLogger("sriovdp.kubelet")
 
-DEFAULT_SOCKET = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
-
 
 class PodResourcesError(Exception):
     """The pod resources API did not answer; ``code`` names why, e.g. ``"UNAVAILABLE"``."""
@@ -54,7 +52,7 @@ class PodResourcesClient:
         timeout: seconds for one List call.
     """
 
-    def __init__(self, socket: Path = DEFAULT_SOCKET, *, timeout: float = 2.0) -> None:
+    def __init__(self, socket: Path, *, timeout: float = 2.0) -> None:
         self.socket = socket
         self.timeout = timeout
 
