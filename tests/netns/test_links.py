@@ -11,7 +11,6 @@ import asyncio
 import os
 import subprocess
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -214,10 +213,8 @@ async def test_carrier_loss_arrives_within_1s_when_the_peer_goes_down(
     lab: NetnsLab, source: PyrouteLinkSource,
 ) -> None:
     events = source.events()
-    t0 = time.perf_counter()
     await lab.set_carrier("pf0", False)
     change = await next_change(events, carrier_of("pf0", False), timeout=1.0)
-    assert time.perf_counter() - t0 < 1.0
     assert change.state == LinkState("pf0", False, "LOWERLAYERDOWN", admin_up=True)
     assert source.snapshot()["pf0"].carrier is False
     assert source.snapshot()["pf1"].carrier is True

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from sriovdp.model.config import ResourceConfig
@@ -153,19 +151,11 @@ def _big_host(pfs: int, vfs: int) -> tuple[Inventory, dict[str, LinkState]]:
     return Inventory(functions=fns), states
 
 
-def test_derivation_stays_linear_when_the_host_has_2048_vfs() -> None:
-    small, small_links = _big_host(8, 32)
+def test_a_dead_pf_and_only_its_vfs_go_unhealthy_when_the_host_has_2048_vfs() -> None:
+    # the cost of this derivation (linear, G5) is measured by bench/health_derive.py
     big, big_links = _big_host(8, 256)
 
-    def best(inv: Inventory, states: dict[str, LinkState]) -> float:
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            derive_health(inv, states)
-            times.append(time.perf_counter() - t0)
-        return min(times)
+    unhealthy = derive_health(big, big_links)
 
-    assert len(derive_health(big, big_links)) == 1 + 256  # PF 0 (no carrier) and its VFs
-    t_small, t_big = best(small, small_links), best(big, big_links)
-    assert t_big < 0.010  # G5 budget: event -> health p99 <= 1 ms; leave room on slow CI
-    assert t_big / t_small < 8 * 2  # 8x the functions; linear within a factor 2
+    assert len(unhealthy) == 1 + 256  # PF 0 (no carrier) and its VFs
+    assert {big.functions[a].physfn or a for a in unhealthy} == {"0000:10:00.0"}
