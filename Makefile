@@ -3,13 +3,14 @@
 #   make test   - also install the test tools (and iproute2 for network namespaces), run pytest
 #                 (with go on PATH this includes the real-kubelet conformance suite)
 #   make conformance - build the kubelet peer (k8s.io/kubernetes) and run only that suite
+#   make lint   - ruff, import-linter (layering contracts) and mypy --strict (config: pyproject)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # where the conformance suite builds its kubelet peer (gitignored)
 export KUBELET_PEER_BUILD_DIR ?= $(CURDIR)/tests/conformance/kubelet/.bin
 
-.PHONY: demo test conformance bench install venv clean
+.PHONY: demo test lint conformance bench install venv clean
 
 # The tools need Python 3.11 or newer. A $(VENV) whose interpreter is older, or broken (its
 # Python gone or unable to start), is removed here, so the rule below builds it again.
@@ -46,6 +47,11 @@ conformance: venv
 	@command -v go >/dev/null 2>&1 || { echo "make conformance: go is not on PATH (needs Go to build the kubelet peer)"; exit 1; }
 	cd tests/conformance/kubelet && go build -o $(KUBELET_PEER_BUILD_DIR)/kubeletpeer .
 	$(BIN)/pytest -m conformance tests/conformance
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 bench: venv
 	$(BIN)/python bench/discovery.py

@@ -49,8 +49,7 @@ def client(socket: str, rounds: int) -> dict[str, list[float]]:
     kubelet admitting a pending pod does."""
     import grpc
 
-    from sriovdp.kubelet.api import deviceplugin_pb2 as pb
-    from sriovdp.kubelet.api import deviceplugin_pb2_grpc as pb_grpc
+    from sriovdp.kubelet.api import deviceplugin_pb2 as pb, deviceplugin_pb2_grpc as pb_grpc
 
     while not os.path.exists(socket):
         time.sleep(0.001)

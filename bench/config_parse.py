@@ -40,7 +40,8 @@ def cases(size: int) -> dict[str, str]:
         "unknown-selector-keys": '{"resourceList":[{"resourceName":"a","selectors":{'
         + ",".join(f'"k{i}":1' for i in range(size // 11)) + "}}]}",
         "unknown-top-keys": "{" + ",".join(f'"k{i}":1' for i in range(size // 11)) + "}",
-        "long-string": '{"resourceList":[{"resourceName":"' + "x" * (size - 80) + '","selectors":{}}]}',
+        "long-string": '{"resourceList":[{"resourceName":"' + "x" * (size - 80)
+                       + '","selectors":{}}]}',
         "deep": "[" * size,
         "valid-many-resources": '{"resourceList":[' + ",".join(
             f'{{"resourceName":"pf{i}","selectors":{{"drivers":["iavf"]}}}}'

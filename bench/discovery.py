@@ -63,44 +63,49 @@ def bare_read(paths: HostPaths) -> int:
     bus_fd = os.open(paths.pci_devices, _DIR)
     for address in sorted(os.listdir(bus_fd)):
         fd = os.open(address, _DIR, dir_fd=bus_fd)
-        for attr in ("class", "vendor", "device"):
-            f = os.open(attr, _FILE, dir_fd=fd)
-            os.read(f, 4096)
-            os.close(f)
-        os.readlink("driver", dir_fd=fd)
-        try:
-            os.readlink("physfn", dir_fd=fd)
-            present = ["iommu_group", "acpi_index"]  # a VF: probed, not listed
-        except FileNotFoundError:
-            present = os.listdir(fd)
-        f = os.open("numa_node", _FILE, dir_fd=fd)
-        os.read(f, 4096)
-        os.close(f)
-        if "iommu_group" in present:
-            os.readlink("iommu_group", dir_fd=fd)
-        if "acpi_index" in present:
-            try:
-                f = os.open("acpi_index", _FILE, dir_fd=fd)
-                os.read(f, 4096)
-                os.close(f)
-            except FileNotFoundError:
-                pass
-        if "sriov_totalvfs" in present:
-            for attr in ("sriov_totalvfs", "sriov_numvfs"):
-                f = os.open(attr, _FILE, dir_fd=fd)
-                os.read(f, 4096)
-                os.close(f)
-            for name in present:
-                if name.startswith("virtfn"):
-                    os.readlink(name, dir_fd=fd)
-        if address in netdev_of:
-            f = os.open(f"net/{netdev_of[address]}/type", _FILE, dir_fd=fd)
-            os.read(f, 4096)
-            os.close(f)
+        _bare_read_function(fd, netdev_of.get(address))
         os.close(fd)
         count += 1
     os.close(bus_fd)
     return count
+
+
+def _bare_read_function(fd: int, netdev: str | None) -> None:
+    """One PCI function's reads, as the scan does them (``fd``: its sysfs directory)."""
+    for attr in ("class", "vendor", "device"):
+        f = os.open(attr, _FILE, dir_fd=fd)
+        os.read(f, 4096)
+        os.close(f)
+    os.readlink("driver", dir_fd=fd)
+    try:
+        os.readlink("physfn", dir_fd=fd)
+        present = ["iommu_group", "acpi_index"]  # a VF: probed, not listed
+    except FileNotFoundError:
+        present = os.listdir(fd)
+    f = os.open("numa_node", _FILE, dir_fd=fd)
+    os.read(f, 4096)
+    os.close(f)
+    if "iommu_group" in present:
+        os.readlink("iommu_group", dir_fd=fd)
+    if "acpi_index" in present:
+        try:
+            f = os.open("acpi_index", _FILE, dir_fd=fd)
+            os.read(f, 4096)
+            os.close(f)
+        except FileNotFoundError:
+            pass
+    if "sriov_totalvfs" in present:
+        for attr in ("sriov_totalvfs", "sriov_numvfs"):
+            f = os.open(attr, _FILE, dir_fd=fd)
+            os.read(f, 4096)
+            os.close(f)
+        for name in present:
+            if name.startswith("virtfn"):
+                os.readlink(name, dir_fd=fd)
+    if netdev is not None:
+        f = os.open(f"net/{netdev}/type", _FILE, dir_fd=fd)
+        os.read(f, 4096)
+        os.close(f)
 
 
 def _min_cpu(fn: Callable[[], Any], runs: int) -> tuple[float, float, Any]:
@@ -193,7 +198,8 @@ def _startup(host: FakeHost, root: Path, vfs: int) -> tuple[float, float, float]
                 str(root / "none"), "--device-info-dir", str(dp / "devinfo"),
                 "--cdi-dir", str(dp / "cdi"), stderr=asyncio.subprocess.DEVNULL)
             try:
-                while not want <= {p.name for p in dp.iterdir()}:
+                # a tmpfs listing every 2 ms is the probe being timed: blocking is the point
+                while not want <= {p.name for p in dp.iterdir()}:  # noqa: ASYNC240
                     if proc.returncode is not None or time.perf_counter() - start > 60:
                         raise RuntimeError("daemon did not start")
                     await asyncio.sleep(0.002)

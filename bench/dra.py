@@ -36,7 +36,8 @@ from sriovdp.model.devices import HostFacts, Inventory, PciFunction
 from sriovdp.model.dra.attributes import _attributes
 from sriovdp.model.dra.prepare import SPEC_FILE_PREFIX, AllocatedDevice, ClaimAllocation, ClaimRef
 from sriovdp.model.dra.slices import advance, dra_devices, resource_slices, slice_devices
-from sriovdp.model.pools import UNHEALTHY, build_pools
+from sriovdp.model.health import Health
+from sriovdp.model.pools import build_pools
 from sriovdp.model.selectors import NetSelector
 from sriovdp.testing.dra import FakeClaimReader, FakeSliceApi
 
@@ -95,7 +96,7 @@ async def main_async(runs: int, claims: int) -> None:
 
     first, flip = [], []
     sick = build_pools(inv, CONFIG, default_prefix="intel.com",
-                       health={next(iter(inv.functions)): UNHEALTHY})
+                       health={next(iter(inv.functions)): Health.UNHEALTHY})
     sick_devices = dra_devices(sick)
     for _ in range(runs):
         pub = SlicePublisher(FakeSliceApi(), driver=DRIVER, node_name=NODE, node_uid="u")

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sriovdp.daemon.reconciler import Daemon
+from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.daemon.settings import Settings
 from sriovdp.host.links import LinkSource
 from sriovdp.model.config import parse_config
@@ -43,7 +43,7 @@ class Rig:
     host: FakeHost
     settings: Settings
     kubelet: KubeletEmulator
-    daemon: Daemon
+    daemon: Reconciler
 
 
 @dataclass
@@ -51,7 +51,7 @@ class RealRig:
     host: FakeHost
     settings: Settings
     kubelet: RealKubelet
-    daemon: Daemon
+    daemon: Reconciler
 
 
 def peer_binary() -> Path:
@@ -63,13 +63,18 @@ def peer_binary() -> Path:
     return build_peer(Path(os.environ.get("KUBELET_PEER_BUILD_DIR", default)))
 
 
+def _shm() -> Path | None:
+    """``/dev/shm`` when there is one: the scaled host's tree in memory."""
+    return Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+
+
 @contextlib.asynccontextmanager
 async def real_rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
                    watcher: bool = False, verbosity: int = 0) -> AsyncIterator[RealRig]:
     """The same daemon and host, registered with the kubelet's own device manager (and
     plugin watcher when ``watcher``) from the Go peer; all pools at full allocatable."""
     binary = peer_binary()
-    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    shm = _shm()
     work = Path(tempfile.mkdtemp(prefix="sdpb-", dir=shm))
     sock_dir = Path(tempfile.mkdtemp(prefix="sdpb-", dir="/tmp"))
     try:
@@ -85,7 +90,7 @@ async def real_rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
                             device_plugin_dir=sock_dir / "dp", plugins_registry_dir=registry,
                             pod_resources_socket=sock_dir / "pr.sock", resync_interval=30.0)
         settings.device_plugin_dir.mkdir()
-        daemon = Daemon(settings, parse_config(json.dumps(config)), links=links)
+        daemon = Reconciler(settings, parse_config(json.dumps(config)), links=links)
         async with RealKubelet(binary, settings.device_plugin_dir,
                                plugins_registry=registry if watcher else None,
                                pod_resources=settings.pod_resources_socket,
@@ -106,7 +111,7 @@ async def real_rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
 async def rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
               resync_interval: float = 30.0) -> AsyncIterator[Rig]:
     """A running daemon on a scaled host, registered with the emulator (all pools streaming)."""
-    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    shm = _shm()
     work = Path(tempfile.mkdtemp(prefix="sdpb-", dir=shm))
     sock_dir = Path(tempfile.mkdtemp(prefix="sdpb-", dir="/tmp"))  # short unix socket paths
     try:
@@ -121,7 +126,7 @@ async def rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
                             pod_resources_socket=sock_dir / "pr.sock",
                             resync_interval=resync_interval)
         settings.device_plugin_dir.mkdir()
-        daemon = Daemon(settings, parse_config(json.dumps(config)), links=links)
+        daemon = Reconciler(settings, parse_config(json.dumps(config)), links=links)
         async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
             task = asyncio.create_task(daemon.run())
             try:

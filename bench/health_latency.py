@@ -202,7 +202,6 @@ async def bench(toggles: int, idle: float) -> dict[str, object]:
 
 async def end_to_end(toggles: int) -> dict[str, float]:
     """PF carrier toggle → the emulator has the pool's new list (2,048 devices, 8 pools)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from harness import rig
 
     async with NetnsLab() as lab:
@@ -223,7 +222,6 @@ async def end_to_end(toggles: int) -> dict[str, float]:
 
 async def end_to_end_real(toggles: int) -> dict[str, float]:
     """PF carrier toggle → the real device manager's allocatable of pf0 follows."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from harness import real_rig
 
     async with NetnsLab() as lab:

@@ -32,6 +32,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_count(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
 def context_switches(pid: int) -> int:
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -63,7 +67,7 @@ async def bench(seconds: float) -> None:
                 cpu0, cs0 = cpu_seconds(proc.pid), context_switches(proc.pid)
                 await asyncio.sleep(seconds)
                 cpu1, cs1 = cpu_seconds(proc.pid), context_switches(proc.pid)
-                threads = len(list(Path(f"/proc/{proc.pid}/task").iterdir()))
+                threads = thread_count(proc.pid)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 await proc.wait()

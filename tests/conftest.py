@@ -15,10 +15,15 @@ test uses it to point the check at a temp dir.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 GUARDED = tuple(Path(p) for p in os.environ.get(
     "SRIOVDP_GUARDED_DIRS", "/var/run:/var/lib/kubelet:/etc/pcidp").split(":") if p)
@@ -76,3 +81,49 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _STASH = pytest.StashKey[Snapshot]()
+
+
+# --- leaks: every test ends the tasks and threads it started ---------------------------------
+
+LEAK_GRACE = 2.0
+"""Seconds a test's leftover tasks and threads get to end on their own before it fails."""
+
+
+_LIBRARY_THREADS = (
+    # grpc.aio's completion-queue poller: one per event loop, started and ended by grpc
+    "(_poll_wrapper)",
+)
+_EXECUTOR_THREAD = re.compile(r"asyncio_\d+")
+"""The test loop's default executor (``asyncio.to_thread``): idle workers live until the loop
+closes, which pytest-asyncio does after this check; the loop's close joins them."""
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves a thread it started running."""
+    before = set(threading.enumerate())
+    yield
+    left = [t for t in threading.enumerate()
+            if t not in before and t.is_alive() and not t.name.endswith(_LIBRARY_THREADS)
+            and not _EXECUTOR_THREAD.fullmatch(t.name)]
+    for thread in left:
+        thread.join(LEAK_GRACE / max(1, len(left)))
+    left = [t for t in left if t.is_alive()]
+    assert not left, f"threads still running after the test: {[t.name for t in left]}"
+
+
+@pytest_asyncio.fixture(autouse=True)  # explicit: also in strict mode (a copied conftest)
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves asyncio tasks pending in its loop (a task nobody owns)."""
+    yield
+    me = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    if pending:
+        _, still = await asyncio.wait(pending, timeout=LEAK_GRACE)
+        for task in still:
+            task.cancel()
+        assert not still, f"tasks still pending after the test: {sorted(map(_name, still))}"
+
+
+def _name(task: asyncio.Task[object]) -> str:
+    return f"{task.get_name()} {task.get_coro()!r}"

@@ -346,8 +346,8 @@ _SHORT_SOCKET_NAME = "intel.com_sriov.sock"
 def _check_socket_dir(settings: Settings) -> Path:
     """The directory the pool sockets go to; a :class:`UsageError` naming the flag when it is
     too long to hold any socket (a unix socket path holds at most 107 bytes)."""
-    from sriovdp.daemon.configfile import UNIX_PATH_MAX
     from sriovdp.kubelet.endpoint import KubeletDirs
+    from sriovdp.model.config.deployment import UNIX_PATH_MAX
 
     dirs = KubeletDirs.detect(settings.device_plugin_dir, settings.plugins_registry_dir)
     socket_dir = dirs.socket_dir
@@ -517,7 +517,7 @@ def _run(settings: Settings, early: EarlySignals) -> int:
     import asyncio
     import threading
 
-    from sriovdp.daemon.reconciler import Daemon
+    from sriovdp.daemon.reconciler import Reconciler
     from sriovdp.errors import HostError
 
     log.info("sriovdp %s starting; config %s, host root %s", __version__,
@@ -532,7 +532,7 @@ def _run(settings: Settings, early: EarlySignals) -> int:
 
         # Kernel uevents describe the real host: only useful when scanning it.
         uevents = UeventSource() if settings.host.root == Path("/") else None
-        daemon = Daemon(settings, config, links=PyrouteLinkSource(), uevents=uevents)
+        daemon = Reconciler(settings, config, links=PyrouteLinkSource(), uevents=uevents)
         loop = asyncio.get_running_loop()
 
         def on_signal(sig: signal.Signals) -> None:

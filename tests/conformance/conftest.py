@@ -14,11 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from nodekit import Node
 
 from sriovdp.testing.demo import DEMO_CONFIG, build_demo_host
 from sriovdp.testing.realkubelet import build_peer, why_no_go
-
-from nodekit import Node
 
 _WHY_NOT = why_no_go()
 _BUILD_DIR = Path(tempfile.gettempdir()) / "sriovdp-kubelet-peer"

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nodekit import POOLS, Node
 
 from sriovdp.kubelet.api import deviceplugin_pb2
 from sriovdp.kubelet.podresources import assigned_devices
+from sriovdp.testing import eventually
 from sriovdp.testing.kubelet import AdmissionError, KubeletEmulator
 from sriovdp.testing.realkubelet import RESTART_DOWNTIME, PeerError, RealKubelet
-
-from nodekit import POOLS, Node
 
 NET = "intel.com/intel_sriov_netdevice"
 DPDK = "intel.com/intel_sriov_dpdk"
@@ -65,9 +65,9 @@ class Emulated:
         self.k = kubelet
 
     async def wait(self, want: dict[str, int]) -> None:
-        async with asyncio.timeout(20):  # node-status syncs until allocatable matches
-            while any(self.k.capacity(name)[1] != n for name, n in want.items()):
-                await asyncio.sleep(0.005)
+        await eventually(  # node-status syncs until allocatable matches
+            lambda: all(self.k.capacity(name)[1] == n for name, n in want.items()),
+            timeout=20, interval=0.005, what=f"allocatable {want}")
 
     async def capacity(self) -> dict[str, tuple[int, int]]:
         return {name: self.k.capacity(name) for name in POOLS}

@@ -10,11 +10,10 @@ import signal
 from pathlib import Path
 
 import pytest
+from nodekit import POOLS, Node, info
 
 from sriovdp.kubelet.podresources import assigned_devices
 from sriovdp.testing.links import NetnsLab
-
-from nodekit import POOLS, Node, info
 
 NET = "intel.com/intel_sriov_netdevice"
 DPDK = "intel.com/intel_sriov_dpdk"
@@ -276,7 +275,8 @@ async def test_an_assigned_device_is_never_offered_twice_when_the_config_moves_i
         await kubelet.wait_allocatable({NET: 4, other: 0}, timeout=10)
         await asyncio.sleep(2.5)  # two periodic resyncs change nothing while the pod holds it
         capacity, allocatable, _ = await kubelet.capacity()
-        assert (capacity[NET], allocatable[NET], capacity[other], allocatable[other]) == (4, 4, 0, 0)
+        assert (capacity[NET], allocatable[NET], capacity[other], allocatable[other]) \
+            == (4, 4, 0, 0)
         await kubelet.remove("busy")
         await kubelet.wait_allocatable({NET: 3, other: 1}, timeout=10)
         devices = await kubelet.allocatable_devices()

@@ -35,7 +35,8 @@ def test_every_network_function_found_when_scanning_this_machine() -> None:
     inventory = scan(HostPaths(Path("/")))
 
     found = {a: (f.driver, f.netdevs) for a, f in inventory.functions.items()}
-    found.update({s.address: (None, ()) for s in inventory.skipped if s.reason == "no driver bound"})
+    found.update({s.address: (None, ()) for s in inventory.skipped
+                  if s.reason == "no driver bound"})
     assert found == expected
 
 

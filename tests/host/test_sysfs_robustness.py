@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sysfs_fixtures import FlatSysfs
@@ -59,24 +58,18 @@ def test_others_kept_when_one_physfn_is_not_a_link(three_vfs: FakeHost) -> None:
     assert inventory.skipped[0].reason == "physfn is not a symlink"
 
 
-def test_others_kept_when_one_attribute_raises_permission_denied(
-        three_vfs: FakeHost, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Root ignores file modes, so deny the read the way the kernel would report it.
-    real_open = os.open
-
-    def deny_bad_numa(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
-        if path == "numa_node" and dir_fd is not None \
-                and os.readlink(f"/proc/self/fd/{dir_fd}").endswith(BAD):
-            raise PermissionError(13, "Permission denied")
-        return real_open(path, flags, mode, dir_fd=dir_fd)
-
-    monkeypatch.setattr(os, "open", deny_bad_numa)
+def test_others_kept_when_one_attribute_cannot_be_read(three_vfs: FakeHost) -> None:
+    # Root ignores file modes, so the kernel's EACCES cannot be staged; a directory in the
+    # attribute's place fails the same read (EISDIR) on the same path through the reader.
+    numa = bad_device_dir(three_vfs) / "numa_node"
+    numa.unlink()
+    numa.mkdir()
 
     inventory = scan(three_vfs.paths)
 
     assert all(a in inventory.functions for a in GOOD)
     assert [(s.address, s.reason) for s in inventory.skipped] == [
-        (BAD, "cannot read numa_node: Permission denied")]
+        (BAD, "cannot read numa_node: Is a directory")]
 
 
 def test_function_skipped_when_it_vanishes_before_it_is_read(three_vfs: FakeHost) -> None:

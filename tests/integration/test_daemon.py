@@ -3,54 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
+from daemon_kit import ALL_DPDK, ALL_NET, CONFIG, DPDK, NET, running, settings_for
 
-from sriovdp.daemon.reconciler import Daemon
-from sriovdp.daemon.settings import Settings
-from sriovdp.model.config import parse_config
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
-
-NET = "intel.com/net"
-DPDK = "intel.com/dpdk"
-CONFIG = {"resourceList": [
-    {"resourceName": "net", "selectors": [{"drivers": ["iavf"], "pfNames": ["ens785f0"]}]},
-    {"resourceName": "dpdk", "selectors": [{"drivers": ["vfio-pci"]}]},
-]}
-ALL_NET = {f"0000:3b:02.{i}" for i in range(4)}
-ALL_DPDK = {f"0000:3b:02.{i}" for i in range(4, 8)}
-
-
-def settings_for(work: Path, host: FakeHost, *, watcher: bool = False) -> Settings:
-    dp = work / "dp"
-    reg = work / "reg"
-    dp.mkdir(exist_ok=True)
-    if watcher:
-        reg.mkdir(exist_ok=True)
-    return Settings(host=host.paths, config_file=work / "config.json", device_plugin_dir=dp,
-                    plugins_registry_dir=reg, device_info_dir=work / "devinfo",
-                    cdi_dir=work / "cdi", pod_resources_socket=work / "pr" / "kubelet.sock")
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings, config: dict[str, Any] = CONFIG) -> AsyncIterator[Daemon]:
-    daemon = Daemon(settings, parse_config(json.dumps(config)))
-    task = asyncio.create_task(daemon.run())
-    try:
-        await asyncio.wait_for(daemon.ready.wait(), 5)
-        yield daemon
-    finally:
-        daemon.stop()
-        await asyncio.wait_for(task, 10)
-
-
 
 
 async def test_pools_are_registered_and_listed_when_the_daemon_starts_in_socket_mode(
@@ -117,7 +78,7 @@ async def test_daemon_waits_for_kubelet_socket_when_the_kubelet_starts_later(
 ) -> None:
     settings = settings_for(workdir, host)
     async with running(settings) as daemon:
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # no kubelet yet: time passes and it still only tries
         assert daemon.endpoints[NET].state == "registering"
         async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
             await kubelet.wait_registered(NET, timeout=3)

@@ -9,12 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
+from daemon_kit import running
 
 from sriovdp.daemon.settings import Settings
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
-
-from test_daemon import running
 
 HOSTS = Path(__file__).parents[1] / "data" / "hosts"
 

@@ -41,7 +41,8 @@ from sriovdp.kubelet.feed import LatestValue
 from sriovdp.model.config import parse_config
 from sriovdp.model.dra.prepare import SPEC_FILE_PREFIX, AllocatedDevice, ClaimAllocation, ClaimRef
 from sriovdp.model.dra.slices import DraDevice, dra_devices
-from sriovdp.model.pools import UNHEALTHY, build_pools
+from sriovdp.model.health import Health
+from sriovdp.model.pools import build_pools
 from sriovdp.testing.demo import DEMO_CONFIG
 from sriovdp.testing.dra import DraKubelet, FakeClaimReader
 from sriovdp.testing.fakehost import FakeHost
@@ -288,7 +289,7 @@ async def test_health_streams_every_device_and_the_change_when_a_vf_goes_unhealt
         health = {d.device.device_name: d.health for d in first.devices}
         assert health["0000-3b-02-4"] == pb.HEALTHY
         assert {d.device.pool_name for d in first.devices} == {NODE}
-        plugin.devices.publish(node_devices(host, health={"0000:3b:02.4": UNHEALTHY}))
+        plugin.devices.publish(node_devices(host, health={"0000:3b:02.4": Health.UNHEALTHY}))
         second = await asyncio.wait_for(stream.read(), 10)
         assert {d.device.device_name: d.health for d in second.devices}["0000-3b-02-4"] == (
             pb.UNHEALTHY)

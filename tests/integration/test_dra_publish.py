@@ -19,7 +19,8 @@ from sriovdp.host.sysfs import scan
 from sriovdp.kubelet.dra.publisher import SliceApiError, SlicePublisher
 from sriovdp.model.config import ResourceConfig
 from sriovdp.model.dra.slices import DraDevice, HealthPolicy, dra_devices
-from sriovdp.model.pools import UNHEALTHY, build_pools
+from sriovdp.model.health import Health
+from sriovdp.model.pools import build_pools
 from sriovdp.model.selectors import NetSelector
 from sriovdp.testing.dra import FakeSliceApi
 from sriovdp.testing.fakehost import FakeHost
@@ -83,7 +84,7 @@ async def test_one_slice_is_replaced_and_the_generation_bumped_when_a_vf_goes_un
     pub = publisher(api)
     await pub.publish(devices_of(big_host))
     api.calls.clear()
-    await pub.publish(devices_of(big_host, health={"0000:5e:11.0": UNHEALTHY}))
+    await pub.publish(devices_of(big_host, health={"0000:5e:11.0": Health.UNHEALTHY}))
     # every slice carries the pool generation, so all are replaced; none created or deleted
     assert sorted(v for v, _ in api.calls) == ["list", "replace", "replace", "replace"]
     assert generations(api) == {2}
@@ -95,14 +96,14 @@ async def test_a_tainted_device_stays_published_when_the_policy_is_taint(
         big_host: FakeHost) -> None:
     api = FakeSliceApi()
     pub = publisher(api, HealthPolicy.TAINT)
-    await pub.publish(devices_of(big_host, health={"0000:5e:11.0": UNHEALTHY}))
+    await pub.publish(devices_of(big_host, health={"0000:5e:11.0": Health.UNHEALTHY}))
     assert len(api.slices) == 5  # 300 devices at 64 per slice
     tainted = [d for s in api.slices.values() for d in s["spec"]["devices"] if "taints" in d]
     assert [d["name"] for d in tainted] == ["0000-5e-11-0"]
     api.calls.clear()
     # the apiserver added timeAdded to the taint: a restart still sees nothing to change
     restarted = publisher(api, HealthPolicy.TAINT)
-    plan = await restarted.publish(devices_of(big_host, health={"0000:5e:11.0": UNHEALTHY}))
+    plan = await restarted.publish(devices_of(big_host, health={"0000:5e:11.0": Health.UNHEALTHY}))
     assert plan.empty and api.calls == [("list", "")]
 
 
@@ -163,7 +164,7 @@ class _Response:
 async def test_the_official_client_carries_the_slices_unchanged_when_serialised(
         big_host: FakeHost) -> None:
     plan = await publisher(FakeSliceApi(), HealthPolicy.TAINT).publish(
-        devices_of(big_host, health={"0000:5e:11.0": UNHEALTHY}))
+        devices_of(big_host, health={"0000:5e:11.0": Health.UNHEALTHY}))
     client = ApiClient()
     assert plan.create
     for doc in plan.create:

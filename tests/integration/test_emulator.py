@@ -18,16 +18,11 @@ from asyncinotify import Inotify, Mask
 
 from sriovdp.kubelet.api import (
     deviceplugin_pb2 as dp,
-)
-from sriovdp.kubelet.api import (
     deviceplugin_pb2_grpc as dp_grpc,
-)
-from sriovdp.kubelet.api import (
     pluginregistration_pb2 as reg,
-)
-from sriovdp.kubelet.api import (
     pluginregistration_pb2_grpc as reg_grpc,
 )
+from sriovdp.testing import eventually
 from sriovdp.testing.kubelet import (
     AdmissionError,
     DeviceRecord,
@@ -240,12 +235,6 @@ async def register(
         await dp_grpc.RegistrationStub(channel).Register(request, timeout=15)
 
 
-async def wait_until(check: Any, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)
-
-
 def all_healthy(count: int) -> Any:
     return lambda devs: len(devs) == count and all(d.healthy for d in devs.values())
 
@@ -452,7 +441,7 @@ async def test_devices_go_unhealthy_then_removed_after_grace_when_stream_ends(
     registered.end_streams()
     await kubelet.wait_capacity(RES, (2, 0))
     assert not kubelet.is_connected(RES)
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # time to re-dial, proving the kubelet does not
     assert kubelet.rpc_log == rpcs  # never re-dialled
     assert registered.calls.count("ListAndWatch") == 1
     kubelet.advance(299)
@@ -718,7 +707,7 @@ async def test_watcher_registers_plugin_when_socket_appears(watcher: KubeletEmul
     async with FakePlugin(path) as plugin:
         registration = await watcher.wait_registered(RES)
         await watcher.wait_for(RES, all_healthy(2))
-        await wait_until(lambda: plugin.notifications)
+        await eventually(lambda: plugin.notifications)
         assert watcher.capacity(RES) == (2, 2)
     assert registration.mode == "watcher"
     assert registration.socket_path == str(path)  # empty PluginInfo.endpoint: the registry socket
@@ -741,7 +730,7 @@ async def test_watcher_registers_socket_when_present_before_start(dirs: tuple[Pa
         KubeletEmulator(dirs[0], dirs[1], watcher=True) as emu,
     ):
         await emu.wait_for(RES, all_healthy(2))
-        await wait_until(lambda: plugin.notifications)
+        await eventually(lambda: plugin.notifications)
     assert plugin.notifications[0].plugin_registered
 
 
@@ -771,7 +760,7 @@ async def test_watcher_notifies_failure_and_retries_when_validation_fails(
     assert watcher.plugins_registry_dir is not None
     path = watcher.plugins_registry_dir / "bad.sock"
     async with FakePlugin(path, **kwargs) as plugin:
-        await wait_until(lambda: len(plugin.notifications) >= 2)  # retried with back-off
+        await eventually(lambda: len(plugin.notifications) >= 2)  # retried with back-off
     first = plugin.notifications[0]
     assert (first.plugin_registered, first.error) == (False, error.format(path=path))
     assert "GetDevicePluginOptions" not in plugin.calls
@@ -784,7 +773,7 @@ async def test_watcher_notifies_failure_once_when_registration_rejected(
     assert watcher.plugins_registry_dir is not None
     watcher.reject_next_registration("not today")
     async with FakePlugin(watcher.plugins_registry_dir / "nic.sock") as plugin:
-        await wait_until(lambda: plugin.notifications)
+        await eventually(lambda: plugin.notifications)
         await asyncio.sleep(0.3)  # more than the retry back-off: no second attempt
     assert [(n.plugin_registered, n.error) for n in plugin.notifications] == [
         (False, "RegisterPlugin error -- plugin registration failed with err: not today")
@@ -816,12 +805,12 @@ async def test_restart_registers_watcher_plugins_again_when_sockets_remain(
 ) -> None:
     assert watcher.plugins_registry_dir is not None
     async with FakePlugin(watcher.plugins_registry_dir / "nic.sock") as plugin:
-        await wait_until(lambda: plugin.notifications)
+        await eventually(lambda: plugin.notifications)
         await watcher.restart()
         assert (watcher.plugins_registry_dir / "nic.sock").exists()  # registry is not cleaned
         await watcher.wait_registered(RES, count=2)
         await watcher.wait_for(RES, all_healthy(2))
-        await wait_until(lambda: len(plugin.notifications) == 2)
+        await eventually(lambda: len(plugin.notifications) == 2)
     assert plugin.calls.count("GetInfo") == 2
 
 

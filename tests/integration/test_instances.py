@@ -9,10 +9,11 @@ import signal
 import sys
 from pathlib import Path
 
+from daemon_kit import free_port, http_get
+
+from sriovdp.testing import eventually
 from sriovdp.testing.demo import build_demo_host
 from sriovdp.testing.kubelet import KubeletEmulator
-
-from test_live import free_port, http_get
 
 NET = "intel.com/net"
 DPDK = "intel.com/dpdk"
@@ -20,6 +21,10 @@ CONFIG = {"resourceList": [
     {"resourceName": "net", "selectors": [{"drivers": ["iavf"], "pfNames": ["ens785f0"]}]},
     {"resourceName": "dpdk", "selectors": [{"drivers": ["vfio-pci"]}]},
 ]}
+
+
+async def _ready(daemon: Daemon) -> bool:
+    return (await daemon.readyz())[0] == 200
 
 
 class Daemon:
@@ -108,9 +113,7 @@ async def test_second_instance_waits_then_takes_over_cleanly_when_the_first_exit
             # the log line and the second registration are the evidence, not st_ino)
             assert sock.is_socket()
             assert (accepted(kubelet, NET), accepted(kubelet, DPDK)) == (2, 2)
-            async with asyncio.timeout(10):
-                while (await second.readyz())[0] != 200:
-                    await asyncio.sleep(0.05)
+            await eventually(lambda: _ready(second), timeout=10, what="second instance ready")
         finally:
             await first.stop()
             if second is not None:

@@ -2,43 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import asyncio
 import json
 import logging
 import os
-import socket
+from dataclasses import replace
 from pathlib import Path
 
+import grpc
 import pytest
+from daemon_kit import (
+    ALL_DPDK,
+    ALL_NET,
+    CONFIG,
+    DPDK,
+    NET,
+    free_port,
+    http_get,
+    running,
+    settings_for,
+    write,
+)
 
 from sriovdp.daemon.settings import Settings
+from sriovdp.testing import eventually
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
 
-from test_daemon import ALL_DPDK, ALL_NET, CONFIG, DPDK, NET, running, settings_for
 
-
-def write(path: Path, doc: object) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
-    os.replace(tmp, path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def http_get(port: int, path: str) -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    data = await reader.read()
-    writer.close()
-    head, _, body = data.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
+async def _status(port: int, path: str) -> bool:
+    return (await http_get(port, path))[0] == 200
 
 
 def with_config(settings: Settings, doc: object) -> Settings:
@@ -68,18 +61,16 @@ async def test_config_reload_adds_changes_and_removes_pools_when_the_file_change
         # break the file: the last good config stays, the error names the JSON path
         caplog.set_level(logging.ERROR)
         write(settings.config_file, {"resourceList": [{"resourceName": "x.y", "selectors": {}}]})
-        await asyncio.sleep(0.3)
+        await eventually(lambda: "keeping the last good config" in caplog.text,
+                         what="reload failure logged")
         assert "resourceList[0].resourceName" in caplog.text
         assert "keeping the last good config" in caplog.text
         assert set(daemon.pools) == {NET, DPDK, "intel.com/mlnx"}
         assert daemon.metrics.reloads["failed"] == 1
         # remove the mlnx pool (and restore validity)
         write(settings.config_file, CONFIG)
-        for _ in range(50):
-            if not (settings.device_plugin_dir / "intel.com_mlnx.sock").exists():
-                break
-            await asyncio.sleep(0.05)
-        assert not (settings.device_plugin_dir / "intel.com_mlnx.sock").exists()
+        mlnx = settings.device_plugin_dir / "intel.com_mlnx.sock"
+        await eventually(lambda: not mlnx.exists(), what="mlnx socket removed")
         assert set(daemon.pools) == {NET, DPDK}
         await kubelet.wait_for(NET, lambda d: set(d) == ALL_NET, timeout=3)
         assert daemon.metrics.reloads["ok"] == 3
@@ -103,11 +94,8 @@ async def test_config_reload_follows_a_configmap_symlink_swap(
         (cm / "..v2" / "config.json").write_text(json.dumps(only_dpdk))
         (cm / "..data_tmp").symlink_to("..v2")
         os.replace(cm / "..data_tmp", cm / "..data")
-        for _ in range(60):
-            if not (settings.device_plugin_dir / "intel.com_net.sock").exists():
-                break
-            await asyncio.sleep(0.05)
-        assert not (settings.device_plugin_dir / "intel.com_net.sock").exists()
+        net = settings.device_plugin_dir / "intel.com_net.sock"
+        await eventually(lambda: not net.exists(), what="net socket removed")
         assert set(kubelet.devices(DPDK)) == ALL_DPDK
 
 
@@ -181,18 +169,13 @@ async def test_probes_and_metrics_report_pool_state_when_scraped(
                            "metrics_address": f"127.0.0.1:{port}"})
     write(settings.config_file, CONFIG)
     async with running(settings, CONFIG):
-        await asyncio.sleep(0.1)
         assert await http_get(port, "/healthz") == (200, "ok\n")
         status, body = await http_get(port, "/readyz")
         assert status == 503 and "intel.com/net" in body
         async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
             await kubelet.wait_for(NET, lambda d: len(d) == 4, timeout=3)
             await kubelet.wait_for(DPDK, lambda d: len(d) == 4, timeout=3)
-            for _ in range(40):
-                if (await http_get(port, "/readyz"))[0] == 200:
-                    break
-                await asyncio.sleep(0.05)
-            assert (await http_get(port, "/readyz"))[0] == 200
+            await eventually(lambda: _status(port, "/readyz"), what="ready")
             await kubelet.admit(DPDK, 2)
             status, text = await http_get(port, "/metrics")
             assert status == 200
@@ -207,7 +190,7 @@ async def test_probes_and_metrics_report_pool_state_when_scraped(
 async def test_metrics_follow_an_allocation_and_a_link_change_when_scraped(
     workdir: Path, host: FakeHost
 ) -> None:
-    from sriovdp.daemon.reconciler import Daemon
+    from sriovdp.daemon.reconciler import Reconciler
     from sriovdp.model.config import parse_config
     from sriovdp.model.health import LinkState
     from sriovdp.testing.links import FakeLinkSource
@@ -216,7 +199,7 @@ async def test_metrics_follow_an_allocation_and_a_link_change_when_scraped(
     base = settings_for(workdir, host)
     settings = replace(base, **{"metrics_address": f"127.0.0.1:{port}"})
     links = FakeLinkSource([LinkState("ens785f0", True, "UP")])
-    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), links=links)
+    daemon = Reconciler(settings, parse_config(json.dumps(CONFIG)), links=links)
     async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
         task = asyncio.create_task(daemon.run())
         try:
@@ -233,8 +216,9 @@ async def test_metrics_follow_an_allocation_and_a_link_change_when_scraped(
                          'sriovdp_pool_registered{resource="intel.com/net"} 1.0',
                          "sriovdp_link_events_total 1.0"):
                 assert line in text, line
-            with pytest.raises(Exception):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
                 await kubelet.allocate(NET, ["0000:99:00.0"])
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             _, text = await http_get(port, "/metrics")
             assert 'sriovdp_allocate_errors_total{resource="intel.com/net"} 1.0' in text
         finally:

@@ -14,10 +14,20 @@ from typing import Any
 
 import grpc
 import pytest
-from test_daemon import ALL_DPDK, ALL_NET, CONFIG, DPDK, NET, running, settings_for
-from test_live import free_port, http_get, write
+from daemon_kit import (
+    ALL_DPDK,
+    ALL_NET,
+    CONFIG,
+    DPDK,
+    NET,
+    free_port,
+    http_get,
+    running,
+    settings_for,
+    write,
+)
 
-from sriovdp.daemon.reconciler import Daemon
+from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.daemon.settings import Settings
 from sriovdp.errors import HostError
 from sriovdp.model.config import parse_config
@@ -55,8 +65,8 @@ def config_moving(dev: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def daemon_with_links(settings: Settings, links: FakeLinkSource,
-                            config: dict[str, Any] = CONFIG) -> AsyncIterator[Daemon]:
-    daemon = Daemon(settings, parse_config(json.dumps(config)), links=links)
+                            config: dict[str, Any] = CONFIG) -> AsyncIterator[Reconciler]:
+    daemon = Reconciler(settings, parse_config(json.dumps(config)), links=links)
     task = asyncio.create_task(daemon.run())
     try:
         await asyncio.wait_for(daemon.ready.wait(), 5)
@@ -66,7 +76,7 @@ async def daemon_with_links(settings: Settings, links: FakeLinkSource,
         await asyncio.wait_for(task, 10)
 
 
-async def passes(daemon: Daemon, n: int) -> None:
+async def passes(daemon: Reconciler, n: int) -> None:
     """Wait for ``n`` more full passes (periodic resyncs, here)."""
     target = daemon.passes + n
     await eventually(lambda: daemon.passes >= target, what=f"{n} more passes")
@@ -308,7 +318,7 @@ async def test_a_failing_uevent_source_is_shown_in_readyz_and_restarted_when_it_
     settings = replace(held_settings(workdir, host, health_address=f"127.0.0.1:{port}"),
                        resync_interval=60.0)
     uevents = FakeUeventSource()
-    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), uevents=uevents)
+    daemon = Reconciler(settings, parse_config(json.dumps(CONFIG)), uevents=uevents)
     async with emulator(settings) as kubelet:
         task = asyncio.create_task(daemon.run())
         try:
@@ -369,7 +379,7 @@ async def test_a_hung_rescan_is_logged_abandoned_and_named_while_allocate_still_
     port = free_port()
     settings = replace(held_settings(workdir, host, health_address=f"127.0.0.1:{port}"),
                        resync_interval=60.0, scan_deadline=0.3)
-    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), scanner=scanner)
+    daemon = Reconciler(settings, parse_config(json.dumps(CONFIG)), scanner=scanner)
     async with emulator(settings) as kubelet:
         task = asyncio.create_task(daemon.run())
         try:
@@ -414,7 +424,7 @@ async def test_the_first_publication_waits_for_a_settled_scan_when_a_vf_is_mid_r
         return scan(paths)
 
     settings = replace(held_settings(workdir, host), settle_window=0.3)
-    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), scanner=scanner)
+    daemon = Reconciler(settings, parse_config(json.dumps(CONFIG)), scanner=scanner)
     async with emulator(settings) as kubelet:
         task = asyncio.create_task(daemon.run())
         try:

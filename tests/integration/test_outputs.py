@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
 import yaml
+from daemon_kit import DPDK, NET, running, settings_for
 
 from sriovdp.daemon.settings import Settings
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
-
-from test_daemon import DPDK, NET, running, settings_for
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "data" / "cdi-schema.json").read_text())
 
@@ -80,7 +78,8 @@ async def test_cdi_specs_are_written_and_allocate_answers_with_cdi_names_in_cdi_
     async with KubeletEmulator(settings.device_plugin_dir) as kubelet, running(settings):
         await kubelet.wait_for(DPDK, lambda d: len(d) == 4)
         specs = sorted(p.name for p in settings.cdi_dir.iterdir())
-        assert specs == ["sriov-dp-intel.com-net-pci-dpdk.yaml", "sriov-dp-intel.com-net-pci-net.yaml"]
+        assert specs == ["sriov-dp-intel.com-net-pci-dpdk.yaml",
+                         "sriov-dp-intel.com-net-pci-net.yaml"]
         for name in specs:
             doc = yaml.safe_load((settings.cdi_dir / name).read_text())
             jsonschema.validate(doc, SCHEMA)  # kernel-driver VFs too (no device nodes)
@@ -96,7 +95,7 @@ async def test_cdi_specs_are_written_and_allocate_answers_with_cdi_names_in_cdi_
 async def test_cdi_spec_write_is_retried_named_in_readyz_and_its_pool_unhealthy_when_it_fails(
     workdir: Path, host: FakeHost
 ) -> None:
-    from test_live import free_port, http_get
+    from daemon_kit import free_port, http_get
 
     from sriovdp.testing import eventually
 
@@ -127,6 +126,6 @@ async def test_cdi_spec_write_is_retried_named_in_readyz_and_its_pool_unhealthy_
 
 
 async def _ready(port: int) -> bool:
-    from test_live import http_get
+    from daemon_kit import http_get
 
     return (await http_get(port, "/readyz"))[0] == 200

@@ -86,6 +86,13 @@ async def test_real_virtio_nic_is_advertised_and_allocated_when_run_in_a_fresh_n
         assert not (dp / "test.io_virtio.sock").exists()
 
 
+def bound_network_functions() -> set[str]:
+    """BDFs of this host's network and InfiniBand functions that have a driver bound."""
+    return {dev.name for dev in Path("/sys/bus/pci/devices").iterdir()
+            if int((dev / "class").read_text(), 16) >> 16 in (0x02, 0x12)
+            and (dev / "driver").exists()}
+
+
 def default_route_ifnames() -> set[str]:
     names = set()
     for line in Path("/proc/net/route").read_text().splitlines()[1:]:
@@ -109,9 +116,7 @@ async def test_discover_explains_default_route_exclusion_when_run_on_this_host()
     assert proc.returncode == 0, err.decode()
     report = json.loads(out)
     listed = {d["address"] for d in report["devices"]}
-    for dev in Path("/sys/bus/pci/devices").iterdir():
-        if int((dev / "class").read_text(), 16) >> 16 in (0x02, 0x12) and (dev / "driver").exists():
-            assert dev.name in listed
+    assert bound_network_functions() <= listed
     routed = default_route_ifnames()
     (pool,) = report["pools"]
     rejected = {r["address"]: r["reason"] for r in pool["rejected"]}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from daemon_kit import ALL_NET, DPDK, NET, running, settings_for
 
 from sriovdp.kubelet.api import (
     deviceplugin_pb2 as pb,
@@ -25,10 +26,9 @@ from sriovdp.kubelet.watch import watch_socket_dirs
 from sriovdp.model.config import parse_config
 from sriovdp.model.devices import HostFacts
 from sriovdp.model.pools import ResourcePool
+from sriovdp.testing import eventually
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
-
-from test_daemon import ALL_NET, DPDK, NET, running, settings_for
 
 
 def accepted(kubelet: KubeletEmulator, resource: str) -> int:
@@ -149,7 +149,7 @@ async def test_pod_admissions_succeed_when_a_client_drops_streams_every_100ms(
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     await drop_stream(socket_path)
                     dropped += 1
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # paced: drops spread over the admissions
 
         probe = asyncio.create_task(prober())
         failures = []
@@ -159,7 +159,7 @@ async def test_pod_admissions_succeed_when_a_client_drops_streams_every_100ms(
             except Exception as exc:  # noqa: BLE001 - counted, reported below
                 failures.append(repr(exc))
             kubelet.release(f"pod-{i}")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # paced: admissions spread over the drops
         await probe
         assert failures == []
         assert dropped == 30
@@ -260,9 +260,7 @@ async def test_watcher_socket_is_recreated_when_a_new_kubelet_never_calls_getinf
         assert endpoint.restarts == 0
         # a kubelet whose plugin watcher never comes to the socket (here: it has none)
         async with KubeletEmulator(dp, reg, watcher=False):
-            async with asyncio.timeout(5):
-                while endpoint.restarts == 0:
-                    await asyncio.sleep(0.05)
+            await eventually(lambda: endpoint.restarts > 0, what="the endpoint restarted")
 
 
 async def test_one_endpoint_owns_the_socket_when_the_lock_file_is_deleted_under_two(
@@ -275,14 +273,10 @@ async def test_one_endpoint_owns_the_socket_when_the_lock_file_is_deleted_under_
             endpoint_alone(workdir) as first:
         await kubelet.wait_registered(NET)
         async with endpoint_alone(workdir) as second:
-            async with asyncio.timeout(5):
-                while second.state != "waiting":
-                    await asyncio.sleep(0.02)
+            await eventually(lambda: second.state == "waiting", what="second endpoint waiting")
             lock.unlink()  # an old kubelet's cleanup, an operator
-            async with asyncio.timeout(5):
-                while not lock.exists():
-                    await asyncio.sleep(0.02)
-            await asyncio.sleep(0.5)
+            await eventually(lock.exists, what="the lock file taken again")
+            await asyncio.sleep(0.5)  # time for a second owner to appear, proving none does
             states = sorted([first.state, second.state])
             assert states == ["registered", "waiting"], states
             owner = first if first.state == "registered" else second

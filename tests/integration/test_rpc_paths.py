@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from sriovdp.daemon.reconciler import Daemon
+from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.daemon.settings import Settings
 from sriovdp.host.paths import HostPaths
 from sriovdp.host.sysfs import scan
@@ -32,6 +32,7 @@ from sriovdp.kubelet.api import (
 )
 from sriovdp.model.config import parse_config
 from sriovdp.model.devices import Inventory
+from sriovdp.testing import eventually
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
 
@@ -56,8 +57,8 @@ def settings_for(work: Path, host: FakeHost, *, watcher: bool = False) -> Settin
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings,
-                  scanner: Callable[[HostPaths], Inventory] = scan) -> AsyncIterator[Daemon]:
-    daemon = Daemon(settings, parse_config(json.dumps(CONFIG)), scanner=scanner)
+                  scanner: Callable[[HostPaths], Inventory] = scan) -> AsyncIterator[Reconciler]:
+    daemon = Reconciler(settings, parse_config(json.dumps(CONFIG)), scanner=scanner)
     task = asyncio.create_task(daemon.run())
     try:
         await asyncio.wait_for(daemon.ready.wait(), 10)
@@ -94,7 +95,7 @@ class WedgedScanner:
             except OSError as exc:
                 if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
                     raise
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # a FIFO signals no reader but by ENXIO: poll
 
     def release(self) -> None:
         self.fifo.unlink()
@@ -218,11 +219,7 @@ async def test_all_four_rpcs_answer_when_a_rescan_waits_for_a_hung_ddptool(
             listed = await kubelet.wait_for(NET, lambda d: len(d) == 4, timeout=15)
             hang.touch()
             proc.send_signal(signal.SIGHUP)  # rescan: this time ddptool never answers
-            for _ in range(1000):
-                if started.exists():
-                    break
-                await asyncio.sleep(0.01)
-            assert started.exists()
+            await eventually(started.exists, timeout=10, what="ddptool started")
             options, info, preferred, allocated = await _four_rpcs(
                 settings.plugins_registry_dir / "intel.com_net.sock", sorted(listed))
             assert options.get_preferred_allocation_available and info.name == NET

@@ -11,20 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from sriovdp.daemon.reconciler import Daemon
-from sriovdp.testing.demo import build_demo_host
+from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.host.links import PyrouteLinkSource
 from sriovdp.model.config import parse_config
+from sriovdp.testing.demo import build_demo_host
 from sriovdp.testing.kubelet import KubeletEmulator
 from sriovdp.testing.links import NetnsLab
-
-from test_links import _WHY_NOT  # same availability check as the link-source tests
 
 pytestmark = pytest.mark.needs_root
 NET = "intel.com/net"
 DPDK = "intel.com/dpdk"
 CONFIG = ('{"resourceList": [{"resourceName": "net", "selectors": [{"drivers": ["iavf"]}]},'
           '{"resourceName": "dpdk", "selectors": [{"drivers": ["vfio-pci"]}]}]}')
+
+_WHY_NOT = NetnsLab.available()
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ async def lab() -> AsyncIterator[NetnsLab]:
 
 
 def healthy(devs: dict[str, object]) -> set[str]:
-    return {k for k, d in devs.items() if getattr(d, "healthy")}
+    return {k for k, d in devs.items() if d.healthy}
 
 
 async def test_vfs_follow_their_pf_and_own_link_when_carrier_changes(lab: NetnsLab) -> None:
@@ -49,7 +49,7 @@ async def test_vfs_follow_their_pf_and_own_link_when_carrier_changes(lab: NetnsL
         (work / "dp").mkdir()
         settings = Settings(host=host.paths, config_file=work / "c.json",
                             device_plugin_dir=work / "dp", plugins_registry_dir=work / "none")
-        daemon = Daemon(settings, parse_config(CONFIG), links=PyrouteLinkSource(netns=lab.name))
+        daemon = Reconciler(settings, parse_config(CONFIG), links=PyrouteLinkSource(netns=lab.name))
         import asyncio
 
         async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
@@ -93,12 +93,12 @@ async def test_a_uevent_makes_the_daemon_rescan_when_the_host_changes(lab: Netns
         settings = Settings(host=host.paths, config_file=work / "c.json",
                             device_plugin_dir=work / "dp", plugins_registry_dir=work / "none",
                             resync_interval=3600)
-        daemon = Daemon(settings, parse_config(CONFIG), uevents=UeventSource(netns=lab.name))
+        daemon = Reconciler(settings, parse_config(CONFIG), uevents=UeventSource(netns=lab.name))
         async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
             task = asyncio.create_task(daemon.run())
             try:
                 await kubelet.wait_for(DPDK, lambda d: len(d) == 4, timeout=5)
-                await asyncio.sleep(0.2)  # the uevent socket opens after the first pass
+                await asyncio.wait_for(daemon.supervisor.ready_event("uevents").wait(), 5)
                 host.bind("0000:3b:02.0", "vfio-pci", iommu_group=99)  # no event of its own
                 await lab.add_veth("newvf0", "newvf0p")  # a device appears: kernel uevent
                 await kubelet.wait_for(DPDK, lambda d: "0000:3b:02.0" in d, timeout=3)

@@ -11,7 +11,6 @@ import asyncio
 import os
 import subprocess
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -145,7 +144,7 @@ async def test_start_fails_with_host_error_when_the_netns_does_not_exist() -> No
     source = PyrouteLinkSource(netns=name)
     with pytest.raises(HostError, match=name):
         await source.start()
-    assert not os.path.exists(f"/run/netns/{name}")  # never created on the way
+    assert not await asyncio.to_thread(os.path.exists, f"/run/netns/{name}")  # never created
 
 
 # -- PyrouteLinkSource in a network namespace -------------------------------------------------
@@ -214,10 +213,8 @@ async def test_carrier_loss_arrives_within_1s_when_the_peer_goes_down(
     lab: NetnsLab, source: PyrouteLinkSource,
 ) -> None:
     events = source.events()
-    t0 = time.perf_counter()
     await lab.set_carrier("pf0", False)
     change = await next_change(events, carrier_of("pf0", False), timeout=1.0)
-    assert time.perf_counter() - t0 < 1.0
     assert change.state == LinkState("pf0", False, "LOWERLAYERDOWN", admin_up=True)
     assert source.snapshot()["pf0"].carrier is False
     assert source.snapshot()["pf1"].carrier is True
@@ -270,8 +267,9 @@ async def test_no_change_when_a_message_changes_nothing_tracked(
     lab: NetnsLab, source: PyrouteLinkSource,
 ) -> None:
     events = source.events()
-    subprocess.run(["ip", "-n", lab.name, "link", "set", "pf0", "mtu", "1400"], check=True)
-    subprocess.run(["ip", "-n", lab.name, "link", "set", "pf0", "alias", "uplink"], check=True)
+    for change in (["mtu", "1400"], ["alias", "uplink"]):
+        await asyncio.to_thread(subprocess.run, ["ip", "-n", lab.name, "link", "set", "pf0",
+                                                 *change], check=True)
     await lab.set_carrier("pf1", False)
     first = await next_change(events, lambda c: True)
     assert first.ifname in {"pf1", "pf1p"}  # nothing for pf0's MTU or alias

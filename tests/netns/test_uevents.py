@@ -9,7 +9,7 @@ import pytest
 from sriovdp.host.uevents import UeventSource, parse_uevent
 from sriovdp.testing.links import NetnsLab
 
-from test_links import _WHY_NOT
+_WHY_NOT = NetnsLab.available()
 
 
 def test_kernel_datagram_is_parsed_when_it_has_action_and_subsystem() -> None:

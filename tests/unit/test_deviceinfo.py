@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from sriovdp.model.devices import AuxFunction, PciFunction, RdmaInfo, VdpaInfo
 from sriovdp.model.deviceinfo import (
     device_info_document,
     device_info_file_name,
     device_info_json,
 )
+from sriovdp.model.devices import AuxFunction, PciFunction, RdmaInfo, VdpaInfo
 from sriovdp.model.pools import PoolDevice
 
 

@@ -53,7 +53,8 @@ from sriovdp.model.dra.slices import (
     slice_devices,
     slice_name,
 )
-from sriovdp.model.pools import UNHEALTHY, build_pools
+from sriovdp.model.health import Health
+from sriovdp.model.pools import build_pools
 from sriovdp.model.selectors import AuxNetSelector, NetSelector
 
 DRIVER = "sriov.network.k8s.io"
@@ -317,7 +318,7 @@ def test_generation_continues_when_restarted_from_the_published_state() -> None:
 
 def test_unhealthy_device_is_withdrawn_when_the_policy_is_withdraw() -> None:
     fns = vfs(3)
-    pools = pools_for(fns, health={fns[1].address: UNHEALTHY})
+    pools = pools_for(fns, health={fns[1].address: Health.UNHEALTHY})
     names = [d["name"] for d in slices_for(pools)[0]["spec"]["devices"]]
     assert names == ["0000-3b-02-0", "0000-3b-02-2"]
     assert "0000-3b-02-1" in dra_devices(pools)  # still preparable
@@ -325,7 +326,7 @@ def test_unhealthy_device_is_withdrawn_when_the_policy_is_withdraw() -> None:
 
 def test_unhealthy_device_is_tainted_and_slices_cut_at_64_when_the_policy_is_taint() -> None:
     fns = vfs(100)
-    pools = pools_for(fns, health={fns[1].address: UNHEALTHY})
+    pools = pools_for(fns, health={fns[1].address: Health.UNHEALTHY})
     slices = slices_for(pools, policy=HealthPolicy.TAINT)
     assert_valid_slices(slices)
     assert [len(s["spec"]["devices"]) for s in slices] == [64, 36]
@@ -425,7 +426,7 @@ def test_prepare_is_refused_naming_the_device_when_it_is_not_on_this_node() -> N
 
 def test_prepare_finds_the_device_when_it_went_unhealthy_after_allocation() -> None:
     fn = vf("0000:3b:02.0", 0, driver="vfio-pci")
-    devices = dra_devices(pools_for([fn], health={fn.address: UNHEALTHY}))
+    devices = dra_devices(pools_for([fn], health={fn.address: Health.UNHEALTHY}))
     prepared = prepare_claim(claim(("nic", "0000-3b-02-0")), driver=DRIVER, pool_name=NODE,
                              devices=devices, facts=HostFacts())
     assert len(prepared.devices[0].cdi_device_ids) == 2
@@ -457,7 +458,7 @@ def listed(slices: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_sync_plan_is_empty_when_the_apiserver_has_the_desired_slices() -> None:
     fns = vfs(200)
-    slices = slices_for(pools_for(fns, health={fns[0].address: UNHEALTHY}),
+    slices = slices_for(pools_for(fns, health={fns[0].address: Health.UNHEALTHY}),
                         policy=HealthPolicy.TAINT)
     assert plan_sync(listed(slices), slices).empty
 
@@ -499,7 +500,7 @@ def test_attributes_are_reused_when_only_the_health_changes() -> None:
     fns = vfs(3)
     healthy = slice_devices(dra_devices(pools_for(fns)), driver=DRIVER,
                             policy=HealthPolicy.TAINT)
-    sick = slice_devices(dra_devices(pools_for(fns, health={fns[0].address: UNHEALTHY})),
+    sick = slice_devices(dra_devices(pools_for(fns, health={fns[0].address: Health.UNHEALTHY})),
                          driver=DRIVER, policy=HealthPolicy.TAINT)
     assert all(a["attributes"] is b["attributes"] for a, b in zip(healthy, sick, strict=True))
     assert "taints" in sick[0] and "taints" not in healthy[0]

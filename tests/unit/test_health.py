@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from sriovdp.model.config import ResourceConfig
 from sriovdp.model.devices import Inventory, PciFunction
-from sriovdp.model.health import LinkState, derive_health, unhealthy_reasons
-from sriovdp.model.pools import HEALTHY, UNHEALTHY, build_pools
+from sriovdp.model.health import Health, LinkState, derive_health, unhealthy_reasons
+from sriovdp.model.pools import build_pools
 from sriovdp.model.selectors import NetSelector
 
 PF = "0000:3b:00.0"
@@ -85,20 +83,20 @@ CASES = [
 def test_unhealthy_set_follows_the_rules_when_links_vary(
     states: dict[str, LinkState], unhealthy: set[str]
 ) -> None:
-    assert derive_health(HOST, states) == dict.fromkeys(unhealthy, UNHEALTHY)
+    assert derive_health(HOST, states) == dict.fromkeys(unhealthy, Health.UNHEALTHY)
 
 
 @pytest.mark.parametrize(("device", "state", "expected"), [
-    pytest.param(VF_VFIO, no_carrier("ens1f0"), UNHEALTHY, id="vfio-vf-pf-down-f37"),
-    pytest.param(VF_POD, no_carrier("ens1f0"), UNHEALTHY, id="pod-vf-pf-down-f05"),
-    pytest.param(VF_VFIO, up("ens1f0"), HEALTHY, id="vfio-vf-pf-up"),
-    pytest.param(VF_POD, up("ens1f0"), HEALTHY, id="pod-vf-pf-up"),
-    pytest.param(ACCEL, no_carrier("ens1f0"), HEALTHY, id="accelerator-pf-down"),
+    pytest.param(VF_VFIO, no_carrier("ens1f0"), Health.UNHEALTHY, id="vfio-vf-pf-down-f37"),
+    pytest.param(VF_POD, no_carrier("ens1f0"), Health.UNHEALTHY, id="pod-vf-pf-down-f05"),
+    pytest.param(VF_VFIO, up("ens1f0"), Health.HEALTHY, id="vfio-vf-pf-up"),
+    pytest.param(VF_POD, up("ens1f0"), Health.HEALTHY, id="pod-vf-pf-up"),
+    pytest.param(ACCEL, no_carrier("ens1f0"), Health.HEALTHY, id="accelerator-pf-down"),
 ])
 def test_vf_without_visible_netdev_follows_its_pf_when_pf_link_changes(
     device: str, state: LinkState, expected: str
 ) -> None:
-    assert derive_health(HOST, links(state)).get(device, HEALTHY) == expected
+    assert derive_health(HOST, links(state)).get(device, Health.HEALTHY) == expected
 
 
 @pytest.mark.parametrize(("states", "reasons"), [
@@ -130,7 +128,7 @@ def test_pool_devices_carry_the_derived_health_when_built_with_it() -> None:
     health = derive_health(HOST, links(no_carrier("ens1f0")))
     pools = build_pools(HOST, [config], default_prefix="intel.com", health=health)
     assert {d.id: d.health for d in pools["intel.com/vfs"].devices.values()} == {
-        VF_NET: UNHEALTHY, VF_POD: UNHEALTHY, VF_VFIO: UNHEALTHY,
+        VF_NET: Health.UNHEALTHY, VF_POD: Health.UNHEALTHY, VF_VFIO: Health.UNHEALTHY,
     }
 
 
@@ -153,19 +151,11 @@ def _big_host(pfs: int, vfs: int) -> tuple[Inventory, dict[str, LinkState]]:
     return Inventory(functions=fns), states
 
 
-def test_derivation_stays_linear_when_the_host_has_2048_vfs() -> None:
-    small, small_links = _big_host(8, 32)
+def test_a_dead_pf_and_only_its_vfs_go_unhealthy_when_the_host_has_2048_vfs() -> None:
+    # the cost of this derivation (linear, G5) is measured by bench/health_derive.py
     big, big_links = _big_host(8, 256)
 
-    def best(inv: Inventory, states: dict[str, LinkState]) -> float:
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            derive_health(inv, states)
-            times.append(time.perf_counter() - t0)
-        return min(times)
+    unhealthy = derive_health(big, big_links)
 
-    assert len(derive_health(big, big_links)) == 1 + 256  # PF 0 (no carrier) and its VFs
-    t_small, t_big = best(small, small_links), best(big, big_links)
-    assert t_big < 0.010  # G5 budget: event -> health p99 <= 1 ms; leave room on slow CI
-    assert t_big / t_small < 8 * 2  # 8x the functions; linear within a factor 2
+    assert len(unhealthy) == 1 + 256  # PF 0 (no carrier) and its VFs
+    assert {big.functions[a].physfn or a for a in unhealthy} == {"0000:10:00.0"}

@@ -17,6 +17,7 @@ from sriovdp.model.retention import (
     retain,
 )
 from sriovdp.model.selectors import NetSelector
+from sriovdp.model.settle import Settling, settle
 
 PF = "0000:3b:00.0"
 A, B, C = "0000:3b:02.0", "0000:3b:02.1", "0000:3b:02.2"
@@ -165,8 +166,6 @@ def test_holds_matter_only_when_a_device_would_leave_its_pool() -> None:
 
 
 # --- the settle window (issue 11 item 8) ---------------------------------------------------
-
-from sriovdp.model.settle import Settling, settle
 
 
 def test_a_rebound_vf_keeps_its_settled_driver_until_the_window_passes() -> None:

@@ -6,8 +6,6 @@ five mock devices) and §3.3 (the range syntax and its edge cases).
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from sriovdp.model.devices import AuxFunction, PciFunction, RdmaInfo, VdpaInfo
@@ -180,12 +178,11 @@ def test_function_range_raises_when_item_is_malformed(item: str, message: str) -
     assert str(excinfo.value) == message
 
 
-def test_function_range_stays_cheap_when_range_is_huge() -> None:
-    start = time.perf_counter()
+def test_function_range_selects_by_its_bounds_when_range_is_huge() -> None:
+    # a range of 2**63 indexes is compared, never listed: listing it would not end
     item = parse_function_range("sf0#0-9223372036854775807")
     assert item.selects(4294967295)
     assert not item.selects(None)
-    assert time.perf_counter() - start < 0.1
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,23 +9,9 @@ from pathlib import Path
 
 from sriovdp.errors import ConfigError, ConfigProblem
 from sriovdp.model.config import MAX_CONFIG_BYTES, Config, parse_config, size_problem
-from sriovdp.model.config.deployment import (
-    UNIX_PATH_MAX,
-    cdi_problems,
-    deployment_problems,
-    file_name_problems,
-    socket_problems,
-)
+from sriovdp.model.config.deployment import deployment_problems
 
-__all__ = [
-    "MAX_CONFIG_BYTES",
-    "UNIX_PATH_MAX",
-    "cdi_problems",
-    "file_name_problems",
-    "load_config",
-    "read_config_bytes",
-    "socket_problems",
-]
+__all__ = ["load_config", "read_config_bytes"]
 
 
 def read_config_bytes(path: Path) -> bytes:

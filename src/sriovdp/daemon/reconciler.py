@@ -445,7 +445,4 @@ class Reconciler:
                     socket_dir=self.dirs.socket_dir)
 
 
-Daemon = Reconciler
-"""The name the CLI, the demo and the tests use."""
-
-__all__ = ["Daemon", "Reconciler", "Triggers"]
+__all__ = ["Reconciler", "Triggers"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sriovdp.host.paths import HostPaths
+from sriovdp.model.config import DEFAULT_PREFIX
 
 DEFAULT_CONFIG_FILE = Path("/etc/pcidp/config.json")
 DEFAULT_DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
@@ -51,7 +52,7 @@ class Settings:
 
     host: HostPaths = HostPaths(Path("/"))
     config_file: Path = DEFAULT_CONFIG_FILE
-    resource_prefix: str = "intel.com"
+    resource_prefix: str = DEFAULT_PREFIX
     device_plugin_dir: Path = DEFAULT_DEVICE_PLUGIN_DIR
     plugins_registry_dir: Path = DEFAULT_PLUGINS_REGISTRY_DIR
     device_info_dir: Path = DEFAULT_DEVICE_INFO_DIR

@@ -66,7 +66,6 @@ from sriovdp.kubelet.api import (
     pluginregistration_pb2_grpc as reg_grpc,
 )
 from sriovdp.kubelet.feed import LatestValue
-from sriovdp.kubelet.socketlock import SocketLock
 from sriovdp.kubelet.servicer import (
     API_VERSION,
     OPTIONS,
@@ -74,6 +73,7 @@ from sriovdp.kubelet.servicer import (
     DevicePluginServicer,
     WatcherRegistrationServicer,
 )
+from sriovdp.kubelet.socketlock import SocketLock
 from sriovdp.model.devices import HostFacts
 from sriovdp.model.pools import ResourcePool
 

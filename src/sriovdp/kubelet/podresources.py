@@ -18,12 +18,9 @@ from typing import Protocol
 
 import grpc
 
-from sriovdp.kubelet.api import podresources_pb2 as pb
-from sriovdp.kubelet.api import podresources_pb2_grpc as pb_grpc
+from sriovdp.kubelet.api import podresources_pb2 as pb, podresources_pb2_grpc as pb_grpc
 
 log = logging.getLogger("sriovdp.kubelet")
-
-DEFAULT_SOCKET = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
 
 
 class PodResourcesError(Exception):
@@ -55,7 +52,7 @@ class PodResourcesClient:
         timeout: seconds for one List call.
     """
 
-    def __init__(self, socket: Path = DEFAULT_SOCKET, *, timeout: float = 2.0) -> None:
+    def __init__(self, socket: Path, *, timeout: float = 2.0) -> None:
         self.socket = socket
         self.timeout = timeout
 

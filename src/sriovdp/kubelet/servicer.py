@@ -129,7 +129,8 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         self.delivered = False
         """A ListAndWatch message reached the kubelet through this server."""
 
-    async def GetDevicePluginOptions(self, request: pb.Empty, context: Any) -> pb.DevicePluginOptions:
+    async def GetDevicePluginOptions(self, request: pb.Empty,
+                                     context: Any) -> pb.DevicePluginOptions:
         return OPTIONS
 
     async def ListAndWatch(

@@ -12,12 +12,13 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from asyncinotify import Inotify, Mask
+from asyncinotify import Event, Inotify, Mask
 
 log = logging.getLogger("sriovdp.kubelet")
 
 SocketEvent = Callable[[Path, str, bool], None]
-_MASK = Mask.CREATE | Mask.DELETE | Mask.MOVED_FROM | Mask.MOVED_TO | Mask.DELETE_SELF | Mask.MOVE_SELF
+_GONE = Mask.DELETE_SELF | Mask.MOVE_SELF
+_MASK = Mask.CREATE | Mask.DELETE | Mask.MOVED_FROM | Mask.MOVED_TO | _GONE
 
 
 async def watch_socket_dirs(dirs: Sequence[Path], on_event: SocketEvent, *,
@@ -29,45 +30,57 @@ async def watch_socket_dirs(dirs: Sequence[Path], on_event: SocketEvent, *,
     and ``on_event(dir, "", True)`` reports it.
     """
     with Inotify() as inotify:
-        watches: dict[Path, object] = {}
-        missing: set[Path] = set()
-        lost = asyncio.Event()
-
-        def add(d: Path) -> bool:
-            try:
-                watches[d] = inotify.add_watch(d, _MASK)
-            except OSError:
-                return False
-            return True
-
-        async def rewatch() -> None:
-            while True:
-                if not missing:
-                    lost.clear()
-                    await lost.wait()
-                await asyncio.sleep(rewatch_interval)
-                for d in sorted(missing):
-                    if add(d):
-                        missing.discard(d)
-                        log.info("watching %s again", d)
-                        on_event(d, "", True)
-
-        missing.update(d for d in dirs if not add(d))
-        retry = asyncio.create_task(rewatch())
-        try:
+        watch = _DirWatches(inotify, on_event)
+        watch.missing.update(d for d in dirs if not watch.add(d))
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(watch.rewatch(rewatch_interval))
             async for event in inotify:
-                if event.mask & (Mask.DELETE_SELF | Mask.MOVE_SELF | Mask.IGNORED):
-                    for d, w in list(watches.items()):
-                        if w is event.watch:
-                            del watches[d]
-                            missing.add(d)
-                            lost.set()
-                            log.warning("socket directory %s went away", d)
-                    continue
-                if event.path is None or not event.name:
-                    continue
-                created = bool(event.mask & (Mask.CREATE | Mask.MOVED_TO))
-                on_event(event.path.parent, str(event.name), created)
-        finally:
-            retry.cancel()
-            await asyncio.gather(retry, return_exceptions=True)
+                watch.handle(event)
+
+
+class _DirWatches:
+    """The watched directories of one :func:`watch_socket_dirs` call, and the missing ones."""
+
+    def __init__(self, inotify: Inotify, on_event: SocketEvent) -> None:
+        self._inotify = inotify
+        self._on_event = on_event
+        self.watches: dict[Path, object] = {}
+        self.missing: set[Path] = set()
+        self._lost = asyncio.Event()
+
+    def add(self, d: Path) -> bool:
+        """Watch ``d``; False when it cannot be watched (missing)."""
+        try:
+            self.watches[d] = self._inotify.add_watch(d, _MASK)
+        except OSError:
+            return False
+        return True
+
+    async def rewatch(self, interval: float) -> None:
+        """Look for missing directories every ``interval`` s while any is missing."""
+        while True:
+            if not self.missing:
+                self._lost.clear()
+                await self._lost.wait()
+            await asyncio.sleep(interval)
+            for d in sorted(self.missing):
+                if self.add(d):
+                    self.missing.discard(d)
+                    log.info("watching %s again", d)
+                    self._on_event(d, "", True)
+
+    def handle(self, event: Event) -> None:
+        """Report an entry created or removed; note a watched directory that went away."""
+        if event.mask & (_GONE | Mask.IGNORED):
+            self._lose(event.watch)
+        elif event.path is not None and event.name:
+            created = bool(event.mask & (Mask.CREATE | Mask.MOVED_TO))
+            self._on_event(event.path.parent, str(event.name), created)
+
+    def _lose(self, watch: object) -> None:
+        for d, w in list(self.watches.items()):
+            if w is watch:
+                del self.watches[d]
+                self.missing.add(d)
+                self._lost.set()
+                log.warning("socket directory %s went away", d)

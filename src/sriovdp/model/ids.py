@@ -52,7 +52,8 @@ def socket_name(prefix: str, name: str) -> str:
 
 
 def env_var_name(prefix: str, name: str) -> str:
-    """``PCIDEVICE_<PREFIX>_<NAME>``: dots become ``_``, upper-cased; ``-`` and ``/`` kept (as Go)."""
+    """``PCIDEVICE_<PREFIX>_<NAME>``: dots become ``_``, upper-cased; ``-`` and ``/`` kept
+    (as Go)."""
     return f"PCIDEVICE_{prefix}_{name}".replace(".", "_").upper()
 
 

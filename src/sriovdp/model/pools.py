@@ -34,9 +34,6 @@ from sriovdp.model.selectors import (
     rejecting_field,
 )
 
-HEALTHY = Health.HEALTHY
-UNHEALTHY = Health.UNHEALTHY
-
 CDI_CLASSES: Mapping[DeviceKind, str] = {
     DeviceKind.NET: "net-pci",
     DeviceKind.ACCEL: "net-accel",
@@ -162,7 +159,7 @@ def _pool_device(
     return PoolDevice(
         id=fn.address,
         function=fn,
-        health=health.get(fn.address, HEALTHY),
+        health=health.get(fn.address, Health.HEALTHY),
         numa_node=None if config.exclude_topology else fn.numa_node,
         need_vhost_net=bool(getattr(selector, "need_vhost_net", False)),
         is_rdma=rdma and rdma_capable(fn),

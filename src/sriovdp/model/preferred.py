@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from sriovdp.model.pools import HEALTHY, PoolDevice, ResourcePool
+from sriovdp.model.health import Health
+from sriovdp.model.pools import PoolDevice, ResourcePool
 
 
 def preferred_allocation(
@@ -37,7 +38,7 @@ def preferred_allocation(
     candidates = [
         devices[i]
         for i in offered
-        if i not in chosen_set and i in devices and devices[i].health == HEALTHY
+        if i not in chosen_set and i in devices and devices[i].health == Health.HEALTHY
     ]
     needed = size - len(chosen)
     if needed <= 0 or not candidates:

@@ -136,91 +136,125 @@ def retain(previous: PoolSet, built: PoolSet, host: HostView, held: Holds, kind:
         kind: why this pass runs.
         state: the previous :attr:`Retained.state` (``RetentionState()`` at start).
     """
-    passes = state.passes + (kind is not PassKind.HEALTH)
-    pools: dict[str, ResourcePool] = dict(built)
-    members: dict[str, dict[str, PoolDevice]] = {}  # pools whose devices we change
-
-    def devices(name: str) -> dict[str, PoolDevice]:
-        if name not in members:
-            members[name] = dict(pools[name].devices)
-        return members[name]
-
+    work = _Pass(previous, built, host, state, passes=state.passes + (kind is not PassKind.HEALTH))
     # who offers each device; built only when needed (the link fast path at 2,048 VFs with
     # nothing held or vanished skips it)
-    owner = _owners(built) if held or any(
-        dev_id not in host.ids for pool in previous.values() for dev_id in pool.devices) \
-        else {}
-    notes: list[tuple[str, ...]] = []
-    kept: set[tuple[str, str]] = set()
-    withheld: set[str] = set()
-    draining: set[str] = set()
-    placed: set[str] = set()
+    if held or any(dev_id not in host.ids for pool in previous.values() for dev_id in pool.devices):
+        work.owner = _owners(built)
+    work.drain_unconfigured(held)
+    work.place_held(held)
+    work.keep_vanished(kind)
+    return work.result()
 
-    # rule 2: granting pools that are no longer configured but still hold devices
-    for name, old in previous.items():
-        if name not in built and held.get(name, frozenset()) & old.devices.keys():
-            pools[name] = replace(old, devices={})
-            draining.add(name)
-            if name not in state.draining:
-                notes.append(("draining", name))
 
-    # rule 1: every held device in its granting pool, in no other
-    ours = set(pools)
-    for name, ids in held.items():
-        for dev_id in ids:
-            now = owner.get(dev_id)
-            if now == name:
-                placed.add(dev_id)
-                continue
-            if name not in ours:  # not one of our resources (any more): no pool offers it
-                if now is not None:
-                    del devices(now)[dev_id]
-                    del owner[dev_id]
-                    withheld.add(dev_id)
-                    placed.add(dev_id)
-                    if dev_id not in state.withheld:
-                        notes.append(("withheld", name, dev_id, now))
-                continue
-            device = _device_for(dev_id, name, pools[name], previous, built, host)
-            if now is not None:
-                del devices(now)[dev_id]
-            devices(name)[dev_id] = device
-            owner[dev_id] = name
-            placed.add(dev_id)
-            kept.add((name, dev_id))
-            if (name, dev_id) not in state.kept:
-                notes.append(("kept", name, dev_id, now or ""))
+@dataclass(slots=True)
+class _Pass:
+    """One :func:`retain` call's working state: the pools as they are being adjusted."""
 
-    # rule 3: vanished devices stay, Unhealthy, until a later periodic resync
-    vanished: dict[tuple[str, str], int] = {}
-    for name, old in previous.items():
-        if name not in pools:
-            continue
-        for dev_id, dev in old.devices.items():
-            if dev_id in host.ids or dev_id in placed or dev_id in owner:
-                continue
-            key = (name, dev_id)
-            seen = state.vanished.get(key, passes)
-            if kind is PassKind.PERIODIC and seen < passes:
-                notes.append(("dropped", name, dev_id))
-                continue
-            if key not in state.vanished:
-                notes.append(("vanished", name, dev_id))
-            vanished[key] = seen
-            devices(name)[dev_id] = replace(dev, health=Health.UNHEALTHY)
-            owner[dev_id] = name
+    previous: PoolSet
+    built: PoolSet
+    host: HostView
+    state: RetentionState
+    passes: int
+    pools: dict[str, ResourcePool] = field(init=False)
+    members: dict[str, dict[str, PoolDevice]] = field(default_factory=dict)
+    """The device maps of the pools this pass changes (copied on first change)."""
+    owner: dict[str, str] = field(default_factory=dict)
+    notes: list[tuple[str, ...]] = field(default_factory=list)
+    kept: set[tuple[str, str]] = field(default_factory=set)
+    withheld: set[str] = field(default_factory=set)
+    draining: set[str] = field(default_factory=set)
+    placed: set[str] = field(default_factory=set)
+    vanished: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    for name, found in members.items():
-        pools[name] = replace(pools[name], devices={k: found[k] for k in sorted(found)})
-    for name in draining:
-        if not pools[name].devices:
-            del pools[name]
-            draining.discard(name)
-    for name, dev_id in sorted(state.kept - kept):
-        notes.append(("released", name, dev_id))
-    return Retained(pools, RetentionState(passes=passes, vanished=vanished,
-                                          kept=frozenset(kept), withheld=frozenset(withheld),
-                                          draining=frozenset(draining)), tuple(notes))
+    def __post_init__(self) -> None:
+        self.pools = dict(self.built)
+
+    def devices(self, name: str) -> dict[str, PoolDevice]:
+        if name not in self.members:
+            self.members[name] = dict(self.pools[name].devices)
+        return self.members[name]
+
+    def drain_unconfigured(self, held: Holds) -> None:
+        """Rule 2: granting pools that are no longer configured but still hold devices."""
+        for name, old in self.previous.items():
+            if name not in self.built and held.get(name, frozenset()) & old.devices.keys():
+                self.pools[name] = replace(old, devices={})
+                self.draining.add(name)
+                if name not in self.state.draining:
+                    self.notes.append(("draining", name))
+
+    def place_held(self, held: Holds) -> None:
+        """Rule 1: every held device in its granting pool, in no other."""
+        ours = set(self.pools)
+        for name, ids in held.items():
+            for dev_id in ids:
+                now = self.owner.get(dev_id)
+                if now == name:
+                    self.placed.add(dev_id)
+                elif name not in ours:  # not one of our resources (any more)
+                    self._withhold(name, dev_id, now)
+                else:
+                    self._keep(name, dev_id, now)
+
+    def _withhold(self, name: str, dev_id: str, now: str | None) -> None:
+        """No pool offers a device held through a resource that is not ours."""
+        if now is None:
+            return
+        del self.devices(now)[dev_id]
+        del self.owner[dev_id]
+        self.withheld.add(dev_id)
+        self.placed.add(dev_id)
+        if dev_id not in self.state.withheld:
+            self.notes.append(("withheld", name, dev_id, now))
+
+    def _keep(self, name: str, dev_id: str, now: str | None) -> None:
+        """The held device moves (back) to its granting pool ``name``."""
+        device = _device_for(dev_id, name, self.pools[name], self.previous, self.built,
+                             self.host)
+        if now is not None:
+            del self.devices(now)[dev_id]
+        self.devices(name)[dev_id] = device
+        self.owner[dev_id] = name
+        self.placed.add(dev_id)
+        self.kept.add((name, dev_id))
+        if (name, dev_id) not in self.state.kept:
+            self.notes.append(("kept", name, dev_id, now or ""))
+
+    def keep_vanished(self, kind: PassKind) -> None:
+        """Rule 3: vanished devices stay, Unhealthy, until a later periodic resync."""
+        for name, old in self.previous.items():
+            if name not in self.pools:
+                continue
+            for dev_id, dev in old.devices.items():
+                if dev_id in self.host.ids or dev_id in self.placed or dev_id in self.owner:
+                    continue
+                key = (name, dev_id)
+                seen = self.state.vanished.get(key, self.passes)
+                if kind is PassKind.PERIODIC and seen < self.passes:
+                    self.notes.append(("dropped", name, dev_id))
+                    continue
+                if key not in self.state.vanished:
+                    self.notes.append(("vanished", name, dev_id))
+                self.vanished[key] = seen
+                self.devices(name)[dev_id] = replace(dev, health=Health.UNHEALTHY)
+                self.owner[dev_id] = name
+
+    def result(self) -> Retained:
+        """The changed pools in id order, emptied draining pools gone, releases noted."""
+        pools = self.pools
+        for name, found in self.members.items():
+            pools[name] = replace(pools[name], devices={k: found[k] for k in sorted(found)})
+        for name in list(self.draining):
+            if not pools[name].devices:
+                del pools[name]
+                self.draining.discard(name)
+        for name, dev_id in sorted(self.state.kept - self.kept):
+            self.notes.append(("released", name, dev_id))
+        state = RetentionState(passes=self.passes, vanished=self.vanished,
+                               kept=frozenset(self.kept), withheld=frozenset(self.withheld),
+                               draining=frozenset(self.draining))
+        return Retained(pools, state, tuple(self.notes))
 
 
 def _owners(pools: PoolSet) -> dict[str, str]:

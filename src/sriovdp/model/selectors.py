@@ -190,12 +190,9 @@ def rejecting_field(selector: Selector, fn: PciFunction | AuxFunction) -> str | 
     """
     if isinstance(fn, AuxFunction):
         return _rejecting_field_aux(selector, fn)
-    if selector.vendors and fn.vendor not in selector.vendors:
-        return "vendors"
-    if selector.devices and fn.device not in selector.devices:
-        return "devices"
-    if selector.drivers and (fn.driver or "") not in selector.drivers:
-        return "drivers"
+    rejected = _rejecting_id_field(selector, fn)
+    if rejected is not None:
+        return rejected
     if isinstance(selector, AuxNetSelector):
         return "auxTypes"  # PCI functions are never auxiliary devices
     if selector.pci_addresses and fn.address not in selector.pci_addresses:
@@ -204,6 +201,22 @@ def rejecting_field(selector: Selector, fn: PciFunction | AuxFunction) -> str | 
         return "acpiIndexes"
     if isinstance(selector, AccelSelector):
         return None
+    return _rejecting_net_field(selector, fn)
+
+
+def _rejecting_id_field(selector: Selector, fn: PciFunction) -> str | None:
+    """``vendors``, ``devices`` or ``drivers`` when one rejects the PCI function ``fn``."""
+    if selector.vendors and fn.vendor not in selector.vendors:
+        return "vendors"
+    if selector.devices and fn.device not in selector.devices:
+        return "devices"
+    if selector.drivers and (fn.driver or "") not in selector.drivers:
+        return "drivers"
+    return None
+
+
+def _rejecting_net_field(selector: NetSelector, fn: PciFunction) -> str | None:
+    """The first netDevice-only field that rejects the PCI function ``fn``."""
     if selector.pf_names and not _range_match(selector.pf_names, fn.pf_netdev, fn.vf_index):
         return "pfNames"
     if selector.root_devices and not _range_match(selector.root_devices, fn.physfn, fn.vf_index):
@@ -222,13 +235,9 @@ def rejecting_field(selector: Selector, fn: PciFunction | AuxFunction) -> str | 
 
 
 def _rejecting_field_aux(selector: Selector, fn: AuxFunction) -> str | None:
-    parent = fn.parent
-    if selector.vendors and parent.vendor not in selector.vendors:
-        return "vendors"
-    if selector.devices and parent.device not in selector.devices:
-        return "devices"
-    if selector.drivers and (parent.driver or "") not in selector.drivers:
-        return "drivers"
+    rejected = _rejecting_id_field(selector, fn.parent)  # the parent PCI function's
+    if rejected is not None:
+        return rejected
     if not isinstance(selector, AuxNetSelector):
         return "deviceType"  # auxiliary devices only join auxNetDevice pools
     if selector.aux_types and fn.aux_type not in selector.aux_types:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from sriovdp.daemon.configfile import load_config, read_config_bytes
-from sriovdp.daemon.reconciler import Daemon
+from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.daemon.settings import Settings
 from sriovdp.model.config import DEFAULT_PREFIX
 from sriovdp.testing.fakehost import FakeHost
@@ -91,7 +91,7 @@ async def _demo(work: Path, *, config_file: Path | None, use_cdi: bool, prefix: 
         print(f"warning: {warning}")
 
     async with KubeletEmulator(dp_dir) as kubelet:
-        daemon = Daemon(settings, config)
+        daemon = Reconciler(settings, config)
         task = asyncio.create_task(daemon.run())
         names = [r.resource_name(prefix) for r in config.resources]
         for name in names:

@@ -159,8 +159,10 @@ class DraKubelet:
         which is also what the plugin was told."""
         import grpc
 
-        from sriovdp.kubelet.api import pluginregistration_pb2 as reg_pb
-        from sriovdp.kubelet.api import pluginregistration_pb2_grpc as reg_grpc
+        from sriovdp.kubelet.api import (
+            pluginregistration_pb2 as reg_pb,
+            pluginregistration_pb2_grpc as reg_grpc,
+        )
 
         async with grpc.aio.insecure_channel(f"unix:{registration_socket}") as channel:
             stub = reg_grpc.RegistrationStub(channel)

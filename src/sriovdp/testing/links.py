@@ -275,8 +275,9 @@ class NetnsLab:
         commands = "".join(
             f"link set {self._flood_pair[1]} down\nlink set {self._flood_pair[1]} up\n"
             for _ in range(toggles))
-        subprocess.run(["ip", "-n", self.name, "-batch", "-"], input=commands.encode(),
-                       check=True, capture_output=True)
+        # blocking is the point: the loop must not drain the listeners while ip floods them
+        subprocess.run(["ip", "-n", self.name, "-batch", "-"],  # noqa: ASYNC221
+                       input=commands.encode(), check=True, capture_output=True)
 
     def _driver(self) -> AsyncIPRoute:
         if self._ipr is None:

@@ -40,7 +40,7 @@ from sriovdp.kubelet.dra.preparer import ClaimPreparer
 from sriovdp.kubelet.feed import LatestValue
 from sriovdp.model.dra.prepare import ClaimRef, PreparedDevice
 from sriovdp.model.dra.slices import DraDevice
-from sriovdp.model.pools import UNHEALTHY
+from sriovdp.model.health import Health
 
 log = logging.getLogger("sriovdp.kubelet.dra")
 
@@ -144,7 +144,7 @@ class DraHealthServicer:
         return pb.NodeWatchResourcesResponse(devices=[
             pb.DeviceHealth(
                 device=pb.DeviceIdentifier(pool_name=self._pool_name, device_name=name),
-                health=pb.UNHEALTHY if d.device.health == UNHEALTHY else pb.HEALTHY,
+                health=pb.UNHEALTHY if d.device.health == Health.UNHEALTHY else pb.HEALTHY,
                 last_updated_time=now,
             )
             for name, d in devices.items()

@@ -32,7 +32,8 @@ from typing import Any
 
 from sriovdp.model.dra.attributes import device_attributes
 from sriovdp.model.dra.names import check_driver_name, check_pool_name, device_names
-from sriovdp.model.pools import UNHEALTHY, PoolDevice, PoolSet, ResourcePool
+from sriovdp.model.health import Health
+from sriovdp.model.pools import PoolDevice, PoolSet, ResourcePool
 
 API_VERSION = "resource.k8s.io/v1"
 MAX_DEVICES = 128
@@ -98,7 +99,7 @@ def slice_devices(
     out: list[dict[str, Any]] = []
     for name, entry in devices.items():
         dev = entry.device
-        unhealthy = dev.health == UNHEALTHY
+        unhealthy = dev.health == Health.UNHEALTHY
         if unhealthy and policy is HealthPolicy.WITHDRAW:
             continue
         fn = dev.function
