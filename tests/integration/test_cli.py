@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -118,6 +119,14 @@ def test_demo_runs_your_config_with_your_prefix_and_cdi_when_given(
     assert "intel_sriov_netdevice" not in out
     assert "A pod asks for 1 x example.com/vfio_vfs" in out
     assert "CDI device example.com/net-pci=0000:3b:02." in out
+
+
+def test_demo_touches_nothing_outside_its_temporary_directory_when_run() -> None:
+    # its pod resources API is the emulated kubelet's, not this machine's /var/lib/kubelet
+    done = subprocess.run([*SRIOVDP, "demo"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "/var/lib/kubelet" not in done.stdout + done.stderr
+    assert "WARNING" not in done.stderr
 
 
 def test_demo_refuses_an_invalid_config_before_running_when_given_one(
