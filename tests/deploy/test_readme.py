@@ -4,8 +4,11 @@ it, and each of its pools gets devices on at least one golden host (`sriovdp dis
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,24 @@ def test_discover_says_why_a_qat_selector_matches_nothing_when_run_on_the_qat_ho
     reasons = {r["address"]: r["reason"] for r in pool["rejected"]}
     assert reasons["0000:3d:01.0"].startswith("class 0x0b4000 (processor)")
     assert "0000:3d:00.0" not in reasons, "the PF (37c8) is not named by the selector"
+
+
+BENCHES = sorted(p for p in (REPO / "bench").glob("*.py") if p.name != "harness.py")
+
+
+@pytest.mark.parametrize("bench", BENCHES, ids=[p.name for p in BENCHES])
+def test_bench_help_gives_its_whole_summary_when_asked(bench: Path) -> None:
+    doc = ast.get_docstring(ast.parse(bench.read_text()))
+    assert doc
+    summary = " ".join(doc.split("\n\n")[0].split())
+    proc = subprocess.run([sys.executable, str(bench), "--help"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert summary in " ".join(proc.stdout.split())
+
+
+def test_readme_names_the_benches_that_need_root_when_they_refuse_without_it() -> None:
+    readme = " ".join((REPO / "README.md").read_text().split())
+    need_root = sorted(p.name for p in BENCHES if "os.geteuid() != 0" in p.read_text())
+    assert need_root == ["health_latency.py", "hotplug.py"]
+    assert "`health_latency.py` and `hotplug.py` need root" in readme
