@@ -94,3 +94,28 @@ def test_readme_names_the_benches_that_need_root_when_they_refuse_without_it() -
     need_root = sorted(p.name for p in BENCHES if "os.geteuid() != 0" in p.read_text())
     assert need_root == ["health_latency.py", "hotplug.py"]
     assert "`health_latency.py` and `hotplug.py` need root" in readme
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_links_into_the_docs_land_on_a_heading_when_followed() -> None:
+    links = re.findall(r"\]\((docs/[^)#]+)#([^)]+)\)", (REPO / "README.md").read_text())
+    assert links
+    for path, anchor in links:
+        headings = re.findall(r"^#+ (.+)$", (REPO / path).read_text(), re.M)
+        assert anchor in {_anchor(h) for h in headings}, f"{path}#{anchor}"
+
+
+def test_every_exported_metric_is_explained_in_the_docs_when_served() -> None:
+    source = (REPO / "src/sriovdp/daemon/metrics.py").read_text()
+    names = [name + ("_total" if kind == "Counter" else "") for kind, name in
+             re.findall(r'(Gauge|Counter|Histogram)MetricFamily\(\s*"(sriovdp_\w+)"', source)]
+    assert len(names) >= 12
+    docs = (REPO / "docs/real-node.md").read_text()
+    table = docs[docs.index("## 8. Metrics"):docs.index("## 9.")]
+    readme = (REPO / "README.md").read_text()
+    for name in names:
+        assert f"`{name}`" in table and f"`{name}" in readme, name
