@@ -82,6 +82,17 @@ def test_help_gives_every_flag_a_default_when_asked(command: str) -> None:
         assert "default" in action.help, f"{command} {action.option_strings}: {action.help}"
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_says_what_each_flag_is_and_names_its_value_when_asked(command: str) -> None:
+    for action in _parser(command)._actions:
+        if action.help in (None, "==SUPPRESS==") or action.dest in ("help", "version"):
+            continue
+        flag = f"{command} {action.option_strings}"
+        assert not action.help.startswith("default"), f"{flag}: says only its default"
+        if action.nargs != 0 and action.choices is None:
+            assert action.metavar is not None, f"{flag}: value shown as {action.dest.upper()}"
+
+
 @pytest.mark.parametrize(("command", "has", "has_not"), [
     ("validate", {"--config-file", "--use-cdi", "--plugins-registry-dir"},
      {"--resync-interval", "--health-address", "--host-root", "--output", "--log_dir"}),
