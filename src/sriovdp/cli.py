@@ -221,7 +221,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
                        help="print the ResourceSlices DRA mode would publish "
                             "(YAML; a JSON list with -o json); default off")
         p.add_argument("--dra-driver", metavar="DRIVER", type=_dra_driver,
-                       default=DRA_DEFAULT_DRIVER, help="DRA driver name (a DNS subdomain); default %(default)s")
+                       default=DRA_DEFAULT_DRIVER,
+                       help="DRA driver name (a DNS subdomain); default %(default)s")
         p.add_argument("--node-name", metavar="NODE", default=None,
                        help="node (and DRA pool) name; default $NODE_NAME, else the host name")
     if command == "validate":
