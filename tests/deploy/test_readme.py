@@ -119,3 +119,20 @@ def test_every_exported_metric_is_explained_in_the_docs_when_served() -> None:
     readme = (REPO / "README.md").read_text()
     for name in names:
         assert f"`{name}`" in table and f"`{name}" in readme, name
+
+
+def test_readme_names_every_daemon_flag_when_it_lists_the_flags() -> None:
+    from sriovdp.cli import _parser
+
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("| flag | default | meaning |"):]
+    table = table[:table.index("\n\n")]
+    parser = _parser("run")
+    glog = {a.dest for g in parser._action_groups if g.title and "glog" in g.title
+            for a in g._group_actions}
+    assert "the glog flags `-v`, `-logtostderr`, `-log_dir`, …" in " ".join(readme.split())
+    for action in parser._actions:
+        if action.dest in ("help", "version") or action.dest in glog:
+            continue
+        flag = action.option_strings[0]
+        assert f"| `{flag}` |" in table, flag
