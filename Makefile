@@ -41,6 +41,9 @@ demo: install
 
 test: venv
 	@command -v ip >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq iproute2; }
+	@! command -v go >/dev/null 2>&1 || echo "make test: go is on PATH: the conformance suite \
+	first builds its kubelet peer (cold Go caches: ~11 min and the Go module proxy; then \
+	seconds). Without it: $(BIN)/pytest -m 'not conformance'"
 	$(BIN)/pytest
 
 conformance: venv

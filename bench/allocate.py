@@ -158,7 +158,7 @@ def _line(name: str, values: list[float], floor: list[float]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=300, help="timed rounds per daemon start")
     parser.add_argument("--starts", type=int, default=3, help="daemon starts (first calls)")
     parser.add_argument("--vf-driver", default="iavf", help="VF driver (iavf, vfio-pci)")

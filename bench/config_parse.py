@@ -90,7 +90,7 @@ print(json.dumps({"floor": floor, "took": took, "rss_kib": rss - base,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=float, default=1.0)
     parser.add_argument("--only", default="", help="run only cases whose name contains this")
     args = parser.parse_args()

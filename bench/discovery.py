@@ -221,7 +221,7 @@ def _startup(host: FakeHost, root: Path, vfs: int) -> tuple[float, float, float]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sizes", default="64,128,256,1024",
                         help="VFs per PF, comma separated")

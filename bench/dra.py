@@ -139,7 +139,7 @@ async def main_async(runs: int, claims: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--claims", type=int, default=200)
     args = parser.parse_args()

@@ -238,7 +238,7 @@ async def end_to_end_real(toggles: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--toggles", type=int, default=100,
                         help="down+up pairs per phase (samples = 2 x toggles; >= 25)")
     parser.add_argument("--idle", type=float, default=2.0, help="idle phase seconds")

@@ -48,7 +48,7 @@ async def bench(rounds: int, vfs: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--vfs", type=int, default=128)
     args = parser.parse_args()

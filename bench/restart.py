@@ -63,7 +63,7 @@ async def bench_real(restarts: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--restarts", type=int, default=30)
     parser.add_argument("--real-kubelet", action="store_true",
                         help="against the kubelet's own device manager (needs go)")

@@ -8,6 +8,7 @@
 # --push       build every platform and push the multi-arch image (the usual case)
 # --load       load the image into the local docker (one platform only: buildx cannot load
 #              a multi-arch image), e.g. --load --platforms linux/amd64
+#              (with neither, the image is only built: a check, kept in buildx's cache)
 # --platforms  comma-separated (default linux/amd64,linux/arm64,linux/ppc64le,linux/s390x)
 # --dry-run    print the commands instead of running them
 # --check-wheels  ask PyPI (pip download) which pinned dependencies have no binary wheel for
@@ -29,7 +30,7 @@ CHECK_WHEELS=false
 IMAGE=""
 
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 fail() {
@@ -106,6 +107,9 @@ case "$PLATFORMS" in
     *,*) [ "$OUTPUT" != --load ] || fail "--load takes one platform (buildx cannot load a multi-arch image)" ;;
 esac
 
+if [ "$DRY_RUN" = false ] && ! "$DOCKER" buildx version >/dev/null 2>&1; then
+    fail "\"$DOCKER buildx\" is not available: install docker's buildx plugin (docker-buildx-plugin)"
+fi
 set -- "$DOCKER" buildx build --platform "$PLATFORMS" -f "$HERE/Dockerfile" -t "$IMAGE"
 if [ -n "$OUTPUT" ]; then
     set -- "$@" "$OUTPUT"

@@ -215,13 +215,15 @@ def _parser(command: str) -> argparse.ArgumentParser:
         from sriovdp.model.dra.names import DEFAULT_DRIVER as DRA_DEFAULT_DRIVER
 
         p.add_argument("--output", "-o", choices=("table", "json"), default="table",
-                       help="default %(default)s")
+                       help="table for reading, json for scripts (every field of every "
+                            "device); default %(default)s")
         p.add_argument("--dra", action="store_true",
                        help="print the ResourceSlices DRA mode would publish "
                             "(YAML; a JSON list with -o json); default off")
-        p.add_argument("--dra-driver", type=_dra_driver, default=DRA_DEFAULT_DRIVER,
+        p.add_argument("--dra-driver", metavar="DRIVER", type=_dra_driver,
+                       default=DRA_DEFAULT_DRIVER,
                        help="DRA driver name (a DNS subdomain); default %(default)s")
-        p.add_argument("--node-name", default=None,
+        p.add_argument("--node-name", metavar="NODE", default=None,
                        help="node (and DRA pool) name; default $NODE_NAME, else the host name")
     if command == "validate":
         p.add_argument("--strict", action="store_true",

@@ -99,3 +99,19 @@ def test_builder_installs_a_compiler_and_passes_the_source_builds_to_pip() -> No
 def test_build_script_is_posix_sh_and_executable() -> None:
     assert os.access(BUILD, os.X_OK)
     assert BUILD.read_text().startswith("#!/bin/sh\n")
+
+
+def test_build_names_the_missing_buildx_plugin_when_docker_has_none(tmp_path: Path) -> None:
+    # a docker without the plugin answers "unknown flag: --platform" to `docker buildx build`
+    docker = tmp_path / "docker"
+    docker.write_text('#!/bin/sh\necho "docker: unknown command: docker $1" >&2\nexit 1\n')
+    docker.chmod(0o755)
+    proc = subprocess.run(["sh", str(BUILD), "--push", "x:1"], capture_output=True, text=True,
+                          env={**os.environ, "DOCKER": str(docker)}, timeout=30, check=False)
+    assert proc.returncode == 2 and "buildx plugin" in proc.stderr, proc.stderr
+    assert "unknown flag" not in proc.stderr
+
+
+def test_build_help_says_what_happens_without_push_or_load() -> None:
+    proc = build("--help")
+    assert proc.returncode == 0 and "with neither, the image is only built" in proc.stdout

@@ -3,6 +3,7 @@ item 9). Run with `make -n` in a copy: the check runs while make reads the Makef
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -59,3 +60,24 @@ def test_a_fresh_checkout_builds_the_venv_without_a_warning(tmp_path: Path) -> N
 def test_too_old_a_python_is_named_when_building_the_venv(tmp_path: Path) -> None:
     text = (REPO / "Makefile").read_text()
     assert "sriovdp needs Python 3.11 or newer" in text
+
+
+def test_make_test_says_the_conformance_build_is_long_and_how_to_skip_it_when_go_is_there(
+    tmp_path: Path,
+) -> None:
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text(GOOD)
+    (bin_dir / "python").chmod(0o755)
+    proc = subprocess.run(["make", "-n", "test"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    start = proc.stdout.index("! command -v go")
+    announce = proc.stdout[start:proc.stdout.index("'not conformance'\"", start) + 18]
+    said = subprocess.run(["sh", "-c", announce], capture_output=True, text=True, timeout=10,
+                          env={"PATH": os.environ["PATH"]}, check=True).stdout
+    if shutil.which("go"):
+        assert "~11 min" in said and "-m 'not conformance'" in said
+    else:
+        assert said == ""

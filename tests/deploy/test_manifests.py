@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -355,3 +356,17 @@ def test_entrypoint_accepts_the_manifest_args(target: str, tmp_path: Path) -> No
                           env=env, timeout=30, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[:3] == ["--logtostderr", "-v", "2"]
+
+
+@pytest.mark.parametrize("name", ["deployments", "cdi", "metrics", "nfd", "per-node-config"])
+def test_each_kustomization_says_how_to_deploy_it_with_your_image_when_read(name: str) -> None:
+    header = (TARGETS[name] / "kustomization.yaml").read_text().split("\napiVersion:")[0]
+    assert "kubectl apply -k deployments" not in header, "that deploys sriovdp:0.1.0"
+    (command,) = [line[1:].strip() for line in header.splitlines()
+                  if line.lstrip("# ").startswith("kubectl kustomize ")]
+    render_part = command.rsplit(" | kubectl apply -f -", 1)[0]
+    proc = subprocess.run(["sh", "-c", render_part], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "IMAGE": "registry.example.com/sriovdp:9"},
+                          timeout=120, check=True)
+    images = re.findall(r"^\s*image: (\S+)$", proc.stdout, re.M)
+    assert images == ["registry.example.com/sriovdp:9"]

@@ -4,8 +4,11 @@ it, and each of its pools gets devices on at least one golden host (`sriovdp dis
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,66 @@ def test_discover_says_why_a_qat_selector_matches_nothing_when_run_on_the_qat_ho
     reasons = {r["address"]: r["reason"] for r in pool["rejected"]}
     assert reasons["0000:3d:01.0"].startswith("class 0x0b4000 (processor)")
     assert "0000:3d:00.0" not in reasons, "the PF (37c8) is not named by the selector"
+
+
+BENCHES = sorted(p for p in (REPO / "bench").glob("*.py") if p.name != "harness.py")
+
+
+@pytest.mark.parametrize("bench", BENCHES, ids=[p.name for p in BENCHES])
+def test_bench_help_gives_its_whole_summary_when_asked(bench: Path) -> None:
+    doc = ast.get_docstring(ast.parse(bench.read_text()))
+    assert doc
+    summary = " ".join(doc.split("\n\n")[0].split())
+    proc = subprocess.run([sys.executable, str(bench), "--help"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert summary in " ".join(proc.stdout.split())
+
+
+def test_readme_names_the_benches_that_need_root_when_they_refuse_without_it() -> None:
+    readme = " ".join((REPO / "README.md").read_text().split())
+    need_root = sorted(p.name for p in BENCHES if "os.geteuid() != 0" in p.read_text())
+    assert need_root == ["health_latency.py", "hotplug.py"]
+    assert "`health_latency.py` and `hotplug.py` need root" in readme
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_links_into_the_docs_land_on_a_heading_when_followed() -> None:
+    links = re.findall(r"\]\((docs/[^)#]+)#([^)]+)\)", (REPO / "README.md").read_text())
+    assert links
+    for path, anchor in links:
+        headings = re.findall(r"^#+ (.+)$", (REPO / path).read_text(), re.M)
+        assert anchor in {_anchor(h) for h in headings}, f"{path}#{anchor}"
+
+
+def test_every_exported_metric_is_explained_in_the_docs_when_served() -> None:
+    source = (REPO / "src/sriovdp/daemon/metrics.py").read_text()
+    names = [name + ("_total" if kind == "Counter" else "") for kind, name in
+             re.findall(r'(Gauge|Counter|Histogram)MetricFamily\(\s*"(sriovdp_\w+)"', source)]
+    assert len(names) >= 12
+    docs = (REPO / "docs/real-node.md").read_text()
+    table = docs[docs.index("## 8. Metrics"):docs.index("## 9.")]
+    readme = (REPO / "README.md").read_text()
+    for name in names:
+        assert f"`{name}`" in table and f"`{name}" in readme, name
+
+
+def test_readme_names_every_daemon_flag_when_it_lists_the_flags() -> None:
+    from sriovdp.cli import _parser
+
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("| flag | default | meaning |"):]
+    table = table[:table.index("\n\n")]
+    parser = _parser("run")
+    glog = {a.dest for g in parser._action_groups if g.title and "glog" in g.title
+            for a in g._group_actions}
+    assert "the glog flags `-v`, `-logtostderr`, `-log_dir`, …" in " ".join(readme.split())
+    for action in parser._actions:
+        if action.dest in ("help", "version") or action.dest in glog:
+            continue
+        flag = action.option_strings[0]
+        assert f"| `{flag}` |" in table, flag

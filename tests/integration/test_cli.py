@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -81,6 +82,17 @@ def test_help_gives_every_flag_a_default_when_asked(command: str) -> None:
         assert "default" in action.help, f"{command} {action.option_strings}: {action.help}"
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_says_what_each_flag_is_and_names_its_value_when_asked(command: str) -> None:
+    for action in _parser(command)._actions:
+        if action.help in (None, "==SUPPRESS==") or action.dest in ("help", "version"):
+            continue
+        flag = f"{command} {action.option_strings}"
+        assert not action.help.startswith("default"), f"{flag}: says only its default"
+        if action.nargs != 0 and action.choices is None:
+            assert action.metavar is not None, f"{flag}: value shown as {action.dest.upper()}"
+
+
 @pytest.mark.parametrize(("command", "has", "has_not"), [
     ("validate", {"--config-file", "--use-cdi", "--plugins-registry-dir"},
      {"--resync-interval", "--health-address", "--host-root", "--output", "--log_dir"}),
@@ -118,6 +130,14 @@ def test_demo_runs_your_config_with_your_prefix_and_cdi_when_given(
     assert "intel_sriov_netdevice" not in out
     assert "A pod asks for 1 x example.com/vfio_vfs" in out
     assert "CDI device example.com/net-pci=0000:3b:02." in out
+
+
+def test_demo_touches_nothing_outside_its_temporary_directory_when_run() -> None:
+    # its pod resources API is the emulated kubelet's, not this machine's /var/lib/kubelet
+    done = subprocess.run([*SRIOVDP, "demo"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "/var/lib/kubelet" not in done.stdout + done.stderr
+    assert "WARNING" not in done.stderr
 
 
 def test_demo_refuses_an_invalid_config_before_running_when_given_one(

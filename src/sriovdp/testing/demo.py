@@ -78,10 +78,12 @@ async def _demo(work: Path, *, config_file: Path | None, use_cdi: bool, prefix: 
         wanted = None  # one device of every pool that has one
     dp_dir = work / "device-plugins"
     dp_dir.mkdir()
+    pod_resources = work / "pod-resources" / "kubelet.sock"  # served by the emulator
     settings = Settings(host=host.paths, config_file=config_file.absolute(),
                         device_plugin_dir=dp_dir, resource_prefix=prefix, use_cdi=use_cdi,
                         plugins_registry_dir=work / "plugins_registry",
-                        device_info_dir=work / "devinfo", cdi_dir=work / "cdi")
+                        device_info_dir=work / "devinfo", cdi_dir=work / "cdi",
+                        pod_resources_socket=pod_resources)
     text = read_config_bytes(settings.config_file)
     config = load_config(settings.config_file, default_prefix=prefix, use_cdi=use_cdi,
                          socket_dir=dp_dir, text=text)
@@ -90,7 +92,7 @@ async def _demo(work: Path, *, config_file: Path | None, use_cdi: bool, prefix: 
     for warning in config.warnings:
         print(f"warning: {warning}")
 
-    async with KubeletEmulator(dp_dir) as kubelet:
+    async with KubeletEmulator(dp_dir, pod_resources_socket=pod_resources) as kubelet:
         daemon = Reconciler(settings, config)
         task = asyncio.create_task(daemon.run())
         names = [r.resource_name(prefix) for r in config.resources]
