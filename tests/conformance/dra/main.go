@@ -21,6 +21,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 
@@ -31,16 +32,16 @@ import (
 type request struct {
 	ID int    `json:"id"`
 	Op string `json:"op"`
-	// start
-	Dir             string `json:"dir"`
-	PluginsRegistry string `json:"plugins_registry"`
+	// start: the control plane's work dir
+	Dir string `json:"dir"`
+	// kubelet_start: the node, its plugins registry and the DRA manager's state dir
 	NodeName        string `json:"node_name"`
+	PluginsRegistry string `json:"plugins_registry"`
+	StateDir        string `json:"state_dir"`
 	// allocate / prepare / unprepare
 	Namespace string   `json:"namespace"`
 	Claims    []string `json:"claims"`
 	Pod       *podSpec `json:"pod"`
-	// kubelet_start
-	WipingDelayMs int `json:"wiping_delay_ms"`
 }
 
 type podSpec struct {
@@ -65,6 +66,7 @@ func main() {
 	klog.InitFlags(nil)
 	_ = flagSet("logtostderr", "true")
 	_ = flagSet("v", os.Getenv("DRA_PEER_V"))
+	flag.Parse() // klog flags, e.g. -v=4
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

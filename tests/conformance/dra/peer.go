@@ -3,9 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/dynamic-resource-allocation/cel"
 	"k8s.io/dynamic-resource-allocation/structured"
@@ -28,23 +31,22 @@ import (
 	"k8s.io/kubernetes/pkg/scheduler/framework/plugins/feature"
 )
 
-// peer holds the control plane, the node name, the kubelet generation (DRA manager and
-// plugin watcher; it can be restarted) and the pods the kubelet runs.
+// peer holds the control plane, the kubelet generation (DRA manager and plugin watcher
+// of one node; it can be stopped and started again) and the pods the kubelet runs.
 type peer struct {
-	mu       sync.Mutex
-	cp       *controlPlane
-	nodeName string
-	params   request
-	kubelet  *kubeletGen
-	pods     map[string]*podEntry
+	mu      sync.Mutex
+	cp      *controlPlane
+	kubelet *kubeletGen
+	pods    map[string]*podEntry
 }
 
 type podEntry struct{ pod *v1.Pod }
 
 type kubeletGen struct {
-	manager *dra.Manager
-	cancel  context.CancelFunc
-	stopCh  chan struct{}
+	nodeName string
+	manager  *dra.Manager
+	cancel   context.CancelFunc
+	stopCh   chan struct{}
 }
 
 func (p *peer) activePods() []*v1.Pod {
@@ -68,7 +70,7 @@ func (p *peer) handle(ctx context.Context, r request) (any, error) {
 	case "start":
 		return p.start(ctx, r)
 	case "kubelet_start":
-		return nil, p.kubeletStart(ctx)
+		return p.kubeletStart(ctx, r)
 	case "kubelet_stop":
 		p.kubeletStop()
 		return nil, nil
@@ -94,51 +96,73 @@ func (p *peer) start(ctx context.Context, r request) (any, error) {
 		return nil, err
 	}
 	p.cp = cp
-	p.params = r
-	p.nodeName = r.NodeName
-	node, err := cp.ensureNode(ctx, r.NodeName)
-	if err != nil {
-		return nil, fmt.Errorf("create node: %w", err)
-	}
-	if r.PluginsRegistry != "" {
-		if err := p.kubeletStart(ctx); err != nil {
-			return nil, err
-		}
-	}
-	return map[string]any{"kubeconfig": cp.kubeconfig, "server": cp.server, "node_uid": string(node.UID)}, nil
+	return map[string]any{"kubeconfig": cp.kubeconfig, "server": cp.server}, nil
 }
 
 // kubeletStart is what the kubelet's container manager and Kubelet do for DRA: the DRA
 // manager on its state dir, started, its registration handler given to the plugin
 // watcher on the plugins registry dir.
-func (p *peer) kubeletStart(ctx context.Context) error {
+// The Node object is created first, as the kubelet registers its node.
+func (p *peer) kubeletStart(ctx context.Context, r request) (any, error) {
+	if p.cp == nil {
+		return nil, fmt.Errorf("not started")
+	}
 	if p.kubelet != nil {
-		return fmt.Errorf("kubelet already started")
+		return nil, fmt.Errorf("kubelet already started")
+	}
+	node, err := p.cp.ensureNode(ctx, r.NodeName)
+	if err != nil {
+		return nil, fmt.Errorf("create node: %w", err)
 	}
 	logger := klog.FromContext(ctx)
-	stateDir := filepath.Join(p.params.Dir, "kubelet-dra-state")
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return err
+	if err := os.MkdirAll(r.StateDir, 0o755); err != nil {
+		return nil, err
 	}
-	m, err := dra.NewManager(logger, p.cp.client, stateDir)
+	// The manager's client, observed: the DRA plugin manager wipes the node's
+	// ResourceSlices when it starts (and 30s after a driver's last plugin goes away); the
+	// answer waits for that first wipe so a test knows it happened and when.
+	wiped := make(chan struct{})
+	var once sync.Once
+	cfg := rest.CopyConfig(p.cp.config)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			resp, err := rt.RoundTrip(req)
+			if req.Method == http.MethodDelete && strings.HasSuffix(req.URL.Path, "/resourceslices") &&
+				err == nil && resp.StatusCode < 300 {
+				once.Do(func() { close(wiped) })
+			}
+			return resp, err
+		})
+	}
+	kubeClient, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	m, err := dra.NewManager(logger, kubeClient, r.StateDir)
+	if err != nil {
+		return nil, err
 	}
 	gctx, cancel := context.WithCancel(ctx)
-	g := &kubeletGen{manager: m, cancel: cancel, stopCh: make(chan struct{})}
+	g := &kubeletGen{nodeName: r.NodeName, manager: m, cancel: cancel, stopCh: make(chan struct{})}
 	ready := config.NewSourcesReady(func(sets.Set[string]) bool { return true })
+	nodeName := r.NodeName
 	getNode := func(ctx context.Context) (*v1.Node, error) {
-		return p.cp.client.CoreV1().Nodes().Get(ctx, p.nodeName, metav1.GetOptions{})
+		return p.cp.client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
 	}
 	if err := m.Start(gctx, p.activePods, getNode, ready); err != nil {
 		cancel()
-		return err
+		return nil, err
 	}
-	pm := pluginmanager.NewPluginManager(p.params.PluginsRegistry, &record.FakeRecorder{})
+	pm := pluginmanager.NewPluginManager(r.PluginsRegistry, &record.FakeRecorder{})
 	pm.AddHandler(pluginwatcherapi.DRAPlugin, m.GetWatcherHandler())
 	go pm.Run(gctx, ready, g.stopCh)
 	p.kubelet = g
-	return nil
+	select {
+	case <-wiped:
+	case <-time.After(30 * time.Second):
+		return nil, fmt.Errorf("the DRA manager did not wipe the node's ResourceSlices at start within 30s")
+	}
+	return map[string]any{"node_uid": string(node.UID)}, nil
 }
 
 func (p *peer) kubeletStop() {
@@ -160,7 +184,7 @@ func (p *peer) allocate(ctx context.Context, r request) (any, error) {
 		return nil, fmt.Errorf("not started")
 	}
 	client := p.cp.client
-	node, err := client.CoreV1().Nodes().Get(ctx, p.nodeName, metav1.GetOptions{})
+	node, err := client.CoreV1().Nodes().Get(ctx, r.NodeName, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -241,6 +265,10 @@ func (p *peer) allocate(ctx context.Context, r request) (any, error) {
 	return map[string]any{"allocated": true, "status": out}, nil
 }
 
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
 type classLister map[string]*resourceapi.DeviceClass
 
 func (c classLister) List() ([]*resourceapi.DeviceClass, error) {
@@ -266,7 +294,9 @@ func (p *peer) podFrom(spec *podSpec) *v1.Pod {
 	if pod.Namespace == "" {
 		pod.Namespace = "default"
 	}
-	pod.Spec.NodeName = p.nodeName
+	if p.kubelet != nil {
+		pod.Spec.NodeName = p.kubelet.nodeName
+	}
 	for _, c := range spec.Claims {
 		name := c.ClaimName
 		pod.Spec.ResourceClaims = append(pod.Spec.ResourceClaims, v1.PodResourceClaim{Name: c.Name, ResourceClaimName: &name})
