@@ -414,3 +414,56 @@ async def test_plugin_is_registered_again_and_prepares_when_the_kubelet_restarte
     assert dra_node.allocate(["after"], pod) is not None
     cdi = await dra_node.peer.aprepare(pod)
     assert cdi["c0"]
+
+
+# --- health --------------------------------------------------------------------------------
+
+
+async def wait_health(node: DraNode, pod: PeerPod, want: str, timeout: float = 20.0,
+                      ) -> dict[str, str]:
+    """Poll the DRA manager's view of ``pod`` until every device has ``want``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        health = (await node.peer.apod_health(pod)).get("c0", {})
+        if health and set(health.values()) == {want}:
+            return health
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"pod health is {health}, not all {want}")
+        await asyncio.sleep(0.2)
+
+
+async def allocated_pod(node: DraNode, name: str) -> tuple[PeerPod, str]:
+    """A pod with one prepared claim for one ens1f0 VF; returns it and the VF's PCI address."""
+    await node.publish()
+    await node.start_plugin()
+    node.device_class(f"sriov-{node.name}")
+    node.claim(name, f"sriov-{node.name}", PF_ENS1F0)
+    pod = node.pod(f"pod-{name}", {"nic": name})
+    statuses = node.allocate([name], pod)
+    assert statuses is not None
+    device = statuses[0]["allocation"]["devices"]["results"][0]["device"]
+    await node.peer.aprepare(pod)
+    return pod, node.devices.value[device].device.id
+
+
+async def test_pod_sees_its_device_unhealthy_when_the_vf_loses_health(
+        dra_node: DraNode) -> None:
+    pod, address = await allocated_pod(dra_node, "watched")
+    await wait_health(dra_node, pod, "Healthy")
+
+    dra_node.devices.publish(node_devices(dra_node.host, {address: UNHEALTHY}))
+    await wait_health(dra_node, pod, "Unhealthy")
+
+    dra_node.devices.publish(node_devices(dra_node.host))
+    await wait_health(dra_node, pod, "Healthy")
+
+
+async def test_pod_device_health_stays_known_when_nothing_changes_past_the_kubelet_timeout(
+        dra_node: DraNode) -> None:
+    """The kubelet forgets a device's health (Unknown) when the stream said nothing about
+    it for its health check timeout (30 s unless the plugin names another)."""
+    pod, _ = await allocated_pod(dra_node, "quiet")
+    await wait_health(dra_node, pod, "Healthy")
+    await asyncio.sleep(32)
+    health = (await dra_node.peer.apod_health(pod))["c0"]
+    assert set(health.values()) == {"Healthy"}

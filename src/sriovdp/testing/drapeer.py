@@ -176,6 +176,16 @@ class DraPeer:
         """The DRA manager's UnprepareResources for ``pod``."""
         await self.acall({"op": "unprepare", "pod": pod.to_json()})
 
+    async def apod_health(self, pod: PeerPod) -> dict[str, dict[str, str]]:
+        """What the DRA manager puts in ``pod``'s container statuses
+        (``allocatedResourcesStatus``): container → resource id (the CDI id) → health."""
+        result = await self.acall({"op": "pod_health", "pod": pod.to_json()})
+        out: dict[str, dict[str, str]] = {}
+        for container, statuses in (result or {}).items():
+            out[container] = {r["resourceID"]: r["health"]
+                              for st in statuses or [] for r in st.get("resources") or []}
+        return out
+
     def stop(self) -> None:
         proc = self._proc
         if proc is None:

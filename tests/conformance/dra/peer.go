@@ -80,6 +80,8 @@ func (p *peer) handle(ctx context.Context, r request) (any, error) {
 		return p.prepare(ctx, r)
 	case "unprepare":
 		return p.unprepare(ctx, r)
+	case "pod_health":
+		return p.podHealth(ctx, r)
 	case "stop":
 		p.stop()
 		return nil, nil
@@ -362,6 +364,28 @@ func (p *peer) unprepare(ctx context.Context, r request) (any, error) {
 	delete(p.pods, string(pod.UID))
 	p.mu.Unlock()
 	return nil, nil
+}
+
+// podHealth is what the kubelet's status manager asks the DRA manager for a pod's
+// container statuses: allocatedResourcesStatus, from the plugin's health stream.
+func (p *peer) podHealth(ctx context.Context, r request) (any, error) {
+	if p.kubelet == nil {
+		return nil, fmt.Errorf("kubelet not started")
+	}
+	if r.Pod == nil {
+		return nil, fmt.Errorf("pod_health needs a pod")
+	}
+	pod := p.podFrom(r.Pod)
+	status := &v1.PodStatus{}
+	for _, c := range pod.Spec.Containers {
+		status.ContainerStatuses = append(status.ContainerStatuses, v1.ContainerStatus{Name: c.Name})
+	}
+	p.kubelet.manager.UpdateAllocatedResourcesStatus(klog.FromContext(ctx), pod, status)
+	out := map[string][]v1.ResourceStatus{}
+	for _, cs := range status.ContainerStatuses {
+		out[cs.Name] = cs.AllocatedResourcesStatus
+	}
+	return out, nil
 }
 
 func (p *peer) stop() {
