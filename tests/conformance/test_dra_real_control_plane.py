@@ -216,30 +216,6 @@ async def dra_node(dra_peer: DraPeer, api: k8s.ApiClient) -> AsyncIterator[DraNo
         shutil.rmtree(work, ignore_errors=True)
 
 
-def cdi_edits(specs: Mapping[str, Any], cdi_ids: list[str]) -> tuple[list[str], list[str]]:
-    """What a runtime applies for ``cdi_ids`` (``<kind>=<name>``): the env and the device
-    node paths of the spec-level and each named device's container edits."""
-    env: list[str] = []
-    nodes: list[str] = []
-    by_kind = {}
-    for spec in specs.values():
-        by_kind.setdefault(spec["kind"], []).append(spec)
-    used_specs = []
-    for cdi_id in cdi_ids:
-        kind, _, name = cdi_id.partition("=")
-        matches = [(spec, d) for spec in by_kind.get(kind, []) for d in spec["devices"]
-                   if d["name"] == name]
-        assert len(matches) == 1, f"CDI id {cdi_id} resolves to {len(matches)} devices"
-        spec, device = matches[0]
-        if spec not in used_specs:
-            used_specs.append(spec)
-            env += spec.get("containerEdits", {}).get("env", [])
-            nodes += [n["path"] for n in spec.get("containerEdits", {}).get("deviceNodes", [])]
-        env += device["containerEdits"].get("env", [])
-        nodes += [n["path"] for n in device["containerEdits"].get("deviceNodes", [])]
-    return env, nodes
-
-
 # --- slices --------------------------------------------------------------------------------
 
 
@@ -332,12 +308,13 @@ async def test_claim_with_cel_selector_is_allocated_prepared_and_gives_the_pod_i
 
     cdi = await dra_node.peer.aprepare(pod)
 
-    specs = dra_node.specs()
-    assert list(specs) == [f"{SPEC_FILE_PREFIX}{claim_uid}.yaml"]
-    env, nodes = cdi_edits(specs, cdi["c0"])
+    assert list(dra_node.specs()) == [f"{SPEC_FILE_PREFIX}{claim_uid}.yaml"]
+    container = dra_node.peer.cdi_resolve(dra_node.cdi_dir, cdi["c0"])
     addresses = sorted(dra_node.devices.value[d].device.id for d in chosen)
-    assert f"PCIDEVICE_INTEL_COM_MLNX_SRIOV_RDMA={','.join(addresses)}" in env
-    assert any(n.startswith("/dev/infiniband/") for n in nodes)
+    assert f"PCIDEVICE_INTEL_COM_MLNX_SRIOV_RDMA={','.join(addresses)}" in container["env"]
+    paths = sorted(d["path"] for d in container["device_nodes"])
+    assert "/dev/infiniband/rdma_cm" in paths
+    assert len([p for p in paths if p.startswith("/dev/infiniband/uverbs")]) == 2
 
     await dra_node.peer.aunprepare(pod)
     assert dra_node.specs() == {}
@@ -380,7 +357,9 @@ async def test_unprepare_cleans_up_when_the_plugin_restarted(
     pod = dra_node.pod("pod-r", {"nic": "dpdk"})
     assert dra_node.allocate(["dpdk"], pod) is not None
     cdi = await dra_node.peer.aprepare(pod)
-    assert cdi["c0"] and len(dra_node.specs()) == 1
+    assert len(dra_node.specs()) == 1
+    container = dra_node.peer.cdi_resolve(dra_node.cdi_dir, cdi["c0"])
+    assert any(n["path"].startswith("/dev/vfio/") for n in container["device_nodes"])
 
     await dra_node.stop_plugin()
     if claim_deleted:

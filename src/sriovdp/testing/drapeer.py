@@ -176,6 +176,15 @@ class DraPeer:
         """The DRA manager's UnprepareResources for ``pod``."""
         await self.acall({"op": "unprepare", "pod": pod.to_json()})
 
+    def cdi_resolve(self, spec_dir: Path, cdi_devices: list[str]) -> dict[str, Any]:
+        """What a container runtime makes of ``cdi_devices`` with the CDI library's cache on
+        ``spec_dir`` (every spec there loaded and validated, each id resolved): the edits
+        ``{"env": [...], "device_nodes": [{"path", "hostPath", "type"}], "mounts": [...]}``
+        in CDI's order. Raises :class:`DraPeerError` for an invalid spec or unknown id."""
+        result: dict[str, Any] = self.call({"op": "cdi_resolve", "spec_dir": str(spec_dir),
+                                            "cdi_devices": cdi_devices})
+        return result
+
     async def apod_health(self, pod: PeerPod) -> dict[str, dict[str, str]]:
         """What the DRA manager puts in ``pod``'s container statuses
         (``allocatedResourcesStatus``): container → resource id (the CDI id) → health."""

@@ -42,6 +42,9 @@ type request struct {
 	Namespace string   `json:"namespace"`
 	Claims    []string `json:"claims"`
 	Pod       *podSpec `json:"pod"`
+	// cdi_resolve: the CDI spec directory and the device ids
+	SpecDir    string   `json:"spec_dir"`
+	CDIDevices []string `json:"cdi_devices"`
 }
 
 type podSpec struct {

@@ -80,6 +80,8 @@ func (p *peer) handle(ctx context.Context, r request) (any, error) {
 		return p.prepare(ctx, r)
 	case "unprepare":
 		return p.unprepare(ctx, r)
+	case "cdi_resolve":
+		return cdiResolve(r.SpecDir, r.CDIDevices)
 	case "pod_health":
 		return p.podHealth(ctx, r)
 	case "stop":
