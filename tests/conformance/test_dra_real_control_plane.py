@@ -281,6 +281,59 @@ async def test_stale_slices_are_replaced_when_another_process_published_before(
     assert {s["spec"]["pool"]["generation"] for s in slices} == {generation + 1}
 
 
+HOSTS = Path(__file__).parents[1] / "data" / "hosts"
+CATCH_ALL = {"resourceList": [
+    {"resourceName": "all_net", "selectors": [{}]},
+    {"resourceName": "all_accel", "deviceType": "accelerator", "selectors": [{}]},
+    {"resourceName": "all_sf", "deviceType": "auxNetDevice", "selectors": [{"auxTypes": ["sf"]}]},
+]}
+
+
+async def publish_host(api: k8s.ApiClient, host: FakeHost, policy: HealthPolicy,
+                       unhealthy: bool = False) -> tuple[dict[str, DraDevice],
+                                                         list[dict[str, Any]]]:
+    """Publish every device of ``host`` for a new Node; returns them and the stored slices."""
+    name = f"node-{next(_nodes)}"
+    node = k8s.CoreV1Api(api).create_node({"metadata": {"name": name}})
+    inventory = scan(host.paths)
+    pools = build_pools(inventory, parse_config(json.dumps(CATCH_ALL)).resources,
+                        default_prefix="intel.com")
+    if unhealthy:
+        every = {d.id: UNHEALTHY for pool in pools.values() for d in pool.devices.values()}
+        pools = build_pools(inventory, parse_config(json.dumps(CATCH_ALL)).resources,
+                            default_prefix="intel.com", health=every)
+    devices = dra_devices(pools)
+    resource = k8s.ResourceV1Api(api)
+    publisher = SlicePublisher(KubernetesSliceApi(resource), driver=DRIVER, node_name=name,
+                               node_uid=node.metadata.uid, policy=policy)
+    await publisher.publish(devices)
+    stored = resource.list_resource_slice(field_selector=f"spec.nodeName={name}")
+    return devices, [api.sanitize_for_serialization(s) for s in stored.items]
+
+
+@pytest.mark.parametrize("spec", sorted(p.name for p in HOSTS.glob("*.yaml")))
+async def test_golden_host_devices_are_accepted_by_the_apiserver_when_published(
+        api: k8s.ApiClient, tmp_path: Path, spec: str) -> None:
+    host = FakeHost.load(tmp_path / "host", HOSTS / spec)
+    devices, slices = await publish_host(api, host, HealthPolicy.WITHDRAW)
+    published = {d["name"]: d for s in slices for d in s["spec"]["devices"]}
+    assert devices and sorted(published) == sorted(devices)
+
+
+@pytest.mark.parametrize(("policy", "per_slice"), [(HealthPolicy.WITHDRAW, 128),
+                                                   (HealthPolicy.TAINT, 64)])
+async def test_a_big_pool_is_split_into_slices_the_apiserver_accepts(
+        api: k8s.ApiClient, tmp_path: Path, policy: HealthPolicy, per_slice: int) -> None:
+    """The API allows 128 devices per slice, 64 when they have taints."""
+    host = FakeHost.scaled(tmp_path / "host", pfs=2, vfs_per_pf=150)
+    devices, slices = await publish_host(api, host, policy,
+                                         unhealthy=policy is HealthPolicy.TAINT)
+    assert len(slices) == -(-300 // per_slice)
+    assert {s["spec"]["pool"]["resourceSliceCount"] for s in slices} == {len(slices)}
+    assert all(len(s["spec"]["devices"]) <= per_slice for s in slices)
+    assert sorted(d["name"] for s in slices for d in s["spec"]["devices"]) == sorted(devices)
+
+
 # --- allocate, prepare, unprepare ----------------------------------------------------------
 
 PF_ENS1F0 = f'device.attributes["{DOMAIN}"].pfName == "ens1f0"'
