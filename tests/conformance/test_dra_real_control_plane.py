@@ -85,7 +85,7 @@ def dra_peer() -> Iterator[DraPeer]:
 
 
 @pytest.fixture(scope="session")
-def api(dra_peer: DraPeer) -> k8s.ApiClient:
+def dra_api(dra_peer: DraPeer) -> k8s.ApiClient:
     """The official client on the peer's kubeconfig (token, the apiserver's own CA)."""
     return k8s_config.new_client_from_config(config_file=str(dra_peer.kubeconfig))
 
@@ -196,7 +196,8 @@ class DraNode:
 
 
 @pytest.fixture
-async def dra_node(dra_peer: DraPeer, api: k8s.ApiClient) -> AsyncIterator[DraNode]:
+async def dra_node(dra_peer: DraPeer, dra_api: k8s.ApiClient) -> AsyncIterator[DraNode]:
+    api = dra_api
     work = Path(tempfile.mkdtemp(prefix="sdpdn-", dir="/tmp"))  # short unix socket paths
     name = f"node-{next(_nodes)}"
     host = build_demo_host(work / "host")
@@ -313,9 +314,9 @@ async def publish_host(api: k8s.ApiClient, host: FakeHost, policy: HealthPolicy,
 
 @pytest.mark.parametrize("spec", sorted(p.name for p in HOSTS.glob("*.yaml")))
 async def test_golden_host_devices_are_accepted_by_the_apiserver_when_published(
-        api: k8s.ApiClient, tmp_path: Path, spec: str) -> None:
+        dra_api: k8s.ApiClient, tmp_path: Path, spec: str) -> None:
     host = FakeHost.load(tmp_path / "host", HOSTS / spec)
-    devices, slices = await publish_host(api, host, HealthPolicy.WITHDRAW)
+    devices, slices = await publish_host(dra_api, host, HealthPolicy.WITHDRAW)
     published = {d["name"]: d for s in slices for d in s["spec"]["devices"]}
     assert devices and sorted(published) == sorted(devices)
 
@@ -323,10 +324,11 @@ async def test_golden_host_devices_are_accepted_by_the_apiserver_when_published(
 @pytest.mark.parametrize(("policy", "per_slice"), [(HealthPolicy.WITHDRAW, 128),
                                                    (HealthPolicy.TAINT, 64)])
 async def test_a_big_pool_is_split_into_slices_the_apiserver_accepts(
-        api: k8s.ApiClient, tmp_path: Path, policy: HealthPolicy, per_slice: int) -> None:
+        dra_api: k8s.ApiClient, tmp_path: Path, policy: HealthPolicy, per_slice: int,
+) -> None:
     """The API allows 128 devices per slice, 64 when they have taints."""
     host = FakeHost.scaled(tmp_path / "host", pfs=2, vfs_per_pf=150)
-    devices, slices = await publish_host(api, host, policy,
+    devices, slices = await publish_host(dra_api, host, policy,
                                          unhealthy=policy is HealthPolicy.TAINT)
     assert len(slices) == -(-300 // per_slice)
     assert {s["spec"]["pool"]["resourceSliceCount"] for s in slices} == {len(slices)}
