@@ -35,8 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from harness import summary  # bench/ is the script's directory
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
+from kubernetes import client as k8s, config as k8s_config
 
 from sriovdp.host.cdi import CdiStore
 from sriovdp.host.draclaims import ClaimCheckpoint
@@ -49,7 +48,8 @@ from sriovdp.kubelet.feed import LatestValue
 from sriovdp.model.config import parse_config
 from sriovdp.model.dra.prepare import SPEC_FILE_PREFIX
 from sriovdp.model.dra.slices import DraDevice, HealthPolicy, dra_devices
-from sriovdp.model.pools import UNHEALTHY, build_pools
+from sriovdp.model.health import Health
+from sriovdp.model.pools import build_pools
 from sriovdp.testing.drapeer import DraPeer, PeerPod, build_dra_peer, why_no_dra_peer
 from sriovdp.testing.fakehost import FakeHost
 
@@ -100,7 +100,7 @@ async def main_async(runs: int, flips: int, claims: int) -> None:
               f"  ratio {median_ms(first) / median_ms(floor):5.2f}")
 
         vf = next(iter(devices.values())).device.id
-        sick = devices_of(host, {vf: UNHEALTHY})
+        sick = devices_of(host, {vf: Health.UNHEALTHY})
         for policy in (HealthPolicy.WITHDRAW, HealthPolicy.TAINT):
             name = f"bench-{policy}"
             uid = core.create_node({"metadata": {"name": name}}).metadata.uid

@@ -27,39 +27,37 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client as k8s, config as k8s_config
 
-from sriovdp.testing.drapeer import DraPeer, PeerPod, build_dra_peer, why_no_dra_peer
-
-_WHY_NOT = why_no_dra_peer()
-if _WHY_NOT is not None:
-    pytest.skip(_WHY_NOT, allow_module_level=True)
-
-from kubernetes import client as k8s  # noqa: E402
-from kubernetes import config as k8s_config  # noqa: E402
-
-from sriovdp.host.cdi import CdiStore  # noqa: E402
-from sriovdp.host.draclaims import ClaimCheckpoint  # noqa: E402
-from sriovdp.host.sysfs import scan  # noqa: E402
-from sriovdp.kubelet.dra.claims import KubernetesClaimReader  # noqa: E402
-from sriovdp.kubelet.dra.preparer import ClaimPreparer  # noqa: E402
-from sriovdp.kubelet.dra.publisher import KubernetesSliceApi, SlicePublisher  # noqa: E402
-from sriovdp.kubelet.dra.server import (  # noqa: E402
+from sriovdp.host.cdi import CdiStore
+from sriovdp.host.draclaims import ClaimCheckpoint
+from sriovdp.host.sysfs import scan
+from sriovdp.kubelet.dra.claims import KubernetesClaimReader
+from sriovdp.kubelet.dra.preparer import ClaimPreparer
+from sriovdp.kubelet.dra.publisher import KubernetesSliceApi, SlicePublisher
+from sriovdp.kubelet.dra.server import (
     DraPluginServer,
     plugin_socket,
     registration_socket,
 )
-from sriovdp.kubelet.feed import LatestValue  # noqa: E402
-from sriovdp.model.config import parse_config  # noqa: E402
-from sriovdp.model.dra.prepare import SPEC_FILE_PREFIX  # noqa: E402
-from sriovdp.model.dra.slices import (  # noqa: E402
+from sriovdp.kubelet.feed import LatestValue
+from sriovdp.model.config import parse_config
+from sriovdp.model.dra.prepare import SPEC_FILE_PREFIX
+from sriovdp.model.dra.slices import (
     DraDevice,
     HealthPolicy,
     dra_devices,
     resource_slices,
 )
-from sriovdp.model.pools import UNHEALTHY, build_pools  # noqa: E402
-from sriovdp.testing.demo import DEMO_CONFIG, build_demo_host  # noqa: E402
-from sriovdp.testing.fakehost import FakeHost  # noqa: E402
+from sriovdp.model.health import Health
+from sriovdp.model.pools import build_pools
+from sriovdp.testing.demo import DEMO_CONFIG, build_demo_host
+from sriovdp.testing.drapeer import DraPeer, PeerPod, build_dra_peer, why_no_dra_peer
+from sriovdp.testing.fakehost import FakeHost
+
+_WHY_NOT = why_no_dra_peer()
+if _WHY_NOT is not None:
+    pytest.skip(_WHY_NOT, allow_module_level=True)
 
 pytestmark = pytest.mark.conformance
 
@@ -252,7 +250,7 @@ async def test_slices_follow_the_host_when_a_vf_turns_unhealthy_and_back(
     await dra_node.publish()
     generation = dra_node.slices()[0]["spec"]["pool"]["generation"]
     vf = dra_node.devices.value["0000-d8-00-3"].device.id
-    await dra_node.publish(health={vf: UNHEALTHY})
+    await dra_node.publish(health={vf: Health.UNHEALTHY})
     assert "0000-d8-00-3" not in dra_node.published_devices()
     assert dra_node.slices()[0]["spec"]["pool"]["generation"] > generation
     await dra_node.publish()
@@ -300,7 +298,7 @@ async def publish_host(api: k8s.ApiClient, host: FakeHost, policy: HealthPolicy,
     pools = build_pools(inventory, parse_config(json.dumps(CATCH_ALL)).resources,
                         default_prefix="intel.com")
     if unhealthy:
-        every = {d.id: UNHEALTHY for pool in pools.values() for d in pool.devices.values()}
+        every = {d.id: Health.UNHEALTHY for pool in pools.values() for d in pool.devices.values()}
         pools = build_pools(inventory, parse_config(json.dumps(CATCH_ALL)).resources,
                             default_prefix="intel.com", health=every)
     devices = dra_devices(pools)
@@ -388,7 +386,7 @@ async def test_unhealthy_device_is_not_allocated_when_tainted(dra_node: DraNode)
     await dra_node.publish()
     vfs = sorted(n for n, d in dra_node.published_devices().items()
                  if d["attributes"]["pfName"] == {"string": "ens1f0"})
-    sick = {dra_node.devices.value[n].device.id: UNHEALTHY for n in vfs[1:]}
+    sick = {dra_node.devices.value[n].device.id: Health.UNHEALTHY for n in vfs[1:]}
     await dra_node.publish(health=sick)
     published = dra_node.published_devices()
     assert [t["key"] for t in published[vfs[1]]["taints"]] == [f"{DRIVER}/unhealthy"]
@@ -485,7 +483,7 @@ async def test_pod_sees_its_device_unhealthy_when_the_vf_loses_health(
     pod, address = await allocated_pod(dra_node, "watched")
     await wait_health(dra_node, pod, "Healthy")
 
-    dra_node.devices.publish(node_devices(dra_node.host, {address: UNHEALTHY}))
+    dra_node.devices.publish(node_devices(dra_node.host, {address: Health.UNHEALTHY}))
     await wait_health(dra_node, pod, "Unhealthy")
 
     dra_node.devices.publish(node_devices(dra_node.host))
