@@ -9,6 +9,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # where the conformance suite builds its kubelet peer (gitignored)
 export KUBELET_PEER_BUILD_DIR ?= $(CURDIR)/tests/conformance/kubelet/.bin
+# and its DRA peer (etcd, kube-apiserver, structured allocator, kubelet DRA manager; gitignored)
+export DRA_PEER_BUILD_DIR ?= $(CURDIR)/tests/conformance/dra/.bin
 
 .PHONY: demo test lint conformance bench install venv clean
 
@@ -49,6 +51,7 @@ test: venv
 conformance: venv
 	@command -v go >/dev/null 2>&1 || { echo "make conformance: go is not on PATH (needs Go to build the kubelet peer)"; exit 1; }
 	cd tests/conformance/kubelet && go build -o $(KUBELET_PEER_BUILD_DIR)/kubeletpeer .
+	cd tests/conformance/dra && go build -o $(DRA_PEER_BUILD_DIR)/drapeer .
 	$(BIN)/pytest -m conformance tests/conformance
 
 lint: venv

@@ -298,6 +298,26 @@ async def test_health_streams_every_device_and_the_change_when_a_vf_goes_unhealt
         plugin.devices.publish(node_devices(host))
 
 
+async def test_health_is_sent_again_when_nothing_changed_for_the_resend_interval(
+        host: FakeHost) -> None:
+    """The kubelet turns a device's health to Unknown when the stream has not repeated it
+    within its health check timeout (30 s by default), so an unchanged list is re-sent."""
+    from sriovdp.kubelet.dra.servicer import DraHealthServicer
+
+    feed: LatestValue[Mapping[str, DraDevice]] = LatestValue(node_devices(host))
+    clock = iter(range(1000, 2000))
+    servicer = DraHealthServicer(NODE, feed, drahealth_v1_pb2, resend=0.05,
+                                 clock=lambda: next(clock))
+    stream = servicer.NodeWatchResources(drahealth_v1_pb2.NodeWatchResourcesRequest(), None)
+    try:
+        answers = [await asyncio.wait_for(anext(stream), 5) for _ in range(3)]
+    finally:
+        await stream.aclose()
+    assert [a.devices[0].last_updated_time for a in answers] == [1000, 1001, 1002]
+    assert [len(a.devices) for a in answers] == [len(feed.value)] * 3
+    assert {d.health_check_timeout_seconds for d in answers[0].devices} == {1}
+
+
 def test_checkpoint_is_refused_naming_the_file_when_it_is_corrupt(tmp_path: Path) -> None:
     from sriovdp.errors import HostError
 

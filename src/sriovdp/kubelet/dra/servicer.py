@@ -6,7 +6,9 @@
   concurrently, and a claim that fails gets its ``error`` in the answer (never a failed
   call, which would fail every claim of the call).
 * :class:`DraHealthServicer` — ``DRAResourceHealth.NodeWatchResources`` (``v1`` and
-  ``v1alpha1``): the health of every device of the node, again whenever it changes.
+  ``v1alpha1``): the health of every device of the node, again whenever it changes and at
+  least every ``resend`` seconds (the kubelet turns health it has not heard again within
+  the health check timeout into Unknown).
 * :class:`DraRegistrationServicer` — ``pluginregistration.Registration`` on the plugin
   watcher's socket: type ``DRAPlugin``, name = the driver, endpoint = ``dra.sock``'s host
   path, and the services we serve, newest first, as ``<proto package>.<service>`` short
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import ModuleType
@@ -115,12 +118,18 @@ class DraPluginServicer:
         return response
 
 
+HEALTH_RESEND_SECONDS = 10.0
+"""How often an unchanged health list is sent again; the stream names three times this as
+each device's ``health_check_timeout_seconds`` (30 s, the kubelet's default)."""
+
+
 class DraHealthServicer:
     """``DRAResourceHealth`` of one API version (``drahealth_v1_pb2`` or ``..._v1alpha1_pb2``).
 
     Args:
         pool_name: this node's DRA pool.
         feed: the node's DRA devices; every published value is streamed (coalesced).
+        resend: seconds after which an unchanged list is sent again.
         clock: Unix time in seconds for ``last_updated_time``.
     """
 
@@ -130,11 +139,14 @@ class DraHealthServicer:
         feed: LatestValue[Mapping[str, DraDevice]],
         pb: ModuleType,
         *,
+        resend: float = HEALTH_RESEND_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._pool_name = pool_name
         self._feed = feed
         self._pb = pb
+        self._resend = resend
+        self._timeout = math.ceil(3 * resend)
         self._clock = clock
 
     def response(self, devices: Mapping[str, DraDevice]) -> Any:
@@ -146,13 +158,28 @@ class DraHealthServicer:
                 device=pb.DeviceIdentifier(pool_name=self._pool_name, device_name=name),
                 health=pb.UNHEALTHY if d.device.health == Health.UNHEALTHY else pb.HEALTHY,
                 last_updated_time=now,
+                health_check_timeout_seconds=self._timeout,
             )
             for name, d in devices.items()
         ])
 
     async def NodeWatchResources(self, request: Any, context: Any) -> AsyncIterator[Any]:
-        async for devices in self._feed.watch():
-            yield self.response(devices)
+        updates = self._feed.watch()
+        devices: Mapping[str, DraDevice] | None = None
+        pending = asyncio.ensure_future(anext(updates))
+        try:
+            while True:
+                done, _ = await asyncio.wait({pending}, timeout=self._resend)
+                if done:
+                    try:
+                        devices = pending.result()
+                    except StopAsyncIteration:  # the feed was closed
+                        return
+                    pending = asyncio.ensure_future(anext(updates))
+                if devices is not None:  # a timeout repeats the last list
+                    yield self.response(devices)
+        finally:
+            pending.cancel()
 
 
 class DraRegistrationServicer(reg_grpc.RegistrationServicer):
