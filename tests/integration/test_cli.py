@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import os
 import re
 import signal
 import stat
@@ -225,27 +224,26 @@ def test_verbosity_10_logs_our_debug_and_not_the_libraries_when_set(
 # -- the daemon process: start-up signals and umask ----------------------------------------
 
 
-def _blocked_start(signals: set[signal.Signals], umask: int | None = None):  # noqa: ANN202
-    """preexec_fn: the child starts with ``signals`` blocked (pending ones wait), which is
-    how a signal sent during interpreter start-up looks to the daemon's first line."""
-    def pre() -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-        if umask is not None:
-            os.umask(umask)
-    return pre
-
-
-async def _daemon(workdir: Path, host_root: Path, *extra: str, umask: int | None = None,
+async def _daemon(workdir: Path, host_root: Path, *extra: str, umask: int = -1,
                   blocked: set[signal.Signals] = frozenset()) -> asyncio.subprocess.Process:
+    """The daemon as a child process that starts with ``blocked`` signals blocked (pending ones
+    wait), which is how a signal sent during interpreter start-up looks to its first line.
+
+    The mask is set in this thread around the fork (a child inherits the forking thread's mask
+    across exec) and the umask by subprocess itself: no ``preexec_fn``, whose Python code in a
+    child forked while the emulator's gRPC threads run can deadlock before exec under load."""
     cfg = workdir / "config.json"
     if not cfg.exists():
         write_config(cfg)
-    return await asyncio.create_subprocess_exec(
-        *SRIOVDP, "--config-file", str(cfg), "--host-root", str(host_root),
-        "--device-plugin-dir", str(workdir / "dp"), "--plugins-registry-dir",
-        str(workdir / "none"), "--device-info-dir", str(workdir / "devinfo"), *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        preexec_fn=_blocked_start(set(blocked), umask))
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        return await asyncio.create_subprocess_exec(
+            *SRIOVDP, "--config-file", str(cfg), "--host-root", str(host_root),
+            "--device-plugin-dir", str(workdir / "dp"), "--plugins-registry-dir",
+            str(workdir / "none"), "--device-info-dir", str(workdir / "devinfo"), *extra,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, umask=umask)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 async def test_sigint_during_start_up_exits_0_without_a_traceback_when_sent_at_once(
