@@ -39,6 +39,9 @@ class HoldTracker:
         answered."""
         self.failures = 0
         self.last_error = ""
+        self.allocations = 0
+        """Allocate calls recorded so far: a caller that decided from :meth:`current` off the
+        event loop compares it to know whether an Allocate came in meanwhile."""
 
     @property
     def answered(self) -> bool:
@@ -57,6 +60,7 @@ class HoldTracker:
     def allocated(self, resource: str, ids: list[str]) -> None:
         """Hook of every successful Allocate: held from now on (no call is made)."""
         now = self._clock()
+        self.allocations += 1
         self._since.setdefault(resource, {}).update(dict.fromkeys(ids, now))
 
     def due(self) -> bool:
