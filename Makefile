@@ -12,7 +12,7 @@ export KUBELET_PEER_BUILD_DIR ?= $(CURDIR)/tests/conformance/kubelet/.bin
 # and its DRA peer (etcd, kube-apiserver, structured allocator, kubelet DRA manager; gitignored)
 export DRA_PEER_BUILD_DIR ?= $(CURDIR)/tests/conformance/dra/.bin
 
-.PHONY: demo test lint conformance bench install venv clean
+.PHONY: demo test lint conformance bench bench-root install venv clean
 
 # The tools need Python 3.11 or newer. A $(VENV) whose interpreter is older, or broken (its
 # Python gone or unable to start), is removed here, so the rule below builds it again.
@@ -59,8 +59,15 @@ lint: venv
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
+# every bench that needs no root; bench-root: the two that create a network namespace
+BENCH_NO_ROOT := discovery allocate restart idle config_parse dra
+BENCH_ROOT := health_latency hotplug
+
 bench: venv
-	$(BIN)/python bench/discovery.py
+	@set -e; for b in $(BENCH_NO_ROOT); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py; done
+
+bench-root: venv
+	@set -e; for b in $(BENCH_ROOT); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

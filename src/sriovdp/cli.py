@@ -534,7 +534,8 @@ def _run(settings: Settings, early: EarlySignals) -> int:
 
         # Kernel uevents describe the real host: only useful when scanning it.
         uevents = UeventSource() if settings.host.root == Path("/") else None
-        daemon = Reconciler(settings, config, links=PyrouteLinkSource(), uevents=uevents)
+        daemon = Reconciler(settings, config, links=PyrouteLinkSource(), uevents=uevents,
+                            freeze_gc=True)
         loop = asyncio.get_running_loop()
 
         def on_signal(sig: signal.Signals) -> None:

@@ -450,3 +450,30 @@ async def test_a_released_device_leaves_its_granting_pool_soon_when_no_resync_is
         # the pod resources API is polled while a held device is kept (every 2 s)
         await kubelet.wait_for(DPDK, lambda d: dev in d, timeout=6)
         await kubelet.wait_for(NET, lambda d: dev not in d, timeout=3)
+
+
+async def test_a_kept_device_is_regranted_only_by_its_granting_pool_when_released_and_taken_again(
+    workdir: Path, host: FakeHost
+) -> None:
+    # issue 11 item 0 / followups item 2: after the pod releases a kept device there is a
+    # window (the next pod resources poll) in which its granting pool still offers it; a
+    # second pod may get it there. One holder at a time: the new pool must not offer it
+    # while the second pod holds it, across the polls that follow.
+    settings = replace(held_settings(workdir, host), resync_interval=60.0)
+    async with emulator(settings) as kubelet, running(settings) as daemon:
+        dev = await hold_one(kubelet)
+        write(settings.config_file, config_moving(dev))
+        await eventually(lambda: (NET, dev) in daemon.retention.kept, what="kept in net")
+        await kubelet.wait_for(NET, lambda d: dev in d, timeout=3)
+        kubelet.release("busy")
+        again = await kubelet.admit(NET, 1, pod="next")  # before the daemon sees the release
+        assert tuple(again.device_ids) == (dev,)
+        seen_polls = 0
+        start = daemon.publications
+        while seen_polls < 2:  # two pod resources polls (2 s apart) with the second pod
+            await asyncio.sleep(0.05)
+            assert dev not in kubelet.devices(DPDK)
+            assert dev in kubelet.devices(NET)
+            seen_polls = daemon.publications - start
+        kubelet.release("next")
+        await kubelet.wait_for(DPDK, lambda d: dev in d, timeout=6)

@@ -18,7 +18,6 @@ from sriovdp.model.allocation import allocate
 from sriovdp.model.cdi import (
     CDI_VERSION,
     CdiError,
-    annotation_key,
     cdi_allocation,
     cdi_env_name,
     cdi_spec,
@@ -216,27 +215,8 @@ def test_cdi_env_name_keeps_hyphens_when_the_resource_name_has_them() -> None:
 # Names and annotations (§10.14)
 
 
-def test_annotation_is_the_one_upstream_key_and_value_when_one_id_is_given_10_14() -> None:
-    assert annotation_key("example.com", "net") == "cdi.k8s.io/example.com_net"
+def test_qualified_name_joins_vendor_class_and_device_when_each_is_valid_10_14() -> None:
     assert qualified_name("example.com", "net", "0000:00:00.1") == "example.com/net=0000:00:00.1"
-
-
-@pytest.mark.parametrize(
-    ("vendor", "cls"),
-    [
-        pytest.param("a" * 56, "net-pci", id="64-chars"),
-        pytest.param("-example.com", "net-pci", id="dash-first"),
-        pytest.param("example.com", "net-", id="dash-last"),
-        pytest.param("exa/mple.com", "net-pci", id="slash"),
-    ],
-)
-def test_annotation_key_is_refused_when_it_breaks_the_key_rule(vendor: str, cls: str) -> None:
-    with pytest.raises(CdiError, match="annotation name"):
-        annotation_key(vendor, cls)
-
-
-def test_annotation_key_is_accepted_when_exactly_63_chars() -> None:
-    assert annotation_key("a" * 55, "net-pci") == "cdi.k8s.io/" + "a" * 55 + "_net-pci"
 
 
 @pytest.mark.parametrize(

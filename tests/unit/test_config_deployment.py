@@ -57,3 +57,19 @@ def test_deployment_problems_refuse_a_config_when_it_has_no_resources() -> None:
     config = parse_config('{"resourceList": []}')
     assert [str(p) for p in deployment_problems(config, "intel.com")] == [
         "resourceList: no resources configured"]
+
+
+def test_cdi_prefix_is_accepted_when_only_the_go_annotation_key_would_be_too_long() -> None:
+    # Allocate's annotation key is per pool and falls back to a hashed name when
+    # "<prefix>_<name>" breaks the annotation-name rule: a long prefix is usable with CDI
+    prefix = "a" * 50 + ".example.com"
+    config = _config({"resourceName": "net", "resourcePrefix": prefix})
+    assert cdi_problems(config, "intel.com") == []
+
+
+def test_cdi_prefix_is_refused_when_the_spec_file_name_would_be_too_long() -> None:
+    prefix = ".".join(["a" * 60] * 4)  # 243 characters: a valid prefix
+    config = _config({"resourceName": "net", "resourcePrefix": prefix})
+    [problem] = cdi_problems(config, "intel.com")
+    assert problem.path == "resourceList[0].resourcePrefix"
+    assert "255" in problem.message

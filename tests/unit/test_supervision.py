@@ -71,10 +71,25 @@ async def test_a_failed_list_keeps_every_hold_and_backs_off_when_the_api_fails()
 async def test_an_allocation_made_while_asking_is_kept_when_the_answer_predates_it() -> None:
     now = [5.0]
     api = FakePodResources()
-    tracker = HoldTracker(api, clock=lambda: now[0])
+    tracker = HoldTracker(api, clock=lambda: now[0], grace=1.0)
     tracker.allocated("intel.com/net", ["0000:3b:02.1"])  # at 5.0, before the question
-    now[0] = 6.0
-    tracker.allocated("intel.com/net", ["0000:3b:02.2"])  # at 6.0
-    now[0] = 5.5  # (the question is asked at 5.5, the answer has neither)
+    now[0] = 7.0
+    tracker.allocated("intel.com/net", ["0000:3b:02.2"])  # at 7.0
+    now[0] = 6.5  # (the question is asked at 6.5, the answer has neither)
     assert await tracker.refresh()
     assert tracker.current() == {"intel.com/net": frozenset({"0000:3b:02.2"})}
+
+
+async def test_an_allocation_is_kept_when_the_answer_came_right_after_it() -> None:
+    # the kubelet records a grant after our Allocate reply reaches it: a pod resources
+    # answer in between lacks it, and dropping it would let another pool offer the device
+    now = [5.0]
+    api = FakePodResources()
+    tracker = HoldTracker(api, clock=lambda: now[0], grace=1.0)
+    tracker.allocated("intel.com/net", ["0000:3b:02.1"])
+    now[0] = 5.01
+    assert await tracker.refresh()
+    assert tracker.current() == {"intel.com/net": frozenset({"0000:3b:02.1"})}
+    now[0] = 6.5
+    assert await tracker.refresh()
+    assert tracker.current() == {}

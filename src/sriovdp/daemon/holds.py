@@ -22,15 +22,21 @@ class HoldTracker:
         first_backoff: seconds before the first retry after a failure; doubles.
         max_backoff: the longest wait between retries.
         clock: monotonic seconds.
+        grace: seconds an allocation counts as held although an answer asked after it
+            does not list it: the kubelet records a grant only once our Allocate reply
+            reaches it, so an answer in between lacks it (and another pool could then
+            offer the device to a second pod).
     """
 
     def __init__(self, source: PodResources, *, first_backoff: float = 0.5,
-                 max_backoff: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_backoff: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 grace: float = 1.0) -> None:
         self._source = source
         self._first = first_backoff
         self._max = max_backoff
         self._clock = clock
         self._backoff = first_backoff
+        self._grace = grace
         self._known: dict[str, frozenset[str]] = {}
         self._answered = False
         self._since: dict[str, dict[str, float]] = {}  # allocated since: resource → id → when
@@ -39,6 +45,9 @@ class HoldTracker:
         answered."""
         self.failures = 0
         self.last_error = ""
+        self.allocations = 0
+        """Allocate calls recorded so far: a caller that decided from :meth:`current` off the
+        event loop compares it to know whether an Allocate came in meanwhile."""
 
     @property
     def answered(self) -> bool:
@@ -57,6 +66,7 @@ class HoldTracker:
     def allocated(self, resource: str, ids: list[str]) -> None:
         """Hook of every successful Allocate: held from now on (no call is made)."""
         now = self._clock()
+        self.allocations += 1
         self._since.setdefault(resource, {}).update(dict.fromkeys(ids, now))
 
     def due(self) -> bool:
@@ -83,8 +93,9 @@ class HoldTracker:
         self._known, self._answered = held, True
         self.retry_at, self._backoff, self.last_error = None, self._first, ""
         for name in list(self._since):
-            # allocations made after the question was asked may not be in the answer yet
-            later = {i: t for i, t in self._since[name].items() if t >= asked}
+            # allocations made after (or just before) the question was asked may not be
+            # in the answer yet
+            later = {i: t for i, t in self._since[name].items() if t >= asked - self._grace}
             if later:
                 self._since[name] = later
             else:

@@ -18,11 +18,12 @@ background task).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sriovdp.daemon.configsource import ConfigSource
 from sriovdp.daemon.configwatch import watch_config_file
@@ -45,13 +46,22 @@ from sriovdp.kubelet.podresources import PodResources, PodResourcesClient
 from sriovdp.kubelet.watch import watch_socket_dirs
 from sriovdp.model.config import Config
 from sriovdp.model.devices import HostFacts, Inventory
-from sriovdp.model.diff import diff
+from sriovdp.model.diff import PoolChanges, diff
 from sriovdp.model.health import Health
 from sriovdp.model.pools import ResourcePool, build_pools, with_faulty_pools, with_health
-from sriovdp.model.retention import HostView, PassKind, RetentionState, holds_matter, retain
+from sriovdp.model.retention import (
+    Holds,
+    HostView,
+    PassKind,
+    Retained,
+    RetentionState,
+    holds_matter,
+    retain,
+)
 from sriovdp.model.settle import Settling, same_shape, settle, signs_of_change
 
 log = logging.getLogger("sriovdp.daemon")
+T = TypeVar("T")
 HOLD_POLL = 2.0
 """Seconds between pod resources calls while a held device is kept out of its new pool: a
 release is seen within this, so the old pool stops offering it soon after."""
@@ -86,6 +96,10 @@ class Reconciler:
         uevents: kernel uevents that trigger rescans (None: periodic resync only).
         pod_resources: what pods hold (default: the kubelet's pod resources socket).
         ddp: the DDP profile reader (default: ``ddptool`` on ``PATH``).
+        freeze_gc: after the first publication move every object alive into the garbage
+            collector's permanent generation (``gc.freeze``), so a full collection walks
+            only what came later (the daemon process does this; tests sharing a process
+            do not).
     """
 
     def __init__(
@@ -98,8 +112,10 @@ class Reconciler:
         uevents: Uevents | None = None,
         pod_resources: PodResources | None = None,
         ddp: DdpReader | None = None,
+        freeze_gc: bool = False,
     ) -> None:
         self.settings = settings
+        self._freeze_gc = freeze_gc
         self.dirs = KubeletDirs.detect(settings.device_plugin_dir, settings.plugins_registry_dir,
                                        settings.kubelet_root_dir)
         port = scanner if scanner is None or isinstance(scanner, Scanner) else \
@@ -275,6 +291,10 @@ class Reconciler:
             if first and self.passes:
                 first = False
                 self.ready.set()
+                if self._freeze_gc:
+                    # what start-up made (modules, gRPC, the first scan) lives on: out of the
+                    # collector's reach, a full collection stops pausing RPCs for 30-55 ms
+                    gc.freeze()
                 await self.events.start(self.supervisor,
                                         resync_interval=self.settings.resync_interval)
             try:
@@ -334,8 +354,9 @@ class Reconciler:
         self.events.netdev_names = {n for f in fns for n in f.netdevs} | {
             f.pf_netdev for f in fns if f.pf_netdev}
         health = self.events.link_health(inventory)
-        built = build_pools(inventory, self.config.resources,
-                            default_prefix=self.settings.resource_prefix, health=health)
+        built = await asyncio.to_thread(build_pools, inventory, self.config.resources,
+                                        default_prefix=self.settings.resource_prefix,
+                                        health=health)
         await self._publish(inventory, built, health, kind)
         self.metrics.scan_duration.observe(time.perf_counter() - started)
         log.debug("pass %d took %.1f ms", self.passes, (time.perf_counter() - started) * 1e3)
@@ -373,28 +394,38 @@ class Reconciler:
     async def _publish(self, inventory: Inventory, built: dict[str, ResourcePool],
                        health: dict[str, Health], kind: PassKind, *,
                        refresh_holds: bool = False) -> None:
+        """Retain, diff and publish. After a scan the pure work (at 2,048 VFs tens of ms)
+        runs in a worker thread while the loop serves RPCs; the loop awaits it, so passes
+        still apply in order. The link fast path's is small and stays on the loop."""
         if self._host_ids[0] is not inventory:
             self._host_ids = (inventory, frozenset(inventory.functions.keys()
                                                    | inventory.aux.keys()))
         host = HostView(self._host_ids[1], health)
+        off_loop = kind is not PassKind.HEALTH
         if refresh_holds or kind is PassKind.FIRST or (
-                kind is not PassKind.HEALTH
-                and holds_matter(self._retained, built, host, self._retention)):
+                off_loop and await _pure(off_loop, holds_matter, self._retained, built, host,
+                                         self._retention)):
             # ask the kubelet what pods hold before anything could move (at start: before
             # the first publication)
             await self._refresh_holds()
-        retained = retain(self._retained, built, host, self.holds.current(), kind,
-                          self._retention)
+        plan = _Plan(self._retained, self.pools, built, host, kind, self._retention)
+        allocations = self.holds.allocations
+        faulty = frozenset(self.outputs.cdi_missing)
+        await _pure(off_loop, plan.make, self.holds.current(), faulty)
+        if self.holds.allocations != allocations:  # an Allocate came in meanwhile: its
+            plan.make(self.holds.current(), faulty)  # hold counts (decided on the loop)
+        retained = plan.retained
         log_retention(retained.notes)
         self._retention, pools = retained.state, retained.pools
         first = kind is PassKind.FIRST
-        if first or not diff(self._retained, pools).empty:
+        if plan.changed:
             self.outputs.pools_changed(self._retained, pools, inventory.facts, first=first)
         elif self.outputs.cdi_pending:
             self.outputs.retry(pools, inventory.facts)
-        published = with_faulty_pools(pools, self.outputs.cdi_missing)
+        if self.outputs.cdi_missing != faulty:
+            plan.publish(frozenset(self.outputs.cdi_missing))
+        published, changes = plan.published, plan.changes
         self._retry_cdi_later()
-        changes = diff(self.pools, published)
         self.pools, self._retained = published, pools
         self._built, self.inventory = built, inventory
         self.passes += kind is not PassKind.HEALTH
@@ -443,6 +474,37 @@ class Reconciler:
         log_summary(self.pools, inventory, self.config,
                     default_prefix=self.settings.resource_prefix,
                     socket_dir=self.dirs.socket_dir)
+
+
+async def _pure(off_loop: bool, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker thread (``off_loop``) or right here."""
+    return await asyncio.to_thread(fn, *args) if off_loop else fn(*args)
+
+
+class _Plan:
+    """One publication's pure decisions: retain, whether the pools changed, what the
+    kubelet is told (pools whose CDI spec is missing Unhealthy) and how that differs."""
+
+    def __init__(self, previous: dict[str, ResourcePool], published: dict[str, ResourcePool],
+                 built: dict[str, ResourcePool], host: HostView, kind: PassKind,
+                 state: RetentionState) -> None:
+        self._previous, self._published, self._built = previous, published, built
+        self._host, self._kind, self._state = host, kind, state
+        self.retained = Retained({}, state)
+        self.changed = False
+        self.published: dict[str, ResourcePool] = {}
+        self.changes = PoolChanges({}, {}, frozenset())
+
+    def make(self, held: Holds, faulty: frozenset[str]) -> None:
+        self.retained = retain(self._previous, self._built, self._host, held, self._kind,
+                               self._state)
+        self.changed = (self._kind is PassKind.FIRST
+                        or not diff(self._previous, self.retained.pools).empty)
+        self.publish(faulty)
+
+    def publish(self, faulty: frozenset[str]) -> None:
+        self.published = with_faulty_pools(self.retained.pools, faulty)
+        self.changes = diff(self._published, self.published)
 
 
 __all__ = ["Reconciler", "Triggers"]

@@ -100,25 +100,6 @@ def qualified_name(vendor: str, cls: str, device: str) -> str:
     return f"{check_vendor(vendor)}/{check_class(cls)}={check_device_name(device)}"
 
 
-def annotation_key(vendor: str, cls: str) -> str:
-    """``cdi.k8s.io/<vendor>_<class>``, e.g. ``"cdi.k8s.io/example.com_net"``: the Go
-    plugin's key. Allocate answers use :func:`resource_annotation_key` (one key per pool);
-    this strict form is left for the ``--use-cdi`` config checks.
-
-    Raises:
-        CdiError: ``<vendor>_<class>`` is longer than 63 characters, does not start and end
-            with a letter or digit, or contains anything but ``[A-Za-z0-9_.-]``.
-    """
-    name = f"{vendor}_{cls}"
-    if len(name) > _ANNOTATION_NAME_MAX:
-        raise CdiError(f"invalid CDI annotation name {name!r}: longer than "
-                       f"{_ANNOTATION_NAME_MAX} characters")
-    _check(_ANNOTATION_NAME_RE, name, "annotation name",
-           "must start and end with a letter or digit, "
-           "and contain only letters, digits, '_', '.' and '-'")
-    return ANNOTATION_PREFIX + name
-
-
 def resource_annotation_key(prefix: str, name: str) -> str:
     """The CDI annotation key of one pool's Allocate answers: ``cdi.k8s.io/<prefix>_<name>``,
     e.g. ``"cdi.k8s.io/intel.com_sriov_net"``.

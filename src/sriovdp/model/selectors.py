@@ -58,12 +58,25 @@ def _quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+class RangeError(ValueError):
+    """A bad ``pfNames``/``rootDevices`` item. The message is built only when read: a 1 MiB
+    config of bad items reports only the first few, and quoting each one cost more than
+    parsing it."""
+
+    def __init__(self, form: str, text: str) -> None:
+        super().__init__(form, text)
+        self.form, self.text = form, text
+
+    def __str__(self) -> str:
+        return self.form.format(_quote(self.text))
+
+
 def _parse_index(text: str, what: str, entry: str) -> int:
     if not _INT_RE.fullmatch(text):
-        raise ValueError(f"bad VF {what} {_quote(entry)}")
+        raise RangeError("bad VF " + what + " {}", entry)
     value = int(text)
     if value > _MAX_INDEX:
-        raise ValueError(f"VF index out of range in {_quote(entry)}")
+        raise RangeError("VF index out of range in {}", entry)
     return value
 
 
@@ -83,29 +96,30 @@ def parse_function_range(item: str) -> FunctionRange:
     Indexes follow Go ``Atoi`` (optional ``+``, leading zeros, no spaces, at most 2**63-1).
 
     Raises:
-        ValueError: with a message naming the bad part, e.g. ``bad VF range "5-2"``; the Go
-            plugin silently selects nothing for these, which leaves pools empty.
+        RangeError: (a ValueError) with a message naming the bad part, e.g. ``bad VF range
+            "5-2"``; the Go plugin silently selects nothing for these, which leaves pools
+            empty.
     """
     if "#" not in item:
         if not item:
-            raise ValueError("empty name")
+            raise RangeError("empty name", "")
         return FunctionRange(item.casefold())
     parts = item.split("#")
     if len(parts) != 2:
-        raise ValueError(f'more than one "#" in {_quote(item)}')
+        raise RangeError('more than one "#" in {}', item)
     name, spec = parts
     if not name:
-        raise ValueError(f'no name before "#" in {_quote(item)}')
+        raise RangeError('no name before "#" in {}', item)
     spans: list[tuple[int, int]] = []
     for entry in spec.split(","):
         if "-" in entry:
             bounds = entry.split("-")
             if len(bounds) != 2:
-                raise ValueError(f"bad VF range {_quote(entry)}")
+                raise RangeError("bad VF range {}", entry)
             start = _parse_index(bounds[0], "range", entry)
             end = _parse_index(bounds[1], "range", entry)
             if start > end:
-                raise ValueError(f"bad VF range {_quote(entry)}")
+                raise RangeError("bad VF range {}", entry)
             spans.append((start, end))
         else:
             index = _parse_index(entry, "index", entry)

@@ -7,13 +7,14 @@ import os
 from pathlib import PurePath
 
 from sriovdp.errors import ConfigProblem
-from sriovdp.model.cdi import CdiError, annotation_key, cdi_spec_file_name, check_vendor
+from sriovdp.model.cdi import CdiError, cdi_spec_file_name, check_class, check_vendor
 from sriovdp.model.config.report import join
 from sriovdp.model.config.resources import Config
 from sriovdp.model.ids import socket_name
 from sriovdp.model.pools import CDI_CLASSES
 
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
+NAME_MAX = 255  # bytes in one file name
 _SHORTEST_SOCKET = len("/a.b_c.sock")
 
 
@@ -59,16 +60,26 @@ def file_name_problems(config: Config, default_prefix: str, *, use_cdi: bool
 
 
 def cdi_problems(config: Config, default_prefix: str) -> list[ConfigProblem]:
-    """Prefixes that cannot be CDI vendors or annotation keys (``--use-cdi``)."""
+    """Prefixes that cannot be CDI vendors, and spec file names too long for a file
+    (``--use-cdi``). The annotation key needs no check: Allocate's
+    :func:`~sriovdp.model.cdi.resource_annotation_key` falls back to a hashed name."""
     problems = []
     for i, resource in enumerate(config.resources):
         prefix = resource.effective_prefix(default_prefix)
+        cls = CDI_CLASSES[resource.kind]
+        where = _at(i, "resourcePrefix") if resource.prefix else "resourceList"
         try:
             check_vendor(prefix)
-            annotation_key(prefix, CDI_CLASSES[resource.kind])
+            check_class(cls)
         except CdiError as exc:
-            where = _at(i, "resourcePrefix") if resource.prefix else "resourceList"
             problems.append(ConfigProblem(where, f"unusable with --use-cdi: {exc}"))
+            continue
+        file_name = cdi_spec_file_name(prefix, cls, resource.name)
+        if len(os.fsencode(file_name)) > NAME_MAX:
+            problems.append(ConfigProblem(where, (
+                f"unusable with --use-cdi: the CDI spec file name {file_name!r} would be "
+                f"{len(os.fsencode(file_name))} bytes; a file name holds at most {NAME_MAX}: "
+                "shorten the prefix or the name")))
     return problems
 
 
