@@ -450,3 +450,37 @@ async def test_a_released_device_leaves_its_granting_pool_soon_when_no_resync_is
         # the pod resources API is polled while a held device is kept (every 2 s)
         await kubelet.wait_for(DPDK, lambda d: dev in d, timeout=6)
         await kubelet.wait_for(NET, lambda d: dev not in d, timeout=3)
+
+
+# --- break-it: the first ask after a restart fails ----------------------------------------
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE,
+                                  grpc.StatusCode.RESOURCE_EXHAUSTED])
+async def test_a_held_vf_is_never_offered_by_a_second_pool_when_the_first_ask_after_a_restart_fails(
+    workdir: Path, host: FakeHost, code: grpc.StatusCode
+) -> None:
+    settings = held_settings(workdir, host)
+    async with emulator(settings) as kubelet:
+        async with running(settings):
+            dev = await hold_one(kubelet)
+        moved = config_moving(dev)
+        write(settings.config_file, moved)
+        kubelet.fail_pod_resources(code)  # e.g. the kubelet restarting with the node
+        calls = kubelet.pod_resources_calls
+        daemon = Daemon(settings, parse_config(json.dumps(moved)))
+        task = asyncio.create_task(daemon.run())
+        try:
+            await eventually(lambda: kubelet.pod_resources_calls >= calls + 2, timeout=10,
+                             what="the pod resources API asked again")
+            await kubelet.wait_registered(DPDK, count=2)
+            assert dev not in kubelet.devices(DPDK)  # held through intel.com/net
+            assert not daemon.is_ready  # and /readyz says why nothing is offered yet
+            kubelet.fail_pod_resources(None)
+            await asyncio.wait_for(daemon.ready.wait(), 10)
+            dpdk = await kubelet.wait_for(DPDK, lambda d: len(d) == 4, timeout=5)
+            assert dev not in dpdk
+            assert dev in await kubelet.wait_for(NET, lambda d: dev in d, timeout=5)
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, 10)

@@ -39,6 +39,8 @@ class HoldTracker:
         answered."""
         self.failures = 0
         self.last_error = ""
+        self.absent = False
+        """The last call found no socket to ask (the API is not mounted)."""
 
     @property
     def answered(self) -> bool:
@@ -73,6 +75,7 @@ class HoldTracker:
         except PodResourcesError as exc:
             self.failures += 1
             self.last_error = str(exc)
+            self.absent = exc.absent
             self.retry_at = self._clock() + self._backoff
             log.warning("pod resources API failed (%s): holds kept as last known; retrying "
                         "in %.1f s", exc, self._backoff)
@@ -82,6 +85,7 @@ class HoldTracker:
             log.info("pod resources API answers again")
         self._known, self._answered = held, True
         self.retry_at, self._backoff, self.last_error = None, self._first, ""
+        self.absent = False
         for name in list(self._since):
             # allocations made after the question was asked may not be in the answer yet
             later = {i: t for i, t in self._since[name].items() if t >= asked}
