@@ -484,3 +484,23 @@ async def test_a_held_vf_is_never_offered_by_a_second_pool_when_the_first_ask_af
         finally:
             daemon.stop()
             await asyncio.wait_for(task, 10)
+
+
+async def test_a_device_is_offered_under_one_resource_when_two_instances_differ_in_prefix(
+    workdir: Path, host: FakeHost
+) -> None:
+    """A rollout with ``maxSurge`` that also changes ``--resource-prefix`` (or the config)
+    runs two instances whose pools have different sockets: per-socket locks alone let both
+    serve, every VF offered as intel.com/net and as example.com/net."""
+    old = held_settings(workdir, host)
+    new = replace(old, resource_prefix="example.com")
+    async with emulator(old) as kubelet, contextlib.AsyncExitStack() as first:
+        await first.enter_async_context(running(old))
+        await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+        async with running(new) as second:
+            await asyncio.sleep(1.0)  # time to register its pools, were it allowed to
+            assert kubelet.devices("example.com/net") == {}
+            assert not second.is_ready  # /readyz: its sockets are owned by another instance
+            await first.aclose()  # the first instance exits: the second takes over
+            await kubelet.wait_capacity("example.com/net", (4, 4), timeout=5)
+            assert ALL_NET == set(kubelet.devices("example.com/net"))
