@@ -72,9 +72,25 @@ async def test_an_allocation_made_while_asking_is_kept_when_the_answer_predates_
     now = [5.0]
     api = FakePodResources()
     tracker = HoldTracker(api, clock=lambda: now[0])
-    tracker.allocated("intel.com/net", ["0000:3b:02.1"])  # at 5.0, before the question
-    now[0] = 6.0
-    tracker.allocated("intel.com/net", ["0000:3b:02.2"])  # at 6.0
-    now[0] = 5.5  # (the question is asked at 5.5, the answer has neither)
+    tracker.allocated("intel.com/net", ["0000:3b:02.1"])  # at 5.0, long before the question
+    now[0] = 30.0
+    tracker.allocated("intel.com/net", ["0000:3b:02.2"])  # at 30.0
+    now[0] = 25.5  # (the question is asked at 25.5, the answer has neither)
     assert await tracker.refresh()
     assert tracker.current() == {"intel.com/net": frozenset({"0000:3b:02.2"})}
+
+
+async def test_an_allocation_is_kept_when_the_kubelet_has_not_recorded_it_yet() -> None:
+    """The kubelet records a device in its pod resources only after our Allocate returned
+    (devicemanager: allocate, then podDevices.insert): an answer given in between must not
+    release it, or a reload could move it to a second pool."""
+    now = [5.0]
+    api = FakePodResources()
+    tracker = HoldTracker(api, clock=lambda: now[0])
+    tracker.allocated("intel.com/net", ["0000:3b:02.1"])
+    now[0] = 5.001  # asked right after Allocate returned; the kubelet has not inserted it
+    assert await tracker.refresh()
+    assert tracker.current() == {"intel.com/net": frozenset({"0000:3b:02.1"})}
+    now[0] = 5.0 + tracker.allocation_grace + 0.1  # long after: the answer is the truth
+    assert await tracker.refresh()
+    assert tracker.current() == {}

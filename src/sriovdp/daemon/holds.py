@@ -21,11 +21,14 @@ class HoldTracker:
         source: the pod resources port.
         first_backoff: seconds before the first retry after a failure; doubles.
         max_backoff: the longest wait between retries.
+        allocation_grace: seconds an allocation of this process counts as held although an
+            answer asked after it does not list it (the kubelet records it a moment later).
         clock: monotonic seconds.
     """
 
     def __init__(self, source: PodResources, *, first_backoff: float = 0.5,
-                 max_backoff: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_backoff: float = 30.0, allocation_grace: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._source = source
         self._first = first_backoff
         self._max = max_backoff
@@ -39,6 +42,7 @@ class HoldTracker:
         answered."""
         self.failures = 0
         self.last_error = ""
+        self.allocation_grace = allocation_grace
         self.absent = False
         """The last call found no socket to ask (the API is not mounted)."""
 
@@ -87,8 +91,11 @@ class HoldTracker:
         self.retry_at, self._backoff, self.last_error = None, self._first, ""
         self.absent = False
         for name in list(self._since):
-            # allocations made after the question was asked may not be in the answer yet
-            later = {i: t for i, t in self._since[name].items() if t >= asked}
+            # allocations made after the question was asked may not be in the answer yet, nor
+            # those made just before: the kubelet records a device only after our Allocate
+            # returned (allocate, then podDevices.insert)
+            since = asked - self.allocation_grace
+            later = {i: t for i, t in self._since[name].items() if t >= since}
             if later:
                 self._since[name] = later
             else:
