@@ -504,3 +504,30 @@ async def test_a_device_is_offered_under_one_resource_when_two_instances_differ_
             await first.aclose()  # the first instance exits: the second takes over
             await kubelet.wait_capacity("example.com/net", (4, 4), timeout=5)
             assert ALL_NET == set(kubelet.devices("example.com/net"))
+
+
+async def test_a_held_vf_is_never_offered_by_a_second_pool_when_the_kubelet_restarts_with_it(
+    workdir: Path, host: FakeHost
+) -> None:
+    """The node's kubelet and the daemon restart together (a node upgrade): at the first
+    pass the pod resources socket is not there yet, though its directory is."""
+    settings = held_settings(workdir, host)
+    async with emulator(settings) as kubelet:
+        async with running(settings):
+            dev = await hold_one(kubelet)
+        moved = config_moving(dev)
+        write(settings.config_file, moved)
+        restart = asyncio.create_task(kubelet.restart(downtime=1.5))
+        await eventually(lambda: not settings.pod_resources_socket.exists(), what="down")
+        daemon = Daemon(settings, parse_config(json.dumps(moved)))
+        task = asyncio.create_task(daemon.run())
+        try:
+            await restart
+            await asyncio.wait_for(daemon.ready.wait(), 10)
+            await kubelet.wait_registered(DPDK, count=2)
+            dpdk = await kubelet.wait_for(DPDK, lambda d: len(d) == 4, timeout=5)
+            assert dev not in dpdk
+            assert dev in await kubelet.wait_for(NET, lambda d: dev in d, timeout=5)
+        finally:
+            daemon.stop()
+            await asyncio.wait_for(task, 10)
