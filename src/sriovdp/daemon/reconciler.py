@@ -419,8 +419,7 @@ class Reconciler:
         (the kubelet restarting too, its rate limit), ask again after the back-off; the
         placeholder pools list nothing meanwhile. Publishing without the answer could offer
         a device a pod holds from a second pool (a config changed, or a VF rebound, while
-        the daemon was down). Only a missing socket directory (the API not mounted) goes on
-        without; a directory without the socket is a kubelet (re)starting."""
+        the daemon was down). Only a missing socket (the API not mounted) goes on without."""
         while not await self.holds.refresh():
             if self.holds.absent:
                 log.warning("pod resources API not available: only this process's own "

@@ -60,11 +60,8 @@ class PodResourcesClient:
 
     async def held(self) -> dict[str, frozenset[str]]:
         if not self.socket.exists():
-            # no directory: the API is not mounted here; a directory without the socket: the
-            # kubelet is (re)starting and will serve it
-            absent = not self.socket.parent.is_dir()
             raise PodResourcesError("UNAVAILABLE", f"{self.socket} does not exist",
-                                    absent=absent)
+                                    absent=True)
         try:
             async with grpc.aio.insecure_channel(f"unix://{self.socket}") as channel:
                 response = await pb_grpc.PodResourcesListerStub(channel).List(
