@@ -468,7 +468,7 @@ async def test_a_held_vf_is_never_offered_by_a_second_pool_when_the_first_ask_af
         write(settings.config_file, moved)
         kubelet.fail_pod_resources(code)  # e.g. the kubelet restarting with the node
         calls = kubelet.pod_resources_calls
-        daemon = Daemon(settings, parse_config(json.dumps(moved)))
+        daemon = Reconciler(settings, parse_config(json.dumps(moved)))
         task = asyncio.create_task(daemon.run())
         try:
             await eventually(lambda: kubelet.pod_resources_calls >= calls + 2, timeout=10,
@@ -522,7 +522,7 @@ async def test_a_held_vf_is_never_offered_by_a_second_pool_when_the_kubelet_rest
         write(settings.config_file, moved)
         restart = asyncio.create_task(kubelet.restart(downtime=1.5))
         await eventually(lambda: not settings.pod_resources_socket.exists(), what="down")
-        daemon = Daemon(settings, parse_config(json.dumps(moved)))
+        daemon = Reconciler(settings, parse_config(json.dumps(moved)))
         task = asyncio.create_task(daemon.run())
         try:
             await restart
