@@ -17,6 +17,7 @@ from sriovdp.daemon.supervisor import Ready, Supervisor
 from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint, State
 from sriovdp.kubelet.feed import LatestValue
 from sriovdp.kubelet.servicer import AllocateHook
+from sriovdp.kubelet.socketlock import instance_lock
 from sriovdp.model.devices import HostFacts
 from sriovdp.model.diff import PoolChanges
 from sriovdp.model.health import Health
@@ -47,6 +48,7 @@ class EndpointSet:
         self._cdi = cdi
         self.endpoints: dict[str, PluginEndpoint] = {}
         self._feeds: dict[str, LatestValue[ResourcePool]] = {}
+        self._instance = instance_lock(dirs.socket_dir)  # taken with the first socket's
 
     def open_early(self, pools: Mapping[str, ResourcePool]) -> None:
         """Start listening before the first host scan: the kubelet's handshake overlaps the
@@ -93,11 +95,12 @@ class EndpointSet:
             await self._supervisor.cancel(name)
         self.endpoints.clear()
         self._feeds.clear()
+        self._instance.release()  # after every socket is gone: the next instance takes over
 
     def _add(self, pool: ResourcePool, *, ready: bool = True) -> None:
         feed = LatestValue(pool, ready=ready)
         endpoint = PluginEndpoint(feed, self.dirs, self._facts, on_allocate=self._on_allocate,
-                                  cdi=self._cdi)
+                                  cdi=self._cdi, instance=self._instance)
         self._feeds[pool.resource_name] = feed
         self.endpoints[pool.resource_name] = endpoint
 

@@ -48,6 +48,8 @@ class HoldTracker:
         self.allocations = 0
         """Allocate calls recorded so far: a caller that decided from :meth:`current` off the
         event loop compares it to know whether an Allocate came in meanwhile."""
+        self.absent = False
+        """The last call found no socket to ask (the API is not mounted)."""
 
     @property
     def answered(self) -> bool:
@@ -83,6 +85,7 @@ class HoldTracker:
         except PodResourcesError as exc:
             self.failures += 1
             self.last_error = str(exc)
+            self.absent = exc.absent
             self.retry_at = self._clock() + self._backoff
             log.warning("pod resources API failed (%s): holds kept as last known; retrying "
                         "in %.1f s", exc, self._backoff)
@@ -92,6 +95,7 @@ class HoldTracker:
             log.info("pod resources API answers again")
         self._known, self._answered = held, True
         self.retry_at, self._backoff, self.last_error = None, self._first, ""
+        self.absent = False
         for name in list(self._since):
             # allocations made after (or just before) the question was asked may not be
             # in the answer yet

@@ -158,6 +158,7 @@ class PluginEndpoint:
             connections for a moment after its streams ended).
         lock_poll: seconds between attempts to take the socket's lock while another
             instance holds it (its lock file's deletion also wakes the attempt).
+        instance: this daemon instance's node-wide lock, taken before the socket's.
     """
 
     def __init__(
@@ -173,6 +174,7 @@ class PluginEndpoint:
         watcher_grace: float = 10.0,
         stream_end_settle: float = 1.0,
         lock_poll: float = 0.2,
+        instance: SocketLock | None = None,
     ) -> None:
         self.feed = feed
         self.dirs = dirs
@@ -187,7 +189,7 @@ class PluginEndpoint:
         pool = feed.value
         self.resource_name = pool.resource_name
         self.socket_path = dirs.socket_dir / pool.socket_name
-        self._lock = SocketLock(self.socket_path)
+        self._lock = SocketLock(self.socket_path, instance=instance)
         self.state = State.STARTING
         self.registrations = 0
         self.restarts = 0

@@ -26,9 +26,11 @@ log = logging.getLogger("sriovdp.kubelet")
 class PodResourcesError(Exception):
     """The pod resources API did not answer; ``code`` names why, e.g. ``"UNAVAILABLE"``."""
 
-    def __init__(self, code: str, detail: str = "") -> None:
+    def __init__(self, code: str, detail: str = "", *, absent: bool = False) -> None:
         super().__init__(f"{code}: {detail}" if detail else code)
         self.code = code
+        self.absent = absent
+        """No socket to ask (the API is not mounted), as opposed to a failing call."""
 
 
 class PodResources(Protocol):
@@ -58,7 +60,8 @@ class PodResourcesClient:
 
     async def held(self) -> dict[str, frozenset[str]]:
         if not self.socket.exists():
-            raise PodResourcesError("UNAVAILABLE", f"{self.socket} does not exist")
+            raise PodResourcesError("UNAVAILABLE", f"{self.socket} does not exist",
+                                    absent=True)
         try:
             async with grpc.aio.insecure_channel(f"unix://{self.socket}") as channel:
                 response = await pb_grpc.PodResourcesListerStub(channel).List(

@@ -18,9 +18,13 @@ from pathlib import Path
 class SocketLock:
     """An exclusive, non-blocking ``flock`` on ``.<socket name>.lock`` beside ``socket_path``."""
 
-    def __init__(self, socket_path: Path) -> None:
+    def __init__(self, socket_path: Path, *, instance: SocketLock | None = None) -> None:
         self.path = socket_path.parent / f".{socket_path.name}.lock"
         self._fd: int | None = None
+        self._instance = instance
+        """The node-wide lock of this daemon instance (:func:`instance_lock`), taken first:
+        two instances whose pools differ (a rollout that changes ``--resource-prefix`` or the
+        config) would otherwise each own different sockets and offer one VF twice."""
 
     @property
     def held(self) -> bool:
@@ -30,6 +34,8 @@ class SocketLock:
         """Take the lock if nobody holds it; True when this process holds it now."""
         if self._fd is not None:
             return True
+        if self._instance is not None and not self._instance.try_acquire():
+            return False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -62,6 +68,8 @@ class SocketLock:
 
     def holder(self) -> str:
         """The pid written by the current holder, for log lines ("unknown" if unreadable)."""
+        if self._instance is not None and not self._instance.held:
+            return self._instance.holder()
         try:
             text = self.path.read_text(errors="replace").strip()
         except OSError:
@@ -73,3 +81,9 @@ class SocketLock:
             return os.fstat(fd).st_ino == os.stat(self.path).st_ino
         except FileNotFoundError:
             return False
+
+
+def instance_lock(socket_dir: Path) -> SocketLock:
+    """The lock one daemon instance holds, beside its sockets (``.sriovdp.lock``), while any
+    of its pools serves: a second instance serves no pool until the first has exited."""
+    return SocketLock(socket_dir / "sriovdp")
