@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -33,11 +32,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
+from sriovdp.testing.gopeer import CONFORMANCE_SOURCE, go_build, why_no_go_peer
+
 __all__ = ["DRA_PEER_SOURCE", "DraPeer", "DraPeerError", "PeerPod", "build_dra_peer",
            "why_no_dra_peer"]
 
 #: The Go module of the peer (in the source tree, not in the installed package).
-DRA_PEER_SOURCE = Path(__file__).resolve().parents[3] / "tests" / "conformance" / "dra"
+DRA_PEER_SOURCE = CONFORMANCE_SOURCE / "dra"
 
 
 class DraPeerError(Exception):
@@ -46,23 +47,12 @@ class DraPeerError(Exception):
 
 def why_no_dra_peer() -> str | None:
     """Why the peer cannot be built here, or None when it can."""
-    if shutil.which("go") is None:
-        return "go is not on PATH: the DRA conformance suite needs Go to build its peer"
-    if not (DRA_PEER_SOURCE / "go.mod").is_file():
-        return f"the DRA peer's source is not at {DRA_PEER_SOURCE}"
-    return None
+    return why_no_go_peer(DRA_PEER_SOURCE, "DRA")
 
 
 def build_dra_peer(out_dir: Path) -> Path:
-    """``go build`` the peer into ``out_dir`` (Go's build cache makes a rebuild cheap);
-    modules come from the Go module proxy. Raises with go's output when it fails."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    binary = out_dir / "drapeer"
-    proc = subprocess.run(["go", "build", "-o", str(binary), "."], cwd=DRA_PEER_SOURCE,
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"go build of the DRA peer failed:\n{proc.stderr}")
-    return binary
+    """``go build`` the peer into ``out_dir``."""
+    return go_build(DRA_PEER_SOURCE, out_dir, "drapeer")
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sriovdp.testing.gopeer import CONFORMANCE_SOURCE, go_build, why_no_go_peer
 
 __all__ = ["PEER_SOURCE", "RESTART_DOWNTIME", "PeerError", "RealKubelet", "RunOptions",
            "build_peer", "why_no_go"]
@@ -34,7 +34,7 @@ __all__ = ["PEER_SOURCE", "RESTART_DOWNTIME", "PeerError", "RealKubelet", "RunOp
 RESTART_DOWNTIME = 0.1
 
 #: The Go module of the peer (in the source tree, not in the installed package).
-PEER_SOURCE = Path(__file__).resolve().parents[3] / "tests" / "conformance" / "kubelet"
+PEER_SOURCE = CONFORMANCE_SOURCE / "kubelet"
 
 
 class PeerError(Exception):
@@ -43,23 +43,12 @@ class PeerError(Exception):
 
 def why_no_go() -> str | None:
     """Why the peer cannot be built here, or None when it can."""
-    if shutil.which("go") is None:
-        return "go is not on PATH: the real-kubelet conformance suite needs Go to build its peer"
-    if not (PEER_SOURCE / "go.mod").is_file():
-        return f"the kubelet peer's source is not at {PEER_SOURCE}"
-    return None
+    return why_no_go_peer(PEER_SOURCE, "real-kubelet")
 
 
 def build_peer(out_dir: Path) -> Path:
-    """``go build`` the peer into ``out_dir`` (Go's build cache makes a rebuild cheap);
-    modules come from the Go module proxy. Raises with go's output when it fails."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    binary = out_dir / "kubeletpeer"
-    proc = subprocess.run(["go", "build", "-o", str(binary), "."], cwd=PEER_SOURCE,
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"go build of the kubelet peer failed:\n{proc.stderr}")
-    return binary
+    """``go build`` the peer into ``out_dir``."""
+    return go_build(PEER_SOURCE, out_dir, "kubeletpeer")
 
 
 @dataclass(frozen=True)
