@@ -285,6 +285,52 @@ async def test_an_assigned_device_is_never_offered_twice_when_the_config_moves_i
         assert capacity[NET] == 3
 
 
+def _move_one_net_vf_to_a_new_pool(node: Node, dev: str) -> str:
+    """Rewrite the config: the net pool keeps its other VFs, a new pool ``other`` takes
+    every iavf VF (``dev`` included); returns the new pool's resource name."""
+    moved = json.loads(node.config.read_text())
+    idx = ",".join(str(int(a[-1])) for a in sorted(ALL_NET - {dev}))
+    moved["resourceList"][0]["selectors"][0]["pfNames"] = [f"ens785f0#{idx}"]
+    moved["resourceList"].append({"resourceName": "other",
+                                  "selectors": [{"drivers": ["iavf"]}]})
+    tmp = node.config.with_suffix(".tmp")
+    tmp.write_text(json.dumps(moved))
+    os.replace(tmp, node.config)
+    return "intel.com/other"
+
+
+async def test_a_held_device_is_never_offered_by_a_new_pool_when_kubelet_and_daemon_restart(
+    node: Node, peer_binary: Path
+) -> None:
+    """A node upgrade: the daemon stops, its config moves the pod's VF to a new pool, and
+    the daemon starts while the kubelet is down, its pod resources socket file gone (a
+    clean shutdown) and its ``kubelet.sock`` file left behind. The first publication must
+    wait for the kubelet's answer, not take the missing socket for an API not mounted."""
+    from sriovdp.kubelet.probe import listening
+
+    async with node.kubelet(peer_binary) as kubelet:
+        proc = await node.start_daemon()
+        await kubelet.wait_allocatable(POOLS, timeout=20)
+        pod = await kubelet.admit("busy", {"c0": {NET: 1}})
+        (dev,) = pod["c0"]["devices"][NET]
+        await node.stop_daemon(proc)
+        other = _move_one_net_vf_to_a_new_pool(node, dev)
+        restart = asyncio.create_task(kubelet.restart(downtime=2.0))
+        for _ in range(200):
+            if not await listening(node.pod_resources, timeout=0.1):
+                break
+            await asyncio.sleep(0.02)
+        node.pod_resources.unlink(missing_ok=True)
+        await node.start_daemon()
+        await restart
+        await kubelet.wait_allocatable({NET: 4, other: 0}, timeout=20)
+        devices = await kubelet.allocatable_devices()
+        assert dev in [d["id"] for d in devices[NET]]
+        assert dev not in [d["id"] for d in devices.get(other, [])]
+        await kubelet.remove("busy")
+        await kubelet.wait_allocatable({NET: 3, other: 1}, timeout=10)
+
+
 @pytest.fixture
 async def lab() -> object:
     why = NetnsLab.available()

@@ -17,6 +17,7 @@ from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.daemon.settings import Settings
 from sriovdp.model.config import parse_config
 from sriovdp.testing.fakehost import FakeHost
+from sriovdp.testing.waiting import eventually
 
 NET = "intel.com/net"
 DPDK = "intel.com/dpdk"
@@ -40,11 +41,18 @@ def settings_for(work: Path, host: FakeHost, *, watcher: bool = False) -> Settin
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, config: dict[str, Any] = CONFIG) -> AsyncIterator[Reconciler]:
+async def running(settings: Settings, config: dict[str, Any] = CONFIG, *,
+                  published: bool = True) -> AsyncIterator[Reconciler]:
+    """A daemon running on the loop; entered once it has published its first pass, or, with
+    ``published=False`` (no kubelet yet: the first publication waits for it), once its
+    endpoints are open."""
     daemon = Reconciler(settings, parse_config(json.dumps(config)))
     task = asyncio.create_task(daemon.run())
     try:
-        await asyncio.wait_for(daemon.ready.wait(), 5)
+        if published:
+            await asyncio.wait_for(daemon.ready.wait(), 5)
+        else:
+            await eventually(lambda: bool(daemon.endpoints), what="endpoints open")
         yield daemon
     finally:
         daemon.stop()

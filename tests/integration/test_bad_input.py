@@ -205,7 +205,7 @@ async def test_probes_keep_answering_when_clients_send_junk_or_hang(
 ) -> None:
     port = free_port()
     settings = replace(settings_for(workdir, host), health_address=f"127.0.0.1:{port}")
-    async with running(settings):
+    async with running(settings, published=False):
         idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(50)]
         _, w = await asyncio.open_connection("127.0.0.1", port)
         w.write(b"GET /" + b"x" * 100_000 + b" HTTP/1.1\r\n\r\n")  # an over-long line

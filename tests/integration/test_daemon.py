@@ -77,9 +77,11 @@ async def test_daemon_waits_for_kubelet_socket_when_the_kubelet_starts_later(
     workdir: Path, host: FakeHost
 ) -> None:
     settings = settings_for(workdir, host)
-    async with running(settings) as daemon:
+    async with running(settings, published=False) as daemon:
         await asyncio.sleep(0.2)  # no kubelet yet: time passes and it still only tries
         assert daemon.endpoints[NET].state == "registering"
+        assert not daemon.ready.is_set()  # the first publication waits for the kubelet
+        assert any("waiting for the kubelet" in p for p in daemon.status().problems)
         async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
             await kubelet.wait_registered(NET, timeout=3)
             assert set(await kubelet.wait_for(NET, lambda d: len(d) == 4, timeout=3)) == ALL_NET

@@ -168,10 +168,16 @@ async def test_probes_and_metrics_report_pool_state_when_scraped(
     settings = replace(base, **{"health_address": f"127.0.0.1:{port}",
                            "metrics_address": f"127.0.0.1:{port}"})
     write(settings.config_file, CONFIG)
-    async with running(settings, CONFIG):
+    async with running(settings, CONFIG, published=False):
         assert await http_get(port, "/healthz") == (200, "ok\n")
         status, body = await http_get(port, "/readyz")
-        assert status == 503 and "intel.com/net" in body
+        assert status == 503 and "first pass not published" in body
+
+        async def waiting_for_the_kubelet() -> bool:
+            status, body = await http_get(port, "/readyz")
+            return status == 503 and "waiting for the kubelet" in body and NET in body
+
+        await eventually(waiting_for_the_kubelet, what="/readyz names the kubelet")
         async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
             await kubelet.wait_for(NET, lambda d: len(d) == 4, timeout=3)
             await kubelet.wait_for(DPDK, lambda d: len(d) == 4, timeout=3)

@@ -533,9 +533,6 @@ async def test_a_device_is_offered_under_one_resource_when_two_instances_differ_
             assert ALL_NET == set(kubelet.devices("example.com/net"))
 
 
-@pytest.mark.xfail(strict=True, reason="a missing pod resources socket counts as 'API not "
-                   "mounted', so the first pass goes on without holds; waiting whenever its "
-                   "directory exists stalls setups whose socket path sits in an existing dir")
 async def test_a_held_vf_is_never_offered_by_a_second_pool_when_the_kubelet_restarts_with_it(
     workdir: Path, host: FakeHost
 ) -> None:

@@ -1,8 +1,10 @@
-"""The supervisor and the hold tracker, without I/O (fakes at their ports)."""
+"""The supervisor and the hold tracker (fakes at their ports, temp dirs for sockets)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +95,27 @@ async def test_an_allocation_is_kept_when_the_answer_came_right_after_it() -> No
     now[0] = 6.5
     assert await tracker.refresh()
     assert tracker.current() == {}
+
+
+async def test_the_first_answer_waits_for_the_kubelet_when_both_restart_together(
+    tmp_path: Path,
+) -> None:
+    from sriovdp.kubelet.podresources import PodResourcesClient
+
+    kubelet_sock = tmp_path / "device-plugins" / "kubelet.sock"
+    tracker = HoldTracker(PodResourcesClient(tmp_path / "pod-resources" / "kubelet.sock"),
+                          first_backoff=0.05)
+    waiting = asyncio.create_task(tracker.first_answer(kubelet_sock, grace=0.2))
+    await eventually(lambda: "waiting for the kubelet" in tracker.waiting, what="waiting")
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # no kubelet: nothing could register, and no answer yet
+    assert tracker.retry_at is not None and tracker.retry_at - time.monotonic() <= 0.05
+    kubelet_sock.parent.mkdir()
+    kubelet_sock.touch()  # a socket file left by a killed kubelet: still down
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    kubelet_sock.unlink()
+    kubelet = await asyncio.start_unix_server(lambda r, w: w.close(), path=str(kubelet_sock))
+    async with kubelet:  # the kubelet is up, its pod resources API never comes: not mounted
+        await asyncio.wait_for(waiting, 5)
+    assert tracker.waiting == "" and tracker.absent

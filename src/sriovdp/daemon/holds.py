@@ -4,11 +4,14 @@ answer and is retried with back-off."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from sriovdp.kubelet.podresources import PodResources, PodResourcesError
+from sriovdp.kubelet.probe import listening
 from sriovdp.model.retention import Holds
 
 log = logging.getLogger("sriovdp.daemon")
@@ -49,7 +52,10 @@ class HoldTracker:
         """Allocate calls recorded so far: a caller that decided from :meth:`current` off the
         event loop compares it to know whether an Allocate came in meanwhile."""
         self.absent = False
-        """The last call found no socket to ask (the API is not mounted)."""
+        """The last call found no socket to ask (the API is not mounted, or the kubelet is
+        not up)."""
+        self.waiting = ""
+        """Why :meth:`first_answer` is still waiting ("" when it is not)."""
 
     @property
     def answered(self) -> bool:
@@ -83,13 +89,7 @@ class HoldTracker:
         try:
             held = await self._source.held()
         except PodResourcesError as exc:
-            self.failures += 1
-            self.last_error = str(exc)
-            self.absent = exc.absent
-            self.retry_at = self._clock() + self._backoff
-            log.warning("pod resources API failed (%s): holds kept as last known; retrying "
-                        "in %.1f s", exc, self._backoff)
-            self._backoff = min(self._backoff * 2, self._max)
+            self._failed(exc)
             return False
         if self.retry_at is not None:
             log.info("pod resources API answers again")
@@ -105,3 +105,52 @@ class HoldTracker:
             else:
                 del self._since[name]
         return True
+
+    def _failed(self, exc: PodResourcesError) -> None:
+        self.failures += 1
+        self.last_error = str(exc)
+        was_absent, self.absent = self.absent, exc.absent
+        if exc.absent:  # no socket: looking again costs a stat, so no growing back-off
+            self.retry_at = self._clock() + self._first
+            if not was_absent:
+                log.warning("pod resources API not there (%s): holds kept as last known", exc)
+            return
+        self.retry_at = self._clock() + self._backoff
+        log.warning("pod resources API failed (%s): holds kept as last known; retrying "
+                    "in %.1f s", exc, self._backoff)
+        self._backoff = min(self._backoff * 2, self._max)
+
+    async def first_answer(self, kubelet_socket: Path, *, grace: float = 1.0) -> None:
+        """Wait, before the first publication, until the pod resources API has answered.
+
+        Publishing without its answer could offer a device a pod holds from a second pool
+        (a config changed, or a VF was rebound, while the daemon was down). While the API
+        is there but fails (the kubelet's rate limit, a restart) it is asked again after
+        the back-off. A missing socket is waited out while the kubelet itself is down (it
+        restarts with us, and nothing can register meanwhile): while nothing accepts on
+        ``kubelet_socket``, whose file a killed kubelet leaves behind. Once the kubelet
+        has been up ``grace`` seconds without the socket, the API is taken as not mounted
+        and only this process's own allocations are known.
+        """
+        up_since: float | None = None
+        while not await self.refresh():
+            if self.absent:
+                if not await listening(kubelet_socket):
+                    up_since = None
+                    self.waiting = (f"waiting for the kubelet ({kubelet_socket} does not "
+                                    "exist) before the first publication")
+                else:
+                    up_since = self._clock() if up_since is None else up_since
+                    if self._clock() - up_since >= grace:
+                        log.warning("pod resources API not available (%s) although the "
+                                    "kubelet is up: only this process's own allocations "
+                                    "are known", self.last_error)
+                        break
+                    self.waiting = ("waiting for the pod resources API before the first "
+                                    f"publication: {self.last_error}")
+            else:
+                self.waiting = ("waiting for the pod resources API before the first "
+                                f"publication: {self.last_error}")
+            retry_at = self.retry_at if self.retry_at is not None else self._clock()
+            await asyncio.sleep(min(max(0.0, retry_at - self._clock()), 0.5))
+        self.waiting = ""

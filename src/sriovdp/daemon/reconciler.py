@@ -202,9 +202,8 @@ class Reconciler:
         since = self.scanner.stuck_since
         if since is not None:
             problems.append(f"host scan stuck for {time.monotonic() - since:.0f} s")
-        if not self.ready.is_set() and self.holds.last_error and not self.holds.absent:
-            problems.append("waiting for the pod resources API before the first publication: "
-                            + self.holds.last_error)
+        if self.holds.waiting:
+            problems.append(self.holds.waiting)
         return Status(started=self.ready.is_set(), pools=self.pools,
                       endpoints=self._endpoints.status(),
                       failures=dict(self.supervisor.failures), problems=tuple(problems))
@@ -406,7 +405,7 @@ class Reconciler:
         host = HostView(self._host_ids[1], health)
         off_loop = kind is not PassKind.HEALTH
         if kind is PassKind.FIRST:
-            await self._first_holds()
+            await self.holds.first_answer(self.settings.device_plugin_dir / "kubelet.sock")
         elif refresh_holds or (
                 off_loop and await _pure(off_loop, holds_matter, self._retained, built, host,
                                          self._retention)):
@@ -444,20 +443,6 @@ class Reconciler:
     def _poll_holds(self) -> None:
         self._triggers.holds = True
         self._wake.set()
-
-    async def _first_holds(self) -> None:
-        """Before the first publication: what pods hold. While the API is there but fails
-        (the kubelet restarting too, its rate limit), ask again after the back-off; the
-        placeholder pools list nothing meanwhile. Publishing without the answer could offer
-        a device a pod holds from a second pool (a config changed, or a VF rebound, while
-        the daemon was down). Only a missing socket (the API not mounted) goes on without."""
-        while not await self.holds.refresh():
-            if self.holds.absent:
-                log.warning("pod resources API not available: only this process's own "
-                            "allocations are known")
-                return
-            retry_at = self.holds.retry_at or time.monotonic()
-            await asyncio.sleep(max(0.0, retry_at - time.monotonic()))
 
     async def _refresh_holds(self) -> None:
         """Ask the pod resources API; after a failure retry when the back-off ends (while

@@ -39,7 +39,7 @@ class Status:
 
     def not_ready(self) -> list[str]:
         """Why the daemon is not ready (empty: ready)."""
-        reasons = [] if self.started else ["first host scan not done"]
+        reasons = [] if self.started else ["first pass not published"]
         reasons += [f"{name} (socket owned by another instance)" if e.waiting else name
                     for name, e in self.endpoints.items() if not (e.registered and e.streaming)]
         reasons += [f"{name} failed ({error})" for name, error in sorted(self.failures.items())]

@@ -66,6 +66,7 @@ from sriovdp.kubelet.api import (
     pluginregistration_pb2_grpc as reg_grpc,
 )
 from sriovdp.kubelet.feed import LatestValue
+from sriovdp.kubelet.probe import listening
 from sriovdp.kubelet.servicer import (
     API_VERSION,
     OPTIONS,
@@ -539,15 +540,7 @@ class PluginEndpoint:
 
     async def _kubelet_listening(self) -> bool:
         """Some kubelet accepts connections on ``kubelet.sock``."""
-        try:
-            async with asyncio.timeout(1.0):
-                _, writer = await asyncio.open_unix_connection(str(self.dirs.kubelet_socket))
-        except (OSError, TimeoutError):
-            return False
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
+        return await listening(self.dirs.kubelet_socket)
 
     async def _wait_wakeup(self, timeout: float | None) -> None:
         self._wakeup.clear()
