@@ -32,11 +32,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-install: $(BIN)/python
+# pip runs again only when pyproject.toml changed since the last install (stamp files)
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
+	@touch $@
 
-venv: $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+venv: $(VENV)/.installed-test
 
 demo: install
 	$(BIN)/sriovdp demo

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 
 def make_dry_run(tmp_path: Path, venv_python: str | None) -> subprocess.CompletedProcess[str]:
     shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     if venv_python is not None:
         bin_dir = tmp_path / ".venv" / "bin"
         bin_dir.mkdir(parents=True)
@@ -66,6 +68,7 @@ def test_make_test_says_the_conformance_build_is_long_and_how_to_skip_it_when_go
     tmp_path: Path,
 ) -> None:
     shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "python").write_text(GOOD)
@@ -81,3 +84,23 @@ def test_make_test_says_the_conformance_build_is_long_and_how_to_skip_it_when_go
         assert "~11 min" in said and "-m 'not conformance'" in said
     else:
         assert said == ""
+
+
+def test_make_test_runs_pip_only_when_pyproject_changed_since_the_last_install(
+    tmp_path: Path,
+) -> None:
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    venv = tmp_path / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+
+    def dry_run() -> str:
+        return subprocess.run(["make", "-n", "test"], cwd=tmp_path, capture_output=True,
+                              text=True, check=True).stdout
+
+    assert "pip install" in dry_run()  # never installed
+    (venv / ".installed-test").touch()
+    assert "pip install" not in dry_run()  # installed after the last pyproject change
+    os.utime(tmp_path / "pyproject.toml", (time.time() + 5, time.time() + 5))
+    assert "pip install" in dry_run()
