@@ -45,14 +45,16 @@ async def running(settings: Settings, config: dict[str, Any] = CONFIG, *,
                   published: bool = True) -> AsyncIterator[Reconciler]:
     """A daemon running on the loop; entered once it has published its first pass, or, with
     ``published=False`` (no kubelet yet: the first publication waits for it), once its
-    endpoints are open."""
+    endpoints are open or it waits for another instance to exit."""
     daemon = Reconciler(settings, parse_config(json.dumps(config)))
     task = asyncio.create_task(daemon.run())
     try:
         if published:
             await asyncio.wait_for(daemon.ready.wait(), 5)
         else:
-            await eventually(lambda: bool(daemon.endpoints), what="endpoints open")
+            await eventually(lambda: bool(daemon.endpoints) or any(
+                "another sriovdp instance" in p for p in daemon.status().problems),
+                what="endpoints open, or waiting for another instance")
         yield daemon
     finally:
         daemon.stop()

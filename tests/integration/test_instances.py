@@ -94,11 +94,15 @@ async def test_second_instance_waits_then_takes_over_cleanly_when_the_first_exit
                 await kubelet.wait_capacity(name, (4, 4), timeout=20)
             inode = sock.stat().st_ino
             second = await Daemon.start(workdir, host.root)
-            line = await second.wait_line("held by another sriovdp instance")
+            line = await second.wait_line("serves this node; waiting for it to exit")
             assert f"pid {first.proc.pid}" in line
-            await second.wait_line("intel.com/dpdk: socket")
-            status, body = await second.readyz()
-            assert status == 503 and "intel.com/net (socket owned by another instance)" in body
+
+            async def second_names_the_first() -> bool:
+                status, body = await second.readyz()
+                return status == 503 and (f"waiting for another sriovdp instance (pid "
+                                          f"{first.proc.pid}) to exit") in body
+
+            await eventually(second_names_the_first, timeout=10, what="/readyz of the second")
             await asyncio.sleep(0.5)  # the second instance touches nothing meanwhile
             assert sock.stat().st_ino == inode
             assert (accepted(kubelet, NET), accepted(kubelet, DPDK)) == (1, 1)
@@ -108,7 +112,7 @@ async def test_second_instance_waits_then_takes_over_cleanly_when_the_first_exit
             for name in (NET, DPDK):
                 await kubelet.wait_registered(name, count=2, timeout=10)
                 await kubelet.wait_capacity(name, (4, 4), timeout=10)
-            await second.wait_line("taking over")
+            await second.wait_line("exited; taking over")
             # the socket is the second instance's now (tmpfs may reuse the inode number, so
             # the log line and the second registration are the evidence, not st_ino)
             assert sock.is_socket()
@@ -132,7 +136,7 @@ async def test_waiting_instance_exits_without_touching_the_owners_socket(workdir
             await kubelet.wait_capacity(NET, (4, 4), timeout=20)
             inode = sock.stat().st_ino
             second = await Daemon.start(workdir, host.root)
-            await second.wait_line("intel.com/net: socket")
+            await second.wait_line("serves this node; waiting for it to exit")
             assert await second.stop() == 0
             assert sock.stat().st_ino == inode
             assert (workdir / "dp" / ".intel.com_net.sock.lock").exists()

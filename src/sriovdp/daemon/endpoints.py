@@ -8,6 +8,7 @@ directories are passed to the endpoints they concern.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -48,7 +49,25 @@ class EndpointSet:
         self._cdi = cdi
         self.endpoints: dict[str, PluginEndpoint] = {}
         self._feeds: dict[str, LatestValue[ResourcePool]] = {}
-        self._instance = instance_lock(dirs.socket_dir)  # taken with the first socket's
+        self._instance = instance_lock(dirs.device_plugin_dir, dirs.socket_dir)
+        self.waiting = ""
+        """Why nothing is served yet: another instance holds the node ("" when not)."""
+
+    async def own_node(self, poll: float = 0.2) -> None:
+        """Wait until this instance holds the node-wide lock (another sriovdp instance serves
+        the node until it exits: a rolling update with ``maxSurge``, a daemon run by hand).
+        Nothing is served before, so what this instance later learns of pods' holds and
+        publishes starts after the other one's last allocation."""
+        while not self._instance.try_acquire():
+            if not self.waiting:
+                log.warning("another sriovdp instance (pid %s) serves this node; waiting for "
+                            "it to exit", self._instance.holder())
+            self.waiting = (f"waiting for another sriovdp instance (pid "
+                            f"{self._instance.holder()}) to exit")
+            await asyncio.sleep(poll)
+        if self.waiting:
+            log.info("the other sriovdp instance exited; taking over")
+        self.waiting = ""
 
     def open_early(self, pools: Mapping[str, ResourcePool]) -> None:
         """Start listening before the first host scan: the kubelet's handshake overlaps the

@@ -202,6 +202,8 @@ class Reconciler:
         since = self.scanner.stuck_since
         if since is not None:
             problems.append(f"host scan stuck for {time.monotonic() - since:.0f} s")
+        if self._endpoints.waiting:
+            problems.append(self._endpoints.waiting)
         if self.holds.waiting:
             problems.append(self.holds.waiting)
         return Status(started=self.ready.is_set(), pools=self.pools,
@@ -236,6 +238,8 @@ class Reconciler:
         try:
             async with self.supervisor as supervisor:
                 self._start_helpers(supervisor, servers)
+                if not await self._until_stopped(self._endpoints.own_node()):
+                    return
                 # placeholders (no devices): the first pass is diffed against them, and
                 # retention learns what pods hold from the kubelet, not from these
                 self.pools = self._retained = build_pools(

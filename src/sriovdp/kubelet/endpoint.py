@@ -74,7 +74,7 @@ from sriovdp.kubelet.servicer import (
     DevicePluginServicer,
     WatcherRegistrationServicer,
 )
-from sriovdp.kubelet.socketlock import SocketLock
+from sriovdp.kubelet.socketlock import InstanceLock, SocketLock
 from sriovdp.model.devices import HostFacts
 from sriovdp.model.pools import ResourcePool
 
@@ -175,7 +175,7 @@ class PluginEndpoint:
         watcher_grace: float = 10.0,
         stream_end_settle: float = 1.0,
         lock_poll: float = 0.2,
-        instance: SocketLock | None = None,
+        instance: InstanceLock | None = None,
     ) -> None:
         self.feed = feed
         self.dirs = dirs

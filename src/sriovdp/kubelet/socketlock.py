@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 
 class SocketLock:
     """An exclusive, non-blocking ``flock`` on ``.<socket name>.lock`` beside ``socket_path``."""
 
-    def __init__(self, socket_path: Path, *, instance: SocketLock | None = None) -> None:
+    def __init__(self, socket_path: Path, *, instance: InstanceLock | None = None) -> None:
         self.path = socket_path.parent / f".{socket_path.name}.lock"
         self._fd: int | None = None
         self._instance = instance
@@ -83,7 +84,48 @@ class SocketLock:
             return False
 
 
-def instance_lock(socket_dir: Path) -> SocketLock:
-    """The lock one daemon instance holds, beside its sockets (``.sriovdp.lock``), while any
-    of its pools serves: a second instance serves no pool until the first has exited."""
-    return SocketLock(socket_dir / "sriovdp")
+class InstanceLock:
+    """The lock one daemon instance holds while it serves anything: ``.sriovdp.lock`` in each
+    of ``dirs``, taken in order and all or none.
+
+    A second instance serves nothing until the first has exited, whatever either one's
+    registration mode, prefix or config (each would otherwise offer the VFs it sees).
+    """
+
+    def __init__(self, dirs: Iterable[Path]) -> None:
+        self._locks = [SocketLock(d / "sriovdp") for d in dict.fromkeys(dirs)]
+        self._blocked = 0  # the lock the last failed attempt could not take
+
+    @property
+    def held(self) -> bool:
+        return all(lock.held for lock in self._locks)
+
+    @property
+    def valid(self) -> bool:
+        return all(lock.valid for lock in self._locks)
+
+    def try_acquire(self) -> bool:
+        """Take every lock, or none; True when this process holds them all now."""
+        for i, lock in enumerate(self._locks):
+            if not lock.try_acquire():
+                self._blocked = i
+                for taken in reversed(self._locks[:i]):
+                    taken.release()
+                return False
+        return True
+
+    def release(self) -> None:
+        for lock in reversed(self._locks):
+            lock.release()
+
+    def holder(self) -> str:
+        """The pid of the instance holding the lock the last attempt could not take
+        ("unknown" if unreadable)."""
+        return str(os.getpid()) if self.held else self._locks[self._blocked].holder()
+
+
+def instance_lock(device_plugin_dir: Path, socket_dir: Path) -> InstanceLock:
+    """The node-wide lock of a daemon instance: in ``device-plugins/`` (every kubelet has it,
+    in either registration mode) and, in watcher mode, in the plugin registry too (where
+    earlier versions took it, so an older instance in a rolling update is waited for)."""
+    return InstanceLock([device_plugin_dir, socket_dir])
