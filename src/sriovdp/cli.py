@@ -330,7 +330,15 @@ def _settings(args: argparse.Namespace) -> Settings:
         scan_deadline=getattr(args, "scan_deadline", DEFAULTS.scan_deadline),
         health_address=getattr(args, "health_address", DEFAULTS.health_address),
         metrics_address=getattr(args, "metrics_address", DEFAULTS.metrics_address),
+        own_pod=_own_pod(),
     )
+
+
+def _own_pod() -> tuple[str, str] | None:
+    """``(namespace, name)`` of the pod this process runs in, from the downward API's
+    ``POD_NAMESPACE`` and ``POD_NAME`` (the DaemonSet sets both); None when either is unset."""
+    namespace, name = os.environ.get("POD_NAMESPACE", ""), os.environ.get("POD_NAME", "")
+    return (namespace, name) if namespace and name else None
 
 
 class UnreadableConfig(Exception):

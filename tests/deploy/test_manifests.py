@@ -315,12 +315,24 @@ def test_servicemonitor_can_be_added_to_the_overlay(tmp_path: Path) -> None:
     assert sm["spec"] == _servicemonitor()["spec"]
 
 
+def _base_env() -> list[dict[str, object]]:
+    env: list[dict[str, object]] = _base_daemonset()["spec"]["template"]["spec"][
+        "containers"][0]["env"]
+    return env
+
+
+def test_base_daemonset_tells_the_daemon_its_own_pod_when_deployed() -> None:
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in _base_env()}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+
+
 def test_per_node_config_overlay() -> None:
     objs = render("per-node-config")
     c = container(objs)
     assert c["args"] == [*BASE_ARGS, "--config-file=/etc/pcidp/$(NODE_NAME)"]
-    assert c["env"] == [{"name": "NODE_NAME",
-                         "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
+    by_name = sorted(c["env"], key=lambda e: e["name"])
+    assert by_name == sorted([*_base_env(), {"name": "NODE_NAME", "valueFrom": {
+        "fieldRef": {"fieldPath": "spec.nodeName"}}}], key=lambda e: str(e["name"]))
     # The whole ConfigMap is mounted: one file per node key.
     config_volume = volumes(objs)[mounts(objs)["/etc/pcidp"]["name"]]
     assert config_volume["configMap"] == {"name": "sriovdp-config"}
@@ -328,7 +340,8 @@ def test_per_node_config_overlay() -> None:
     ds = one(objs, "DaemonSet")
     spec = ds["spec"]["template"]["spec"]
     spec["containers"][0]["args"].remove("--config-file=/etc/pcidp/$(NODE_NAME)")
-    del spec["containers"][0]["env"]
+    spec["containers"][0]["env"] = [e for e in spec["containers"][0]["env"]
+                                    if e["name"] != "NODE_NAME"]
     base = _base_daemonset()
     base_spec = base["spec"]["template"]["spec"]
     del base_spec["volumes"][[v["name"] for v in base_spec["volumes"]].index(

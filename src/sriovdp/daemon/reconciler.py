@@ -128,7 +128,8 @@ class Reconciler:
         self.config_source = ConfigSource(settings, config, self.dirs.socket_dir,
                                           on_applied=self.trigger, reloads=self.metrics.reloads)
         self.holds = HoldTracker(pod_resources if pod_resources is not None
-                                 else PodResourcesClient(settings.pod_resources_socket))
+                                 else PodResourcesClient(settings.pod_resources_socket,
+                                                    own_pod=settings.own_pod))
         self.outputs = Outputs(settings)
         self.supervisor = Supervisor()
         self._endpoints = EndpointSet(self.dirs, self.supervisor, self.facts,

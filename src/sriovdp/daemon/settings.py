@@ -48,6 +48,9 @@ class Settings:
             ms, and a new VF must still reach the kubelet within 1 s (G10).
         scan_deadline: seconds after which a host scan is logged and abandoned (the
             previous view is kept; ``/readyz`` names the stuck scan until it returns).
+        own_pod: ``(namespace, name)`` of the pod this daemon runs in (``POD_NAMESPACE`` and
+            ``POD_NAME``). A pod resources answer without it comes from a kubelet that has
+            not got its pods yet, and does not release holds. None: not run as a pod.
     """
 
     host: HostPaths = HostPaths(Path("/"))
@@ -66,3 +69,4 @@ class Settings:
     kubelet_root_dir: Path | None = None
     settle_window: float = 0.5
     scan_deadline: float = 60.0
+    own_pod: tuple[str, str] | None = None

@@ -8,6 +8,11 @@ empty answer would release every hold.
 
 Before Kubernetes 1.34 List also reports pods that have terminated but are not yet deleted
 (kubernetes #119423): their devices stay held until the pod object goes.
+
+A kubelet that has just started serves List before its pod manager has the API server's
+pods: for that while List lists none of them, although its device manager still assigns
+their devices. An answer that lacks the daemon's own pod (when it runs as one: ``own_pod``)
+is such an early answer, and raises ``INCOMPLETE`` instead of releasing every hold.
 """
 
 from __future__ import annotations
@@ -52,11 +57,16 @@ class PodResourcesClient:
     Args:
         socket: ``<kubelet root>/pod-resources/kubelet.sock``.
         timeout: seconds for one List call.
+        own_pod: ``(namespace, name)`` of the pod this daemon runs in (the downward API's
+            ``POD_NAMESPACE``/``POD_NAME``); an answer without it is incomplete. None: not
+            run as a pod, every answer is taken as complete.
     """
 
-    def __init__(self, socket: Path, *, timeout: float = 2.0) -> None:
+    def __init__(self, socket: Path, *, timeout: float = 2.0,
+                 own_pod: tuple[str, str] | None = None) -> None:
         self.socket = socket
         self.timeout = timeout
+        self.own_pod = own_pod
 
     async def held(self) -> dict[str, frozenset[str]]:
         if not self.socket.exists():
@@ -68,6 +78,12 @@ class PodResourcesClient:
                     pb.ListPodResourcesRequest(), timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             raise PodResourcesError(exc.code().name, exc.details() or "") from None
+        if self.own_pod is not None and not any(
+                (pod.namespace, pod.name) == self.own_pod for pod in response.pod_resources):
+            raise PodResourcesError(
+                "INCOMPLETE", f"the answer lists {len(response.pod_resources)} pods but not "
+                f"this daemon's own pod {'/'.join(self.own_pod)}: the kubelet has not got its "
+                "pods from the API server yet (or POD_NAMESPACE/POD_NAME are wrong)")
         out: dict[str, set[str]] = {}
         for pod in response.pod_resources:
             for container in pod.containers:
