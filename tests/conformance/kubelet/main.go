@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 	_ "unsafe" // go:linkname
 
@@ -58,6 +59,9 @@ type request struct {
 	PluginsRegistry string `json:"plugins_registry"`
 	PodResources    string `json:"pod_resources"`
 	NUMANodes       []int  `json:"numa_nodes"`
+	// PodsLate: the manager's sources are not ready (UpdateAllocatedDevices frees nothing)
+	// until add_pods, as in a kubelet whose API server pods have not arrived yet
+	PodsLate bool `json:"pods_late"`
 	// pods
 	Pod       *podSpec `json:"pod"`
 	UID       string   `json:"uid"`
@@ -92,6 +96,7 @@ type peer struct {
 	order   []string
 	started *generation
 	params  request
+	synced  atomic.Bool // the pods from the API server have arrived (sources ready)
 }
 
 type generation struct {
@@ -192,7 +197,9 @@ func (p *peer) start(ctx context.Context, r request) error {
 		return err
 	}
 	ready := config.NewSourcesReady(func(sets.Set[string]) bool { return true })
-	if err := m.Start(logger, p.activePods, ready, containermap.NewContainerMap(), sets.New[string]()); err != nil {
+	p.synced.Store(!r.PodsLate)
+	podsReady := config.NewSourcesReady(func(sets.Set[string]) bool { return p.synced.Load() })
+	if err := m.Start(logger, p.activePods, podsReady, containermap.NewContainerMap(), sets.New[string]()); err != nil {
 		return err
 	}
 	tm.AddHintProvider(logger, m)
@@ -324,6 +331,7 @@ func (p *peer) handle(ctx context.Context, r request) (map[string]any, error) {
 			p.pods[string(pod.UID)] = pod
 			p.mu.Unlock()
 		}
+		p.synced.Store(true)
 		return map[string]any{}, nil
 	case "capacity":
 		capacity, allocatable, inactive := p.started.manager.GetCapacity(logger)

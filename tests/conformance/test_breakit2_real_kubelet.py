@@ -1,0 +1,104 @@
+"""Break-it pass 2 against the kubelet's own device manager and pod resources server.
+
+A real kubelet serves the pod resources API as soon as it starts (``ListenAndServePodResources``
+runs beside ``Run``), before its pod manager has the pods from the API server: for that
+window ``List`` answers with no pods at all, although the device manager's checkpoint still
+assigns their devices. The peer below starts the manager and the pod resources server first
+and gets the pods later (``add_pods``), as that kubelet does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+from nodekit import POOLS, Node
+
+from sriovdp.testing.realkubelet import PeerError, RealKubelet
+
+from test_real_kubelet import NET, _move_one_net_vf_to_a_new_pool
+
+PODS_LATE = ("the pod resources API's first answers after a kubelet restart list no pods "
+             "(the pod manager has not got them from the API server yet); HoldTracker "
+             "takes that answer as every pod releasing its devices")
+
+
+async def _restart_with_pods_late(kubelet: RealKubelet) -> None:
+    """Kubelet restart in the order a real kubelet comes up: device manager (checkpoint
+    read) and pod resources server first, the API server's pods later (see
+    :func:`_pods_arrive`)."""
+    proc = kubelet._proc
+    assert proc is not None
+    proc.terminate()
+    await proc.wait()
+    await kubelet._spawn()
+    await kubelet._call(
+        "start", device_plugin_dir=str(kubelet.device_plugin_dir),
+        plugins_registry=str(kubelet.plugins_registry) if kubelet.plugins_registry else "",
+        pod_resources=str(kubelet.pod_resources) if kubelet.pod_resources else "",
+        numa_nodes=list(kubelet.numa_nodes), pods_late=True)
+
+
+async def _pods_arrive(kubelet: RealKubelet) -> None:
+    await kubelet._call("add_pods", pods=list(kubelet._pods.values()))
+
+
+async def _offered(kubelet: RealKubelet, resource: str, dev: str, timeout: float) -> bool:
+    """Does ``resource`` become allocatable with ``dev`` within ``timeout`` seconds?"""
+    with contextlib.suppress(TimeoutError):
+        await kubelet.wait_allocatable({resource: 1}, timeout=timeout)
+    devices = await kubelet.allocatable_devices()
+    return dev in [d["id"] for d in devices.get(resource, [])]
+
+
+async def _second_pod_gets(kubelet: RealKubelet, resource: str) -> list[str]:
+    try:
+        pod = await kubelet.admit("second", {"c0": {resource: 1}})
+    except PeerError:
+        return []
+    return list(pod["c0"]["devices"].get(resource, []))
+
+
+@pytest.mark.xfail(strict=True, reason=PODS_LATE)
+async def test_a_kept_vf_is_never_offered_by_its_new_pool_when_the_kubelet_restarts_before_its_pods_sync(
+    node: Node, peer_binary: Path
+) -> None:
+    async with node.kubelet(peer_binary) as kubelet:
+        await node.start_daemon("--resync-interval", "1")
+        await kubelet.wait_allocatable(POOLS, timeout=20)
+        pod = await kubelet.admit("busy", {"c0": {NET: 1}})
+        (dev,) = pod["c0"]["devices"][NET]
+        other = _move_one_net_vf_to_a_new_pool(node, dev)
+        await kubelet.wait_allocatable({NET: 4, other: 0}, timeout=10)  # kept in net
+        await _restart_with_pods_late(kubelet)
+        # the daemon polls pod resources every 2 s while it keeps dev out of `other`
+        offered = await _offered(kubelet, other, dev, timeout=6)
+        await _pods_arrive(kubelet)
+        got = await _second_pod_gets(kubelet, other)
+        assert await kubelet.devices("busy", "c0") == {NET: [dev]}
+        assert dev not in got, f"{dev} given to two pods (busy via {NET}, second via {other})"
+        assert not offered, f"{other} offered {dev} Healthy while pod busy holds it"
+
+
+@pytest.mark.xfail(strict=True, reason=PODS_LATE)
+async def test_a_held_vf_is_never_offered_by_a_new_pool_when_both_restart_and_pods_sync_late(
+    node: Node, peer_binary: Path
+) -> None:
+    async with node.kubelet(peer_binary) as kubelet:
+        proc = await node.start_daemon()
+        await kubelet.wait_allocatable(POOLS, timeout=20)
+        pod = await kubelet.admit("busy", {"c0": {NET: 1}})
+        (dev,) = pod["c0"]["devices"][NET]
+        await node.stop_daemon(proc)
+        other = _move_one_net_vf_to_a_new_pool(node, dev)  # rolled out by the restart
+        await _restart_with_pods_late(kubelet)
+        await node.start_daemon()
+        offered = await _offered(kubelet, other, dev, timeout=8)
+        await _pods_arrive(kubelet)
+        await asyncio.sleep(0.5)
+        got = await _second_pod_gets(kubelet, other)
+        assert await kubelet.devices("busy", "c0") == {NET: [dev]}
+        assert dev not in got, f"{dev} given to two pods (busy via {NET}, second via {other})"
+        assert not offered, f"{other} offered {dev} Healthy while pod busy holds it"
