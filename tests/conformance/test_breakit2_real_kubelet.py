@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 from nodekit import POOLS, Node
+from test_real_kubelet import NET, _move_one_net_vf_to_a_new_pool
 
 from sriovdp.testing.realkubelet import PeerError, RealKubelet
-
-from test_real_kubelet import NET, _move_one_net_vf_to_a_new_pool
 
 PODS_LATE = ("the pod resources API's first answers after a kubelet restart list no pods "
              "(the pod manager has not got them from the API server yet); HoldTracker "
@@ -62,7 +61,7 @@ async def _second_pod_gets(kubelet: RealKubelet, resource: str) -> list[str]:
 
 
 @pytest.mark.xfail(strict=True, reason=PODS_LATE)
-async def test_a_kept_vf_is_never_offered_by_its_new_pool_when_the_kubelet_restarts_before_its_pods_sync(
+async def test_a_kept_vf_is_never_offered_by_its_new_pool_when_the_kubelet_restarts_pods_late(
     node: Node, peer_binary: Path
 ) -> None:
     async with node.kubelet(peer_binary) as kubelet:
