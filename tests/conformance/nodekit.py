@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -36,9 +37,10 @@ class Node:
                            plugins_registry=self.plugins_registry if watcher else None,
                            pod_resources=self.pod_resources, log=self.work / "kubelet.log")
 
-    async def start_daemon(self, *extra: str, netns: str | None = None
-                           ) -> asyncio.subprocess.Process:
-        """The installed sriovdp as a subprocess (``ip netns exec`` into ``netns``)."""
+    async def start_daemon(self, *extra: str, netns: str | None = None,
+                           env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+        """The installed sriovdp as a subprocess (``ip netns exec`` into ``netns``), with
+        ``env`` added to this process's environment."""
         cmd = [sys.executable, "-m", "sriovdp", "--config-file", str(self.config),
                "--host-root", str(self.host.root),
                "--device-plugin-dir", str(self.device_plugin_dir),
@@ -49,7 +51,8 @@ class Node:
         if netns is not None:
             cmd = ["ip", "netns", "exec", netns, *cmd]
         log = (self.work / f"sriovdp-{len(self.daemons)}.log").open("wb")
-        proc = await asyncio.create_subprocess_exec(*cmd, stdout=log, stderr=log)
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdout=log, stderr=log, env=None if env is None else {**os.environ, **env})
         log.close()
         self.daemons.append(proc)
         return proc

@@ -13,15 +13,19 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-import pytest
 from nodekit import POOLS, Node
 from test_real_kubelet import NET, _move_one_net_vf_to_a_new_pool
 
 from sriovdp.testing.realkubelet import PeerError, RealKubelet
 
-PODS_LATE = ("the pod resources API's first answers after a kubelet restart list no pods "
-             "(the pod manager has not got them from the API server yet); HoldTracker "
-             "takes that answer as every pod releasing its devices")
+#: The daemon's own pod, as the DaemonSet's downward API tells it (POD_NAMESPACE/POD_NAME):
+#: a pod resources answer without it comes from a kubelet whose pods have not arrived yet.
+OWN_POD = {"POD_NAMESPACE": "kube-system", "POD_NAME": "sriovdp-x7k2p"}
+
+
+async def _admit_own_pod(kubelet: RealKubelet) -> None:
+    await kubelet.admit("sriovdp-uid", {"sriovdp": {}}, name=OWN_POD["POD_NAME"],
+                        namespace=OWN_POD["POD_NAMESPACE"])
 
 
 async def _restart_with_pods_late(kubelet: RealKubelet) -> None:
@@ -60,12 +64,12 @@ async def _second_pod_gets(kubelet: RealKubelet, resource: str) -> list[str]:
     return list(pod["c0"]["devices"].get(resource, []))
 
 
-@pytest.mark.xfail(strict=True, reason=PODS_LATE)
 async def test_a_kept_vf_is_never_offered_by_its_new_pool_when_the_kubelet_restarts_pods_late(
     node: Node, peer_binary: Path
 ) -> None:
     async with node.kubelet(peer_binary) as kubelet:
-        await node.start_daemon("--resync-interval", "1")
+        await _admit_own_pod(kubelet)
+        await node.start_daemon("--resync-interval", "1", env=OWN_POD)
         await kubelet.wait_allocatable(POOLS, timeout=20)
         pod = await kubelet.admit("busy", {"c0": {NET: 1}})
         (dev,) = pod["c0"]["devices"][NET]
@@ -81,19 +85,19 @@ async def test_a_kept_vf_is_never_offered_by_its_new_pool_when_the_kubelet_resta
         assert not offered, f"{other} offered {dev} Healthy while pod busy holds it"
 
 
-@pytest.mark.xfail(strict=True, reason=PODS_LATE)
 async def test_a_held_vf_is_never_offered_by_a_new_pool_when_both_restart_and_pods_sync_late(
     node: Node, peer_binary: Path
 ) -> None:
     async with node.kubelet(peer_binary) as kubelet:
-        proc = await node.start_daemon()
+        await _admit_own_pod(kubelet)
+        proc = await node.start_daemon(env=OWN_POD)
         await kubelet.wait_allocatable(POOLS, timeout=20)
         pod = await kubelet.admit("busy", {"c0": {NET: 1}})
         (dev,) = pod["c0"]["devices"][NET]
         await node.stop_daemon(proc)
         other = _move_one_net_vf_to_a_new_pool(node, dev)  # rolled out by the restart
         await _restart_with_pods_late(kubelet)
-        await node.start_daemon()
+        await node.start_daemon(env=OWN_POD)
         offered = await _offered(kubelet, other, dev, timeout=8)
         await _pods_arrive(kubelet)
         await asyncio.sleep(0.5)

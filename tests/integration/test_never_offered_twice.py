@@ -558,3 +558,22 @@ async def test_a_held_vf_is_never_offered_by_a_second_pool_when_the_kubelet_rest
         finally:
             daemon.stop()
             await asyncio.wait_for(task, 10)
+
+
+async def test_an_answer_without_the_daemons_own_pod_releases_nothing_when_the_kubelet_lags(
+    workdir: Path, host: FakeHost
+) -> None:
+    """A kubelet that has just restarted lists pods before its pod manager has them from
+    the API server; the daemon's own pod missing from an answer marks such an answer."""
+    from sriovdp.kubelet.podresources import PodResourcesClient, PodResourcesError
+
+    settings = held_settings(workdir, host)
+    async with emulator(settings) as kubelet, running(settings):
+        dev = await hold_one(kubelet)
+        client = PodResourcesClient(settings.pod_resources_socket,
+                                    own_pod=("default", "sriovdp-x7k2p"))
+        with pytest.raises(PodResourcesError, match="own pod default/sriovdp-x7k2p") as err:
+            await client.held()
+        assert err.value.code == "INCOMPLETE" and not err.value.absent
+        await kubelet.admit(DPDK, 1, pod="sriovdp-x7k2p")
+        assert dev in (await client.held())[NET]
