@@ -67,10 +67,22 @@ def test_every_default_comes_from_settings_when_no_flag_is_given() -> None:
     args = _parser("run").parse_args([])
     defaults = Settings()
     for f in dataclasses.fields(Settings):
-        if f.name in ("host", "watch_config"):
+        if f.name in ("host", "watch_config", "own_pod"):  # own_pod: from the environment
             continue
         assert getattr(args, f.name) == getattr(defaults, f.name), f.name
     assert args.host_root == defaults.host.root
+
+
+def test_own_pod_comes_from_the_downward_api_env_when_both_are_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sriovdp.cli import _settings
+
+    monkeypatch.delenv("POD_NAME", raising=False)
+    monkeypatch.setenv("POD_NAMESPACE", "kube-system")
+    assert _settings(_parser("run").parse_args([])).own_pod is None  # one alone: not a pod
+    monkeypatch.setenv("POD_NAME", "sriovdp-x7k2p")
+    assert _settings(_parser("run").parse_args([])).own_pod == ("kube-system", "sriovdp-x7k2p")
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -524,7 +524,7 @@ async def test_a_device_is_offered_under_one_resource_when_two_instances_differ_
     async with emulator(old) as kubelet, contextlib.AsyncExitStack() as first:
         await first.enter_async_context(running(old))
         await kubelet.wait_capacity(NET, (4, 4), timeout=5)
-        async with running(new) as second:
+        async with running(new, published=False) as second:
             await asyncio.sleep(1.0)  # time to register its pools, were it allowed to
             assert kubelet.devices("example.com/net") == {}
             assert not second.is_ready  # /readyz: its sockets are owned by another instance
