@@ -123,7 +123,8 @@ async def test_second_instance_waits_then_takes_over_cleanly_when_the_first_exit
             if second is not None:
                 assert await second.stop() == 0
         assert sorted(p.name for p in (workdir / "dp").iterdir() if p.name != "kubelet.sock"
-                      and not p.name.startswith("kubelet_internal")) == []
+                      and not p.name.startswith("kubelet_internal")) == [".sriovdp"]
+        assert list((workdir / "dp" / ".sriovdp").iterdir()) == []  # the lock dir stays
 
 
 async def test_waiting_instance_exits_without_touching_the_owners_socket(workdir: Path) -> None:

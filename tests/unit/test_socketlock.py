@@ -66,3 +66,15 @@ def test_an_instance_lock_is_all_or_none_when_an_older_instance_holds_the_regist
     third.release()
     older.release()
     assert newer.try_acquire()
+
+
+def test_the_instance_lock_holds_when_an_old_kubelet_deletes_every_file_in_device_plugins(
+    tmp_path: Path,
+) -> None:
+    dp = tmp_path / "device-plugins"
+    owner = instance_lock(dp, dp)
+    assert owner.try_acquire()
+    for path in dp.iterdir():  # a kubelet's clean-up before the socket-only one
+        if path.is_file():
+            path.unlink()
+    assert not instance_lock(dp, dp).try_acquire()  # the lock in .sriovdp/ is still held

@@ -84,16 +84,26 @@ class SocketLock:
             return False
 
 
+LOCK_DIR = ".sriovdp"
+"""The directory of the instance lock files (``.sriovdp/.instance.lock``)."""
+
+
 class InstanceLock:
-    """The lock one daemon instance holds while it serves anything: ``.sriovdp.lock`` in each
-    of ``dirs``, taken in order and all or none.
+    """The lock one daemon instance holds while it serves anything: ``.sriovdp/.instance.lock``
+    in each of ``dirs`` (and the ``.sriovdp.lock`` of earlier versions), taken in order and
+    all or none.
 
     A second instance serves nothing until the first has exited, whatever either one's
     registration mode, prefix or config (each would otherwise offer the VFs it sees).
     """
 
     def __init__(self, dirs: Iterable[Path]) -> None:
-        self._locks = [SocketLock(d / "sriovdp") for d in dict.fromkeys(dirs)]
+        unique = list(dict.fromkeys(dirs))
+        # in a dot-directory: kubelets before the socket-only clean-up delete every file
+        # but their checkpoint in device-plugins/ when they start, never a directory (and
+        # the plugin watcher ignores dot-names); then where earlier versions took it
+        self._locks = [SocketLock(d / LOCK_DIR / "instance") for d in unique] + [
+            SocketLock(d / "sriovdp") for d in unique]
         self._blocked = 0  # the lock the last failed attempt could not take
 
     @property
