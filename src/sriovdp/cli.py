@@ -252,6 +252,11 @@ def _parser(command: str) -> argparse.ArgumentParser:
                        metavar="SECONDS",
                        help="seconds a function that appeared or changed driver must stay so "
                             "before it joins a pool (0: at once); default %(default)s")
+        p.add_argument("--kubelet-settle", type=_seconds, default=DEFAULTS.kubelet_settle,
+                       metavar="SECONDS",
+                       help="seconds after the kubelet's start during which its pod resources "
+                            "answers release no device (it is still adding its pods) and the "
+                            "first publication waits; default %(default)s")
         p.add_argument("--scan-deadline", type=_seconds, default=DEFAULTS.scan_deadline,
                        metavar="SECONDS",
                        help="a host scan running longer is logged and abandoned; "
@@ -328,6 +333,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         resync_interval=getattr(args, "resync_interval", DEFAULTS.resync_interval),
         settle_window=getattr(args, "settle_window", DEFAULTS.settle_window),
         scan_deadline=getattr(args, "scan_deadline", DEFAULTS.scan_deadline),
+        kubelet_settle=getattr(args, "kubelet_settle", DEFAULTS.kubelet_settle),
         health_address=getattr(args, "health_address", DEFAULTS.health_address),
         metrics_address=getattr(args, "metrics_address", DEFAULTS.metrics_address),
         own_pod=_own_pod(),

@@ -40,14 +40,16 @@ class Node:
     async def start_daemon(self, *extra: str, netns: str | None = None,
                            env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
         """The installed sriovdp as a subprocess (``ip netns exec`` into ``netns``), with
-        ``env`` added to this process's environment."""
+        ``env`` added to this process's environment. ``--kubelet-settle 0`` unless given:
+        each test's kubelet has just started."""
+        settle = [] if "--kubelet-settle" in extra else ["--kubelet-settle", "0"]
         cmd = [sys.executable, "-m", "sriovdp", "--config-file", str(self.config),
                "--host-root", str(self.host.root),
                "--device-plugin-dir", str(self.device_plugin_dir),
                "--plugins-registry-dir", str(self.plugins_registry),
                "--pod-resources-socket", str(self.pod_resources),
                "--device-info-dir", str(self.device_info_dir),
-               "--cdi-dir", str(self.cdi_dir), "-v", "5", *extra]
+               "--cdi-dir", str(self.cdi_dir), "-v", "5", *settle, *extra]
         if netns is not None:
             cmd = ["ip", "netns", "exec", netns, *cmd]
         log = (self.work / f"sriovdp-{len(self.daemons)}.log").open("wb")

@@ -69,7 +69,7 @@ async def test_a_kept_vf_is_never_offered_by_its_new_pool_when_the_kubelet_resta
 ) -> None:
     async with node.kubelet(peer_binary) as kubelet:
         await _admit_own_pod(kubelet)
-        await node.start_daemon("--resync-interval", "1", env=OWN_POD)
+        await node.start_daemon("--resync-interval", "1", "--kubelet-settle", "10", env=OWN_POD)
         await kubelet.wait_allocatable(POOLS, timeout=20)
         pod = await kubelet.admit("busy", {"c0": {NET: 1}})
         (dev,) = pod["c0"]["devices"][NET]
@@ -90,14 +90,14 @@ async def test_a_held_vf_is_never_offered_by_a_new_pool_when_both_restart_and_po
 ) -> None:
     async with node.kubelet(peer_binary) as kubelet:
         await _admit_own_pod(kubelet)
-        proc = await node.start_daemon(env=OWN_POD)
+        proc = await node.start_daemon("--kubelet-settle", "10", env=OWN_POD)
         await kubelet.wait_allocatable(POOLS, timeout=20)
         pod = await kubelet.admit("busy", {"c0": {NET: 1}})
         (dev,) = pod["c0"]["devices"][NET]
         await node.stop_daemon(proc)
         other = _move_one_net_vf_to_a_new_pool(node, dev)  # rolled out by the restart
         await _restart_with_pods_late(kubelet)
-        await node.start_daemon(env=OWN_POD)
+        await node.start_daemon("--kubelet-settle", "10", env=OWN_POD)
         offered = await _offered(kubelet, other, dev, timeout=8)
         await _pods_arrive(kubelet)
         await asyncio.sleep(0.5)

@@ -37,7 +37,8 @@ def settings_for(work: Path, host: FakeHost, *, watcher: bool = False) -> Settin
         reg.mkdir(exist_ok=True)
     return Settings(host=host.paths, config_file=work / "config.json", device_plugin_dir=dp,
                     plugins_registry_dir=reg, device_info_dir=work / "devinfo",
-                    cdi_dir=work / "cdi", pod_resources_socket=work / "pr" / "kubelet.sock")
+                    cdi_dir=work / "cdi", pod_resources_socket=work / "pr" / "kubelet.sock",
+                    kubelet_settle=0.0)  # each test's emulator has just started
 
 
 @contextlib.asynccontextmanager

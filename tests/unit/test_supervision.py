@@ -104,8 +104,8 @@ async def test_the_first_answer_waits_for_the_kubelet_when_both_restart_together
 
     kubelet_sock = tmp_path / "device-plugins" / "kubelet.sock"
     tracker = HoldTracker(PodResourcesClient(tmp_path / "pod-resources" / "kubelet.sock"),
-                          first_backoff=0.05)
-    waiting = asyncio.create_task(tracker.first_answer(kubelet_sock, grace=0.2))
+                          first_backoff=0.05, kubelet_socket=kubelet_sock)
+    waiting = asyncio.create_task(tracker.first_answer(grace=0.2))
     await eventually(lambda: "waiting for the kubelet" in tracker.waiting, what="waiting")
     await asyncio.sleep(0.3)
     assert not waiting.done()  # no kubelet: nothing could register, and no answer yet
@@ -119,3 +119,39 @@ async def test_the_first_answer_waits_for_the_kubelet_when_both_restart_together
     async with kubelet:  # the kubelet is up, its pod resources API never comes: not mounted
         await asyncio.wait_for(waiting, 5)
     assert tracker.waiting == "" and tracker.absent
+
+
+async def test_a_release_waits_while_the_kubelet_is_still_adding_its_pods(tmp_path: Path) -> None:
+    kubelet_sock = tmp_path / "kubelet.sock"
+    kubelet_sock.touch()  # the kubelet started now
+    started = kubelet_sock.stat().st_ctime
+    wall = [started + 1.0]
+    api = FakePodResources()
+    api.hold("intel.com/net", ["0000:3b:02.0"])
+    tracker = HoldTracker(api, kubelet_socket=kubelet_sock, kubelet_settle=10.0,
+                          wall=lambda: wall[0])
+    assert await tracker.refresh()
+    api.release("intel.com/net", ["0000:3b:02.0"])  # not listed: not added yet, or released
+    assert await tracker.refresh()
+    assert tracker.current() == {"intel.com/net": frozenset({"0000:3b:02.0"})}
+    api.hold("intel.com/dpdk", ["0000:3b:02.4"])
+    assert await tracker.refresh()  # what it lists is held at once
+    assert tracker.current()["intel.com/dpdk"] == frozenset({"0000:3b:02.4"})
+    wall[0] = started + 10.5  # the kubelet has had its 10 s
+    assert await tracker.refresh()
+    assert tracker.current() == {"intel.com/dpdk": frozenset({"0000:3b:02.4"})}
+
+
+async def test_the_first_answer_waits_until_the_kubelet_has_had_time_to_list_its_pods(
+    tmp_path: Path,
+) -> None:
+    kubelet_sock = tmp_path / "kubelet.sock"
+    kubelet_sock.touch()
+    api = FakePodResources()
+    tracker = HoldTracker(api, kubelet_socket=kubelet_sock, kubelet_settle=0.5)
+    waiting = asyncio.create_task(tracker.first_answer())
+    await eventually(lambda: "for the kubelet, started" in tracker.waiting, what="waiting")
+    api.hold("intel.com/net", ["0000:3b:02.0"])  # its pod arrives while it settles
+    await asyncio.wait_for(waiting, 5)
+    assert tracker.waiting == "" and api.calls >= 2
+    assert tracker.current() == {"intel.com/net": frozenset({"0000:3b:02.0"})}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,12 +30,23 @@ class HoldTracker:
             does not list it: the kubelet records a grant only once our Allocate reply
             reaches it, so an answer in between lacks it (and another pool could then
             offer the device to a second pod).
+        kubelet_socket: the kubelet's ``kubelet.sock``; its change time tells when the
+            kubelet started.
+        kubelet_settle: for this many seconds after the kubelet started its answers may
+            lack pods it has not got from the API server yet (it adds them one by one): an
+            answer then adds holds but releases none, and the first publication waits
+            until the kubelet is this old (0: every answer is believed at once).
+        wall: wall-clock seconds (compared with the socket's change time).
     """
 
     def __init__(self, source: PodResources, *, first_backoff: float = 0.5,
                  max_backoff: float = 30.0, clock: Callable[[], float] = time.monotonic,
-                 grace: float = 1.0) -> None:
+                 grace: float = 1.0, kubelet_socket: Path | None = None,
+                 kubelet_settle: float = 0.0, wall: Callable[[], float] = time.time) -> None:
         self._source = source
+        self._kubelet_socket = kubelet_socket
+        self._settle = kubelet_settle
+        self._wall = wall
         self._first = first_backoff
         self._max = max_backoff
         self._clock = clock
@@ -93,6 +105,8 @@ class HoldTracker:
             return False
         if self.retry_at is not None:
             log.info("pod resources API answers again")
+        if self._answered and self.kubelet_settling() > 0:
+            held = _union(held, self._known)  # releases wait until the kubelet has its pods
         self._known, self._answered = held, True
         self.retry_at, self._backoff, self.last_error = None, self._first, ""
         self.absent = False
@@ -120,8 +134,9 @@ class HoldTracker:
                     "in %.1f s", exc, self._backoff)
         self._backoff = min(self._backoff * 2, self._max)
 
-    async def first_answer(self, kubelet_socket: Path, *, grace: float = 1.0) -> None:
-        """Wait, before the first publication, until the pod resources API has answered.
+    async def first_answer(self, *, grace: float = 1.0) -> None:
+        """Wait, before the first publication, until the pod resources API has answered,
+        from a kubelet that has had ``kubelet_settle`` seconds to get its pods.
 
         Publishing without its answer could offer a device a pod holds from a second pool
         (a config changed, or a VF was rebound, while the daemon was down). While the API
@@ -132,20 +147,35 @@ class HoldTracker:
         has been up ``grace`` seconds without the socket, the API is taken as not mounted
         and only this process's own allocations are known.
         """
+        while await self._ask_until_answered(grace):
+            settling = self.kubelet_settling()
+            if settling <= 0:
+                break
+            self.waiting = (f"waiting {settling:.1f} s for the kubelet, started "
+                            f"{self._settle - settling:.1f} s ago, to list every pod before "
+                            "the first publication")
+            log.info("%s", self.waiting)
+            await asyncio.sleep(settling)
+        self.waiting = ""
+
+    async def _ask_until_answered(self, grace: float) -> bool:
+        """Ask until the API answers (True) or is taken as not mounted (False)."""
         up_since: float | None = None
         while not await self.refresh():
             if self.absent:
-                if not await listening(kubelet_socket):
+                if self._kubelet_socket is None:
+                    return False
+                if not await listening(self._kubelet_socket):
                     up_since = None
-                    self.waiting = (f"waiting for the kubelet ({kubelet_socket} does not "
-                                    "exist) before the first publication")
+                    self.waiting = (f"waiting for the kubelet ({self._kubelet_socket} does "
+                                    "not accept connections) before the first publication")
                 else:
                     up_since = self._clock() if up_since is None else up_since
                     if self._clock() - up_since >= grace:
                         log.warning("pod resources API not available (%s) although the "
                                     "kubelet is up: only this process's own allocations "
                                     "are known", self.last_error)
-                        break
+                        return False
                     self.waiting = ("waiting for the pod resources API before the first "
                                     f"publication: {self.last_error}")
             else:
@@ -153,4 +183,20 @@ class HoldTracker:
                                 f"publication: {self.last_error}")
             retry_at = self.retry_at if self.retry_at is not None else self._clock()
             await asyncio.sleep(min(max(0.0, retry_at - self._clock()), 0.5))
-        self.waiting = ""
+        return True
+
+    def kubelet_settling(self) -> float:
+        """Seconds until the kubelet has been up ``kubelet_settle`` seconds (0: it has, or
+        its age is unknown)."""
+        if self._settle <= 0 or self._kubelet_socket is None:
+            return 0.0
+        try:
+            started = os.stat(self._kubelet_socket).st_ctime
+        except OSError:
+            return 0.0
+        return max(0.0, min(self._settle, started + self._settle - self._wall()))
+
+
+def _union(a: Holds, b: Holds) -> dict[str, frozenset[str]]:
+    empty: frozenset[str] = frozenset()
+    return {name: a.get(name, empty) | b.get(name, empty) for name in a.keys() | b.keys()}

@@ -129,7 +129,9 @@ class Reconciler:
                                           on_applied=self.trigger, reloads=self.metrics.reloads)
         self.holds = HoldTracker(pod_resources if pod_resources is not None
                                  else PodResourcesClient(settings.pod_resources_socket,
-                                                    own_pod=settings.own_pod))
+                                                         own_pod=settings.own_pod),
+                                 kubelet_socket=settings.device_plugin_dir / "kubelet.sock",
+                                 kubelet_settle=settings.kubelet_settle)
         self.outputs = Outputs(settings)
         self.supervisor = Supervisor()
         self._endpoints = EndpointSet(self.dirs, self.supervisor, self.facts,
@@ -410,7 +412,7 @@ class Reconciler:
         host = HostView(self._host_ids[1], health)
         off_loop = kind is not PassKind.HEALTH
         if kind is PassKind.FIRST:
-            await self.holds.first_answer(self.settings.device_plugin_dir / "kubelet.sock")
+            await self.holds.first_answer()
         elif refresh_holds or (
                 off_loop and await _pure(off_loop, holds_matter, self._retained, built, host,
                                          self._retention)):

@@ -51,6 +51,10 @@ class Settings:
         own_pod: ``(namespace, name)`` of the pod this daemon runs in (``POD_NAMESPACE`` and
             ``POD_NAME``). A pod resources answer without it comes from a kubelet that has
             not got its pods yet, and does not release holds. None: not run as a pod.
+        kubelet_settle: seconds after the kubelet's start (``kubelet.sock`` created) during
+            which its pod resources answers may lack pods it is still adding (its API server
+            pods arrive in one batch, added one by one): they add holds but release none,
+            and the first publication waits until the kubelet is this old.
     """
 
     host: HostPaths = HostPaths(Path("/"))
@@ -70,3 +74,4 @@ class Settings:
     settle_window: float = 0.5
     scan_deadline: float = 60.0
     own_pod: tuple[str, str] | None = None
+    kubelet_settle: float = 10.0
