@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -166,8 +167,8 @@ async def test_the_emulator_records_what_the_real_manager_records_when_run_throu
     async with node.kubelet(peer_binary, watcher=watcher) as real:
         truth = await scenario(node, Real(real), real.checkpoint_path)
     # a fresh node (same host) for the emulator
-    for p in node.device_plugin_dir.iterdir():
-        p.unlink()
+    shutil.rmtree(node.device_plugin_dir)
+    node.device_plugin_dir.mkdir()
     for p in node.device_info_dir.glob("*"):
         p.unlink()
     registry = node.plugins_registry if watcher else None  # the emulator creates it

@@ -167,8 +167,9 @@ async def test_sockets_are_removed_when_the_daemon_stops(workdir: Path, host: Fa
         async with running(settings):
             await kubelet.wait_for(NET, lambda d: len(d) == 4)
         assert sorted(p.name for p in settings.device_plugin_dir.iterdir()) == [
-            p for p in ["kubelet.sock", "kubelet_internal_checkpoint"]
+            p for p in [".sriovdp", "kubelet.sock", "kubelet_internal_checkpoint"]
             if (settings.device_plugin_dir / p).exists()]
+        assert list((settings.device_plugin_dir / ".sriovdp").iterdir()) == []  # locks gone
 
 
 async def test_pools_come_back_when_the_stream_ends_before_the_kubelet_restarts_f06(

@@ -83,7 +83,8 @@ async def _demo(work: Path, *, config_file: Path | None, use_cdi: bool, prefix: 
                         device_plugin_dir=dp_dir, resource_prefix=prefix, use_cdi=use_cdi,
                         plugins_registry_dir=work / "plugins_registry",
                         device_info_dir=work / "devinfo", cdi_dir=work / "cdi",
-                        pod_resources_socket=pod_resources)
+                        pod_resources_socket=pod_resources,
+                        kubelet_settle=0.0)  # the emulator has just started, with no pods
     text = read_config_bytes(settings.config_file)
     config = load_config(settings.config_file, default_prefix=prefix, use_cdi=use_cdi,
                          socket_dir=dp_dir, text=text)
