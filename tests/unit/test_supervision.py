@@ -155,3 +155,21 @@ async def test_the_first_answer_waits_until_the_kubelet_has_had_time_to_list_its
     await asyncio.wait_for(waiting, 5)
     assert tracker.waiting == "" and api.calls >= 2
     assert tracker.current() == {"intel.com/net": frozenset({"0000:3b:02.0"})}
+
+
+async def test_an_allocation_of_ours_stays_held_while_a_young_kubelet_lacks_it(
+    tmp_path: Path,
+) -> None:
+    kubelet_sock = tmp_path / "kubelet.sock"
+    kubelet_sock.touch()
+    started = kubelet_sock.stat().st_ctime
+    wall, now = [started + 1.0], [100.0]
+    tracker = HoldTracker(FakePodResources(), kubelet_socket=kubelet_sock, kubelet_settle=10.0,
+                          wall=lambda: wall[0], clock=lambda: now[0], grace=1.0)
+    tracker.allocated("intel.com/net", ["0000:3b:02.1"])
+    now[0] = 105.0  # well past the grace: a settled kubelet's answer would end it
+    assert await tracker.refresh()
+    assert tracker.current() == {"intel.com/net": frozenset({"0000:3b:02.1"})}
+    wall[0] = started + 11.0
+    assert await tracker.refresh()
+    assert tracker.current() == {}

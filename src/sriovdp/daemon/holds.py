@@ -105,11 +105,14 @@ class HoldTracker:
             return False
         if self.retry_at is not None:
             log.info("pod resources API answers again")
-        if self._answered and self.kubelet_settling() > 0:
+        settling = self.kubelet_settling() > 0
+        if self._answered and settling:
             held = _union(held, self._known)  # releases wait until the kubelet has its pods
         self._known, self._answered = held, True
         self.retry_at, self._backoff, self.last_error = None, self._first, ""
         self.absent = False
+        if settling:
+            return True  # nor does an allocation of ours, which no answer listed yet, end
         for name in list(self._since):
             # allocations made after (or just before) the question was asked may not be
             # in the answer yet
