@@ -37,13 +37,21 @@ def test_the_docs_hold_configs() -> None:
     assert any(name.startswith("README.md") for name, _ in configs())
 
 
+def _validate_takes_dra() -> bool:
+    """A config marking a pool "dra": true validates with --dra (DRA mode's daemon)."""
+    from sriovdp.cli import _parser
+
+    return any("--dra" in a.option_strings for a in _parser("validate")._actions)
+
+
 @pytest.mark.parametrize(("name", "text"), configs(), ids=[n for n, _ in configs()])
 def test_every_doc_config_validates_and_fills_each_pool_on_a_golden_host(
     name: str, text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = tmp_path / "config.json"
     cfg.write_text(text)
-    assert main(["validate", "--config-file", str(cfg),
+    dra = ["--dra"] if re.search(r'"dra":\s*true', text) and _validate_takes_dra() else []
+    assert main(["validate", "--config-file", str(cfg), *dra,
                  "--plugins-registry-dir", str(tmp_path / "none")]) == 0, capsys.readouterr()
     config = parse_config(text)
     filled: dict[str, list[str]] = {}
