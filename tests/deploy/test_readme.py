@@ -100,8 +100,9 @@ def test_bench_help_gives_its_whole_summary_when_asked(bench: Path) -> None:
 def test_readme_names_the_benches_that_need_root_when_they_refuse_without_it() -> None:
     readme = " ".join((REPO / "README.md").read_text().split())
     need_root = sorted(p.name for p in BENCHES if "os.geteuid() != 0" in p.read_text())
-    assert need_root == ["health_latency.py", "hotplug.py"]
+    assert need_root == ["dra_apiserver.py", "health_latency.py", "hotplug.py"]
     assert "`health_latency.py` and `hotplug.py` need root" in readme
+    assert "`dra_apiserver.py --daemon` needs root" in readme
 
 
 def _anchor(heading: str) -> str:
