@@ -26,6 +26,7 @@ times, from just before that call, the apiserver's watch of the node's slices: t
 slice event, and the event after which the stored slices are a complete pool of the new
 generation without (or with again) ens0f0's 256 VFs — what the scheduler's allocator then
 sees. Floor: the daemon's own ``health_latency.py`` figure (carrier → kubelet list, ~5 ms).
+Last, the daemon's RSS (the overlay's memory limit is 256Mi).
 
 Run: ``.venv/bin/python bench/dra_apiserver.py [--runs 3] [--flips 40] [--claims 40]``, or
 ``sudo .venv/bin/python bench/dra_apiserver.py --daemon [--toggles 20] [--dra-health
@@ -269,7 +270,7 @@ class SliceWatch:
 
 
 async def wait_complete(watch: SliceWatch, devices: int, timeout: float,
-                        ) -> tuple[float, float]:
+                        proc: asyncio.subprocess.Process) -> tuple[float, float]:
     """The first event, and the one completing a pool of ``devices``, from now on."""
     deadline = time.perf_counter() + timeout
     first = None
@@ -277,6 +278,9 @@ async def wait_complete(watch: SliceWatch, devices: int, timeout: float,
         try:
             at, complete = await asyncio.to_thread(watch.events.get, True, 1.0)
         except queue.Empty:
+            if proc.returncode is not None:
+                raise SystemExit(f"the daemon exited ({proc.returncode}): see its log "
+                                 "(BENCH_KEEP=1 keeps it)") from None
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"no complete pool of {devices} devices") from None
             continue
@@ -337,7 +341,7 @@ async def daemon_async(toggles: int, health: str) -> None:
         watch = SliceWatch(k8s.ResourceV1Api(api), node)
         watch.start()
         start = time.perf_counter()
-        await wait_complete(watch, PFS * 256, 120)
+        await wait_complete(watch, PFS * 256, 120, proc)
         print(f"dra through the daemon process (--dra=all --dra-health={health}), "
               f"{PFS * 256} VFs: exec -> complete slices at the apiserver "
               f"{time.perf_counter() - start:.2f} s")
@@ -353,7 +357,7 @@ async def daemon_async(toggles: int, health: str) -> None:
             up = n % 2 == 1
             start = time.perf_counter()
             await ipr.link("set", index=peer_index, state="up" if up else "down")
-            first, done = await wait_complete(watch, PFS * 256 - (0 if up else 256), 30)
+            first, done = await wait_complete(watch, PFS * 256 - (0 if up else 256), 30, proc)
             firsts.append(first - start)
             completes.append(done - start)
             await asyncio.sleep(0.2)
@@ -362,6 +366,10 @@ async def daemon_async(toggles: int, health: str) -> None:
         print(f"  carrier change -> complete new generation stored      {summary(completes)}")
         print("  floor: the same carrier change -> kubelet list through the device plugin, "
               "bench/health_latency.py (~5 ms median)")
+        status = await asyncio.to_thread(Path(f"/proc/{proc.pid}/status").read_text)
+        rss = int(status.split("VmRSS:")[1].split()[0]) / 1024
+        print(f"  daemon RSS after the toggles: {rss:.0f} MiB "
+              "(deployments/overlays/dra limits it to 256Mi)")
     finally:
         if proc is not None and proc.returncode is None:
             proc.terminate()
