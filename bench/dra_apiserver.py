@@ -73,6 +73,7 @@ from sriovdp.model.health import Health
 from sriovdp.model.pools import build_pools
 from sriovdp.testing.drapeer import DraPeer, PeerPod, build_dra_peer, why_no_dra_peer
 from sriovdp.testing.fakehost import FakeHost
+from sriovdp.testing.kubelet import KubeletEmulator
 
 DRIVER = "sriov.network.k8s.io"
 PFS = 8
@@ -316,6 +317,7 @@ async def daemon_async(toggles: int, health: str) -> None:
     peer = DraPeer(binary, work / "cp")
     await asyncio.to_thread(peer.start)
     proc = None
+    device_manager = None
     try:
         node = "bench-daemon"
         await asyncio.to_thread(peer.kubelet_start, node, work / "registry", work / "kubelet")
@@ -324,8 +326,13 @@ async def daemon_async(toggles: int, health: str) -> None:
         config.write_text(json.dumps({"resourceList": [
             {"resourceName": f"pf{i}", "selectors": [{"pfNames": [f"ens{i}f0"]}]}
             for i in range(PFS)]}))
-        for d in ("dp", "cdi", "devinfo", "plugins"):
+        for d in ("dp", "cdi", "devinfo", "plugins", "pr"):
             (work / d).mkdir()
+        # the device manager's side of the kubelet (kubelet.sock, pod resources): asked what
+        # pods hold before the daemon's first publication; the DRA side is the Go peer's
+        device_manager = KubeletEmulator(work / "dp",
+                                         pod_resources_socket=work / "pr" / "kubelet.sock")
+        await device_manager.__aenter__()
         log = (work / "daemon.log").open("wb")
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "sriovdp", "run", "--dra=all", f"--dra-health={health}",
@@ -334,7 +341,8 @@ async def daemon_async(toggles: int, health: str) -> None:
              "--device-plugin-dir", str(work / "dp"),
              "--plugins-registry-dir", str(work / "registry"),
              "--kubelet-plugins-dir", str(work / "plugins"),
-             "--pod-resources-socket", str(work / "pr.sock"), "--cdi-dir", str(work / "cdi"),
+             "--pod-resources-socket", str(work / "pr" / "kubelet.sock"),
+             "--cdi-dir", str(work / "cdi"),
              "--device-info-dir", str(work / "devinfo"),
              "--health-address", "127.0.0.1:8081", stdout=log, stderr=log)
         api = k8s_config.new_client_from_config(config_file=str(peer.kubeconfig))
@@ -377,6 +385,8 @@ async def daemon_async(toggles: int, health: str) -> None:
                 await asyncio.wait_for(proc.wait(), 30)
             except TimeoutError:
                 proc.kill()
+        if device_manager is not None:
+            await device_manager.__aexit__(None, None, None)
         await asyncio.to_thread(peer.stop)
         if os.environ.get("BENCH_KEEP"):
             print(f"kept {work}")
