@@ -377,8 +377,9 @@ def test_dra_overlay_serves_every_pool_through_dra_with_the_node_name_and_a_toke
     objs = render("dra")
     c = container(objs)
     assert c["args"] == [*BASE_ARGS, "--dra=all"]
-    assert c["env"] == [{"name": "NODE_NAME",
-                         "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
+    assert sorted(c["env"], key=lambda e: e["name"]) == sorted([*_base_env(), {
+        "name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        key=lambda e: e["name"])
     spec = pod_spec(objs)
     assert spec["automountServiceAccountToken"] is True, "in-cluster config needs the token"
     assert spec["serviceAccountName"] == one(objs, "ServiceAccount")["metadata"]["name"]
@@ -402,7 +403,7 @@ def test_dra_overlay_changes_only_args_env_token_memory_and_the_plugins_mount() 
     spec = ds["spec"]["template"]["spec"]
     c = spec["containers"][0]
     c["args"].remove("--dra=all")
-    del c["env"]
+    c["env"] = [e for e in c["env"] if e["name"] != "NODE_NAME"]
     c["volumeMounts"] = [m for m in c["volumeMounts"]
                          if m["mountPath"] != "/var/lib/kubelet/plugins"]
     spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "kubelet-plugins"]
