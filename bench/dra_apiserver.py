@@ -344,7 +344,10 @@ async def daemon_async(toggles: int, health: str) -> None:
              "--pod-resources-socket", str(work / "pr" / "kubelet.sock"),
              "--cdi-dir", str(work / "cdi"),
              "--device-info-dir", str(work / "devinfo"),
-             "--health-address", "127.0.0.1:8081", stdout=log, stderr=log)
+             "--health-address", "127.0.0.1:8081",
+             # the emulator's kubelet.sock is brand new; on a node the kubelet has long been
+             # up, so the first publication does not wait for a young kubelet's pods
+             "--kubelet-settle", "0", stdout=log, stderr=log)
         api = k8s_config.new_client_from_config(config_file=str(peer.kubeconfig))
         watch = SliceWatch(k8s.ResourceV1Api(api), node)
         watch.start()
