@@ -16,24 +16,45 @@ per PF. Prints:
   the apiserver, CDI spec and checkpoint written), and the floor: one claim GET with the
   official client; unprepare.
 
-Run: ``.venv/bin/python bench/dra_apiserver.py [--runs 3] [--flips 40] [--claims 40]``.
-Prints figures; asserts nothing.
+With ``--daemon`` (root) it measures through the daemon **process** instead: the whole bench
+moves into a network namespace of its own (``unshare(CLONE_NEWNET)``; gone when it exits,
+the host's links are never touched), where the peer serves on 127.0.0.1 and PF ``ens0f0`` of
+the same scaled FakeHost is a veth. ``sriovdp run --dra=all`` runs as a subprocess on that
+host against the real apiserver (``--kubeconfig``), registered with the peer's kubelet DRA
+manager. Each sample takes ``ens0f0``'s carrier away (or gives it back) with pyroute2 and
+times, from just before that call, the apiserver's watch of the node's slices: the first
+slice event, and the event after which the stored slices are a complete pool of the new
+generation without (or with again) ens0f0's 256 VFs — what the scheduler's allocator then
+sees. Floor: the daemon's own ``health_latency.py`` figure (carrier → kubelet list, ~5 ms).
+Last, the daemon's RSS (the overlay's memory limit is 256Mi).
+
+Run: ``.venv/bin/python bench/dra_apiserver.py [--runs 3] [--flips 40] [--claims 40]``, or
+``sudo .venv/bin/python bench/dra_apiserver.py --daemon [--toggles 20] [--dra-health
+withdraw|taint]``. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
 import os
+import queue
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import urllib3
 from harness import summary  # bench/ is the script's directory
 from kubernetes import client as k8s, config as k8s_config
 
@@ -52,6 +73,7 @@ from sriovdp.model.health import Health
 from sriovdp.model.pools import build_pools
 from sriovdp.testing.drapeer import DraPeer, PeerPod, build_dra_peer, why_no_dra_peer
 from sriovdp.testing.fakehost import FakeHost
+from sriovdp.testing.kubelet import KubeletEmulator
 
 DRIVER = "sriov.network.k8s.io"
 PFS = 8
@@ -171,15 +193,233 @@ async def main_async(runs: int, flips: int, claims: int) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# --- --daemon: carrier change -> ResourceSlices at the apiserver, through the process -------
+
+CLONE_NEWNET = 0x40000000
+PF = "ens0f0"
+
+
+def enter_own_netns() -> None:
+    """Move this process into a new, empty network namespace (root; lo brought up). Every
+    thread and child started afterwards is in it; it goes away with the last of them."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+    for cmd in (["ip", "link", "set", "lo", "up"],
+                ["ip", "link", "add", PF, "type", "veth", "peer", "name", f"{PF}p"],
+                ["ip", "link", "set", PF, "up"], ["ip", "link", "set", f"{PF}p", "up"]):
+        subprocess.run(cmd, check=True, capture_output=True)
+
+
+@dataclass
+class SliceWatch:
+    """The node's slices as a watch on the apiserver delivers them, in a thread; ``events``
+    receives ``(arrival time, untainted devices of the complete newest generation or None)``
+    for every event."""
+
+    resource: k8s.ResourceV1Api
+    node: str
+    events: queue.Queue[tuple[float, int | None]] = field(default_factory=queue.Queue)
+    slices: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def start(self) -> None:
+        listed = json.loads(self.resource.list_resource_slice(
+            field_selector=f"spec.nodeName={self.node}", _preload_content=False).data)
+        for item in listed["items"]:
+            self.slices[item["metadata"]["name"]] = item
+        threading.Thread(target=self._run, args=(listed["metadata"]["resourceVersion"],),
+                         daemon=True).start()
+
+    def complete(self) -> int | None:
+        """Untainted devices of the newest generation when all its slices are stored (what
+        the allocator can give out), else None."""
+        specs = [s["spec"] for s in self.slices.values()]  # type: ignore[index]
+        if not specs:
+            return None
+        newest = max(sp["pool"]["generation"] for sp in specs)
+        current = [sp for sp in specs if sp["pool"]["generation"] == newest]
+        if len(current) != current[0]["pool"]["resourceSliceCount"]:
+            return None
+        return sum(1 for sp in current for d in sp.get("devices") or [] if not d.get("taints"))
+
+    def _run(self, version: str) -> None:
+        answer = self.resource.list_resource_slice(
+            field_selector=f"spec.nodeName={self.node}", watch=True, resource_version=version,
+            timeout_seconds=3600, _preload_content=False)
+        buffer = b""
+        try:
+            for chunk in answer.stream(65536):
+                buffer = self._take(buffer + chunk, time.perf_counter())
+        except (OSError, urllib3.exceptions.HTTPError):
+            return  # the apiserver stopped at the end of the bench
+
+    def _take(self, buffer: bytes, now: float) -> bytes:
+        """Apply the complete event lines of ``buffer`` (received at ``now``); returns the
+        incomplete rest."""
+        *lines, rest = buffer.split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            obj = event["object"]
+            if event["type"] == "DELETED":
+                self.slices.pop(obj["metadata"]["name"], None)
+            elif event["type"] in ("ADDED", "MODIFIED"):
+                self.slices[obj["metadata"]["name"]] = obj
+            self.events.put((now, self.complete()))
+        return rest
+
+
+async def wait_complete(watch: SliceWatch, devices: int, timeout: float,
+                        proc: asyncio.subprocess.Process) -> tuple[float, float]:
+    """The first event, and the one completing a pool of ``devices``, from now on."""
+    deadline = time.perf_counter() + timeout
+    first = None
+    while True:
+        try:
+            at, complete = await asyncio.to_thread(watch.events.get, True, 1.0)
+        except queue.Empty:
+            if proc.returncode is not None:
+                raise SystemExit(f"the daemon exited ({proc.returncode}): see its log "
+                                 "(BENCH_KEEP=1 keeps it)") from None
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"no complete pool of {devices} devices") from None
+            continue
+        first = first if first is not None else at
+        if complete == devices:
+            return first, at
+
+
+def ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+async def wait_ready(url: str, proc: asyncio.subprocess.Process, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(ready, url):
+        if proc.returncode is not None:
+            raise SystemExit(f"the daemon exited ({proc.returncode})")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the daemon is not ready after {timeout:.0f} s ({url})")
+        await asyncio.sleep(0.2)
+
+
+async def daemon_async(toggles: int, health: str) -> None:
+    from pyroute2 import AsyncIPRoute  # type: ignore[import-untyped]
+
+    binary = build_dra_peer(Path(os.environ.get("DRA_PEER_BUILD_DIR",
+                                                Path(tempfile.gettempdir()) / "sriovdp-dra-peer")))
+    work = Path(tempfile.mkdtemp(prefix="sdpdd-", dir="/tmp"))
+    peer = DraPeer(binary, work / "cp")
+    await asyncio.to_thread(peer.start)
+    proc = None
+    device_manager = None
+    try:
+        node = "bench-daemon"
+        await asyncio.to_thread(peer.kubelet_start, node, work / "registry", work / "kubelet")
+        host = FakeHost.scaled(work / "host", pfs=PFS, vfs_per_pf=256)
+        config = work / "config.json"
+        config.write_text(json.dumps({"resourceList": [
+            {"resourceName": f"pf{i}", "selectors": [{"pfNames": [f"ens{i}f0"]}]}
+            for i in range(PFS)]}))
+        for d in ("dp", "cdi", "devinfo", "plugins", "pr"):
+            (work / d).mkdir()
+        # the device manager's side of the kubelet (kubelet.sock, pod resources): asked what
+        # pods hold before the daemon's first publication; the DRA side is the Go peer's
+        device_manager = KubeletEmulator(work / "dp",
+                                         pod_resources_socket=work / "pr" / "kubelet.sock")
+        await device_manager.__aenter__()
+        log = (work / "daemon.log").open("wb")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sriovdp", "run", "--dra=all", f"--dra-health={health}",
+             "--kubeconfig", str(peer.kubeconfig), "--node-name", node,
+             "--host-root", str(host.root), "--config-file", str(config),
+             "--device-plugin-dir", str(work / "dp"),
+             "--plugins-registry-dir", str(work / "registry"),
+             "--kubelet-plugins-dir", str(work / "plugins"),
+             "--pod-resources-socket", str(work / "pr" / "kubelet.sock"),
+             "--cdi-dir", str(work / "cdi"),
+             "--device-info-dir", str(work / "devinfo"),
+             "--health-address", "127.0.0.1:8081",
+             # the emulator's kubelet.sock is brand new; on a node the kubelet has long been
+             # up, so the first publication does not wait for a young kubelet's pods
+             "--kubelet-settle", "0", stdout=log, stderr=log)
+        api = k8s_config.new_client_from_config(config_file=str(peer.kubeconfig))
+        watch = SliceWatch(k8s.ResourceV1Api(api), node)
+        watch.start()
+        start = time.perf_counter()
+        await wait_complete(watch, PFS * 256, 120, proc)
+        print(f"dra through the daemon process (--dra=all --dra-health={health}), "
+              f"{PFS * 256} VFs: exec -> complete slices at the apiserver "
+              f"{time.perf_counter() - start:.2f} s")
+        await wait_ready("http://127.0.0.1:8081/readyz", proc, 60)
+        await asyncio.sleep(1.0)  # the registration's forced publication has gone through
+        while not watch.events.empty():
+            watch.events.get()
+
+        ipr = AsyncIPRoute()
+        peer_index = (await ipr.link_lookup(ifname=f"{PF}p"))[0]
+        firsts, completes = [], []
+        for n in range(2 * toggles):
+            up = n % 2 == 1
+            start = time.perf_counter()
+            await ipr.link("set", index=peer_index, state="up" if up else "down")
+            first, done = await wait_complete(watch, PFS * 256 - (0 if up else 256), 30, proc)
+            firsts.append(first - start)
+            completes.append(done - start)
+            await asyncio.sleep(0.2)
+        ipr.close()
+        print(f"  carrier change -> first slice event at the apiserver  {summary(firsts)}")
+        print(f"  carrier change -> complete new generation stored      {summary(completes)}")
+        print("  floor: the same carrier change -> kubelet list through the device plugin, "
+              "bench/health_latency.py (~5 ms median)")
+        status = await asyncio.to_thread(Path(f"/proc/{proc.pid}/status").read_text)
+        rss = int(status.split("VmRSS:")[1].split()[0]) / 1024
+        print(f"  daemon RSS after the toggles: {rss:.0f} MiB "
+              "(deployments/overlays/dra limits it to 256Mi)")
+    finally:
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+        if device_manager is not None:
+            await device_manager.__aexit__(None, None, None)
+        await asyncio.to_thread(peer.stop)
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--flips", type=int, default=40)
     parser.add_argument("--claims", type=int, default=40)
+    parser.add_argument("--daemon", action="store_true",
+                        help="carrier change -> slices at the apiserver through "
+                             "`sriovdp run --dra=all` (root: a network namespace of its own)")
+    parser.add_argument("--toggles", type=int, default=20,
+                        help="--daemon: down+up pairs (samples = 2 x toggles)")
+    parser.add_argument("--dra-health", choices=("withdraw", "taint"), default="withdraw",
+                        help="--daemon: the daemon's --dra-health")
     args = parser.parse_args()
     why = why_no_dra_peer()
     if why is not None:
         print(f"dra_apiserver: skipped: {why}")
+        return 0
+    if args.daemon:
+        if os.geteuid() != 0:
+            print("dra_apiserver --daemon: needs root (a network namespace)", file=sys.stderr)
+            return 2
+        enter_own_netns()
+        asyncio.run(daemon_async(args.toggles, args.dra_health))
         return 0
     asyncio.run(main_async(args.runs, args.flips, args.claims))
     return 0

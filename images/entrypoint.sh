@@ -6,7 +6,9 @@
 # Differences from the Go image's script, on purpose:
 #   * a value is everything after the first "=", so "--config-file=/a=b" keeps "/a=b", and
 #     a value with spaces stays one argument;
-#   * --health-address=, --metrics-address= and --log-format= are passed through;
+#   * --health-address=, --metrics-address= and --log-format= are passed through, and
+#     DRA mode's --dra[=marked|all], --dra-driver=, --dra-health=, --node-name=,
+#     --kubeconfig=, --kubelet-plugins-dir= (deployments/overlays/dra);
 #   * --log-level= must be a number (the daemon would refuse anything else anyway);
 #   * the error line and usage for an unknown option go to stderr;
 #   * string values are passed to the daemon as "--flag=value" (one argument).
@@ -34,6 +36,12 @@ Start the SR-IOV network device plugin (sriovdp).
   --health-address=ADDR       serve /healthz and /readyz on ADDR (e.g. :8081)
   --metrics-address=ADDR      serve Prometheus metrics on ADDR (e.g. :9100)
   --log-format=FORMAT         text or json
+  --dra, --dra=marked|all     serve pools marked "dra": true (or all) through DRA
+  --dra-driver=NAME           DRA driver name (sriovdp default sriov.network.k8s.io)
+  --dra-health=POLICY         withdraw or taint unhealthy devices (default withdraw)
+  --node-name=NODE            node name (sriovdp default \$NODE_NAME, else the host name)
+  --kubeconfig=FILE           API server access (sriovdp default: in-cluster config)
+  --kubelet-plugins-dir=DIR   DRA plugin socket dir (sriovdp default /var/lib/kubelet/plugins)
 
 Options take their value after "=" only; the value is everything after the first "=".
 EOF
@@ -53,6 +61,12 @@ USE_CDI=false
 HEALTH_ADDRESS=""
 METRICS_ADDRESS=""
 LOG_FORMAT=""
+DRA=""
+DRA_DRIVER=""
+DRA_HEALTH=""
+NODE_NAME_ARG=""
+KUBECONFIG_ARG=""
+KUBELET_PLUGINS_DIR=""
 
 for param in "$@"; do
     value="${param#*=}"
@@ -76,6 +90,13 @@ for param in "$@"; do
         --health-address=*) HEALTH_ADDRESS="$value" ;;
         --metrics-address=*) METRICS_ADDRESS="$value" ;;
         --log-format=*) LOG_FORMAT="$value" ;;
+        --dra) DRA=marked ;;
+        --dra=marked | --dra=all) DRA="$value" ;;
+        --dra-driver=*) DRA_DRIVER="$value" ;;
+        --dra-health=*) DRA_HEALTH="$value" ;;
+        --node-name=*) NODE_NAME_ARG="$value" ;;
+        --kubeconfig=*) KUBECONFIG_ARG="$value" ;;
+        --kubelet-plugins-dir=*) KUBELET_PLUGINS_DIR="$value" ;;
         *) fail "unknown parameter \"$param\"" ;;
     esac
 done
@@ -107,6 +128,24 @@ if [ -n "$METRICS_ADDRESS" ]; then
 fi
 if [ -n "$LOG_FORMAT" ]; then
     set -- "$@" "--log-format=$LOG_FORMAT"
+fi
+if [ -n "$DRA" ]; then
+    set -- "$@" "--dra=$DRA"
+fi
+if [ -n "$DRA_DRIVER" ]; then
+    set -- "$@" "--dra-driver=$DRA_DRIVER"
+fi
+if [ -n "$DRA_HEALTH" ]; then
+    set -- "$@" "--dra-health=$DRA_HEALTH"
+fi
+if [ -n "$NODE_NAME_ARG" ]; then
+    set -- "$@" "--node-name=$NODE_NAME_ARG"
+fi
+if [ -n "$KUBECONFIG_ARG" ]; then
+    set -- "$@" "--kubeconfig=$KUBECONFIG_ARG"
+fi
+if [ -n "$KUBELET_PLUGINS_DIR" ]; then
+    set -- "$@" "--kubelet-plugins-dir=$KUBELET_PLUGINS_DIR"
 fi
 
 exec "$BIN" "$@"

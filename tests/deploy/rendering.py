@@ -21,7 +21,13 @@ TARGETS = {
     "metrics": DEPLOY / "overlays" / "metrics",
     "per-node-config": DEPLOY / "overlays" / "per-node-config",
     "nfd": DEPLOY / "overlays" / "nfd",
+    "dra": DEPLOY / "overlays" / "dra",
 }
+#: The DRA overlay's example DeviceClass, ResourceClaimTemplate and pod (plain files for
+#: ``kubectl apply -f``, not a kustomization).
+DRA_EXAMPLES = DEPLOY / "overlays" / "dra" / "examples"
+#: Kinds without a namespace.
+CLUSTER_SCOPED = frozenset({"ClusterRole", "ClusterRoleBinding", "DeviceClass"})
 
 Obj = dict[str, Any]
 
@@ -42,6 +48,13 @@ def _rendered(name: str) -> str:
 def render(name: str) -> list[Obj]:
     """The objects of one target (a fresh copy: tests may change them)."""
     return json.loads(_rendered(name))
+
+
+def dra_examples() -> dict[str, Obj]:
+    """The example objects by kind."""
+    objs = [doc for path in sorted(DRA_EXAMPLES.glob("*.yaml"))
+            for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return {o["kind"]: o for o in objs}
 
 
 def one(objs: list[Obj], kind: str) -> Obj:

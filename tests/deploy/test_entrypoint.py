@@ -99,6 +99,16 @@ def test_defaults(run) -> None:
     ("--health-address=:8081", [*DEFAULTS, "--health-address=:8081"]),
     ("--metrics-address=127.0.0.1:9100", [*DEFAULTS, "--metrics-address=127.0.0.1:9100"]),
     ("--log-format=json", [*DEFAULTS, "--log-format=json"]),
+    ("--dra", [*DEFAULTS, "--dra=marked"]),
+    ("--dra=marked", [*DEFAULTS, "--dra=marked"]),
+    ("--dra=all", [*DEFAULTS, "--dra=all"]),
+    ("--dra-driver=sriov.example.com", [*DEFAULTS, "--dra-driver=sriov.example.com"]),
+    ("--dra-health=taint", [*DEFAULTS, "--dra-health=taint"]),
+    ("--node-name=worker-1", [*DEFAULTS, "--node-name=worker-1"]),
+    ("--kubeconfig=/etc/kubernetes/sriovdp.conf",
+     [*DEFAULTS, "--kubeconfig=/etc/kubernetes/sriovdp.conf"]),
+    ("--kubelet-plugins-dir=/data/kubelet/plugins",
+     [*DEFAULTS, "--kubelet-plugins-dir=/data/kubelet/plugins"]),
 ])
 def test_each_option(run, option: str, passed: list[str]) -> None:
     r = run(option)
@@ -188,7 +198,7 @@ def test_help(run, args: list[str]) -> None:
 
 @pytest.mark.parametrize("param", [
     "--bogus", "--bogus=1", "positional", "--log-level", "--config-file", "-v", "-config-file=x",
-    "--use-cdi=maybe", "",
+    "--use-cdi=maybe", "", "--dra=bogus", "--dra=",
 ])
 def test_unknown_parameter(run, param: str) -> None:
     r = run("--log-level=3", param)
@@ -257,6 +267,7 @@ def _cli_knows(flag: str) -> bool:
     ["--log-format=json"],
     ["--health-address=:8081"],
     ["--metrics-address=:9100"],
+    ["--dra=all", "--dra-health=withdraw", "--node-name=worker-1"],
 ])
 def test_sriovdp_accepts_what_the_entrypoint_passes(tmp_path: Path, log_base: Path,
                                                     options: list[str]) -> None:
@@ -265,7 +276,8 @@ def test_sriovdp_accepts_what_the_entrypoint_passes(tmp_path: Path, log_base: Pa
     reading the config, before it creates anything."""
     for opt in options:
         flag = opt.split("=", 1)[0]
-        if flag in ("--health-address", "--metrics-address") and not _cli_knows(flag):
+        if flag in ("--health-address", "--metrics-address", "--dra", "--dra-health",
+                    "--node-name") and not _cli_knows(flag):
             pytest.skip(f"sriovdp has no {flag} flag yet")
     config = tmp_path / "config.json"
     config.write_text('{"resourceList": [{"resourceName": "net", '

@@ -21,7 +21,19 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from rendering import DEPLOY, KUBECTL, REPO, TARGETS, Obj, kustomize, one, render
+from rendering import (
+    CLUSTER_SCOPED,
+    DEPLOY,
+    DRA_EXAMPLES,
+    KUBECTL,
+    REPO,
+    TARGETS,
+    Obj,
+    dra_examples,
+    kustomize,
+    one,
+    render,
+)
 
 from sriovdp.model.config import parse_config
 
@@ -106,7 +118,10 @@ def test_a_broken_manifest_is_caught() -> None:
 @pytest.mark.parametrize("target", TARGETS)
 def test_everything_is_in_kube_system(target: str) -> None:
     for obj in render(target):
-        assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
+        if obj["kind"] in CLUSTER_SCOPED:
+            assert "namespace" not in obj["metadata"], obj["metadata"]["name"]
+        else:
+            assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
 
 
 def test_deployments_dir_renders_the_base() -> None:
@@ -352,6 +367,120 @@ def test_per_node_config_overlay() -> None:
     assert ds == base
 
 
+# -- the DRA overlay and its examples ------------------------------------------------------
+
+DRA_VERSIONS = ("1.34.0", K8S_VERSIONS[-1])  # resource.k8s.io/v1 is GA from 1.34
+DRA_DRIVER = "sriov.network.k8s.io"
+
+
+def test_dra_overlay_serves_every_pool_through_dra_with_the_node_name_and_a_token() -> None:
+    objs = render("dra")
+    c = container(objs)
+    assert c["args"] == [*BASE_ARGS, "--dra=all"]
+    assert sorted(c["env"], key=lambda e: e["name"]) == sorted([*_base_env(), {
+        "name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        key=lambda e: e["name"])
+    spec = pod_spec(objs)
+    assert spec["automountServiceAccountToken"] is True, "in-cluster config needs the token"
+    assert spec["serviceAccountName"] == one(objs, "ServiceAccount")["metadata"]["name"]
+    assert c["resources"]["limits"]["memory"] == "256Mi"
+
+
+def test_dra_overlay_mounts_the_kubelet_plugin_dirs_and_the_cdi_dir() -> None:
+    objs = render("dra")
+    vols, got = volumes(objs), mounts(objs)
+    for path in ("/var/lib/kubelet/plugins", "/var/lib/kubelet/plugins_registry",
+                 "/var/run/cdi"):
+        assert path in got, f"no mount at {path}"
+        assert vols[got[path]["name"]]["hostPath"]["path"] == path
+        assert not got[path].get("readOnly", False), path
+    assert vols[got["/var/lib/kubelet/plugins"]["name"]]["hostPath"]["type"] == \
+        "DirectoryOrCreate"
+
+
+def test_dra_overlay_changes_only_args_env_token_memory_and_the_plugins_mount() -> None:
+    ds = one(render("dra"), "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    c["args"].remove("--dra=all")
+    c["env"] = [e for e in c["env"] if e["name"] != "NODE_NAME"]
+    c["volumeMounts"] = [m for m in c["volumeMounts"]
+                         if m["mountPath"] != "/var/lib/kubelet/plugins"]
+    spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "kubelet-plugins"]
+    spec["automountServiceAccountToken"] = False
+    base = _base_daemonset()
+    c["resources"]["requests"]["memory"] = c["resources"]["limits"]["memory"] = "x"
+    base_c = base["spec"]["template"]["spec"]["containers"][0]
+    base_c["resources"]["requests"]["memory"] = base_c["resources"]["limits"]["memory"] = "x"
+    assert ds == base
+
+
+def _rules(role: Obj) -> set[tuple[str, str, str]]:
+    return {(group, resource, verb) for rule in role["rules"]
+            for group in rule["apiGroups"] for resource in rule["resources"]
+            for verb in rule["verbs"]}
+
+
+def test_dra_cluster_role_grants_what_dra_mode_calls_and_nothing_else() -> None:
+    """The verbs agreed for DRA mode (DRA-INTERFACE.md); the conformance suite checks on a
+    real apiserver that the daemon's calls pass with them (test_dra_rbac.py)."""
+    objs = render("dra")
+    role = one(objs, "ClusterRole")
+    slice_verbs = ("get", "list", "watch", "create", "update", "patch", "delete",
+                   "deletecollection")
+    assert _rules(role) == {
+        *(("resource.k8s.io", "resourceslices", v) for v in slice_verbs),
+        *(("resource.k8s.io", "resourceclaims", v) for v in ("get", "list", "watch")),
+        *(("resource.k8s.io", "resourceclaims/status", v) for v in ("update", "patch")),
+        ("", "nodes", "get"),
+    }
+    binding = one(objs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
+                                  "kind": "ClusterRole", "name": role["metadata"]["name"]}
+    account = one(objs, "ServiceAccount")["metadata"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["name"],
+                                    "namespace": account["namespace"]}]
+
+
+def test_dra_examples_are_applied_by_hand_not_by_the_overlay() -> None:
+    kinds = {o["kind"] for o in render("dra")}
+    assert kinds.isdisjoint({"DeviceClass", "ResourceClaimTemplate", "Pod"})
+    assert not (DRA_EXAMPLES / "kustomization.yaml").exists(), "kubectl apply -f examples/"
+    assert sorted(dra_examples()) == ["DeviceClass", "Pod", "ResourceClaimTemplate"]
+
+
+@pytest.mark.parametrize("version", DRA_VERSIONS)
+def test_dra_examples_pass_the_kubernetes_schema(version: str) -> None:
+    for kind, obj in dra_examples().items():
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = "/".join(str(p) for p in exc.path)
+            pytest.fail(f"{kind} is invalid for Kubernetes {version} at {path}: {exc.message}")
+
+
+def test_dra_examples_chain_pod_to_template_to_class_to_a_base_pool() -> None:
+    """The names line up, and the class selects a pool of the base config by the
+    ``resourceName`` attribute (the real allocator runs them in test_dra_rbac.py)."""
+    ex = dra_examples()
+    (claim,) = ex["Pod"]["spec"]["resourceClaims"]
+    assert claim["resourceClaimTemplateName"] == ex["ResourceClaimTemplate"]["metadata"]["name"]
+    (c,) = ex["Pod"]["spec"]["containers"]
+    assert c["resources"]["claims"] == [{"name": claim["name"]}]
+    devices = ex["ResourceClaimTemplate"]["spec"]["spec"]["devices"]
+    (request,) = devices["requests"]
+    assert request["exactly"]["deviceClassName"] == ex["DeviceClass"]["metadata"]["name"]
+    (constraint,) = devices["constraints"]
+    assert constraint["matchAttribute"] == f"{DRA_DRIVER}/pfName"
+    (selector,) = ex["DeviceClass"]["spec"]["selectors"]
+    expression = selector["cel"]["expression"]
+    assert f'device.driver == "{DRA_DRIVER}"' in expression
+    pool = re.search(r'\.resourceName == "([^"]+)"', expression)
+    assert pool is not None
+    config = parse_config(one(render("dra"), "ConfigMap")["data"]["config.json"])
+    assert pool[1] in [r.resource_name("intel.com") for r in config.resources]
+
+
 # -- manifests and image together ------------------------------------------------------------
 
 
@@ -371,7 +500,8 @@ def test_entrypoint_accepts_the_manifest_args(target: str, tmp_path: Path) -> No
     assert proc.stdout.splitlines()[:3] == ["--logtostderr", "-v", "2"]
 
 
-@pytest.mark.parametrize("name", ["deployments", "cdi", "metrics", "nfd", "per-node-config"])
+@pytest.mark.parametrize("name", ["deployments", "cdi", "metrics", "nfd", "per-node-config",
+                                  "dra"])
 def test_each_kustomization_says_how_to_deploy_it_with_your_image_when_read(name: str) -> None:
     header = (TARGETS[name] / "kustomization.yaml").read_text().split("\napiVersion:")[0]
     assert "kubectl apply -k deployments" not in header, "that deploys sriovdp:0.1.0"

@@ -318,6 +318,9 @@ def test_every_overlay_renders_exactly_what_it_says(target: str) -> None:
         "metrics": [("ConfigMap", "sriovdp-config"), ("DaemonSet", "kube-sriov-device-plugin"),
                     ("Service", "sriov-device-plugin-metrics"),
                     ("ServiceAccount", "sriov-device-plugin")],
+        "dra": [("ClusterRole", "sriovdp-dra"), ("ClusterRoleBinding", "sriovdp-dra"),
+                ("ConfigMap", "sriovdp-config"), ("DaemonSet", "kube-sriov-device-plugin"),
+                ("ServiceAccount", "sriov-device-plugin")],
     }.get(target, [("ConfigMap", "sriovdp-config"), ("DaemonSet", "kube-sriov-device-plugin"),
                    ("ServiceAccount", "sriov-device-plugin")])
     assert kinds == expected

@@ -37,13 +37,21 @@ def test_the_docs_hold_configs() -> None:
     assert any(name.startswith("README.md") for name, _ in configs())
 
 
+def _validate_takes_dra() -> bool:
+    """A config marking a pool "dra": true validates with --dra (DRA mode's daemon)."""
+    from sriovdp.cli import _parser
+
+    return any("--dra" in a.option_strings for a in _parser("validate")._actions)
+
+
 @pytest.mark.parametrize(("name", "text"), configs(), ids=[n for n, _ in configs()])
 def test_every_doc_config_validates_and_fills_each_pool_on_a_golden_host(
     name: str, text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = tmp_path / "config.json"
     cfg.write_text(text)
-    assert main(["validate", "--config-file", str(cfg),
+    dra = ["--dra"] if re.search(r'"dra":\s*true', text) and _validate_takes_dra() else []
+    assert main(["validate", "--config-file", str(cfg), *dra,
                  "--plugins-registry-dir", str(tmp_path / "none")]) == 0, capsys.readouterr()
     config = parse_config(text)
     filled: dict[str, list[str]] = {}
@@ -92,8 +100,9 @@ def test_bench_help_gives_its_whole_summary_when_asked(bench: Path) -> None:
 def test_readme_names_the_benches_that_need_root_when_they_refuse_without_it() -> None:
     readme = " ".join((REPO / "README.md").read_text().split())
     need_root = sorted(p.name for p in BENCHES if "os.geteuid() != 0" in p.read_text())
-    assert need_root == ["health_latency.py", "hotplug.py"]
+    assert need_root == ["dra_apiserver.py", "health_latency.py", "hotplug.py"]
     assert "`health_latency.py` and `hotplug.py` need root" in readme
+    assert "`dra_apiserver.py --daemon` needs root" in readme
 
 
 def _anchor(heading: str) -> str:
