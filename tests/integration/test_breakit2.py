@@ -50,3 +50,33 @@ async def test_a_vf_allocated_by_the_first_instance_is_not_offered_twice_when_th
             got = await admit_or_none(kubelet, DPDK, 5, pod="second")
             assert DEV not in got, f"{DEV} given to two pods (busy via {NET}, second via {DPDK})"
             assert DEV not in kubelet.healthy_ids(DPDK), dpdk
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the node-wide instance lock lives in the socket dir (kubelet/socketlock.py:"
+    "instance_lock(dirs.socket_dir)): device-plugins/ in socket mode, plugins_registry/ in "
+    "watcher mode, so an instance in each mode takes a different lock and both serve"))
+async def test_a_vf_is_offered_by_one_instance_only_when_two_instances_differ_in_registration_mode(
+    workdir: Path, host: FakeHost
+) -> None:
+    """A DaemonSet update that adds the ``plugins_registry`` mount (or the daemon run by
+    hand where the DaemonSet does not mount it), with ``maxSurge`` and a config change: the
+    old instance registers through ``kubelet.sock``, the new one through the plugin
+    watcher."""
+    old = replace(held_settings(workdir, host), plugins_registry_dir=workdir / "no-registry")
+    new = replace(old, plugins_registry_dir=workdir / "reg",
+                  config_file=workdir / "config-new.json")
+    new.plugins_registry_dir.mkdir()
+    moved = config_moving(DEV)
+    write(new.config_file, moved)
+    kubelet = KubeletEmulator(old.device_plugin_dir, new.plugins_registry_dir, watcher=True,
+                              pod_resources_socket=old.pod_resources_socket)
+    async with kubelet, running(old), running(new, moved) as second:
+        await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+        allocation = await kubelet.admit(NET, 1, pod="busy")
+        assert allocation.device_ids == (DEV,)
+        with contextlib.suppress(TimeoutError):  # were it allowed to register
+            await kubelet.wait_for(DPDK, lambda d: DEV in d, timeout=3)
+        got = await admit_or_none(kubelet, DPDK, 5, pod="second")
+        assert DEV not in got, f"{DEV} given to two pods (busy via {NET}, second via {DPDK})"
+        assert not second.is_ready  # it should wait: another instance serves this node
