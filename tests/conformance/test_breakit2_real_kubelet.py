@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+import pytest
 from nodekit import POOLS, Node
 from test_real_kubelet import NET, _move_one_net_vf_to_a_new_pool
 

@@ -24,10 +24,6 @@ async def admit_or_none(kubelet: KubeletEmulator, resource: str, count: int,
         return ()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a waiting instance asks pod resources once, at its first pass, and never again while "
-    "it waits: what the owning instance allocated meanwhile is unknown to it when it takes "
-    "over (Reconciler._publish: holds_matter compares only its own pools)"))
 async def test_a_vf_allocated_by_the_first_instance_is_not_offered_twice_when_the_second_takes_over(
     workdir: Path, host: FakeHost
 ) -> None:
@@ -40,7 +36,7 @@ async def test_a_vf_allocated_by_the_first_instance_is_not_offered_twice_when_th
     async with emulator(old) as kubelet, contextlib.AsyncExitStack() as first:
         await first.enter_async_context(running(old))
         await kubelet.wait_capacity(NET, (4, 4), timeout=5)
-        async with running(new, moved) as second:
+        async with running(new, moved, published=False) as second:
             assert not second.is_ready  # waits: the first owns the node
             allocation = await kubelet.admit(NET, 1, pod="busy")  # through the first
             assert allocation.device_ids == (DEV,)
@@ -52,10 +48,6 @@ async def test_a_vf_allocated_by_the_first_instance_is_not_offered_twice_when_th
             assert DEV not in kubelet.healthy_ids(DPDK), dpdk
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the node-wide instance lock lives in the socket dir (kubelet/socketlock.py:"
-    "instance_lock(dirs.socket_dir)): device-plugins/ in socket mode, plugins_registry/ in "
-    "watcher mode, so an instance in each mode takes a different lock and both serve"))
 async def test_a_vf_is_offered_by_one_instance_only_when_two_instances_differ_in_registration_mode(
     workdir: Path, host: FakeHost
 ) -> None:
@@ -71,7 +63,7 @@ async def test_a_vf_is_offered_by_one_instance_only_when_two_instances_differ_in
     write(new.config_file, moved)
     kubelet = KubeletEmulator(old.device_plugin_dir, new.plugins_registry_dir, watcher=True,
                               pod_resources_socket=old.pod_resources_socket)
-    async with kubelet, running(old), running(new, moved) as second:
+    async with kubelet, running(old), running(new, moved, published=False) as second:
         await kubelet.wait_capacity(NET, (4, 4), timeout=5)
         allocation = await kubelet.admit(NET, 1, pod="busy")
         assert allocation.device_ids == (DEV,)
@@ -83,9 +75,10 @@ async def test_a_vf_is_offered_by_one_instance_only_when_two_instances_differ_in
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "the node-wide instance lock file (.sriovdp.lock) is never re-checked once taken "
-    "(kubelet/endpoint.py:_lock_file_deleted re-validates only the socket's own lock): after "
-    "its file is deleted a waiting instance locks a new one and serves beside the owner"))
+    "the node-wide lock (.sriovdp.lock in device-plugins/) is never re-checked once taken: "
+    "SocketLock.try_acquire trusts its open fd and PluginEndpoint._lock_file_deleted "
+    "re-validates only the socket's own lock, so after the file is deleted a waiting "
+    "instance (EndpointSet.own_node) locks a new file and serves beside the owner"))
 async def test_a_waiting_instance_keeps_waiting_when_the_lock_files_are_deleted(
     workdir: Path, host: FakeHost
 ) -> None:
@@ -95,7 +88,7 @@ async def test_a_waiting_instance_keeps_waiting_when_the_lock_files_are_deleted(
     new = replace(old, resource_prefix="example.com")
     async with emulator(old) as kubelet, running(old):
         await kubelet.wait_capacity(NET, (4, 4), timeout=5)
-        async with running(new) as second:
+        async with running(new, published=False) as second:
             assert not second.is_ready
             for lock in old.device_plugin_dir.glob(".*.lock"):
                 lock.unlink()  # as an old kubelet's CleanupPluginDirectory does
