@@ -337,7 +337,11 @@ func (p *peer) handle(ctx context.Context, r request) (map[string]any, error) {
 			p.pods[string(pod.UID)] = pod
 			p.mu.Unlock()
 		}
-		p.synced.Store(true)
+		// pods_late here: more of the batch is still to come (HandlePodAdditions adds pods
+		// one at a time; the source counts as seen only after the whole batch)
+		if !r.PodsLate {
+			p.synced.Store(true)
+		}
 		return map[string]any{}, nil
 	case "capacity":
 		capacity, allocatable, inactive := p.started.manager.GetCapacity(logger)
