@@ -185,11 +185,6 @@ async def test_a_kept_vf_is_never_offered_by_its_new_pool_when_pods_arrive_after
     await _own_pod_first(node, peer_binary, api_server_late=11.0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "while the kubelet is young HoldTracker.refresh keeps what earlier answers listed "
-    "(_union with _known), but a hold known only from this daemon's own Allocate (_since: "
-    "no answer has listed it yet) is dropped once its 1 s grace is over, by an answer "
-    "that is not believed for releases"))
 async def test_a_held_vf_is_never_offered_by_a_new_pool_when_a_reload_meets_a_young_kubelet(
     node: Node, peer_binary: Path
 ) -> None:
