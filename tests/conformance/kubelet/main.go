@@ -81,6 +81,8 @@ type podSpec struct {
 	Name       string          `json:"name"`
 	Namespace  string          `json:"namespace"`
 	Containers []containerSpec `json:"containers"`
+	// InitContainers are plain (not restartable) init containers, admitted first
+	InitContainers []containerSpec `json:"init_containers"`
 }
 
 type containerSpec struct {
@@ -273,14 +275,18 @@ func toPod(s *podSpec) *v1.Pod {
 	if pod.Namespace == "" {
 		pod.Namespace = "default"
 	}
-	for _, c := range s.Containers {
+	toContainer := func(c containerSpec) v1.Container {
 		rl := v1.ResourceList{}
 		for name, n := range c.Resources {
 			rl[v1.ResourceName(name)] = *resource.NewQuantity(int64(n), resource.DecimalSI)
 		}
-		pod.Spec.Containers = append(pod.Spec.Containers, v1.Container{
-			Name: c.Name, Resources: v1.ResourceRequirements{Limits: rl, Requests: rl},
-		})
+		return v1.Container{Name: c.Name, Resources: v1.ResourceRequirements{Limits: rl, Requests: rl}}
+	}
+	for _, c := range s.InitContainers {
+		pod.Spec.InitContainers = append(pod.Spec.InitContainers, toContainer(c))
+	}
+	for _, c := range s.Containers {
+		pod.Spec.Containers = append(pod.Spec.Containers, toContainer(c))
 	}
 	pod.Status.Phase = v1.PodRunning
 	return pod
@@ -331,7 +337,11 @@ func (p *peer) handle(ctx context.Context, r request) (map[string]any, error) {
 			p.pods[string(pod.UID)] = pod
 			p.mu.Unlock()
 		}
-		p.synced.Store(true)
+		// pods_late here: more of the batch is still to come (HandlePodAdditions adds pods
+		// one at a time; the source counts as seen only after the whole batch)
+		if !r.PodsLate {
+			p.synced.Store(true)
+		}
 		return map[string]any{}, nil
 	case "capacity":
 		capacity, allocatable, inactive := p.started.manager.GetCapacity(logger)
@@ -382,8 +392,14 @@ func (p *peer) handle(ctx context.Context, r request) (map[string]any, error) {
 		p.pods[string(pod.UID)] = pod
 		p.mu.Unlock()
 		containers := map[string]any{}
+		all := make([]*v1.Container, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
+		for i := range pod.Spec.InitContainers { // the kubelet admits init containers first
+			all = append(all, &pod.Spec.InitContainers[i])
+		}
 		for i := range pod.Spec.Containers {
-			c := &pod.Spec.Containers[i]
+			all = append(all, &pod.Spec.Containers[i])
+		}
+		for _, c := range all {
 			begin := time.Now()
 			if err := p.started.manager.Allocate(ctx, pod, c, lifecycle.AddOperation); err != nil {
 				p.forget(string(pod.UID)) // a rejected pod is not active
