@@ -1,0 +1,241 @@
+"""DraSide: keeps the node's DRA side true — the kubelet DRA plugin and the ResourceSlices.
+
+The reconciler hands it the DRA pools after every publication (:meth:`DraSide.update`, the
+same snapshot the device plugin endpoints get, link health included). From them:
+
+* the **kubelet DRA plugin** (:class:`~sriovdp.kubelet.dra.server.DraPluginServer`, a
+  supervised task): registration in the plugin watcher's dir, ``DRAPlugin`` v1/v1beta1 and
+  ``DRAResourceHealth`` on ``<plugins dir>/<driver>/dra.sock``; claims are prepared by a
+  :class:`~sriovdp.kubelet.dra.preparer.ClaimPreparer` against the latest devices, with the
+  checkpoint beside ``dra.sock``, per-claim CDI specs (``sriov-dra-*``) and device-info files;
+* the **ResourceSlices** (:class:`~sriovdp.kubelet.dra.publisher.SlicePublisher`, a supervised
+  task): coalesced (one publication in flight; the latest devices win), never awaited by
+  the reconciler or an RPC, retried after a failure with back-off (0.5 s doubling to 30 s),
+  and forced (listed and repaired) every resync interval and whenever the kubelet
+  registers the plugin (a kubelet deletes a node's slices at its start and when a plugin
+  goes away).
+
+Prepared claims are holds (:func:`~sriovdp.model.dra.modes.claim_holds`) the reconciler feeds
+to retention; a change of them (prepare, unprepare) wakes the reconciler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from sriovdp.daemon.settings import Settings
+from sriovdp.daemon.supervisor import Ready
+from sriovdp.errors import SriovdpError
+from sriovdp.host.cdi import CdiStore
+from sriovdp.host.devinfo import DeviceInfoStore
+from sriovdp.host.draclaims import ClaimCheckpoint
+from sriovdp.host.pcie import pcie_roots
+from sriovdp.kubelet.dra.apiserver import DraApis
+from sriovdp.kubelet.dra.preparer import ClaimPreparer
+from sriovdp.kubelet.dra.publisher import SlicePublisher
+from sriovdp.kubelet.dra.server import DraPluginServer, plugin_socket, registration_socket
+from sriovdp.kubelet.feed import LatestValue
+from sriovdp.model.devices import HostFacts
+from sriovdp.model.dra.modes import claim_holds
+from sriovdp.model.dra.prepare import SPEC_FILE_PREFIX, PreparedClaim
+from sriovdp.model.dra.slices import DraDevice, dra_devices
+from sriovdp.model.pools import ResourcePool
+from sriovdp.model.retention import Holds
+
+log = logging.getLogger("sriovdp.daemon")
+
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 30.0
+
+
+class _NotifyingCheckpoint:
+    """The checkpoint, calling ``changed`` after every recorded change."""
+
+    def __init__(self, inner: ClaimCheckpoint, changed: Callable[[], None]) -> None:
+        self._inner = inner
+        self._changed = changed
+
+    def get(self, uid: str) -> PreparedClaim | None:
+        return self._inner.get(uid)
+
+    def add(self, claim: PreparedClaim) -> None:
+        self._inner.add(claim)
+        self._changed()
+
+    def remove(self, uid: str) -> bool:
+        removed = self._inner.remove(uid)
+        if removed:
+            self._changed()
+        return removed
+
+
+class DraSide:
+    """The node's DRA plugin and slices (see the module docstring).
+
+    Args:
+        settings: ``dra_driver``, ``node_name``, ``dra_health``, the dirs, ``resync_interval``.
+        apis: the apiserver ports.
+        on_claims: called after a claim was prepared or unprepared.
+
+    Raises:
+        HostError: the checkpoint exists but cannot be read.
+    """
+
+    def __init__(self, settings: Settings, apis: DraApis, *,
+                 on_claims: Callable[[], None]) -> None:
+        self.settings = settings
+        self._apis = apis
+        self._on_claims = on_claims
+        self.socket = plugin_socket(settings.plugins_dir, settings.dra_driver)
+        self.registration = registration_socket(settings.plugins_registry_dir,
+                                                settings.dra_driver)
+        self.checkpoint = ClaimCheckpoint(self.socket.parent / "checkpoint.json")
+        self.feed: LatestValue[Mapping[str, DraDevice]] = LatestValue({}, ready=False)
+        self._facts = HostFacts()
+        self._pools: tuple[ResourcePool, ...] = ()
+        self.claim_changes = 0
+        """Prepares and unprepares recorded so far (a caller deciding off the loop compares)."""
+        self.preparer = ClaimPreparer(
+            driver=settings.dra_driver, pool_name=settings.node_name, reader=apis.claims,
+            devices=lambda: self.feed.value, facts=lambda: self._facts,
+            cdi=CdiStore(settings.cdi_dir, prefix=SPEC_FILE_PREFIX),
+            checkpoint=_NotifyingCheckpoint(self.checkpoint, self._claims_changed),
+            device_info=DeviceInfoStore(settings.device_info_dir))
+        self.publisher = SlicePublisher(apis.slices, driver=settings.dra_driver,
+                                        node_name=settings.node_name,
+                                        policy=settings.dra_health)
+        self.registered = False
+        self.refusal = ""
+        self.publish_errors = 0
+        self.publications = 0
+        """Successful publications (including those that found nothing to send)."""
+        self.publish_error: str | None = None
+        self._wake = asyncio.Event()
+        self._force = False
+        self._roots: dict[str, str] = {}
+        self._asked_roots: set[str] = set()
+
+    # --- what the reconciler reads and hands over ---------------------------------------
+
+    def holds(self) -> Holds:
+        """Retention holds of the prepared claims (``{"dra:<resource>": ids}``)."""
+        return claim_holds((d.resource_name, d.device_id) for c in self.checkpoint.claims()
+                           for d in c.devices if d.resource_name and d.device_id)
+
+    def device_info_files(self) -> frozenset[tuple[str, str]]:
+        """(resource name, device id) of every device-info file a prepared claim owns."""
+        return frozenset(pair for c in self.checkpoint.claims() for pair in c.device_info)
+
+    @property
+    def prepared_claims(self) -> int:
+        return len(self.checkpoint.uids())
+
+    @property
+    def published_devices(self) -> int:
+        state = self.publisher.state
+        return len(state.devices) if state is not None else 0
+
+    def update(self, pools: Mapping[str, ResourcePool], facts: HostFacts) -> None:
+        """The DRA pools (by resource name) of the latest publication; cheap, never waits."""
+        self._facts = facts
+        current = tuple(pools.values())
+        if self.feed.ready and len(current) == len(self._pools) and all(
+                a is b for a, b in zip(current, self._pools, strict=True)):
+            return  # the same pool objects: nothing changed
+        self._pools = current
+        self.feed.publish(dra_devices(pools))
+        self._wake.set()
+
+    def problems(self) -> list[str]:
+        """Why DRA mode is not ready (``/readyz``)."""
+        out = []
+        if self.publish_error is not None:
+            out.append(self.publish_error)
+        if self.refusal:
+            out.append(f"dra: the kubelet refused the DRA plugin: {self.refusal}")
+        elif not self.registered:
+            out.append(f"dra: plugin {self.settings.dra_driver} not registered with the "
+                       f"kubelet (registration socket {self.registration})")
+        return out
+
+    def force_publish(self) -> None:
+        """List and repair the slices soon, even if the devices did not change."""
+        self._force = True
+        self._wake.set()
+
+    def _claims_changed(self) -> None:
+        self.claim_changes += 1
+        self._on_claims()
+
+    def _on_status(self, registered: bool, error: str) -> None:
+        self.registered, self.refusal = registered, "" if registered else error
+        if registered:  # a (re)starting kubelet deleted our slices: publish them again
+            self.force_publish()
+
+    # --- supervised tasks ----------------------------------------------------------------
+
+    def _endpoint(self) -> str:
+        """``dra.sock`` as the kubelet sees it (GetInfo's endpoint)."""
+        root = self.settings.kubelet_root_dir
+        if root is None or self.settings.kubelet_plugins_dir is not None:
+            return str(self.socket)
+        return str(Path(root) / "plugins" / self.settings.dra_driver / "dra.sock")
+
+    async def run_plugin(self, ready: Ready) -> None:
+        """Serve the DRA plugin until cancelled (then its sockets are removed)."""
+        self.registered = False
+        server = DraPluginServer(self.preparer, socket=self.socket,
+                                 registration=self.registration, endpoint=self._endpoint(),
+                                 health=self.feed, on_status=self._on_status)
+        await server.start()
+        ready()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.registered = False
+            await server.stop()
+
+    async def run_publisher(self, ready: Ready) -> None:
+        """Publish the latest devices whenever they change, are forced or a retry is due."""
+        ready()
+        delay = FIRST_BACKOFF
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.resync_interval)
+            except TimeoutError:
+                self._force = True
+            self._wake.clear()
+            if not self.feed.ready:
+                continue  # nothing to publish before the first pass
+            force, self._force = self._force, False
+            try:
+                await self._publish(force)
+            except SriovdpError as exc:
+                self.publish_errors += 1
+                self._force = self._force or force  # a failed repair is still owed
+                self.publish_error = (f"dra: publishing ResourceSlices failed: {exc}; "
+                                      f"retrying in {delay:.1f} s")
+                log.warning("%s", self.publish_error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+                self._wake.set()
+                continue
+            if self.publish_error is not None:
+                log.info("dra: ResourceSlices published again")
+            self.publish_error, delay = None, FIRST_BACKOFF
+            self.publications += 1
+
+    async def _publish(self, force: bool) -> None:
+        if self.publisher.node_uid is None:
+            self.publisher.node_uid = await self._apis.nodes.uid(self.settings.node_name)
+        devices = self.feed.value
+        addresses = {getattr(d.device.function, "parent", d.device.function).address
+                     for d in devices.values()} - self._asked_roots
+        if addresses:
+            self._roots.update(await asyncio.to_thread(pcie_roots, self.settings.host,
+                                                       sorted(addresses)))
+            self._asked_roots |= addresses
+        await self.publisher.publish(devices, pcie_roots=self._roots, force=force)
