@@ -281,21 +281,20 @@ def _parser(command: str) -> argparse.ArgumentParser:
 
 
 def _add_dra_flags(p: argparse.ArgumentParser) -> None:
-    from sriovdp.model.dra.names import DEFAULT_DRIVER as DRA_DEFAULT_DRIVER
-
     p.add_argument("--dra-driver", metavar="DRIVER", type=_dra_driver,
-                   default=DRA_DEFAULT_DRIVER,
+                   default=DEFAULTS.dra_driver,
                    help="DRA driver name (a DNS subdomain); default %(default)s")
-    p.add_argument("--node-name", metavar="NODE", default=None,
+    p.add_argument("--node-name", metavar="NODE", default=DEFAULTS.node_name,
                    help="node (and DRA pool) name; default $NODE_NAME, else the host name")
-    p.add_argument("--kubeconfig", metavar="FILE", type=Path, default=None,
+    p.add_argument("--kubeconfig", metavar="FILE", type=Path, default=DEFAULTS.kubeconfig,
                    help="the apiserver for DRA mode; default: the in-cluster service "
                         "account, else $KUBECONFIG / ~/.kube/config")
-    p.add_argument("--dra-health", choices=("withdraw", "taint"), default="withdraw",
+    p.add_argument("--dra-health", choices=("withdraw", "taint"), default=DEFAULTS.dra_health,
                    help="an unhealthy device is left out of the ResourceSlices (withdraw) or "
                         "published with a NoSchedule taint (taint: needs the DRADeviceTaints "
                         "feature gate); default %(default)s")
-    p.add_argument("--kubelet-plugins-dir", metavar="DIR", type=Path, default=None,
+    p.add_argument("--kubelet-plugins-dir", metavar="DIR", type=Path,
+                   default=DEFAULTS.kubelet_plugins_dir,
                    help="the kubelet's plugins dir (dra.sock in <dir>/<driver>/); default: "
                         "plugins beside --device-plugin-dir (/var/lib/kubelet/plugins)")
 
@@ -346,7 +345,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         return chosen.absolute()
 
     host_root = getattr(args, "host_root", DEFAULTS.host.root)
-    dra = getattr(args, "dra", None)
+    dra = getattr(args, "dra", None)  # discover's --dra is a bool: print slices
     return Settings(
         host=HostPaths(host_root.absolute()),
         config_file=path("config_file"),
@@ -382,8 +381,10 @@ def _dra_settings(args: argparse.Namespace, dra: str | None) -> dict[str, Any]:
     from sriovdp.model.dra.modes import DraMode
     from sriovdp.model.dra.slices import HealthPolicy
 
+    if isinstance(dra, bool):  # discover reads a config made for either mode
+        return {"dra": DraMode.ALL if dra else DraMode.MARKED}
     out: dict[str, Any] = {"dra": DraMode(dra) if dra else None}
-    if not hasattr(args, "dra_driver"):
+    if not hasattr(args, "kubelet_plugins_dir"):  # only run has the daemon's DRA flags
         return out
     from sriovdp.discover_dra import default_node_name
 
