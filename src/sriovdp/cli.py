@@ -543,10 +543,13 @@ def _report_error(message: str, log_format: str,
 
 
 def _validate(settings: Settings, *, strict: bool = False) -> int:
+    from sriovdp.model.dra.modes import served_by_dra
+
     config = _load(settings, strict=strict)
     for r in config.resources:
+        dra = ", DRA" if served_by_dra(r, settings.dra) else ""
         print(f"ok: {r.resource_name(settings.resource_prefix)} ({r.kind}, "
-              f"{len(r.selectors)} selector{'s' if len(r.selectors) != 1 else ''})")
+              f"{len(r.selectors)} selector{'s' if len(r.selectors) != 1 else ''}{dra})")
     count = len(config.resources)
     print(f"{settings.config_file}: valid, {count} resource{'s' if count != 1 else ''}")
     return 0
