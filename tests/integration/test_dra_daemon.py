@@ -278,6 +278,24 @@ async def test_slices_are_restored_at_once_when_the_kubelet_registers_the_plugin
             await published(api, ALL_NET, "restored after the registration")
 
 
+async def test_the_plugin_is_served_again_when_its_registration_socket_is_deleted(
+        workdir: Path, host: FakeHost) -> None:
+    settings = dra_settings(workdir, host)
+    api = Apiserver()
+    socket = registration_socket(settings.plugins_registry_dir, DRIVER)
+    async with dra_daemon(settings, api) as daemon, dra_kubelet(settings):
+        await eventually(lambda: daemon.dra is not None and daemon.dra.registered,
+                         what="registered")
+        socket.unlink()
+        await eventually(lambda: daemon.supervisor.failures.get("dra plugin"),
+                         what="the failure shown")
+        await eventually(socket.exists, what="the registration socket back")
+        async with dra_kubelet(settings):  # the plugin watcher registers it again
+            await eventually(lambda: "dra plugin" not in daemon.supervisor.failures
+                             and daemon.dra is not None and daemon.dra.registered,
+                             what="registered again")
+
+
 async def test_readyz_names_the_plugin_while_the_kubelet_has_not_registered_it(
         workdir: Path, host: FakeHost) -> None:
     settings = dra_settings(workdir, host)

@@ -13,7 +13,9 @@ same snapshot the device plugin endpoints get, link health included). From them:
   the reconciler or an RPC, retried after a failure with back-off (0.5 s doubling to 30 s),
   and forced (listed and repaired) every resync interval and whenever the kubelet
   registers the plugin (a kubelet deletes a node's slices at its start and when a plugin
-  goes away).
+  goes away);
+* a **socket watch**: a deleted ``dra.sock`` or registration socket makes the plugin task
+  fail (logged, in ``/readyz``) and the supervisor serves both again.
 
 Prepared claims are holds (:func:`~sriovdp.model.dra.modes.claim_holds`) the reconciler feeds
 to retention; a change of them (prepare, unprepare) wakes the reconciler.
@@ -38,6 +40,7 @@ from sriovdp.kubelet.dra.preparer import ClaimPreparer
 from sriovdp.kubelet.dra.publisher import SlicePublisher
 from sriovdp.kubelet.dra.server import DraPluginServer, plugin_socket, registration_socket
 from sriovdp.kubelet.feed import LatestValue
+from sriovdp.kubelet.watch import watch_socket_dirs
 from sriovdp.model.devices import HostFacts
 from sriovdp.model.dra.modes import claim_holds
 from sriovdp.model.dra.prepare import SPEC_FILE_PREFIX, PreparedClaim
@@ -117,6 +120,8 @@ class DraSide:
         self._force = False
         self._roots: dict[str, str] = {}
         self._asked_roots: set[str] = set()
+        self._serving = False
+        self._lost = asyncio.Event()
 
     # --- what the reconciler reads and hands over ---------------------------------------
 
@@ -185,18 +190,40 @@ class DraSide:
         return str(Path(root) / "plugins" / self.settings.dra_driver / "dra.sock")
 
     async def run_plugin(self, ready: Ready) -> None:
-        """Serve the DRA plugin until cancelled (then its sockets are removed)."""
+        """Serve the DRA plugin until cancelled (then its sockets are removed).
+
+        Raises:
+            SriovdpError: one of its sockets was deleted (the supervisor serves it again).
+        """
         self.registered = False
+        self._lost = asyncio.Event()
         server = DraPluginServer(self.preparer, socket=self.socket,
                                  registration=self.registration, endpoint=self._endpoint(),
                                  health=self.feed, on_status=self._on_status)
         await server.start()
+        self._serving = True
         ready()
         try:
-            await asyncio.Event().wait()
+            await self._lost.wait()
+            raise SriovdpError(f"a DRA plugin socket ({self.socket} or {self.registration}) "
+                               "was deleted")
         finally:
+            self._serving = False
             self.registered = False
             await server.stop()
+
+    async def watch_sockets(self, ready: Ready) -> None:
+        """Notice a deleted ``dra.sock`` or registration socket (the kubelet can reach the
+        plugin only through both)."""
+        ready()
+        await watch_socket_dirs([self.registration.parent, self.socket.parent],
+                                self._socket_event)
+
+    def _socket_event(self, directory: Path, name: str, created: bool) -> None:
+        if self._serving and not (self.socket.exists() and self.registration.exists()):
+            log.warning("dra: a plugin socket is gone (%s); serving it again",
+                        directory / name if name else directory)
+            self._lost.set()
 
     async def run_publisher(self, ready: Ready) -> None:
         """Publish the latest devices whenever they change, are forced or a retry is due."""

@@ -299,6 +299,7 @@ class Reconciler:
         if self.dra is not None:
             supervisor.start("dra plugin", self.dra.run_plugin)
             supervisor.start("dra publish", self.dra.run_publisher)
+            supervisor.start("dra socket watch", self.dra.watch_sockets)
         for address, server in servers.items():
             async def serve(ready: Ready, server: asyncio.Server = server) -> None:
                 ready()
