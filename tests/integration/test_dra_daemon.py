@@ -468,3 +468,34 @@ async def test_a_reload_marking_a_pool_for_dra_is_rejected_when_the_daemon_runs_
         await eventually(lambda: daemon.config_source.reloads["failed"] == 1, what="rejected")
         assert not daemon.config.resources[0].dra
         assert set(daemon.endpoints) == {NET, DPDK}
+
+
+async def test_a_second_instance_serves_dra_only_after_the_first_exits_when_both_run(
+        workdir: Path, host: FakeHost) -> None:
+    settings = dra_settings(workdir, host)
+    first_api, second_api = Apiserver(), Apiserver()
+    async with dra_daemon(settings, first_api) as first, dra_kubelet(settings) as kubelet:
+        await published(first_api, ALL_NET)
+        first_api.allocate(DEV)
+        assert (await kubelet.prepare(REF))[UID].error == ""
+        second = Reconciler(settings, parse_config(json.dumps(DRA_NET)),
+                            dra_apis=second_api.apis())
+        task = asyncio.create_task(second.run())
+        try:
+            await asyncio.wait_for(second.ready.wait(), 5)
+            assert second.dra is not None
+            await eventually(lambda: second.dra is not None and second.dra.waiting,
+                             what="the second instance waiting")
+            assert any("waiting for another sriovdp instance" in p
+                       for p in second.status().not_ready())
+            await asyncio.sleep(0.5)
+            assert second_api.slices.calls == []  # it publishes nothing meanwhile
+            first.stop()
+            await eventually(lambda: second.dra is not None and second.dra.waiting is None,
+                             what="the second instance taking over")
+            # it read the claim the first prepared: a hold, and its file is not stale
+            assert second.dra.holds() == {f"dra:{NET}": frozenset({DEV})}
+            await published(second_api, ALL_NET)
+        finally:
+            second.stop()
+            await asyncio.wait_for(task, 10)

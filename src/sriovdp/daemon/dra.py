@@ -40,6 +40,7 @@ from sriovdp.kubelet.dra.preparer import ClaimPreparer
 from sriovdp.kubelet.dra.publisher import SlicePublisher
 from sriovdp.kubelet.dra.server import DraPluginServer, plugin_socket, registration_socket
 from sriovdp.kubelet.feed import LatestValue
+from sriovdp.kubelet.socketlock import SocketLock
 from sriovdp.kubelet.watch import watch_socket_dirs
 from sriovdp.model.devices import HostFacts
 from sriovdp.model.dra.modes import claim_holds
@@ -88,7 +89,7 @@ class DraSide:
     """
 
     def __init__(self, settings: Settings, apis: DraApis, *,
-                 on_claims: Callable[[], None]) -> None:
+                 on_claims: Callable[[], None], instance: SocketLock | None = None) -> None:
         self.settings = settings
         self._apis = apis
         self._on_claims = on_claims
@@ -96,6 +97,9 @@ class DraSide:
         self.registration = registration_socket(settings.plugins_registry_dir,
                                                 settings.dra_driver)
         self.checkpoint = ClaimCheckpoint(self.socket.parent / "checkpoint.json")
+        self._lock = SocketLock(self.socket, instance=instance)
+        self.waiting: str | None = None
+        """Why the plugin is not served yet: another instance holds the node's lock."""
         self.feed: LatestValue[Mapping[str, DraDevice]] = LatestValue({}, ready=False)
         self._facts = HostFacts()
         self._pools: tuple[ResourcePool, ...] = ()
@@ -156,7 +160,7 @@ class DraSide:
 
     def problems(self) -> list[str]:
         """Why DRA mode is not ready (``/readyz``)."""
-        out = []
+        out = [self.waiting] if self.waiting is not None else []
         if self.publish_error is not None:
             out.append(self.publish_error)
         if self.refusal:
@@ -197,6 +201,30 @@ class DraSide:
         """
         self.registered = False
         self._lost = asyncio.Event()
+        await self._own_socket()
+        try:
+            await self._serve(ready)
+        finally:
+            self._lock.release()
+
+    async def _own_socket(self, poll: float = 0.5) -> None:
+        """Hold the instance's and ``dra.sock``'s locks (waiting while another sriovdp
+        instance holds them: two would each keep a checkpoint of their own), then read the
+        checkpoint again (the other instance may have prepared claims meanwhile)."""
+        while not self._lock.try_acquire():
+            if self.waiting is None:
+                self.waiting = (f"dra: waiting for another sriovdp instance (pid "
+                                f"{self._lock.holder()}) to let go of {self.socket}")
+                log.warning("%s", self.waiting)
+            await asyncio.sleep(poll)
+        if self.waiting is not None:
+            log.info("dra: the other instance let go of %s; taking over", self.socket)
+            self.waiting = None
+            self.checkpoint.reload()
+            self._claims_changed()
+        self.force_publish()
+
+    async def _serve(self, ready: Ready) -> None:
         server = DraPluginServer(self.preparer, socket=self.socket,
                                  registration=self.registration, endpoint=self._endpoint(),
                                  health=self.feed, on_status=self._on_status)
@@ -235,8 +263,8 @@ class DraSide:
             except TimeoutError:
                 self._force = True
             self._wake.clear()
-            if not self.feed.ready:
-                continue  # nothing to publish before the first pass
+            if not self.feed.ready or not self._lock.held:
+                continue  # nothing to publish before the first pass; another instance does
             force, self._force = self._force, False
             try:
                 await self._publish(force)

@@ -157,7 +157,8 @@ class Reconciler:
         self.dra: DraSide | None = None
         if settings.dra is not None:
             self.dra = DraSide(settings, dra_apis or connect(settings.kubeconfig),
-                               on_claims=self._claims_changed)
+                               on_claims=self._claims_changed,
+                               instance=self._endpoints.instance)
         self._timers = Timers()
         self._triggers = Triggers()
         self._wake = asyncio.Event()
@@ -281,6 +282,8 @@ class Reconciler:
                 try:
                     await self._loop()
                 finally:
+                    if self.dra is not None:  # before the instance lock is let go
+                        await supervisor.cancel("dra plugin")
                     await self._endpoints.stop_all()
         except BaseExceptionGroup as group:  # supervised tasks never raise; be safe
             raise group.exceptions[0] from None

@@ -87,6 +87,14 @@ class ClaimCheckpoint:
     def get(self, uid: str) -> PreparedClaim | None:
         return self._claims.get(uid)
 
+    def reload(self) -> None:
+        """Read the file again (another process may have written it meanwhile).
+
+        Raises:
+            HostError: it cannot be read or is not a checkpoint (the entries are kept).
+        """
+        self._claims = self._load()
+
     def uids(self) -> set[str]:
         return set(self._claims)
 
