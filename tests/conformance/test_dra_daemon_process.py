@@ -35,6 +35,7 @@ from sriovdp.testing import eventually
 from sriovdp.testing.demo import DEMO_CONFIG, build_demo_host
 from sriovdp.testing.drapeer import DraPeer, PeerPod, build_dra_peer, why_no_dra_peer
 from sriovdp.testing.fakehost import FakeHost
+from sriovdp.testing.kubelet import KubeletEmulator
 
 _WHY_NOT = why_no_dra_peer()
 if _WHY_NOT is not None:
@@ -127,6 +128,10 @@ async def daemon_node(daemon_peer: DraPeer) -> AsyncIterator[DaemonNode]:
            "--pod-resources-socket", str(work / "pr" / "kubelet.sock"),
            "--device-info-dir", str(work / "devinfo"), "--cdi-dir", str(work / "cdi"),
            "--health-address", f"127.0.0.1:{port}", "--resync-interval", "5", "-v", "5"]
+    # the device manager's side of the kubelet (kubelet.sock, pod resources) answers what
+    # pods hold before the daemon's first publication; the DRA side is the Go peer's
+    device_manager = KubeletEmulator(work / "dp", pod_resources_socket=work / "pr" / "kubelet.sock")
+    await device_manager.__aenter__()
     log = (work / "sriovdp.log").open("wb")
     proc = await asyncio.create_subprocess_exec(*cmd, stdout=log, stderr=log)
     api = k8s_config.new_client_from_config(config_file=str(daemon_peer.kubeconfig))
@@ -143,6 +148,7 @@ async def daemon_node(daemon_peer: DraPeer) -> AsyncIterator[DaemonNode]:
                 proc.kill()
                 await proc.wait()
         log.close()
+        await device_manager.__aexit__(None, None, None)
         await asyncio.to_thread(daemon_peer.kubelet_stop)
         if not os.environ.get("CONFORMANCE_KEEP"):
             shutil.rmtree(work, ignore_errors=True)

@@ -47,6 +47,7 @@ from sriovdp.testing.dra import DraKubelet, FakeClaimReader, FakeNodeReader, Fak
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
 from sriovdp.testing.links import FakeLinkSource
+from sriovdp.testing.podresources import FakePodResources
 
 DRIVER = "sriov.network.k8s.io"
 NODE = "worker-1"
@@ -107,9 +108,12 @@ def dra_settings(workdir: Path, host: FakeHost, config: dict[str, Any] = DRA_NET
 
 @contextlib.asynccontextmanager
 async def dra_daemon(settings: Settings, api: Apiserver, config: dict[str, Any] = DRA_NET, *,
-                     links: FakeLinkSource | None = None) -> AsyncIterator[Reconciler]:
+                     links: FakeLinkSource | None = None,
+                     pods: FakePodResources | None = None) -> AsyncIterator[Reconciler]:
+    """The daemon; ``pods``: what pods hold when no KubeletEmulator runs (the first
+    publication waits for the kubelet's pod resources API)."""
     daemon = Reconciler(settings, parse_config(json.dumps(config)), links=links,
-                        dra_apis=api.apis())
+                        dra_apis=api.apis(), pod_resources=pods)
     task = asyncio.create_task(daemon.run())
     try:
         await asyncio.wait_for(daemon.ready.wait(), 5)
@@ -186,7 +190,8 @@ async def test_claim_is_prepared_with_env_and_device_info_when_the_kubelet_asks(
         workdir: Path, host: FakeHost) -> None:
     settings = dra_settings(workdir, host)
     api = Apiserver()
-    async with dra_daemon(settings, api) as daemon, dra_kubelet(settings) as kubelet:
+    async with dra_daemon(settings, api, pods=FakePodResources()) as daemon, \
+            dra_kubelet(settings) as kubelet:
         await published(api, ALL_NET)
         api.allocate(DEV)
         answer = (await kubelet.prepare(REF))[UID]
@@ -213,7 +218,7 @@ async def test_a_vf_is_withdrawn_from_the_slices_when_its_link_loses_carrier(
     api = Apiserver()
     links = FakeLinkSource([LinkState("ens785f0", True, "UP"), LinkState("ens785f0v1", True,
                                                                           "UP")])
-    async with dra_daemon(settings, api, links=links):
+    async with dra_daemon(settings, api, links=links, pods=FakePodResources()):
         await published(api, ALL_NET)
         links.set_carrier("ens785f0v1", False)
         await published(api, ALL_NET - {"0000:3b:02.1"}, "the VF without carrier withdrawn")
@@ -261,7 +266,7 @@ async def test_slices_are_restored_when_someone_deletes_them(workdir: Path,
                                                             host: FakeHost) -> None:
     settings = dra_settings(workdir, host)
     api = Apiserver()
-    async with dra_daemon(settings, api):
+    async with dra_daemon(settings, api, pods=FakePodResources()):
         await published(api, ALL_NET)
         api.slices.slices.clear()  # a restarting kubelet wipes the node's slices
         await published(api, ALL_NET, "restored by the periodic forced publication")
@@ -271,7 +276,7 @@ async def test_slices_are_restored_at_once_when_the_kubelet_registers_the_plugin
         workdir: Path, host: FakeHost) -> None:
     settings = dra_settings(workdir, host, resync_interval=3600)
     api = Apiserver()
-    async with dra_daemon(settings, api), dra_kubelet(settings):
+    async with dra_daemon(settings, api, pods=FakePodResources()), dra_kubelet(settings):
         await published(api, ALL_NET)
         api.slices.slices.clear()
         async with dra_kubelet(settings):  # the kubelet restarted: it registers again
@@ -283,7 +288,7 @@ async def test_the_plugin_is_served_again_when_its_registration_socket_is_delete
     settings = dra_settings(workdir, host)
     api = Apiserver()
     socket = registration_socket(settings.plugins_registry_dir, DRIVER)
-    async with dra_daemon(settings, api) as daemon, dra_kubelet(settings):
+    async with dra_daemon(settings, api, pods=FakePodResources()) as daemon, dra_kubelet(settings):
         await eventually(lambda: daemon.dra is not None and daemon.dra.registered,
                          what="registered")
         socket.unlink()
@@ -313,7 +318,7 @@ async def test_dra_metrics_count_publications_devices_and_claims_when_scraped(
     port = free_port()
     settings = dra_settings(workdir, host, metrics_address=f"127.0.0.1:{port}")
     api = Apiserver()
-    async with dra_daemon(settings, api), dra_kubelet(settings) as kubelet:
+    async with dra_daemon(settings, api, pods=FakePodResources()), dra_kubelet(settings) as kubelet:
         await published(api, ALL_NET)
         api.allocate(DEV)
         assert (await kubelet.prepare(REF))[UID].error == ""
@@ -420,7 +425,7 @@ async def test_the_daemon_starts_when_the_apiserver_is_down_and_publishes_when_i
     settings = dra_settings(workdir, host)
     api = Apiserver()
     api.nodes.unreachable = True
-    async with dra_daemon(settings, api) as daemon:
+    async with dra_daemon(settings, api, pods=FakePodResources()) as daemon:
         await eventually(lambda: daemon.status().dra is not None
                          and daemon.status().dra.publish_errors >= 1, what="a failure")
         assert api.slices.slices == {}
@@ -474,12 +479,13 @@ async def test_a_second_instance_serves_dra_only_after_the_first_exits_when_both
         workdir: Path, host: FakeHost) -> None:
     settings = dra_settings(workdir, host)
     first_api, second_api = Apiserver(), Apiserver()
-    async with dra_daemon(settings, first_api) as first, dra_kubelet(settings) as kubelet:
+    async with dra_daemon(settings, first_api, pods=FakePodResources()) as first, \
+            dra_kubelet(settings) as kubelet:
         await published(first_api, ALL_NET)
         first_api.allocate(DEV)
         assert (await kubelet.prepare(REF))[UID].error == ""
         second = Reconciler(settings, parse_config(json.dumps(DRA_NET)),
-                            dra_apis=second_api.apis())
+                            dra_apis=second_api.apis(), pod_resources=FakePodResources())
         task = asyncio.create_task(second.run())
         try:
             await asyncio.wait_for(second.ready.wait(), 5)

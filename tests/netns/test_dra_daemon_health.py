@@ -24,6 +24,7 @@ from sriovdp.testing import eventually
 from sriovdp.testing.demo import build_demo_host
 from sriovdp.testing.dra import FakeClaimReader, FakeNodeReader, FakeSliceApi
 from sriovdp.testing.links import NetnsLab
+from sriovdp.testing.podresources import FakePodResources
 
 pytestmark = pytest.mark.needs_root
 CONFIG = {"resourceList": [
@@ -65,7 +66,8 @@ async def test_a_vf_is_withdrawn_from_the_slices_when_its_veth_loses_carrier(
         apis = DraApis(slices=api, claims=FakeClaimReader(),
                        nodes=FakeNodeReader({"worker-1": "uid-1"}))
         daemon = Reconciler(settings, parse_config(json.dumps(CONFIG)),
-                            links=PyrouteLinkSource(netns=lab.name), dra_apis=apis)
+                            links=PyrouteLinkSource(netns=lab.name), dra_apis=apis,
+                            pod_resources=FakePodResources())  # no kubelet here
         task = asyncio.create_task(daemon.run())
         try:
             await eventually(lambda: published(api) == X710_VFS, what="every VF published")
