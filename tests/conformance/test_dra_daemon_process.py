@@ -92,6 +92,11 @@ class DaemonNode:
     def log(self) -> str:
         return (self.work / "sriovdp.log").read_text(errors="replace")
 
+    def slice_uids(self) -> set[str]:
+        answer = self.resource.list_resource_slice(
+            field_selector=f"spec.nodeName={self.name},spec.driver={DRIVER}")
+        return {s.metadata.uid for s in answer.items}
+
     def published(self) -> dict[str, dict[str, Any]]:
         answer = self.resource.list_resource_slice(
             field_selector=f"spec.nodeName={self.name},spec.driver={DRIVER}")
@@ -107,8 +112,15 @@ class DaemonNode:
         return int(head.split()[1]), body
 
 
+@pytest.fixture(params=["5"])
+def resync(request: pytest.FixtureRequest) -> str:
+    """The daemon's ``--resync-interval`` (a test that must not be rescued by the periodic
+    forced publication sets a long one)."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def daemon_node(daemon_peer: DraPeer) -> AsyncIterator[DaemonNode]:
+async def daemon_node(daemon_peer: DraPeer, resync: str) -> AsyncIterator[DaemonNode]:
     work = Path(tempfile.mkdtemp(prefix="sdpdn-", dir="/tmp"))  # short unix socket paths
     name = f"dnode-{uuid.uuid4().hex[:6]}"
     host = build_demo_host(work / "host")
@@ -127,7 +139,7 @@ async def daemon_node(daemon_peer: DraPeer) -> AsyncIterator[DaemonNode]:
            "--kubelet-plugins-dir", str(work / "plugins"),
            "--pod-resources-socket", str(work / "pr" / "kubelet.sock"),
            "--device-info-dir", str(work / "devinfo"), "--cdi-dir", str(work / "cdi"),
-           "--health-address", f"127.0.0.1:{port}", "--resync-interval", "5", "-v", "5"]
+           "--health-address", f"127.0.0.1:{port}", "--resync-interval", resync, "-v", "5"]
     # the device manager's side of the kubelet (kubelet.sock, pod resources) answers what
     # pods hold before the daemon's first publication; the DRA side is the Go peer's
     device_manager = KubeletEmulator(work / "dp", pod_resources_socket=work / "pr" / "kubelet.sock")
@@ -212,3 +224,31 @@ async def _ready(node: DaemonNode) -> bool:
     code, _ = await node.readyz()
     return code == 200
 
+
+
+@pytest.mark.parametrize("resync", ["3600"], indirect=True)
+async def test_the_daemon_restores_its_slices_when_the_real_kubelet_restarts(
+        daemon_node: DaemonNode) -> None:
+    """A starting kubelet deletes its node's slices; the devices did not change, so only the
+    publication forced by the plugin's new registration brings them back (the resync is an
+    hour here)."""
+    node = daemon_node
+
+    async def published() -> int:
+        return len(await asyncio.to_thread(node.published))
+
+    await eventually(published, timeout=60, what="the node's slices")
+    count = await published()
+    await eventually(lambda: _ready(node), timeout=30, what="/readyz 200")
+    before = await asyncio.to_thread(node.slice_uids)
+    await asyncio.to_thread(node.peer.kubelet_stop)
+    await asyncio.to_thread(node.peer.kubelet_start, node.name, node.work / "registry",
+                            node.work / "kubelet")
+    await eventually(lambda: _restored(node, count), timeout=30,
+                     what="the slices back after the kubelet restart")
+    # new objects: the kubelet deleted ours, the daemon created them again
+    assert not await asyncio.to_thread(node.slice_uids) & before
+
+
+async def _restored(node: DaemonNode, count: int) -> bool:
+    return len(await asyncio.to_thread(node.published)) == count

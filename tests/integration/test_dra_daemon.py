@@ -283,6 +283,19 @@ async def test_slices_are_restored_at_once_when_the_kubelet_registers_the_plugin
             await published(api, ALL_NET, "restored after the registration")
 
 
+async def test_slices_are_restored_when_the_kubelet_deletes_them_after_registering_the_plugin(
+        workdir: Path, host: FakeHost) -> None:
+    """A starting kubelet wipes its node's slices in the background: the wipe may land after
+    the registration's forced publication."""
+    settings = dra_settings(workdir, host, resync_interval=3600)
+    api = Apiserver()
+    async with dra_daemon(settings, api, pods=FakePodResources()), dra_kubelet(settings):
+        await published(api, ALL_NET)
+        await asyncio.sleep(1.5)
+        api.slices.slices.clear()  # the late wipe
+        await published(api, ALL_NET, "restored by a later forced publication")
+
+
 async def test_the_plugin_is_served_again_when_its_registration_socket_is_deleted(
         workdir: Path, host: FakeHost) -> None:
     settings = dra_settings(workdir, host)

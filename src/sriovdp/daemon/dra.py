@@ -12,8 +12,9 @@ same snapshot the device plugin endpoints get, link health included). From them:
   task): coalesced (one publication in flight; the latest devices win), never awaited by
   the reconciler or an RPC, retried after a failure with back-off (0.5 s doubling to 30 s),
   and forced (listed and repaired) every resync interval and whenever the kubelet
-  registers the plugin (a kubelet deletes a node's slices at its start and when a plugin
-  goes away);
+  registers the plugin, then again 1, 2, 4, 8, 16 and 32 s later: a starting kubelet
+  deletes its node's slices in the background (retrying with back-off while it cannot
+  reach the apiserver or find its Node), so the deletion may come after the registration;
 * a **socket watch**: a deleted ``dra.sock`` or registration socket makes the plugin task
   fail (logged, in ``/readyz``) and the supervisor serves both again.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -53,6 +55,8 @@ log = logging.getLogger("sriovdp.daemon")
 
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
+REPAIR_AFTER_REGISTRATION = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+"""Seconds after a kubelet registration at which the slices are listed and repaired again."""
 
 
 class _NotifyingCheckpoint:
@@ -126,6 +130,7 @@ class DraSide:
         self._asked_roots: set[str] = set()
         self._serving = False
         self._lost = asyncio.Event()
+        self._repairs: deque[float] = deque()  # loop times of forced publications due
 
     # --- what the reconciler reads and hands over ---------------------------------------
 
@@ -181,7 +186,9 @@ class DraSide:
 
     def _on_status(self, registered: bool, error: str) -> None:
         self.registered, self.refusal = registered, "" if registered else error
-        if registered:  # a (re)starting kubelet deleted our slices: publish them again
+        if registered:  # a (re)starting kubelet deletes our slices: publish them again
+            now = asyncio.get_running_loop().time()
+            self._repairs = deque(now + delay for delay in REPAIR_AFTER_REGISTRATION)
             self.force_publish()
 
     # --- supervised tasks ----------------------------------------------------------------
@@ -256,11 +263,18 @@ class DraSide:
     async def run_publisher(self, ready: Ready) -> None:
         """Publish the latest devices whenever they change, are forced or a retry is due."""
         ready()
+        loop = asyncio.get_running_loop()
         delay = FIRST_BACKOFF
         while True:
+            timeout = self.settings.resync_interval
+            if self._repairs:
+                timeout = min(timeout, max(0.0, self._repairs[0] - loop.time()))
             try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.resync_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
+                self._force = True
+            while self._repairs and self._repairs[0] <= loop.time():
+                self._repairs.popleft()
                 self._force = True
             self._wake.clear()
             if not self.feed.ready or not self._lock.held:
