@@ -8,15 +8,13 @@ same snapshot the device plugin endpoints get, link health included). From them:
   ``DRAResourceHealth`` on ``<plugins dir>/<driver>/dra.sock``; claims are prepared by a
   :class:`~sriovdp.kubelet.dra.preparer.ClaimPreparer` against the latest devices, with the
   checkpoint beside ``dra.sock``, per-claim CDI specs (``sriov-dra-*``) and device-info files;
-* the **ResourceSlices** (:class:`~sriovdp.kubelet.dra.publisher.SlicePublisher`, a supervised
-  task): coalesced (one publication in flight; the latest devices win), never awaited by
-  the reconciler or an RPC, retried after a failure with back-off (0.5 s doubling to 30 s),
-  and forced (listed and repaired) every resync interval and whenever the kubelet
-  registers the plugin, then again 1, 2, 4, 8, 16 and 32 s later: a starting kubelet
-  deletes its node's slices in the background (retrying with back-off while it cannot
-  reach the apiserver or find its Node), so the deletion may come after the registration;
+* the **ResourceSlices** (:class:`~sriovdp.daemon.draslices.SliceSync`, a supervised task:
+  coalesced, retried, forced after each kubelet registration);
 * a **socket watch**: a deleted ``dra.sock`` or registration socket makes the plugin task
   fail (logged, in ``/readyz``) and the supervisor serves both again.
+
+Only one sriovdp instance serves DRA on a node: the plugin (and the slices) wait for the
+instance's node-wide lock, then read the checkpoint again.
 
 Prepared claims are holds (:func:`~sriovdp.model.dra.modes.claim_holds`) the reconciler feeds
 to retention; a change of them (prepare, unprepare) wakes the reconciler.
@@ -26,17 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from sriovdp.daemon.draslices import SliceSync
 from sriovdp.daemon.settings import Settings
 from sriovdp.daemon.supervisor import Ready
 from sriovdp.errors import SriovdpError
 from sriovdp.host.cdi import CdiStore
 from sriovdp.host.devinfo import DeviceInfoStore
 from sriovdp.host.draclaims import ClaimCheckpoint
-from sriovdp.host.pcie import pcie_roots
 from sriovdp.kubelet.dra.apiserver import DraApis
 from sriovdp.kubelet.dra.preparer import ClaimPreparer
 from sriovdp.kubelet.dra.publisher import SlicePublisher
@@ -47,16 +44,11 @@ from sriovdp.kubelet.watch import watch_socket_dirs
 from sriovdp.model.devices import HostFacts
 from sriovdp.model.dra.modes import claim_holds
 from sriovdp.model.dra.prepare import SPEC_FILE_PREFIX, PreparedClaim
-from sriovdp.model.dra.slices import DraDevice, dra_devices, slice_devices
+from sriovdp.model.dra.slices import DraDevice, dra_devices
 from sriovdp.model.pools import ResourcePool
 from sriovdp.model.retention import Holds
 
 log = logging.getLogger("sriovdp.daemon")
-
-FIRST_BACKOFF = 0.5
-MAX_BACKOFF = 30.0
-REPAIR_AFTER_REGISTRATION = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
-"""Seconds after a kubelet registration at which the slices are listed and repaired again."""
 
 
 class _NotifyingCheckpoint:
@@ -87,6 +79,8 @@ class DraSide:
         settings: ``dra_driver``, ``node_name``, ``dra_health``, the dirs, ``resync_interval``.
         apis: the apiserver ports.
         on_claims: called after a claim was prepared or unprepared.
+        instance: the daemon instance's node-wide lock (the device plugin endpoints take
+            it too), held while the plugin serves.
 
     Raises:
         HostError: the checkpoint exists but cannot be read.
@@ -95,7 +89,6 @@ class DraSide:
     def __init__(self, settings: Settings, apis: DraApis, *,
                  on_claims: Callable[[], None], instance: SocketLock | None = None) -> None:
         self.settings = settings
-        self._apis = apis
         self._on_claims = on_claims
         self.socket = plugin_socket(settings.plugins_dir, settings.dra_driver)
         self.registration = registration_socket(settings.plugins_registry_dir,
@@ -115,22 +108,16 @@ class DraSide:
             cdi=CdiStore(settings.cdi_dir, prefix=SPEC_FILE_PREFIX),
             checkpoint=_NotifyingCheckpoint(self.checkpoint, self._claims_changed),
             device_info=DeviceInfoStore(settings.device_info_dir))
-        self.publisher = SlicePublisher(apis.slices, driver=settings.dra_driver,
-                                        node_name=settings.node_name,
-                                        policy=settings.dra_health)
+        self.slices = SliceSync(
+            SlicePublisher(apis.slices, driver=settings.dra_driver,
+                           node_name=settings.node_name, policy=settings.dra_health),
+            apis.nodes, settings.host, devices=lambda: self.feed.value,
+            may_publish=lambda: self.feed.ready and self._lock.held,
+            resync_interval=settings.resync_interval)
         self.registered = False
         self.refusal = ""
-        self.publish_errors = 0
-        self.publications = 0
-        """Successful publications (including those that found nothing to send)."""
-        self.publish_error: str | None = None
-        self._wake = asyncio.Event()
-        self._force = False
-        self._roots: dict[str, str] = {}
-        self._asked_roots: set[str] = set()
         self._serving = False
         self._lost = asyncio.Event()
-        self._repairs: deque[float] = deque()  # loop times of forced publications due
 
     # --- what the reconciler reads and hands over ---------------------------------------
 
@@ -147,11 +134,6 @@ class DraSide:
     def prepared_claims(self) -> int:
         return len(self.checkpoint.uids())
 
-    @property
-    def published_devices(self) -> int:
-        state = self.publisher.state
-        return len(state.devices) if state is not None else 0
-
     def update(self, pools: Mapping[str, ResourcePool], facts: HostFacts) -> None:
         """The DRA pools (by resource name) of the latest publication; cheap, never waits."""
         self._facts = facts
@@ -161,24 +143,19 @@ class DraSide:
             return  # the same pool objects: nothing changed
         self._pools = current
         self.feed.publish(dra_devices(pools))
-        self._wake.set()
+        self.slices.changed()
 
     def problems(self) -> list[str]:
         """Why DRA mode is not ready (``/readyz``)."""
         out = [self.waiting] if self.waiting is not None else []
-        if self.publish_error is not None:
-            out.append(self.publish_error)
+        if self.slices.error is not None:
+            out.append(self.slices.error)
         if self.refusal:
             out.append(f"dra: the kubelet refused the DRA plugin: {self.refusal}")
         elif not self.registered:
             out.append(f"dra: plugin {self.settings.dra_driver} not registered with the "
                        f"kubelet (registration socket {self.registration})")
         return out
-
-    def force_publish(self) -> None:
-        """List and repair the slices soon, even if the devices did not change."""
-        self._force = True
-        self._wake.set()
 
     def _claims_changed(self) -> None:
         self.claim_changes += 1
@@ -187,9 +164,7 @@ class DraSide:
     def _on_status(self, registered: bool, error: str) -> None:
         self.registered, self.refusal = registered, "" if registered else error
         if registered:  # a (re)starting kubelet deletes our slices: publish them again
-            now = asyncio.get_running_loop().time()
-            self._repairs = deque(now + delay for delay in REPAIR_AFTER_REGISTRATION)
-            self.force_publish()
+            self.slices.registered()
 
     # --- supervised tasks ----------------------------------------------------------------
 
@@ -229,7 +204,7 @@ class DraSide:
             self.waiting = None
             self.checkpoint.reload()
             self._claims_changed()
-        self.force_publish()
+        self.slices.force()
 
     async def _serve(self, ready: Ready) -> None:
         server = DraPluginServer(self.preparer, socket=self.socket,
@@ -259,57 +234,3 @@ class DraSide:
             log.warning("dra: a plugin socket is gone (%s); serving it again",
                         directory / name if name else directory)
             self._lost.set()
-
-    async def run_publisher(self, ready: Ready) -> None:
-        """Publish the latest devices whenever they change, are forced or a retry is due."""
-        ready()
-        loop = asyncio.get_running_loop()
-        delay = FIRST_BACKOFF
-        while True:
-            timeout = self.settings.resync_interval
-            if self._repairs:
-                timeout = min(timeout, max(0.0, self._repairs[0] - loop.time()))
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                self._force = True
-            while self._repairs and self._repairs[0] <= loop.time():
-                self._repairs.popleft()
-                self._force = True
-            self._wake.clear()
-            if not self.feed.ready or not self._lock.held:
-                continue  # nothing to publish before the first pass; another instance does
-            force, self._force = self._force, False
-            try:
-                await self._publish(force)
-            except SriovdpError as exc:
-                self.publish_errors += 1
-                self._force = self._force or force  # a failed repair is still owed
-                self.publish_error = (f"dra: publishing ResourceSlices failed: {exc}; "
-                                      f"retrying in {delay:.1f} s")
-                log.warning("%s", self.publish_error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
-                self._wake.set()
-                continue
-            if self.publish_error is not None:
-                log.info("dra: ResourceSlices published again")
-            self.publish_error, delay = None, FIRST_BACKOFF
-            self.publications += 1
-
-    async def _publish(self, force: bool) -> None:
-        if self.publisher.node_uid is None:
-            self.publisher.node_uid = await self._apis.nodes.uid(self.settings.node_name)
-        devices = self.feed.value
-        addresses = {getattr(d.device.function, "parent", d.device.function).address
-                     for d in devices.values()} - self._asked_roots
-        if addresses:
-            self._roots.update(await asyncio.to_thread(pcie_roots, self.settings.host,
-                                                       sorted(addresses)))
-            self._asked_roots |= addresses
-        # the devices' attributes are built (and cached) in a worker thread: at 2,048 new
-        # devices that is ~60 ms the event loop (RPCs) would otherwise wait; on the loop the
-        # publication then costs ~5 ms
-        await asyncio.to_thread(slice_devices, devices, driver=self.publisher.driver,
-                                policy=self.publisher.policy, pcie_roots=self._roots)
-        await self.publisher.publish(devices, pcie_roots=self._roots, force=force)

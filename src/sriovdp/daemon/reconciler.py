@@ -236,8 +236,8 @@ class Reconciler:
         dra = None
         if self.dra is not None:
             problems += self.dra.problems()
-            dra = DraStatus(publish_errors=self.dra.publish_errors,
-                            devices_published=self.dra.published_devices,
+            dra = DraStatus(publish_errors=self.dra.slices.errors,
+                            devices_published=self.dra.slices.devices_published,
                             prepared_claims=self.dra.prepared_claims)
         return Status(started=self.ready.is_set(), pools=self.pools,
                       endpoints=self._endpoints.status(),
@@ -301,7 +301,7 @@ class Reconciler:
         supervisor.start("config reload", self.config_source.run)
         if self.dra is not None:
             supervisor.start("dra plugin", self.dra.run_plugin)
-            supervisor.start("dra publish", self.dra.run_publisher)
+            supervisor.start("dra publish", self.dra.slices.run)
             supervisor.start("dra socket watch", self.dra.watch_sockets)
         for address, server in servers.items():
             async def serve(ready: Ready, server: asyncio.Server = server) -> None:
