@@ -501,11 +501,10 @@ async def test_a_second_instance_serves_dra_only_after_the_first_exits_when_both
                             dra_apis=second_api.apis(), pod_resources=FakePodResources())
         task = asyncio.create_task(second.run())
         try:
-            await asyncio.wait_for(second.ready.wait(), 5)
             assert second.dra is not None
             await eventually(lambda: second.dra is not None and second.dra.waiting,
                              what="the second instance waiting")
-            assert any("waiting for another sriovdp instance" in p
+            assert any("dra: waiting for another sriovdp instance" in p
                        for p in second.status().not_ready())
             await asyncio.sleep(0.5)
             assert second_api.slices.calls == []  # it publishes nothing meanwhile

@@ -39,7 +39,7 @@ from sriovdp.kubelet.dra.preparer import ClaimPreparer
 from sriovdp.kubelet.dra.publisher import SlicePublisher
 from sriovdp.kubelet.dra.server import DraPluginServer, plugin_socket, registration_socket
 from sriovdp.kubelet.feed import LatestValue
-from sriovdp.kubelet.socketlock import SocketLock
+from sriovdp.kubelet.socketlock import InstanceLock, SocketLock
 from sriovdp.kubelet.watch import watch_socket_dirs
 from sriovdp.model.devices import HostFacts
 from sriovdp.model.dra.modes import claim_holds
@@ -87,7 +87,7 @@ class DraSide:
     """
 
     def __init__(self, settings: Settings, apis: DraApis, *,
-                 on_claims: Callable[[], None], instance: SocketLock | None = None) -> None:
+                 on_claims: Callable[[], None], instance: InstanceLock | None = None) -> None:
         self.settings = settings
         self._on_claims = on_claims
         self.socket = plugin_socket(settings.plugins_dir, settings.dra_driver)

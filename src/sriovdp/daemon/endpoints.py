@@ -18,7 +18,7 @@ from sriovdp.daemon.supervisor import Ready, Supervisor
 from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint, State
 from sriovdp.kubelet.feed import LatestValue
 from sriovdp.kubelet.servicer import AllocateHook
-from sriovdp.kubelet.socketlock import SocketLock, instance_lock
+from sriovdp.kubelet.socketlock import InstanceLock, instance_lock
 from sriovdp.model.devices import HostFacts
 from sriovdp.model.diff import PoolChanges
 from sriovdp.model.health import Health
@@ -70,7 +70,7 @@ class EndpointSet:
         self.waiting = ""
 
     @property
-    def instance(self) -> SocketLock:
+    def instance(self) -> InstanceLock:
         """This daemon instance's node-wide lock (the DRA plugin takes it too)."""
         return self._instance
 
