@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sriovdp import __version__
 from sriovdp.daemon.settings import Settings
@@ -229,6 +229,14 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--strict", action="store_true",
                        help="treat every warning (unknown keys, normalised values) as an "
                             "error; default off")
+    if command in ("run", "validate"):
+        p.add_argument("--dra", nargs="?", const="marked", choices=("marked", "all"),
+                       default=None,
+                       help='serve the pools marked "dra": true (--dra=all: every pool) '
+                            "through DRA (ResourceSlices and the kubelet DRA plugin) instead "
+                            "of device plugin sockets; default off")
+    if command == "run":
+        _add_dra_flags(p)
     if command == "run":
         p.add_argument("--device-info-dir", metavar="DIR", type=Path,
                        default=DEFAULTS.device_info_dir,
@@ -272,6 +280,25 @@ def _parser(command: str) -> argparse.ArgumentParser:
     return p
 
 
+def _add_dra_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dra-driver", metavar="DRIVER", type=_dra_driver,
+                   default=DEFAULTS.dra_driver,
+                   help="DRA driver name (a DNS subdomain); default %(default)s")
+    p.add_argument("--node-name", metavar="NODE", default=DEFAULTS.node_name,
+                   help="node (and DRA pool) name; default $NODE_NAME, else the host name")
+    p.add_argument("--kubeconfig", metavar="FILE", type=Path, default=DEFAULTS.kubeconfig,
+                   help="the apiserver for DRA mode; default: the in-cluster service "
+                        "account, else $KUBECONFIG / ~/.kube/config")
+    p.add_argument("--dra-health", choices=("withdraw", "taint"), default=DEFAULTS.dra_health,
+                   help="an unhealthy device is left out of the ResourceSlices (withdraw) or "
+                        "published with a NoSchedule taint (taint: needs the DRADeviceTaints "
+                        "feature gate); default %(default)s")
+    p.add_argument("--kubelet-plugins-dir", metavar="DIR", type=Path,
+                   default=DEFAULTS.kubelet_plugins_dir,
+                   help="the kubelet's plugins dir (dra.sock in <dir>/<driver>/); default: "
+                        "plugins beside --device-plugin-dir (/var/lib/kubelet/plugins)")
+
+
 def _dra_driver(text: str) -> str:
     from sriovdp.model.dra.names import check_driver_name
 
@@ -289,8 +316,8 @@ def split_command(argv: Sequence[str]) -> tuple[str, list[str]]:
     command word it is ``run`` (the Go binary's usage). ``argv`` is already normalised by
     :func:`normalize_go_flags`.
     """
-    takes_value = {
-        opt for action in _parser("run")._actions if action.nargs != 0
+    takes_value = {  # an optional value ("--dra") is only taken after "="
+        opt for action in _parser("run")._actions if action.nargs not in (0, "?")
         for opt in action.option_strings
     }
     i = 0
@@ -318,6 +345,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         return chosen.absolute()
 
     host_root = getattr(args, "host_root", DEFAULTS.host.root)
+    dra = getattr(args, "dra", None)  # discover's --dra is a bool: print slices
     return Settings(
         host=HostPaths(host_root.absolute()),
         config_file=path("config_file"),
@@ -337,6 +365,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         health_address=getattr(args, "health_address", DEFAULTS.health_address),
         metrics_address=getattr(args, "metrics_address", DEFAULTS.metrics_address),
         own_pod=_own_pod(),
+        **_dra_settings(args, dra),
     )
 
 
@@ -345,6 +374,26 @@ def _own_pod() -> tuple[str, str] | None:
     ``POD_NAMESPACE`` and ``POD_NAME`` (the DaemonSet sets both); None when either is unset."""
     namespace, name = os.environ.get("POD_NAMESPACE", ""), os.environ.get("POD_NAME", "")
     return (namespace, name) if namespace and name else None
+
+
+def _dra_settings(args: argparse.Namespace, dra: str | None) -> dict[str, Any]:
+    """The DRA fields of :class:`Settings` (only ``dra`` for ``validate``)."""
+    from sriovdp.model.dra.modes import DraMode
+    from sriovdp.model.dra.slices import HealthPolicy
+
+    if isinstance(dra, bool):  # discover reads a config made for either mode
+        return {"dra": DraMode.ALL if dra else DraMode.MARKED}
+    out: dict[str, Any] = {"dra": DraMode(dra) if dra else None}
+    if not hasattr(args, "kubelet_plugins_dir"):  # only run has the daemon's DRA flags
+        return out
+    from sriovdp.discover_dra import default_node_name
+
+    plugins = args.kubelet_plugins_dir
+    out.update(dra_driver=args.dra_driver, node_name=args.node_name or default_node_name(),
+               kubeconfig=args.kubeconfig.absolute() if args.kubeconfig else None,
+               dra_health=HealthPolicy(args.dra_health),
+               kubelet_plugins_dir=plugins.absolute() if plugins else None)
+    return out
 
 
 class UnreadableConfig(Exception):
@@ -379,6 +428,19 @@ def _check_socket_dir(settings: Settings) -> Path:
     return socket_dir
 
 
+def _check_dra(settings: Settings) -> None:
+    """A :class:`UsageError` when the node name cannot be a DRA pool name."""
+    from sriovdp.model.dra.names import DraNameError, check_pool_name
+
+    try:
+        check_pool_name(settings.node_name)
+    except DraNameError as exc:
+        raise UsageError(f"--node-name: {exc}") from None
+    log.info("DRA mode (%s): driver %s, node %s, plugin dir %s", settings.dra,
+             settings.dra_driver, settings.node_name,
+             settings.plugins_dir / settings.dra_driver)
+
+
 def _load(settings: Settings, *, check_sockets: bool = True, strict: bool = False) -> Config:
     from sriovdp.daemon.configfile import load_config, read_config_bytes
     from sriovdp.errors import ConfigError
@@ -392,7 +454,7 @@ def _load(settings: Settings, *, check_sockets: bool = True, strict: bool = Fals
         raise  # too large: a problem of the config itself
     config = load_config(settings.config_file, default_prefix=settings.resource_prefix,
                          use_cdi=settings.use_cdi, socket_dir=socket_dir, text=text,
-                         strict=strict)
+                         strict=strict, dra=settings.dra)
     for warning in config.warnings:
         log.warning("config %s: %s", settings.config_file, warning)
     return config
@@ -481,10 +543,13 @@ def _report_error(message: str, log_format: str,
 
 
 def _validate(settings: Settings, *, strict: bool = False) -> int:
+    from sriovdp.model.dra.modes import served_by_dra
+
     config = _load(settings, strict=strict)
     for r in config.resources:
+        dra = ", DRA" if served_by_dra(r, settings.dra) else ""
         print(f"ok: {r.resource_name(settings.resource_prefix)} ({r.kind}, "
-              f"{len(r.selectors)} selector{'s' if len(r.selectors) != 1 else ''})")
+              f"{len(r.selectors)} selector{'s' if len(r.selectors) != 1 else ''}{dra})")
     count = len(config.resources)
     print(f"{settings.config_file}: valid, {count} resource{'s' if count != 1 else ''}")
     return 0
@@ -538,6 +603,8 @@ def _run(settings: Settings, early: EarlySignals) -> int:
 
     log.info("sriovdp %s starting; config %s, host root %s", __version__,
              settings.config_file, settings.host.root)
+    if settings.dra is not None:
+        _check_dra(settings)
     config = _load(settings)  # a bad config exits 1 here, before any socket exists
     if not settings.host.pci_devices.is_dir():
         raise HostError(f"{settings.host.pci_devices} does not exist (wrong --host-root?)")

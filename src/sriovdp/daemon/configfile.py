@@ -10,6 +10,7 @@ from pathlib import Path
 from sriovdp.errors import ConfigError, ConfigProblem
 from sriovdp.model.config import MAX_CONFIG_BYTES, Config, parse_config, size_problem
 from sriovdp.model.config.deployment import deployment_problems
+from sriovdp.model.dra.modes import DraMode
 
 __all__ = ["load_config", "read_config_bytes"]
 
@@ -43,11 +44,12 @@ def read_config_bytes(path: Path) -> bytes:
 
 def load_config(path: Path, *, default_prefix: str, use_cdi: bool = False,
                 socket_dir: Path | None = None, text: bytes | None = None,
-                strict: bool = False) -> Config:
+                strict: bool = False, dra: DraMode | None = None) -> Config:
     """Read (unless ``text`` is given, read before by :func:`read_config_bytes`) and parse
     ``path``; with ``use_cdi`` / ``socket_dir`` also check what those need. A config without
     any resource is refused: applying it would stop every pool. ``strict``: warnings are
-    problems too (``sriovdp validate --strict``).
+    problems too (``sriovdp validate --strict``). ``dra``: the ``--dra`` mode (None: off, and
+    a pool marked ``"dra": true`` is a problem).
 
     Raises:
         ConfigError: the file cannot be read, or any problem in it (with JSON paths).
@@ -60,7 +62,7 @@ def load_config(path: Path, *, default_prefix: str, use_cdi: bool = False,
     except ConfigError as exc:
         raise exc.with_source(source) from None
     problems = deployment_problems(config, default_prefix, use_cdi=use_cdi,
-                                   socket_dir=socket_dir)
+                                   socket_dir=socket_dir, dra=dra)
     if problems:
         raise ConfigError(problems, source=source, warnings=list(config.warnings))
     return config

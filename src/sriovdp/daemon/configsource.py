@@ -114,4 +114,4 @@ class ConfigSource:
         return load_config(self.settings.config_file,
                            default_prefix=self.settings.resource_prefix,
                            use_cdi=self.settings.use_cdi, socket_dir=self._socket_dir,
-                           text=content)
+                           text=content, dra=self.settings.dra)

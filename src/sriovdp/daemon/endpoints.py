@@ -18,7 +18,7 @@ from sriovdp.daemon.supervisor import Ready, Supervisor
 from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint, State
 from sriovdp.kubelet.feed import LatestValue
 from sriovdp.kubelet.servicer import AllocateHook
-from sriovdp.kubelet.socketlock import instance_lock
+from sriovdp.kubelet.socketlock import InstanceLock, instance_lock
 from sriovdp.model.devices import HostFacts
 from sriovdp.model.diff import PoolChanges
 from sriovdp.model.health import Health
@@ -68,6 +68,11 @@ class EndpointSet:
         if self.waiting:
             log.info("the other sriovdp instance exited; taking over")
         self.waiting = ""
+
+    @property
+    def instance(self) -> InstanceLock:
+        """This daemon instance's node-wide lock (the DRA plugin takes it too)."""
+        return self._instance
 
     def open_early(self, pools: Mapping[str, ResourcePool]) -> None:
         """Start listening before the first host scan: the kubelet's handshake overlaps the

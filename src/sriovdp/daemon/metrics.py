@@ -7,7 +7,9 @@ Per pool (label ``resource``): ``sriovdp_pool_devices``, ``sriovdp_pool_healthy_
 kubelet restarts, socket loss or a lost stream), ``sriovdp_pool_registered`` (1/0).
 Daemon-wide: ``sriovdp_config_reloads_total{result="ok|failed"}``,
 ``sriovdp_link_events_total``, ``sriovdp_scan_duration_seconds`` (histogram) and
-``sriovdp_build_info{version}``.
+``sriovdp_build_info{version}``. With ``--dra``: ``sriovdp_dra_publish_errors_total``
+(failed ResourceSlice publications), ``sriovdp_dra_devices_published`` and
+``sriovdp_dra_prepared_claims`` (gauges).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sriovdp import __version__
-from sriovdp.daemon.status import Status
+from sriovdp.daemon.status import DraStatus, Status
 from sriovdp.model.health import Health
 
 SCAN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -128,3 +130,20 @@ class DaemonMetrics:
         links = CounterMetricFamily("sriovdp_link_events", "Netlink link changes seen")
         links.add_metric([], self.link_events)
         yield from (allocs, errors, reloads, links)
+        if status.dra is not None:
+            yield from _dra_metrics(status.dra)
+
+
+def _dra_metrics(dra: DraStatus) -> Iterator[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    errors = CounterMetricFamily("sriovdp_dra_publish_errors",
+                                 "Failed ResourceSlice publications (each retried)")
+    errors.add_metric([], dra.publish_errors)
+    published = GaugeMetricFamily("sriovdp_dra_devices_published",
+                                  "Devices in the node's published ResourceSlices")
+    published.add_metric([], dra.devices_published)
+    prepared = GaugeMetricFamily("sriovdp_dra_prepared_claims",
+                                 "DRA claims prepared on this node (checkpoint)")
+    prepared.add_metric([], dra.prepared_claims)
+    yield from (errors, published, prepared)

@@ -3,7 +3,9 @@
 Device-info files (netDevice pools only) are written on Allocate and removed when their
 device leaves its pool; unlike the Go plugin they are *not* wiped at start or on a kubelet
 restart, because running pods' CNI may still read them. At the first pass, files of our
-pools naming devices those pools no longer hold are removed. CDI specs (``--use-cdi``) are
+pools naming devices those pools no longer hold are removed. A file a prepared DRA claim
+owns (the same name: the same resource and device) is never removed here; the DRA
+preparer removes it on unprepare (and writes no ``sriov-dp-*`` spec). CDI specs (``--use-cdi``) are
 rewritten whenever a pool changes; an empty pool has no spec file; at start every
 ``sriov-dp-*`` spec that is not one of our pools' is removed. A spec that cannot be written
 is retried on the next pass and named by :meth:`Outputs.problems` (``/readyz``); the pools in
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from sriovdp.daemon.settings import Settings
 from sriovdp.errors import HostError
@@ -55,23 +57,26 @@ class Outputs:
                           extra={"pci": dev_id, "resource": pool.resource_name})
 
     def pools_changed(self, old: Mapping[str, ResourcePool], new: Mapping[str, ResourcePool],
-                      facts: HostFacts, *, first: bool) -> None:
-        """Remove files of devices that left their pool; rewrite CDI specs of changed pools."""
+                      facts: HostFacts, *, first: bool,
+                      dra_owned: Collection[tuple[str, str]] = ()) -> None:
+        """Remove files of devices that left their pool (except ``dra_owned``: (resource
+        name, device id) of the files prepared DRA claims own); rewrite CDI specs of
+        changed pools."""
         try:
-            self._device_info(old, new, first=first)
+            self._device_info(old, new, first=first, keep=frozenset(dra_owned))
         except HostError as exc:
             log.error("device-info files not cleaned: %s", exc)
         if self.cdi is not None:
             self._cdi(self.cdi, old, new, facts, first=first)
 
     def _device_info(self, old: Mapping[str, ResourcePool], new: Mapping[str, ResourcePool],
-                     *, first: bool) -> None:
+                     *, first: bool, keep: frozenset[tuple[str, str]]) -> None:
         for name, pool in old.items():
             if pool.config.kind is not DeviceKind.NET:
                 continue
             kept = new[name].devices if name in new else {}
             for dev_id in pool.devices.keys() - kept.keys():
-                if self.devinfo.remove(name, dev_id):
+                if (name, dev_id) not in keep and self.devinfo.remove(name, dev_id):
                     log.info("device-info file of %s removed: it left %s", dev_id, name,
                              extra={"pci": dev_id, "resource": name})
         if not first:
@@ -82,7 +87,7 @@ class Outputs:
                 continue
             for file in files:
                 held = self.devinfo.device_id(name, file)
-                if held is not None and held not in pool.devices:
+                if held is not None and held not in pool.devices and (name, held) not in keep:
                     self.devinfo.remove_file(file)
                     log.info("stale device-info file %s removed", file,
                              extra={"resource": name})

@@ -11,8 +11,13 @@ loop; several arriving together cause one pass.
 Collaborators, one concern each: :class:`HostScanner` (scan thread, fingerprint, DDP,
 deadline), :class:`ConfigSource` (reload, last good config), :class:`HoldTracker` (what
 pods hold), :class:`HostEvents` (link state, uevents), :class:`EndpointSet` (endpoint
-lifecycle), :class:`Outputs` (device-info and CDI files), :class:`Supervisor` (every
-background task).
+lifecycle), :class:`Outputs` (device-info and CDI files), :class:`DraSide` (with ``--dra``:
+the kubelet DRA plugin and the ResourceSlices), :class:`Supervisor` (every background task).
+
+With ``--dra`` the DRA pools are in the same pool set under their own keys
+(:mod:`sriovdp.model.dra.modes`) and prepared claims are holds, so one retention decides
+for both kinds; each publication then goes to the endpoints (device plugin pools) and to
+:class:`DraSide` (DRA pools).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any, TypeVar
 
 from sriovdp.daemon.configsource import ConfigSource
 from sriovdp.daemon.configwatch import watch_config_file
+from sriovdp.daemon.dra import DraSide
 from sriovdp.daemon.endpoints import EndpointSet
 from sriovdp.daemon.holds import HoldTracker
 from sriovdp.daemon.http import routes, serve_all
@@ -36,17 +42,19 @@ from sriovdp.daemon.report import log_retention, log_summary
 from sriovdp.daemon.scanner import FunctionScanner, HostScanner, Scanner
 from sriovdp.daemon.settings import Settings
 from sriovdp.daemon.sources import HostEvents
-from sriovdp.daemon.status import Status
+from sriovdp.daemon.status import DraStatus, Status
 from sriovdp.daemon.supervisor import Ready, Supervisor, Timers
 from sriovdp.host.ddp import DdpReader
 from sriovdp.host.links import LinkSource
 from sriovdp.host.uevents import Uevents
+from sriovdp.kubelet.dra.apiserver import DraApis, connect
 from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint
 from sriovdp.kubelet.podresources import PodResources, PodResourcesClient
 from sriovdp.kubelet.watch import watch_socket_dirs
 from sriovdp.model.config import Config
 from sriovdp.model.devices import HostFacts, Inventory
 from sriovdp.model.diff import PoolChanges, diff
+from sriovdp.model.dra.modes import device_plugin_pools, dra_pools, keyed_by_mode
 from sriovdp.model.health import Health
 from sriovdp.model.pools import ResourcePool, build_pools, with_faulty_pools, with_health
 from sriovdp.model.retention import (
@@ -76,10 +84,13 @@ class Triggers:
     health: bool = False
     holds: bool = False
     outputs: bool = False
+    claims: bool = False
 
     def take(self) -> Triggers:
-        taken = Triggers(self.rescan, self.periodic, self.health, self.holds, self.outputs)
+        taken = Triggers(self.rescan, self.periodic, self.health, self.holds, self.outputs,
+                         self.claims)
         self.rescan = self.periodic = self.health = self.holds = self.outputs = False
+        self.claims = False
         return taken
 
 
@@ -100,6 +111,12 @@ class Reconciler:
             collector's permanent generation (``gc.freeze``), so a full collection walks
             only what came later (the daemon process does this; tests sharing a process
             do not).
+        dra_apis: the apiserver ports of DRA mode (``settings.dra``; default: the official
+            client on ``settings.kubeconfig``).
+
+    Raises:
+        HostError: DRA mode without a usable apiserver config or with an unreadable claim
+            checkpoint.
     """
 
     def __init__(
@@ -113,6 +130,7 @@ class Reconciler:
         pod_resources: PodResources | None = None,
         ddp: DdpReader | None = None,
         freeze_gc: bool = False,
+        dra_apis: DraApis | None = None,
     ) -> None:
         self.settings = settings
         self._freeze_gc = freeze_gc
@@ -136,13 +154,19 @@ class Reconciler:
         self.supervisor = Supervisor()
         self._endpoints = EndpointSet(self.dirs, self.supervisor, self.facts,
                                       on_allocate=self.allocated, cdi=settings.use_cdi)
+        self.dra: DraSide | None = None
+        if settings.dra is not None:
+            self.dra = DraSide(settings, dra_apis or connect(settings.kubeconfig),
+                               on_claims=self._claims_changed,
+                               instance=self._endpoints.instance)
         self._timers = Timers()
         self._triggers = Triggers()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self.inventory = Inventory()
         self.pools: dict[str, ResourcePool] = {}
-        """What the kubelet is told (pools whose CDI spec is missing: Unhealthy)."""
+        """What the kubelet's device plugin endpoints are told (pools whose CDI spec is
+        missing: Unhealthy)."""
         self._retained: dict[str, ResourcePool] = {}  # the pools as retention decided
         self._built: dict[str, ResourcePool] = {}  # the pools as built from the last scan
         self._retention = RetentionState()
@@ -209,9 +233,16 @@ class Reconciler:
             problems.append(self._endpoints.waiting)
         if self.holds.waiting:
             problems.append(self.holds.waiting)
+        dra = None
+        if self.dra is not None:
+            problems += self.dra.problems()
+            dra = DraStatus(publish_errors=self.dra.slices.errors,
+                            devices_published=self.dra.slices.devices_published,
+                            prepared_claims=self.dra.prepared_claims)
         return Status(started=self.ready.is_set(), pools=self.pools,
                       endpoints=self._endpoints.status(),
-                      failures=dict(self.supervisor.failures), problems=tuple(problems))
+                      failures=dict(self.supervisor.failures), problems=tuple(problems),
+                      dra=dra)
 
     @property
     def is_ready(self) -> bool:
@@ -245,13 +276,14 @@ class Reconciler:
                     return
                 # placeholders (no devices): the first pass is diffed against them, and
                 # retention learns what pods hold from the kubelet, not from these
-                self.pools = self._retained = build_pools(
-                    Inventory(), self.config.resources,
-                    default_prefix=self.settings.resource_prefix)
+                self._retained = self._build(Inventory(), {})
+                self.pools = device_plugin_pools(self._retained)
                 self._endpoints.open_early(self.pools)
                 try:
                     await self._loop()
                 finally:
+                    if self.dra is not None:  # before the instance lock is let go
+                        await supervisor.cancel("dra plugin")
                     await self._endpoints.stop_all()
         except BaseExceptionGroup as group:  # supervised tasks never raise; be safe
             raise group.exceptions[0] from None
@@ -267,6 +299,10 @@ class Reconciler:
         if self.settings.watch_config:
             supervisor.start("config watch", self._watch_config)
         supervisor.start("config reload", self.config_source.run)
+        if self.dra is not None:
+            supervisor.start("dra plugin", self.dra.run_plugin)
+            supervisor.start("dra publish", self.dra.slices.run)
+            supervisor.start("dra socket watch", self.dra.watch_sockets)
         for address, server in servers.items():
             async def serve(ready: Ready, server: asyncio.Server = server) -> None:
                 ready()
@@ -295,7 +331,7 @@ class Reconciler:
                         PassKind.PERIODIC if todo.periodic else PassKind.EVENT)
                 if not await self._until_stopped(self._full_pass(kind)):
                     break
-            elif todo.health or todo.holds or todo.outputs:
+            elif todo.health or todo.holds or todo.outputs or todo.claims:
                 await self._fast_pass(refresh_holds=todo.holds)
             if first and self.passes:
                 first = False
@@ -334,6 +370,31 @@ class Reconciler:
         self._triggers.health = True
         self._wake.set()
 
+    def _claims_changed(self) -> None:
+        """A DRA claim was prepared or unprepared: retention decides again (a device kept
+        for it may now move to the pool the config gives it)."""
+        self._triggers.claims = True
+        self._wake.set()
+
+    def _build(self, inventory: Inventory, health: dict[str, Health]) -> dict[str, ResourcePool]:
+        """The pools of the config (DRA pools under their own keys)."""
+        return keyed_by_mode(build_pools(inventory, self.config.resources,
+                                         default_prefix=self.settings.resource_prefix,
+                                         health=health), self.settings.dra)
+
+    def _held(self) -> Holds:
+        """What pods hold (pod resources and this process's allocations) and what DRA
+        claims hold (prepared, by their DRA pool's key)."""
+        held = self.holds.current()
+        if self.dra is None:
+            return held
+        claims = self.dra.holds()
+        return {**held, **claims} if claims else held
+
+    def _hold_changes(self) -> tuple[int, int]:
+        """Changes a decision made off the loop may have missed (Allocates, claims)."""
+        return self.holds.allocations, self.dra.claim_changes if self.dra is not None else 0
+
     # --- passes -----------------------------------------------------------------------------
 
     async def _full_pass(self, kind: PassKind) -> None:
@@ -363,9 +424,7 @@ class Reconciler:
         self.events.netdev_names = {n for f in fns for n in f.netdevs} | {
             f.pf_netdev for f in fns if f.pf_netdev}
         health = self.events.link_health(inventory)
-        built = await asyncio.to_thread(build_pools, inventory, self.config.resources,
-                                        default_prefix=self.settings.resource_prefix,
-                                        health=health)
+        built = await asyncio.to_thread(self._build, inventory, health)
         await self._publish(inventory, built, health, kind)
         self.metrics.scan_duration.observe(time.perf_counter() - started)
         log.debug("pass %d took %.1f ms", self.passes, (time.perf_counter() - started) * 1e3)
@@ -419,19 +478,22 @@ class Reconciler:
             # ask the kubelet what pods hold before anything could move
             await self._refresh_holds()
         plan = _Plan(self._retained, self.pools, built, host, kind, self._retention)
-        allocations = self.holds.allocations
+        changes_before = self._hold_changes()
         faulty = frozenset(self.outputs.cdi_missing)
-        await _pure(off_loop, plan.make, self.holds.current(), faulty)
-        if self.holds.allocations != allocations:  # an Allocate came in meanwhile: its
-            plan.make(self.holds.current(), faulty)  # hold counts (decided on the loop)
+        await _pure(off_loop, plan.make, self._held(), faulty)
+        if self._hold_changes() != changes_before:  # an Allocate or a claim came in
+            plan.make(self._held(), faulty)  # meanwhile: its hold counts (decided here)
         retained = plan.retained
         log_retention(retained.notes)
         self._retention, pools = retained.state, retained.pools
         first = kind is PassKind.FIRST
+        plugin_pools = device_plugin_pools(pools)
         if plan.changed:
-            self.outputs.pools_changed(self._retained, pools, inventory.facts, first=first)
+            owned = self.dra.device_info_files() if self.dra is not None else frozenset()
+            self.outputs.pools_changed(device_plugin_pools(self._retained), plugin_pools,
+                                       inventory.facts, first=first, dra_owned=owned)
         elif self.outputs.cdi_pending:
-            self.outputs.retry(pools, inventory.facts)
+            self.outputs.retry(plugin_pools, inventory.facts)
         if self.outputs.cdi_missing != faulty:
             plan.publish(frozenset(self.outputs.cdi_missing))
         published, changes = plan.published, plan.changes
@@ -443,6 +505,8 @@ class Reconciler:
         if self._retention.kept or self._retention.draining or self._retention.withheld:
             self._timers.once("holds poll", HOLD_POLL, self._poll_holds)
         self._endpoints.publish(published, changes)
+        if self.dra is not None:
+            self.dra.update(dra_pools(pools), inventory.facts)
         if first or changes.added:
             # after the new endpoints' first step (they bind their sockets right away)
             asyncio.get_running_loop().call_soon(self._log_summary, inventory)
@@ -513,7 +577,7 @@ class _Plan:
         self.publish(faulty)
 
     def publish(self, faulty: frozenset[str]) -> None:
-        self.published = with_faulty_pools(self.retained.pools, faulty)
+        self.published = with_faulty_pools(device_plugin_pools(self.retained.pools), faulty)
         self.changes = diff(self._published, self.published)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sriovdp.model.config import Config
 from sriovdp.model.devices import Inventory
+from sriovdp.model.dra.modes import DRA_KEY_PREFIX, is_dra_key
 from sriovdp.model.pools import ResourcePool, explain, nearest_misses, unmatched_identifiers
 
 log = logging.getLogger("sriovdp.daemon")
@@ -36,6 +37,8 @@ def log_retention(notes: tuple[tuple[str, ...], ...]) -> None:
     """One log line per retention note (:attr:`~sriovdp.model.retention.Retained.notes`)."""
     for note in notes:
         what, pool, dev = (*note, "")[:3]
+        if is_dra_key(pool):  # a DRA pool: its holds are prepared claims
+            pool = f"DRA pool {pool[len(DRA_KEY_PREFIX):]} (a prepared claim)"
         extra = {"pci": dev, "resource": pool}
         if what == "kept":
             log.warning("%s is held by a pod through %s: offered only there (not by %s) until "

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from sriovdp.host.paths import HostPaths
 from sriovdp.model.config import DEFAULT_PREFIX
+from sriovdp.model.dra.modes import DraMode
+from sriovdp.model.dra.names import DEFAULT_DRIVER
+from sriovdp.model.dra.slices import HealthPolicy
 
 DEFAULT_CONFIG_FILE = Path("/etc/pcidp/config.json")
 DEFAULT_DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
@@ -55,6 +58,15 @@ class Settings:
             which its pod resources answers may lack pods it is still adding (its API server
             pods arrive in one batch, added one by one): they add holds but release none,
             and the first publication waits until the kubelet is this old.
+        dra: ``--dra``: pools marked ``"dra": true`` (``ALL``: every pool) are served
+            through DRA (ResourceSlices and the kubelet DRA plugin); None: off.
+        dra_driver: the DRA driver name (a DNS subdomain).
+        node_name: this node (and its DRA pool); "" = not known (DRA mode needs it).
+        kubeconfig: the apiserver's kubeconfig for DRA mode; None: in-cluster config, else
+            ``$KUBECONFIG`` / ``~/.kube/config``.
+        dra_health: how an Unhealthy device looks in the slices (withdrawn or tainted).
+        kubelet_plugins_dir: the kubelet's ``plugins`` dir (``dra.sock`` goes to
+            ``<dir>/<driver>/``); None: ``plugins`` beside ``device_plugin_dir``.
     """
 
     host: HostPaths = HostPaths(Path("/"))
@@ -75,3 +87,16 @@ class Settings:
     scan_deadline: float = 60.0
     own_pod: tuple[str, str] | None = None
     kubelet_settle: float = 10.0
+    dra: DraMode | None = None
+    dra_driver: str = DEFAULT_DRIVER
+    node_name: str = ""
+    kubeconfig: Path | None = None
+    dra_health: HealthPolicy = HealthPolicy.WITHDRAW
+    kubelet_plugins_dir: Path | None = None
+
+    @property
+    def plugins_dir(self) -> Path:
+        """The kubelet's ``plugins`` dir as this process sees it."""
+        if self.kubelet_plugins_dir is not None:
+            return self.kubelet_plugins_dir
+        return self.device_plugin_dir.parent / "plugins"

@@ -22,6 +22,16 @@ class EndpointStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class DraStatus:
+    """DRA mode's counters: failed ResourceSlice publications, devices in the published
+    slices, prepared claims."""
+
+    publish_errors: int = 0
+    devices_published: int = 0
+    prepared_claims: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     """Attributes:
         started: the first pass published.
@@ -29,6 +39,7 @@ class Status:
         endpoints: per pool, its endpoint.
         failures: supervised task → its error, while failed.
         problems: other reasons not to be ready, e.g. ``"CDI spec intel.com/net: ..."``.
+        dra: DRA mode's counters (None without ``--dra``).
     """
 
     started: bool
@@ -36,6 +47,7 @@ class Status:
     endpoints: Mapping[str, EndpointStatus] = field(default_factory=dict)
     failures: Mapping[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    dra: DraStatus | None = None
 
     def not_ready(self) -> list[str]:
         """Why the daemon is not ready (empty: ready)."""

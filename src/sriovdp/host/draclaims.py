@@ -5,7 +5,8 @@ One JSON file (``<plugin dir>/checkpoint.json`` in production, next to ``dra.soc
 
     {"version": 1, "claims": {"<uid>": {"namespace": "default", "name": "c1",
       "specFile": "sriov-dra-<uid>.yaml", "devices": [{"requestNames": ["nic"],
-      "poolName": "worker-1", "deviceName": "0000-3b-02-1", "cdiDeviceIds": ["..."]}],
+      "poolName": "worker-1", "deviceName": "0000-3b-02-1", "cdiDeviceIds": ["..."],
+      "resourceName": "intel.com/sriov_net", "deviceId": "0000:3b:02.1"}],
       "deviceInfo": [["intel.com/sriov_net", "0000:3b:02.1"]]}}}
 
 With it, NodeUnprepareResources after a restart still knows the claim's CDI spec file
@@ -31,13 +32,15 @@ DIR_MODE = 0o750
 
 def _device_doc(d: PreparedDevice) -> dict[str, Any]:
     return {"requestNames": list(d.request_names), "poolName": d.pool_name,
-            "deviceName": d.device_name, "cdiDeviceIds": list(d.cdi_device_ids)}
+            "deviceName": d.device_name, "cdiDeviceIds": list(d.cdi_device_ids),
+            "resourceName": d.resource_name, "deviceId": d.device_id}
 
 
 def _claim(uid: str, doc: dict[str, Any]) -> PreparedClaim:
     devices = tuple(
         PreparedDevice(tuple(d["requestNames"]), d["poolName"], d["deviceName"],
-                       tuple(d["cdiDeviceIds"]))
+                       tuple(d["cdiDeviceIds"]), str(d.get("resourceName", "")),
+                       str(d.get("deviceId", "")))
         for d in doc["devices"]
     )
     info = tuple((r, i) for r, i in doc.get("deviceInfo", []))
@@ -84,8 +87,20 @@ class ClaimCheckpoint:
     def get(self, uid: str) -> PreparedClaim | None:
         return self._claims.get(uid)
 
+    def reload(self) -> None:
+        """Read the file again (another process may have written it meanwhile).
+
+        Raises:
+            HostError: it cannot be read or is not a checkpoint (the entries are kept).
+        """
+        self._claims = self._load()
+
     def uids(self) -> set[str]:
         return set(self._claims)
+
+    def claims(self) -> list[PreparedClaim]:
+        """Every recorded claim, by UID."""
+        return [self._claims[uid] for uid in sorted(self._claims)]
 
     def add(self, claim: PreparedClaim) -> None:
         """Record ``claim`` (replacing an entry of the same UID) and write the file.

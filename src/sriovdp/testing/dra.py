@@ -1,7 +1,8 @@
 """DRA mode's test kit: in-memory apiserver ports (claims, ResourceSlices) and the kubelet's
 side of the DRA plugin protocol.
 
-:class:`FakeClaimReader` implements :class:`~sriovdp.kubelet.dra.claims.ClaimReader`;
+:class:`FakeClaimReader` implements :class:`~sriovdp.kubelet.dra.claims.ClaimReader`,
+:class:`FakeNodeReader` :class:`~sriovdp.kubelet.dra.apiserver.NodeReader`;
 :class:`FakeSliceApi` implements :class:`~sriovdp.kubelet.dra.publisher.SliceApi` with the
 apiserver's rules that matter to a publisher (409 on a create of an existing name or a
 replace with a stale ``resourceVersion``, 404 on a missing name, server-set fields).
@@ -120,6 +121,22 @@ class FakeSliceApi:
         self._check("delete", name)
         if self.slices.pop(name, None) is None:
             raise SliceApiError(f"deleting ResourceSlice {name}: 404 NotFound", 404)
+
+
+class FakeNodeReader:
+    """Node UIDs by name (:class:`~sriovdp.kubelet.dra.apiserver.NodeReader`); a missing
+    node or ``unreachable`` fails as the apiserver would."""
+
+    def __init__(self, uids: Mapping[str, str] | None = None) -> None:
+        self.uids = dict(uids or {})
+        self.unreachable = False
+
+    async def uid(self, node_name: str) -> str:
+        if self.unreachable:
+            raise SliceApiError(f"reading Node {node_name}: connection refused")
+        if node_name not in self.uids:
+            raise SliceApiError(f"reading Node {node_name}: 404 NotFound", 404)
+        return self.uids[node_name]
 
 
 KUBELET_DRA_SERVICES = ("v1.DRAPlugin", "v1beta1.DRAPlugin")

@@ -10,6 +10,7 @@ from sriovdp.errors import ConfigProblem
 from sriovdp.model.cdi import CdiError, cdi_spec_file_name, check_class, check_vendor
 from sriovdp.model.config.report import join
 from sriovdp.model.config.resources import Config
+from sriovdp.model.dra.modes import DraMode, mode_problems, served_by_dra
 from sriovdp.model.ids import socket_name
 from sriovdp.model.pools import CDI_CLASSES
 
@@ -23,17 +24,22 @@ def _at(i: int, key: str) -> str:
 
 
 def deployment_problems(config: Config, default_prefix: str, *, use_cdi: bool = False,
-                        socket_dir: PurePath | None = None) -> list[ConfigProblem]:
+                        socket_dir: PurePath | None = None, dra: DraMode | None = None
+                        ) -> list[ConfigProblem]:
     """Every problem of :func:`file_name_problems`, :func:`cdi_problems` (``use_cdi``) and
-    :func:`socket_problems` (``socket_dir``), plus a config without any resource (applying
-    it would stop every pool)."""
+    :func:`socket_problems` (``socket_dir``) for the device plugin pools,
+    :func:`~sriovdp.model.dra.modes.mode_problems` for ``dra`` (the ``--dra`` mode), plus a
+    config without any resource (applying it would stop every pool)."""
     problems = file_name_problems(config, default_prefix, use_cdi=use_cdi)
     if not config.resources:
         problems.append(ConfigProblem("resourceList", "no resources configured"))
+    problems += mode_problems(config, dra)
+    plugin_pools = Config(resources=tuple(  # DRA pools have no socket and no pool CDI spec
+        r for r in config.resources if not served_by_dra(r, dra)))
     if use_cdi:
-        problems += cdi_problems(config, default_prefix)
+        problems += cdi_problems(config, default_prefix, only=plugin_pools)
     if socket_dir is not None:
-        problems += socket_problems(config, default_prefix, socket_dir)
+        problems += socket_problems(config, default_prefix, socket_dir, only=plugin_pools)
     return problems
 
 
@@ -59,12 +65,15 @@ def file_name_problems(config: Config, default_prefix: str, *, use_cdi: bool
     return problems
 
 
-def cdi_problems(config: Config, default_prefix: str) -> list[ConfigProblem]:
+def cdi_problems(config: Config, default_prefix: str, *, only: Config | None = None
+                 ) -> list[ConfigProblem]:
     """Prefixes that cannot be CDI vendors, and spec file names too long for a file
     (``--use-cdi``). The annotation key needs no check: Allocate's
     :func:`~sriovdp.model.cdi.resource_annotation_key` falls back to a hashed name."""
     problems = []
     for i, resource in enumerate(config.resources):
+        if only is not None and resource not in only.resources:
+            continue
         prefix = resource.effective_prefix(default_prefix)
         cls = CDI_CLASSES[resource.kind]
         where = _at(i, "resourcePrefix") if resource.prefix else "resourceList"
@@ -83,10 +92,11 @@ def cdi_problems(config: Config, default_prefix: str) -> list[ConfigProblem]:
     return problems
 
 
-def socket_problems(config: Config, default_prefix: str, socket_dir: PurePath
-                    ) -> list[ConfigProblem]:
-    """Resources whose socket path would not fit a unix socket address (107 bytes); when
-    the directory leaves no room for any name, one problem naming the directory."""
+def socket_problems(config: Config, default_prefix: str, socket_dir: PurePath, *,
+                    only: Config | None = None) -> list[ConfigProblem]:
+    """Resources (of ``only``, when given) whose socket path would not fit a unix socket
+    address (107 bytes); when the directory leaves no room for any name, one problem naming
+    the directory."""
     room = UNIX_PATH_MAX - len(os.fsencode(socket_dir))
     if room < _SHORTEST_SOCKET:
         return [ConfigProblem("", (
@@ -95,6 +105,8 @@ def socket_problems(config: Config, default_prefix: str, socket_dir: PurePath
             "fits (use a shorter --device-plugin-dir or --plugins-registry-dir)"))]
     problems = []
     for i, resource in enumerate(config.resources):
+        if only is not None and resource not in only.resources:
+            continue
         name = socket_name(resource.effective_prefix(default_prefix), resource.name)
         path = socket_dir / name
         if len(os.fsencode(path)) > UNIX_PATH_MAX or len(name) > 255:

@@ -175,6 +175,7 @@ def _resource(raw: object, path: str, report: Report, names: Names) -> ResourceC
         selectors=selectors,
         exclude_topology=bool(m.exclude_topology),
         additional_info=info,
+        dra=bool(m.dra),
     )
     if not type_error("resourceName", m.resource_name):
         names.check(cfg, path, spelled.get("resourceName", "resourceName"))

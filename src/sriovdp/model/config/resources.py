@@ -24,6 +24,8 @@ class ResourceConfig:
         exclude_topology: ``excludeTopology``: advertise no NUMA node for this pool.
         additional_info: ``additionalInfo`` (``{"*": {...}, "<pci address>": {...}}``);
             None when absent or null (an empty object still adds ``"extra": {}`` to ``_INFO``).
+        dra: ``"dra": true``: served through DRA (ResourceSlices) instead of a device plugin
+            socket when the daemon runs with ``--dra``.
     """
 
     name: str
@@ -32,6 +34,7 @@ class ResourceConfig:
     selectors: tuple[Selector, ...] = ()
     exclude_topology: bool = False
     additional_info: Mapping[str, Mapping[str, str]] | None = None
+    dra: bool = False
 
     def effective_prefix(self, default_prefix: str) -> str:
         """``resourcePrefix`` if set, else ``default_prefix``."""

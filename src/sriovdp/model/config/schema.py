@@ -29,6 +29,7 @@ class ResourceIn(Schema):
     exclude_topology: bool | None = Field(None, alias="excludeTopology")
     selectors: Any = Field(None, alias="selectors")  # its shape depends on deviceType
     additional_info: dict[str, Any] | None = Field(None, alias="additionalInfo")
+    dra: bool | None = Field(None, alias="dra")
 
 
 class _CommonIn(Schema):

@@ -80,12 +80,16 @@ class ClaimAllocation:
 
 @dataclass(frozen=True, slots=True)
 class PreparedDevice:
-    """One ``Device`` of a NodePrepareResources answer."""
+    """One ``Device`` of a NodePrepareResources answer, and what it holds on this node:
+    ``resource_name`` (the config pool that published it, e.g. ``"intel.com/sriov_net"``)
+    and ``device_id`` (its PCI address or aux name); empty when unknown."""
 
     request_names: tuple[str, ...]
     pool_name: str
     device_name: str
     cdi_device_ids: tuple[str, ...]
+    resource_name: str = ""
+    device_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +194,8 @@ def prepare_claim(
             if all(d["name"] != name for d in cdi_devices):
                 cdi_devices.append({"name": name, "containerEdits": {"deviceNodes": nodes}})
             ids.append(f"{kind}={name}")
-        answered.append(PreparedDevice((r.request,), r.pool, r.device, tuple(ids)))
+        answered.append(PreparedDevice((r.request,), r.pool, r.device, tuple(ids),
+                                       entry.pool.resource_name, entry.device.id))
     spec = {"cdiVersion": CDI_VERSION, "kind": kind, "devices": cdi_devices}
     info = tuple(dict.fromkeys(
         (devices[r.device].pool.resource_name, devices[r.device].device.id) for r in ours
