@@ -10,7 +10,10 @@
 #     DRA mode's --dra[=marked|all], --dra-driver=, --dra-health=, --node-name=,
 #     --kubeconfig=, --kubelet-plugins-dir= (deployments/overlays/dra);
 #   * --log-level= must be a number (the daemon would refuse anything else anyway);
-#   * the error line and usage for an unknown option go to stderr;
+#   * any other argument (every other daemon flag, e.g. --kubelet-root-dir=/data/kubelet,
+#     --resync-interval=10, -v 3, "--config-file /x" with a space) is passed to the daemon
+#     unchanged and in order, before the translated ones; the daemon rejects what it does
+#     not know (exit 2, naming it);
 #   * string values are passed to the daemon as "--flag=value" (one argument).
 #
 # Environment (for tests and unusual images):
@@ -44,6 +47,7 @@ Start the SR-IOV network device plugin (sriovdp).
   --kubelet-plugins-dir=DIR   DRA plugin socket dir (sriovdp default /var/lib/kubelet/plugins)
 
 Options take their value after "=" only; the value is everything after the first "=".
+Any other argument is passed to sriovdp unchanged (see sriovdp --help for its flags).
 EOF
 }
 
@@ -68,7 +72,13 @@ NODE_NAME_ARG=""
 KUBECONFIG_ARG=""
 KUBELET_PLUGINS_DIR=""
 
-for param in "$@"; do
+# Each argument is taken from the front; one the script does not translate goes to the back,
+# so after $# turns "$@" holds exactly the pass-through arguments, in their order.
+count=$#
+while [ "$count" -gt 0 ]; do
+    count=$((count - 1))
+    param="$1"
+    shift
     value="${param#*=}"
     case "$param" in
         -h | --help)
@@ -97,13 +107,13 @@ for param in "$@"; do
         --node-name=*) NODE_NAME_ARG="$value" ;;
         --kubeconfig=*) KUBECONFIG_ARG="$value" ;;
         --kubelet-plugins-dir=*) KUBELET_PLUGINS_DIR="$value" ;;
-        *) fail "unknown parameter \"$param\"" ;;
+        *) set -- "$@" "$param" ;;
     esac
 done
 
-# Rebuild "$@" as the daemon's argument list; each value stays one argument. String values
-# are passed as "--flag=value", so a value starting with "-" cannot be taken for a flag.
-set --
+# Append the translated flags to the pass-through ones; each value stays one argument.
+# String values are passed as "--flag=value", so a value starting with "-" cannot be taken
+# for a flag.
 if [ -n "$LOG_DIR" ]; then
     mkdir -p "$LOG_BASE/$LOG_DIR"
     set -- "$@" --log_dir "$LOG_BASE/$LOG_DIR" --alsologtostderr

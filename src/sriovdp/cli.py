@@ -441,13 +441,18 @@ def _check_dra(settings: Settings) -> None:
              settings.plugins_dir / settings.dra_driver)
 
 
-def _load(settings: Settings, *, check_sockets: bool = True, strict: bool = False) -> Config:
-    from sriovdp.daemon.configfile import load_config, read_config_bytes
+def _load(settings: Settings, *, check_sockets: bool = True, strict: bool = False,
+          manifest: bool = False) -> Config:
+    """The config of ``settings``; ``manifest``: a ConfigMap manifest is read too (validate,
+    discover: the file an operator edits is ``deployments/base/configmap.yaml``)."""
+    from sriovdp.daemon.configfile import config_from_configmap, load_config, read_config_bytes
     from sriovdp.errors import ConfigError
 
     socket_dir = _check_socket_dir(settings) if check_sockets else None
     try:
         text = read_config_bytes(settings.config_file)
+        if manifest:
+            text = config_from_configmap(text, settings.config_file)
     except ConfigError as exc:
         if isinstance(exc.__cause__, OSError) or not settings.config_file.is_file():
             raise UnreadableConfig(str(exc.problems[0])) from None
@@ -545,7 +550,7 @@ def _report_error(message: str, log_format: str,
 def _validate(settings: Settings, *, strict: bool = False) -> int:
     from sriovdp.model.dra.modes import served_by_dra
 
-    config = _load(settings, strict=strict)
+    config = _load(settings, strict=strict, manifest=True)
     for r in config.resources:
         dra = ", DRA" if served_by_dra(r, settings.dra) else ""
         print(f"ok: {r.resource_name(settings.resource_prefix)} ({r.kind}, "
@@ -562,7 +567,7 @@ def _discover(settings: Settings, output: str) -> int:
 
     config: Config | None
     try:
-        config = _load(settings, check_sockets=False)
+        config = _load(settings, check_sockets=False, manifest=True)
     except UnreadableConfig as exc:
         if settings.config_file.exists():
             raise

@@ -196,16 +196,30 @@ def test_help(run, args: list[str]) -> None:
         assert option in r.stdout
 
 
-@pytest.mark.parametrize("param", [
-    "--bogus", "--bogus=1", "positional", "--log-level", "--config-file", "-v", "-config-file=x",
-    "--use-cdi=maybe", "", "--dra=bogus", "--dra=",
+@pytest.mark.parametrize("args", [
+    ["--kubelet-root-dir=/data/kubelet"], ["--resync-interval=10"], ["-v", "3"],
+    ["--config-file", "/x y/config.json"], ["--pod-resources-socket=/x"], ["--bogus=1"],
+    ["--dra=bogus"], [""],
 ])
-def test_unknown_parameter(run, param: str) -> None:
-    r = run("--log-level=3", param)
-    assert r.rc == 1
-    assert r.argv is None, "the daemon must not start"
-    assert r.stderr.splitlines()[0] == f'ERROR: unknown parameter "{param}"'
-    assert "Usage:" in r.stderr
+def test_other_arguments_reach_the_daemon_unchanged_and_in_order(run, args: list[str]) -> None:
+    """Every daemon flag works in a DaemonSet's args (docs/real-node.md passes
+    --kubelet-root-dir); what the daemon does not know, it rejects itself (exit 2)."""
+    r = run("--log-level=3", *args, "--resource-prefix=example.com")
+    assert r.rc == 0, r.stderr
+    assert r.argv == [*args, "--logtostderr", "-v", "3", "--resource-prefix=example.com"]
+
+
+def test_the_daemon_rejects_an_argument_the_entrypoint_passed_on(
+    shell: list[str], log_base: Path
+) -> None:
+    import sys
+
+    daemon = log_base.parent / "sriovdp"
+    daemon.write_text(f"#!/bin/sh\nexec {sys.executable} -m sriovdp \"$@\"\n")
+    daemon.chmod(0o755)
+    r = run_entrypoint(shell, "--bogus=1", bin_path=daemon, log_base=log_base)
+    assert r.rc == 2
+    assert "--bogus" in r.stderr
 
 
 @pytest.mark.parametrize("level", ["abc", "-1", "2.5", "10x"])

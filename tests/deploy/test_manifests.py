@@ -277,9 +277,9 @@ def test_cdi_overlay() -> None:
 def test_metrics_overlay() -> None:
     objs = render("metrics")
     c = container(objs)
-    assert c["args"] == [*BASE_ARGS, "--metrics-address=:9100"]
+    assert c["args"] == [*BASE_ARGS, "--metrics-address=:8082"]
     port = named_port(c, "metrics")
-    assert port == 9100
+    assert port == 8082
     assert port != named_port(c, "health")
 
     svc = one(objs, "Service")
@@ -289,12 +289,12 @@ def test_metrics_overlay() -> None:
     assert svc["spec"]["selector"].items() <= pod_labels.items()
     (svc_port,) = svc["spec"]["ports"]
     assert svc_port["name"] == "metrics"
-    assert svc_port["port"] == 9100
-    assert svc_port["targetPort"] in ("metrics", 9100)
+    assert svc_port["port"] == 8082
+    assert svc_port["targetPort"] in ("metrics", 8082)
 
     ds = one(objs, "DaemonSet")
     ct = ds["spec"]["template"]["spec"]["containers"][0]
-    ct["args"].remove("--metrics-address=:9100")
+    ct["args"].remove("--metrics-address=:8082")
     ct["ports"] = [p for p in ct["ports"] if p["name"] != "metrics"]
     assert ds == _base_daemonset()
 

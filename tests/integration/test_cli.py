@@ -206,6 +206,25 @@ def test_validate_counts_resources_in_words_when_there_is_one(
     assert capsys.readouterr().out.rstrip().endswith("valid, 1 resource")
 
 
+def test_validate_reads_the_configmap_manifest_an_operator_edits_when_given_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    assert main(["validate", "--config-file", str(repo / "deployments/base/configmap.yaml"),
+                 "--plugins-registry-dir", str(tmp_path / "r")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("valid, 3 resources")
+
+
+def test_validate_names_the_keys_when_a_configmap_has_no_config_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cm = tmp_path / "per-node.yaml"
+    cm.write_text('apiVersion: v1\nkind: ConfigMap\ndata:\n  node-1: "{}"\n  node-2: "{}"\n')
+    assert main(["validate", "--config-file", str(cm),
+                 "--plugins-registry-dir", str(tmp_path / "r")]) == 1
+    assert "no 'config.json' key to validate (keys: node-1, node-2)" in capsys.readouterr().err
+
+
 # -- logs ---------------------------------------------------------------------------------
 
 

@@ -12,7 +12,10 @@ from sriovdp.model.config import MAX_CONFIG_BYTES, Config, parse_config, size_pr
 from sriovdp.model.config.deployment import deployment_problems
 from sriovdp.model.dra.modes import DraMode
 
-__all__ = ["load_config", "read_config_bytes"]
+__all__ = ["config_from_configmap", "load_config", "read_config_bytes"]
+
+CONFIGMAP_KEY = "config.json"
+"""The ConfigMap key the DaemonSet mounts as the config file."""
 
 
 def read_config_bytes(path: Path) -> bytes:
@@ -66,3 +69,35 @@ def load_config(path: Path, *, default_prefix: str, use_cdi: bool = False,
     if problems:
         raise ConfigError(problems, source=source, warnings=list(config.warnings))
     return config
+
+
+def config_from_configmap(text: bytes, path: Path) -> bytes:
+    """The config inside ``text`` when it is a ConfigMap manifest (YAML, as in
+    ``deployments/base/configmap.yaml``): its ``data["config.json"]``, or its only key;
+    otherwise ``text`` unchanged (a JSON config starts with ``{``).
+
+    Raises:
+        ConfigError: a ConfigMap without a usable key (its keys are named).
+    """
+    if text.lstrip()[:1] in (b"{", b""):
+        return text
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text  # not YAML either: the JSON parser names the position
+    if not isinstance(doc, dict) or doc.get("kind") != "ConfigMap":
+        return text
+    data = doc.get("data") or {}
+    if not isinstance(data, dict):
+        data = {}
+    key = CONFIGMAP_KEY if CONFIGMAP_KEY in data else next(iter(data)) if len(data) == 1 \
+        else None
+    value = data.get(key) if key is not None else None
+    if not isinstance(value, str):
+        keys = ", ".join(map(str, data)) or "none"
+        raise ConfigError(ConfigProblem(
+            "data", f"ConfigMap {path}: no {CONFIGMAP_KEY!r} key to validate (keys: {keys})"),
+            str(path))
+    return value.encode()
