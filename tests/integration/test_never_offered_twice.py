@@ -583,3 +583,28 @@ async def test_an_answer_without_the_daemons_own_pod_releases_nothing_when_the_k
         assert err.value.code == "INCOMPLETE" and not err.value.absent
         await kubelet.admit(DPDK, 1, pod="sriovdp-x7k2p")
         assert dev in (await client.held())[NET]
+
+
+async def test_metrics_count_kept_devices_and_failed_pod_resources_calls_when_scraped(
+    workdir: Path, host: FakeHost
+) -> None:
+    port = free_port()
+    settings = held_settings(workdir, host, metrics_address=f"127.0.0.1:{port}")
+    async with emulator(settings) as kubelet, running(settings) as daemon:
+        dev = await hold_one(kubelet)
+        kubelet.fail_pod_resources(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        write(settings.config_file, config_moving(dev))  # the move needs an answer: it fails
+        await eventually(lambda: daemon.holds.failures >= 1, what="a failed List")
+        kubelet.fail_pod_resources(None)
+
+        async def scraped(line: str) -> bool:
+            return line in (await http_get(port, "/metrics"))[1]
+
+        await eventually(lambda: scraped('sriovdp_retained_devices{reason="kept"} 1.0'),
+                         what="the held VF counted as kept")
+        _, text = await http_get(port, "/metrics")
+        errors = next(float(line.split()[-1]) for line in text.splitlines()
+                      if line.startswith("sriovdp_pod_resources_errors_total "))
+        assert errors >= 1
+        assert 'sriovdp_retained_devices{reason="withheld"} 0.0' in text
+        assert "sriovdp_draining_pools 0.0" in text

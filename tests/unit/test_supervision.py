@@ -34,6 +34,7 @@ async def test_a_failing_task_is_named_restarted_and_cleared_when_it_reports_rea
         await asyncio.wait_for(supervisor.ready_event("source").wait(), 5)
         assert supervisor.failures == {}
         assert runs == 3
+        assert supervisor.restarts == {"source": 2}  # /metrics: sriovdp_task_restarts_total
     assert "source failed: OSError: socket refused" in caplog.text
 
 

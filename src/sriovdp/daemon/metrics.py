@@ -7,7 +7,9 @@ Per pool (label ``resource``): ``sriovdp_pool_devices``, ``sriovdp_pool_healthy_
 kubelet restarts, socket loss or a lost stream), ``sriovdp_pool_registered`` (1/0).
 Daemon-wide: ``sriovdp_config_reloads_total{result="ok|failed"}``,
 ``sriovdp_link_events_total``, ``sriovdp_scan_duration_seconds`` (histogram) and
-``sriovdp_build_info{version}``. With ``--dra``: ``sriovdp_dra_publish_errors_total``
+``sriovdp_build_info{version}``, ``sriovdp_retained_devices{reason="kept|withheld|vanished"}``
+and ``sriovdp_draining_pools`` (gauges), ``sriovdp_pod_resources_errors_total`` and
+``sriovdp_task_restarts_total{task}``. With ``--dra``: ``sriovdp_dra_publish_errors_total``
 (failed ResourceSlice publications), ``sriovdp_dra_devices_published`` and
 ``sriovdp_dra_prepared_claims`` (gauges).
 """
@@ -16,11 +18,11 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from sriovdp import __version__
-from sriovdp.daemon.status import DraStatus, Status
+from sriovdp.daemon.status import DraStatus, HoldStatus, Status
 from sriovdp.model.health import Health
 
 SCAN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -130,8 +132,33 @@ class DaemonMetrics:
         links = CounterMetricFamily("sriovdp_link_events", "Netlink link changes seen")
         links.add_metric([], self.link_events)
         yield from (allocs, errors, reloads, links)
+        yield from _hold_metrics(status.holds, status.task_restarts)
         if status.dra is not None:
             yield from _dra_metrics(status.dra)
+
+
+def _hold_metrics(holds: HoldStatus, task_restarts: Mapping[str, int]) -> Iterator[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    retained = GaugeMetricFamily("sriovdp_retained_devices",
+                                 "Devices retention keeps: held ones a config moved (kept in "
+                                 "their granting pool, or withheld from every pool) and "
+                                 "vanished ones still listed", labels=["reason"])
+    for reason, n in (("kept", holds.kept), ("withheld", holds.withheld),
+                      ("vanished", holds.vanished)):
+        retained.add_metric([reason], n)
+    draining = GaugeMetricFamily("sriovdp_draining_pools",
+                                 "Pools no longer configured, kept while pods hold devices")
+    draining.add_metric([], holds.draining)
+    errors = CounterMetricFamily("sriovdp_pod_resources_errors",
+                                 "Failed or incomplete pod resources List calls (holds kept)")
+    errors.add_metric([], holds.pod_resources_errors)
+    restarts = CounterMetricFamily("sriovdp_task_restarts",
+                                   "Supervised background tasks that failed and were started "
+                                   "again", labels=["task"])
+    for task, n in sorted(task_restarts.items()):
+        restarts.add_metric([task], n)
+    yield from (retained, draining, errors, restarts)
 
 
 def _dra_metrics(dra: DraStatus) -> Iterator[Any]:

@@ -42,7 +42,7 @@ from sriovdp.daemon.report import log_retention, log_summary
 from sriovdp.daemon.scanner import FunctionScanner, HostScanner, Scanner
 from sriovdp.daemon.settings import Settings
 from sriovdp.daemon.sources import HostEvents
-from sriovdp.daemon.status import DraStatus, Status
+from sriovdp.daemon.status import DraStatus, HoldStatus, Status
 from sriovdp.daemon.supervisor import Ready, Supervisor, Timers
 from sriovdp.host.ddp import DdpReader
 from sriovdp.host.links import LinkSource
@@ -239,10 +239,14 @@ class Reconciler:
             dra = DraStatus(publish_errors=self.dra.slices.errors,
                             devices_published=self.dra.slices.devices_published,
                             prepared_claims=self.dra.prepared_claims)
+        kept = self._retention
+        holds = HoldStatus(kept=len(kept.kept), withheld=len(kept.withheld),
+                           draining=len(kept.draining), vanished=len(kept.vanished),
+                           pod_resources_errors=self.holds.failures)
         return Status(started=self.ready.is_set(), pools=self.pools,
                       endpoints=self._endpoints.status(),
                       failures=dict(self.supervisor.failures), problems=tuple(problems),
-                      dra=dra)
+                      dra=dra, holds=holds, task_restarts=dict(self.supervisor.restarts))
 
     @property
     def is_ready(self) -> bool:

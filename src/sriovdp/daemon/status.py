@@ -32,6 +32,25 @@ class DraStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldStatus:
+    """What retention keeps because pods hold it, and how the pod resources API fares.
+
+    Attributes:
+        kept: held devices kept in their granting pool although the config moved them.
+        withheld: held devices of a resource that is not ours any more (offered nowhere).
+        draining: pools no longer configured, kept for their held devices.
+        vanished: devices gone from the host, still listed (Unhealthy) until they leave.
+        pod_resources_errors: failed or incomplete pod resources calls so far.
+    """
+
+    kept: int = 0
+    withheld: int = 0
+    draining: int = 0
+    vanished: int = 0
+    pod_resources_errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     """Attributes:
         started: the first pass published.
@@ -40,6 +59,8 @@ class Status:
         failures: supervised task → its error, while failed.
         problems: other reasons not to be ready, e.g. ``"CDI spec intel.com/net: ..."``.
         dra: DRA mode's counters (None without ``--dra``).
+        holds: retention and pod resources counters.
+        task_restarts: supervised task → times it failed and was restarted.
     """
 
     started: bool
@@ -48,6 +69,8 @@ class Status:
     failures: Mapping[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
     dra: DraStatus | None = None
+    holds: HoldStatus = HoldStatus()
+    task_restarts: Mapping[str, int] = field(default_factory=dict)
 
     def not_ready(self) -> list[str]:
         """Why the daemon is not ready (empty: ready)."""

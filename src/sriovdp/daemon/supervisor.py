@@ -38,6 +38,8 @@ class Supervisor:
         self._max = max_backoff
         self.failures: dict[str, str] = {}
         """Task name → its last error, while it is failed (restarting, not yet ready)."""
+        self.restarts: dict[str, int] = {}
+        """Task name → how many times it failed (and was started again)."""
 
     async def __aenter__(self) -> Self:
         await self._group.__aenter__()
@@ -109,6 +111,7 @@ class Supervisor:
                 log.error("%s %s; restarting in %.1f s", name, error, delay)
             event.clear()
             self.failures[name] = error
+            self.restarts[name] = self.restarts.get(name, 0) + 1
             if loop.time() - started > 60:
                 delay = self._first
             await asyncio.sleep(delay)
