@@ -36,6 +36,7 @@ from sriovdp.daemon.dra import DraSide
 from sriovdp.daemon.endpoints import EndpointSet
 from sriovdp.daemon.holds import HoldTracker
 from sriovdp.daemon.http import routes, serve_all
+from sriovdp.daemon.leftclaims import LeftClaims
 from sriovdp.daemon.metrics import DaemonMetrics
 from sriovdp.daemon.outputs import Outputs
 from sriovdp.daemon.report import log_retention, log_summary
@@ -159,6 +160,9 @@ class Reconciler:
             self.dra = DraSide(settings, dra_apis or connect(settings.kubeconfig),
                                on_claims=self._claims_changed,
                                instance=self._endpoints.instance)
+        self._left = LeftClaims(settings.plugins_dir,
+                                self.dra.checkpoint.path if self.dra is not None else None)
+        self._left.refresh()
         self._timers = Timers()
         self._triggers = Triggers()
         self._wake = asyncio.Event()
@@ -390,10 +394,9 @@ class Reconciler:
         """What pods hold (pod resources and this process's allocations) and what DRA
         claims hold (prepared, by their DRA pool's key)."""
         held = self.holds.current()
-        if self.dra is None:
-            return held
-        claims = self.dra.holds()
-        return {**held, **claims} if claims else held
+        left = self._left.holds()
+        claims = self.dra.holds() if self.dra is not None else {}
+        return {**held, **claims, **left} if claims or left else held
 
     def _hold_changes(self) -> tuple[int, int]:
         """Changes a decision made off the loop may have missed (Allocates, claims)."""
@@ -428,6 +431,7 @@ class Reconciler:
         self.events.netdev_names = {n for f in fns for n in f.netdevs} | {
             f.pf_netdev for f in fns if f.pf_netdev}
         health = self.events.link_health(inventory)
+        await asyncio.to_thread(self._left.refresh)
         built = await asyncio.to_thread(self._build, inventory, health)
         await self._publish(inventory, built, health, kind)
         self.metrics.scan_duration.observe(time.perf_counter() - started)

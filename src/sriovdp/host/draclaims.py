@@ -148,3 +148,13 @@ class ClaimCheckpoint:
         except OSError as exc:
             raise HostError(f"cannot write DRA checkpoint {self.path}: "
                             f"{exc.strerror or exc}") from exc
+
+
+def claim_checkpoints(plugins_dir: Path) -> list[Path]:
+    """The claim checkpoint files under the kubelet's plugins dir, one per DRA driver dir
+    (``<plugins dir>/<driver>/checkpoint.json``; other vendors' files are told apart by
+    loading them: :class:`ClaimCheckpoint` refuses what is not ours)."""
+    try:
+        return sorted(p for p in plugins_dir.glob("*/checkpoint.json") if p.is_file())
+    except OSError:
+        return []
