@@ -1,0 +1,162 @@
+"""Break-it pass 3 on DRA mode: ways one device reaches two consumers, or a prepared claim
+loses its clean-up. Each test is a strict xfail naming the root cause; it passes once fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from daemon_kit import ALL_NET, CONFIG, NET, write
+from test_dra_daemon import (
+    DEV,
+    DRA_NET,
+    REF,
+    UID,
+    Apiserver,
+    dra_daemon,
+    dra_kubelet,
+    dra_settings,
+    emulator,
+    published,
+)
+
+from sriovdp.host.cdi import CdiStore
+from sriovdp.host.draclaims import ClaimCheckpoint
+from sriovdp.host.sysfs import scan
+from sriovdp.kubelet.dra.preparer import ClaimPreparer
+from sriovdp.model.config import parse_config
+from sriovdp.model.dra.prepare import (
+    SPEC_FILE_PREFIX,
+    AllocatedDevice,
+    ClaimAllocation,
+    ClaimRef,
+)
+from sriovdp.model.dra.slices import DraDevice, dra_devices
+from sriovdp.model.pools import build_pools
+from sriovdp.testing.dra import FakeClaimReader
+from sriovdp.testing.fakehost import FakeHost
+from sriovdp.testing.podresources import FakePodResources
+
+DRIVER = "sriov.network.k8s.io"
+NODE = "worker-1"
+
+
+# --- one device, two consumers across a restart with other DRA flags ------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "daemon/reconciler.py:Reconciler.__init__ builds DraSide (and so reads the claim "
+    "checkpoint) only with --dra; without it the prepared claims are no holds "
+    "(Reconciler._held), so their devices go to device plugin pools"))
+async def test_a_prepared_vf_is_not_offered_when_the_daemon_restarts_without_dra(
+        workdir: Path, host: FakeHost) -> None:
+    """The operator moves the node back to the device plugin by dropping --dra (and the
+    "dra" marks) while a pod still runs with a prepared claim's VF."""
+    settings = dra_settings(workdir, host)
+    api = Apiserver()
+    async with emulator(settings) as kubelet:
+        async with dra_daemon(settings, api), dra_kubelet(settings) as dra:
+            await published(api, ALL_NET)
+            api.allocate(DEV)
+            assert (await dra.prepare(REF))[UID].error == ""
+        write(settings.config_file, CONFIG)
+        plain = replace(settings, dra=None)
+        async with dra_daemon(plain, api, CONFIG):
+            await kubelet.wait_for(NET, lambda d: bool(d), timeout=5)
+            await asyncio.sleep(1.0)
+            assert DEV not in kubelet.devices(NET), "the claim's VF offered to pods too"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "daemon/dra.py:DraSide.__init__ keeps the checkpoint under <plugins dir>/<driver>/, so "
+    "an instance with another --dra-driver never reads the claims the old driver prepared "
+    "(no holds): their VFs are published again for new claims"))
+async def test_a_prepared_vf_is_not_published_again_when_the_dra_driver_name_changes(
+        workdir: Path, host: FakeHost) -> None:
+    settings = dra_settings(workdir, host)
+    api = Apiserver()
+    async with dra_daemon(settings, api, pods=FakePodResources()), \
+            dra_kubelet(settings) as dra:
+        await published(api, ALL_NET)
+        api.allocate(DEV)
+        assert (await dra.prepare(REF))[UID].error == ""
+    other = Apiserver()
+    renamed = replace(settings, dra_driver="sriov.example.com")
+    async with dra_daemon(renamed, other, pods=FakePodResources()):
+        await asyncio.sleep(1.0)
+        ids = {d["attributes"]["pciAddress"]["string"]
+               for s in other.slices.slices.values() for d in s["spec"].get("devices") or []}
+        assert ids, "the renamed driver published its slices"
+        assert DEV not in ids, "the prepared VF offered to new claims by the new driver"
+
+
+# --- concurrent calls for one claim UID ----------------------------------------------------
+
+
+class GatedReader:
+    """A claim reader whose every read waits until the test opens its own gate."""
+
+    def __init__(self, inner: FakeClaimReader) -> None:
+        self.inner = inner
+        self.gates: list[asyncio.Event] = []
+
+    async def read(self, ref: ClaimRef) -> ClaimAllocation:
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        return await self.inner.read(ref)
+
+
+def _devices(host: FakeHost) -> dict[str, DraDevice]:
+    config = parse_config(json.dumps(DRA_NET))
+    return dra_devices(build_pools(scan(host.paths), config.resources,
+                                   default_prefix="intel.com"))
+
+
+async def _until(cond: object, what: str) -> None:
+    for _ in range(200):
+        if callable(cond) and cond():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(what)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "kubelet/dra/preparer.py:ClaimPreparer.unprepare drops the claim's lock from _locks when "
+    "it is not locked, although a prepare was woken to take it; the next call gets a new "
+    "lock and runs beside that prepare"))
+async def test_claim_stays_unprepared_when_an_unprepare_follows_queued_calls_for_its_uid(
+        workdir: Path, host: FakeHost) -> None:
+    devices = _devices(host)
+    name = next(n for n, d in devices.items() if d.device.id == DEV)
+    inner = FakeClaimReader()
+    inner.put(ClaimAllocation(REF, (AllocatedDevice("nic", DRIVER, NODE, name),)))
+    reader = GatedReader(inner)
+    cdi_dir = workdir / "cdi"
+    checkpoint = ClaimCheckpoint(workdir / "plugin" / "checkpoint.json")
+    preparer = ClaimPreparer(driver=DRIVER, pool_name=NODE, reader=reader,
+                             devices=lambda: devices, facts=lambda: scan(host.paths).facts,
+                             cdi=CdiStore(cdi_dir, prefix=SPEC_FILE_PREFIX),
+                             checkpoint=checkpoint)
+    # the kubelet's calls for one claim, in this order: prepare, unprepare, prepare, unprepare
+    p1 = asyncio.create_task(preparer.prepare(REF))
+    await _until(lambda: len(reader.gates) == 1, "the first prepare reading")
+    u1 = asyncio.create_task(preparer.unprepare(REF))
+    p2 = asyncio.create_task(preparer.prepare(REF))
+    await asyncio.sleep(0)
+    reader.gates[0].set()
+    await p1
+    await u1
+    await _until(lambda: len(reader.gates) == 2, "the second prepare reading")
+    u2 = asyncio.create_task(preparer.unprepare(REF))
+    await asyncio.sleep(0.05)
+    reader.gates[1].set()
+    await asyncio.gather(p2, u2)
+    # the last call was an unprepare: nothing may be left prepared
+    assert checkpoint.get(UID) is None, "the claim left in the checkpoint (a hold forever)"
+    assert not list(cdi_dir.glob(f"{SPEC_FILE_PREFIX}*")), "the claim's CDI spec left"
+
