@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from daemon_kit import ALL_NET, CONFIG, NET, write
+from daemon_kit import ALL_DPDK, ALL_NET, CONFIG, DPDK, NET, write
 from test_dra_daemon import (
     DEV,
     DRA_NET,
@@ -27,6 +28,8 @@ from test_dra_daemon import (
 from sriovdp.host.cdi import CdiStore
 from sriovdp.host.draclaims import ClaimCheckpoint
 from sriovdp.host.sysfs import scan
+from sriovdp.kubelet.dra.apiserver import DraApis
+from sriovdp.kubelet.dra.claims import KubernetesClaimReader
 from sriovdp.kubelet.dra.preparer import ClaimPreparer
 from sriovdp.model.config import parse_config
 from sriovdp.model.dra.prepare import (
@@ -160,3 +163,74 @@ async def test_claim_stays_unprepared_when_an_unprepare_follows_queued_calls_for
     assert checkpoint.get(UID) is None, "the claim left in the checkpoint (a hold forever)"
     assert not list(cdi_dir.glob(f"{SPEC_FILE_PREFIX}*")), "the claim's CDI spec left"
 
+
+
+# --- the device plugin side waiting on the apiserver -----------------------------------------
+
+
+class BlackHole:
+    """A TCP port that accepts connections and never answers (an apiserver behind a dead
+    load balancer, or a firewall that drops replies)."""
+
+    def __init__(self) -> None:
+        self.accepted: list[asyncio.StreamWriter] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted.append(writer)
+
+    async def close(self) -> None:
+        for writer in self.accepted:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "kubelet/dra/claims.py:KubernetesClaimReader.read waits for the apiserver in the loop's "
+    "default executor (asyncio.to_thread), which daemon/reconciler.py:Reconciler._full_pass "
+    "(_build) and _pure share: hanging claim reads hold every worker, and a device plugin "
+    "pass waits for their time-outs"))
+async def test_a_device_plugin_pool_gets_a_new_vf_when_claim_reads_hang_on_the_apiserver(
+        workdir: Path, host: FakeHost) -> None:
+    from kubernetes import client
+
+    hole = BlackHole()
+    await hole.start()
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{hole.port}"
+    resource_api = client.ResourceV1Api(client.ApiClient(configuration))
+    api = Apiserver()
+    apis = DraApis(slices=api.slices, claims=KubernetesClaimReader(resource_api),
+                   nodes=api.nodes)
+    api.apis = lambda: apis  # type: ignore[method-assign]
+    settings = dra_settings(workdir, host)
+    workers = min(32, (os.cpu_count() or 1) + 4)  # the default executor's size
+    refs = [ClaimRef("default", f"c{i}", f"00000000-0000-4000-8000-{i:012d}")
+            for i in range(workers + 2)]
+    try:
+        async with emulator(settings) as kubelet, dra_daemon(settings, api), \
+                dra_kubelet(settings) as dra:
+            await published(api, ALL_NET)
+            await kubelet.wait_for(DPDK, lambda d: set(d) == ALL_DPDK, timeout=5)
+            # pods with claims start while the apiserver does not answer
+            prepares = [asyncio.create_task(dra.prepare(r)) for r in refs]
+            for _ in range(100):
+                if len(hole.accepted) >= workers:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(hole.accepted) >= workers, "the claim reads reached the apiserver"
+            # meanwhile a VF is bound to vfio-pci: the device plugin pool should get it
+            host.bind("0000:3b:02.3", "vfio-pci", iommu_group=98)
+            await kubelet.wait_for(DPDK, lambda d: "0000:3b:02.3" in d, timeout=8)
+            assert not any(p.done() for p in prepares), \
+                "the device plugin pool waited for the claim reads to time out"
+            await asyncio.gather(*prepares)
+    finally:
+        await hole.close()
