@@ -9,13 +9,12 @@ import json
 import os
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon_kit import ALL_DPDK, ALL_NET, CONFIG, DPDK, NET, write
-from test_dra_publish import big_host, devices_of
 from test_dra_daemon import (
     DEV,
     DRA_NET,
@@ -28,6 +27,7 @@ from test_dra_daemon import (
     emulator,
     published,
 )
+from test_dra_publish import devices_of
 
 from sriovdp.host.cdi import CdiStore
 from sriovdp.host.draclaims import ClaimCheckpoint
@@ -244,6 +244,17 @@ async def test_a_device_plugin_pool_gets_a_new_vf_when_claim_reads_hang_on_the_a
 # --- the pool as the allocator sees it during a publication ------------------------------------
 
 
+@pytest.fixture(scope="module")
+def many_vfs(tmp_path_factory: pytest.TempPathFactory) -> FakeHost:
+    """Two PFs with 150 VFs each: 300 devices."""
+    host = FakeHost(tmp_path_factory.mktemp("breakit3-vfs"))
+    for n, bus in enumerate(("3b", "5e")):
+        pf = host.add_pf(f"0000:{bus}:00.0", vendor="8086", device="1592", driver="ice",
+                         ifname=f"ens{n}f0", numa_node=n, total_vfs=256, iommu_group=10 + n)
+        host.add_vfs(pf, 150, device="1889", driver="iavf", iommu_group_base=100 + 200 * n)
+    return host
+
+
 class CheckedSliceApi(FakeSliceApi):
     """FakeSliceApi that, after every write, looks at the node's pool as the allocator does
     (the slices of the highest generation) and records what is wrong with it."""
@@ -285,9 +296,9 @@ class CheckedSliceApi(FakeSliceApi):
     "written under the old generation, so slices of one generation list a device twice "
     "until the last write"))
 async def test_no_device_is_in_two_slices_when_the_daemon_restarts_with_another_dra_health(
-        big_host: FakeHost, before: HealthPolicy, after: HealthPolicy) -> None:
+        many_vfs: FakeHost, before: HealthPolicy, after: HealthPolicy) -> None:
     api = CheckedSliceApi()
-    devices = devices_of(big_host)  # 300 devices: 5 slices under taint, 3 under withdraw
+    devices = devices_of(many_vfs)  # 300 devices: 5 slices under taint, 3 under withdraw
     await SlicePublisher(api, driver=DRIVER, node_name=NODE, policy=before).publish(devices)
     assert api.wrong == []
     restarted = SlicePublisher(api, driver=DRIVER, node_name=NODE, policy=after)
