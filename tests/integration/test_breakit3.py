@@ -324,3 +324,38 @@ async def test_device_plugin_pools_are_served_when_the_dra_checkpoint_is_empty_a
     async with emulator(settings) as kubelet, dra_daemon(settings, api) as daemon:
         await kubelet.wait_for(DPDK, lambda d: set(d) == ALL_DPDK, timeout=5)
         assert any("checkpoint" in p for p in daemon.status().not_ready())
+
+
+# --- the Node re-created -------------------------------------------------------------------
+
+
+def collect_garbage(api: Apiserver) -> None:
+    """What the garbage collector does: a slice whose owner Node (by UID) is gone is deleted."""
+    live = set(api.nodes.uids.values())
+    for name, s in list(api.slices.slices.items()):
+        owners = s["metadata"].get("ownerReferences") or []
+        if any(o["kind"] == "Node" and o["uid"] not in live for o in owners):
+            del api.slices.slices[name]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "daemon/draslices.py:SliceSync._publish reads the Node's UID once "
+    "(publisher.node_uid) and never again: after the Node is deleted and registered again, "
+    "every slice names the old owner and the garbage collector deletes it after each repair"))
+async def test_slices_stay_published_when_the_node_is_registered_again_with_a_new_uid(
+        workdir: Path, host: FakeHost) -> None:
+    settings = dra_settings(workdir, host)
+    api = Apiserver()
+    async with dra_daemon(settings, api, pods=FakePodResources()), dra_kubelet(settings):
+        await published(api, ALL_NET)
+        # `kubectl delete node`, then the restarted kubelet registers the Node again (new
+        # UID), wipes the node's slices and registers the DRA plugin again
+        api.nodes.uids[NODE] = "9f9f9f9f-0000-4000-8000-000000000002"
+        api.slices.slices.clear()
+        async with dra_kubelet(settings):
+            for _ in range(8):
+                await asyncio.sleep(0.5)
+                collect_garbage(api)
+            await published(api, ALL_NET, "the slices, owned by the Node that exists")
+            collect_garbage(api)
+            assert api.ids() == ALL_NET, "the garbage collector took the slices again"
