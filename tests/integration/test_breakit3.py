@@ -29,7 +29,9 @@ from test_dra_daemon import (
 )
 from test_dra_publish import devices_of
 
+from sriovdp.errors import SriovdpError
 from sriovdp.host.cdi import CdiStore
+from sriovdp.host.devinfo import DeviceInfoStore
 from sriovdp.host.draclaims import ClaimCheckpoint
 from sriovdp.host.sysfs import scan
 from sriovdp.kubelet.dra.apiserver import DraApis
@@ -359,3 +361,33 @@ async def test_slices_stay_published_when_the_node_is_registered_again_with_a_ne
             await published(api, ALL_NET, "the slices, owned by the Node that exists")
             collect_garbage(api)
             assert api.ids() == ALL_NET, "the garbage collector took the slices again"
+
+
+# --- a prepare that fails half-way ---------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "kubelet/dra/preparer.py:ClaimPreparer.prepare writes the CDI spec and device-info files "
+    "before the checkpoint and, when recording fails, leaves them; unprepare without a "
+    "checkpoint entry removes only the spec, so the device-info files are never removed"))
+async def test_nothing_is_left_when_a_prepare_fails_to_record_and_the_claim_is_unprepared(
+        workdir: Path, host: FakeHost) -> None:
+    devices = _devices(host)
+    name = next(n for n, d in devices.items() if d.device.id == DEV)
+    reader = FakeClaimReader()
+    reader.put(ClaimAllocation(REF, (AllocatedDevice("nic", DRIVER, NODE, name),)))
+    cdi_dir, info_dir = workdir / "cdi", workdir / "devinfo"
+    path = workdir / "plugin" / "checkpoint.json"
+    preparer = ClaimPreparer(driver=DRIVER, pool_name=NODE, reader=reader,
+                             devices=lambda: devices, facts=lambda: scan(host.paths).facts,
+                             cdi=CdiStore(cdi_dir, prefix=SPEC_FILE_PREFIX),
+                             checkpoint=ClaimCheckpoint(path),
+                             device_info=DeviceInfoStore(info_dir))
+    path.mkdir(parents=True)  # the checkpoint cannot be written (as on a full disk)
+    (path / "x").write_text("")
+    with pytest.raises(SriovdpError):
+        await preparer.prepare(REF)
+    reader.delete("default", "c1")  # the pod is deleted: the kubelet unprepares
+    await preparer.unprepare(REF)
+    assert not list(cdi_dir.glob("*")), "the claim's CDI spec left"
+    assert not list(info_dir.glob("*")), "the claim's device-info file left for ever"
