@@ -58,10 +58,6 @@ NODE = "worker-1"
 # --- one device, two consumers across a restart with other DRA flags ------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon/reconciler.py:Reconciler.__init__ builds DraSide (and so reads the claim "
-    "checkpoint) only with --dra; without it the prepared claims are no holds "
-    "(Reconciler._held), so their devices go to device plugin pools"))
 async def test_a_prepared_vf_is_not_offered_when_the_daemon_restarts_without_dra(
         workdir: Path, host: FakeHost) -> None:
     """The operator moves the node back to the device plugin by dropping --dra (and the
@@ -81,10 +77,6 @@ async def test_a_prepared_vf_is_not_offered_when_the_daemon_restarts_without_dra
             assert DEV not in kubelet.devices(NET), "the claim's VF offered to pods too"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon/dra.py:DraSide.__init__ keeps the checkpoint under <plugins dir>/<driver>/, so "
-    "an instance with another --dra-driver never reads the claims the old driver prepared "
-    "(no holds): their VFs are published again for new claims"))
 async def test_a_prepared_vf_is_not_published_again_when_the_dra_driver_name_changes(
         workdir: Path, host: FakeHost) -> None:
     settings = dra_settings(workdir, host)
