@@ -191,11 +191,6 @@ class BlackHole:
             await self._server.wait_closed()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kubelet/dra/claims.py:KubernetesClaimReader.read waits for the apiserver in the loop's "
-    "default executor (asyncio.to_thread), which daemon/reconciler.py:Reconciler._full_pass "
-    "(_build) and _pure share: hanging claim reads hold every worker, and a device plugin "
-    "pass waits for their time-outs"))
 async def test_a_device_plugin_pool_gets_a_new_vf_when_claim_reads_hang_on_the_apiserver(
         workdir: Path, host: FakeHost) -> None:
     from kubernetes import client

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sriovdp.daemon.configfile import load_config, read_config_bytes
-from sriovdp.daemon.scanner import in_daemon_thread
 from sriovdp.daemon.settings import Settings
 from sriovdp.errors import ConfigError
 from sriovdp.model.config import Config
+from sriovdp.threads import in_daemon_thread
 
 log = logging.getLogger("sriovdp.daemon")
 

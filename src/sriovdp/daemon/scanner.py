@@ -9,8 +9,6 @@ resync scans fully regardless); a scanner without a fingerprint always scans.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar, runtime_checkable
@@ -22,6 +20,7 @@ from sriovdp.host.paths import HostPaths
 from sriovdp.model.config import ResourceConfig
 from sriovdp.model.devices import Inventory
 from sriovdp.model.pools import ddp_candidates
+from sriovdp.threads import in_daemon_thread
 
 T = TypeVar("T")
 FULL_SCAN_EVERY = 10
@@ -61,36 +60,9 @@ class FunctionScanner:
         return None
 
 
-async def in_daemon_thread(fn: Callable[..., T], *args: object) -> T:
-    """Run ``fn`` in a daemon thread: a read stuck in a wedged device's sysfs file then
-    cannot keep the process from exiting on SIGTERM (an executor thread would)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def work() -> None:
-        try:
-            outcome: tuple[T | None, BaseException | None] = (fn(*args), None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-            outcome = (None, exc)
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
-            loop.call_soon_threadsafe(_settle, future, *outcome)
-
-    threading.Thread(target=work, name="sriovdp-worker", daemon=True).start()
-    return await future
-
-
 def _drop_result(future: asyncio.Future[tuple[Inventory, bool]]) -> None:
     if not future.cancelled():
         future.exception()  # retrieved: an abandoned scan's error is not "never retrieved"
-
-
-def _settle(future: asyncio.Future[T], result: T | None, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)  # type: ignore[arg-type]
 
 
 class HostScanner:

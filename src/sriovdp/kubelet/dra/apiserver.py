@@ -11,7 +11,7 @@ an apiserver that is down must not keep the daemon from starting.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from sriovdp.errors import HostError
 from sriovdp.kubelet.dra.claims import ClaimReader, KubernetesClaimReader
 from sriovdp.kubelet.dra.publisher import KubernetesSliceApi, SliceApi, SliceApiError
+from sriovdp.threads import in_daemon_thread
 
 
 class NodeReader(Protocol):
@@ -53,8 +54,8 @@ class KubernetesNodeReader:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            node = await asyncio.to_thread(self._api.read_node, node_name,
-                                           _request_timeout=self._timeout)
+            node = await in_daemon_thread(functools.partial(
+                self._api.read_node, node_name, _request_timeout=self._timeout))
         except ApiException as exc:
             raise SliceApiError(f"reading Node {node_name}: {exc.status} {exc.reason}",
                                 exc.status) from exc
@@ -87,6 +88,10 @@ def connect(kubeconfig: Path | None) -> DraApis:
         where = f"--kubeconfig {kubeconfig}" if kubeconfig is not None else \
             "the in-cluster service account or $KUBECONFIG / ~/.kube/config"
         raise HostError(f"DRA mode needs the apiserver: cannot load {where}: {exc}") from exc
+    # one attempt per call: SliceSync and the kubelet retry with their own back-off, and
+    # urllib3's default retries would stretch a hung read from 10 s to about 40 s
+    api.configuration.retries = 0
+    api = client.ApiClient(api.configuration)
     return DraApis(slices=KubernetesSliceApi(client.ResourceV1Api(api)),
                    claims=KubernetesClaimReader(client.ResourceV1Api(api)),
                    nodes=KubernetesNodeReader(client.CoreV1Api(api)))

@@ -9,11 +9,12 @@ has an in-memory reader (:class:`sriovdp.testing.dra.FakeClaimReader`).
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from typing import Any, Protocol
 
 from sriovdp.errors import SriovdpError
 from sriovdp.model.dra.prepare import AllocatedDevice, ClaimAllocation, ClaimRef
+from sriovdp.threads import in_daemon_thread
 
 
 class ClaimReadError(SriovdpError):
@@ -72,9 +73,9 @@ class KubernetesClaimReader:
         from kubernetes.client.exceptions import ApiException  # the client is optional
 
         try:
-            claim = await asyncio.to_thread(
+            claim = await in_daemon_thread(functools.partial(
                 self._api.read_namespaced_resource_claim, ref.name, ref.namespace,
-                _request_timeout=self._timeout)
+                _request_timeout=self._timeout))
         except ApiException as exc:
             if exc.status == 404:
                 raise ClaimReadError(f"claim {ref.namespace}/{ref.name} not found") from exc

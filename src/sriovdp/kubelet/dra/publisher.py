@@ -17,8 +17,8 @@ and reporting in ``/readyz`` are the daemon's job: :meth:`SlicePublisher.publish
 
 from __future__ import annotations
 
-import asyncio
 import copy
+import functools
 import json
 import logging
 from collections.abc import Mapping
@@ -34,6 +34,7 @@ from sriovdp.model.dra.slices import (
     resource_slices,
     slice_devices,
 )
+from sriovdp.threads import in_daemon_thread
 
 log = logging.getLogger("sriovdp.kubelet.dra")
 
@@ -134,8 +135,8 @@ class KubernetesSliceApi:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return await asyncio.to_thread(fn, *args, _request_timeout=self._timeout,
-                                           _preload_content=False, **kwargs)
+            return await in_daemon_thread(functools.partial(
+                fn, *args, _request_timeout=self._timeout, _preload_content=False, **kwargs))
         except ApiException as exc:
             raise SliceApiError(f"{what}: {exc.status} {exc.reason}", exc.status) from exc
         except (OSError, ValueError) as exc:  # urllib3 connection errors are OSErrors
