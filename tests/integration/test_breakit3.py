@@ -279,11 +279,6 @@ class CheckedSliceApi(FakeSliceApi):
 
 @pytest.mark.parametrize(("before", "after"), [
     (HealthPolicy.TAINT, HealthPolicy.WITHDRAW), (HealthPolicy.WITHDRAW, HealthPolicy.TAINT)])
-@pytest.mark.xfail(strict=True, reason=(
-    "model/dra/slices.py:advance keeps the generation when the devices are the same, "
-    "although resource_slices cuts them at 64 (taint) or 128 (withdraw): a new layout is "
-    "written under the old generation, so slices of one generation list a device twice "
-    "until the last write"))
 async def test_no_device_is_in_two_slices_when_the_daemon_restarts_with_another_dra_health(
         many_vfs: FakeHost, before: HealthPolicy, after: HealthPolicy) -> None:
     api = CheckedSliceApi()

@@ -504,3 +504,17 @@ def test_attributes_are_reused_when_only_the_health_changes() -> None:
                          driver=DRIVER, policy=HealthPolicy.TAINT)
     assert all(a["attributes"] is b["attributes"] for a, b in zip(healthy, sick, strict=True))
     assert "taints" in sick[0] and "taints" not in healthy[0]
+
+
+def test_the_generation_grows_when_the_same_devices_are_cut_into_other_slices() -> None:
+    from sriovdp.model.dra.slices import HealthPolicy, PoolState, advance, slice_sizes
+
+    devices = [{"name": f"d{i}"} for i in range(100)]
+    withdraw = advance(None, devices, HealthPolicy.WITHDRAW)
+    assert withdraw.slice_sizes == (100,) == slice_sizes(100, HealthPolicy.WITHDRAW)
+    assert advance(withdraw, devices, HealthPolicy.WITHDRAW) is withdraw
+    taint = advance(withdraw, devices, HealthPolicy.TAINT)  # a restart with --dra-health=taint
+    assert (taint.generation, taint.slice_sizes) == (withdraw.generation + 1, (64, 36))
+    unknown = PoolState(3, devices)  # sizes not known: devices alone decide
+    assert advance(unknown, devices, HealthPolicy.TAINT) is unknown
+    assert slice_sizes(0, HealthPolicy.TAINT) == (0,)

@@ -88,12 +88,13 @@ class SlicePublisher:
         """
         wanted = slice_devices(devices, driver=self.driver, policy=self.policy,
                                pcie_roots=pcie_roots)
-        if not force and self.state is not None and advance(self.state, wanted) is self.state:
+        if (not force and self.state is not None
+                and advance(self.state, wanted, self.policy) is self.state):
             return SyncPlan()
         existing = await self._api.list(driver=self.driver, node_name=self.node_name)
         previous = self.state if self.state is not None else published_state(
             existing, node_name=self.node_name)
-        state = advance(previous, wanted)
+        state = advance(previous, wanted, self.policy)
         desired = resource_slices(state, driver=self.driver, node_name=self.node_name,
                                   node_uid=self.node_uid, policy=self.policy)
         plan = plan_sync(existing, desired)

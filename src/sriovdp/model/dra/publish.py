@@ -51,7 +51,8 @@ def published_state(existing: Sequence[Slice], *, node_name: str) -> PoolState |
     if len(current) != current[0]["spec"]["pool"]["resourceSliceCount"]:
         return PoolState(generation, [])
     return PoolState(generation, [_comparable_device(d) for s in current
-                                  for d in s["spec"].get("devices") or []])
+                                  for d in s["spec"].get("devices") or []],
+                     tuple(len(s["spec"].get("devices") or []) for s in current))
 
 
 def _comparable_device(device: Mapping[str, Any]) -> dict[str, Any]:

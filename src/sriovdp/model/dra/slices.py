@@ -125,19 +125,33 @@ class PoolState:
 
     generation: int
     devices: Sequence[dict[str, Any]] = field(default_factory=list)
+    slice_sizes: tuple[int, ...] | None = None
+    """Devices per slice, in slice order (None: not known, devices alone are compared)."""
 
 
-def advance(previous: PoolState | None, devices: Sequence[dict[str, Any]]) -> PoolState:
+def slice_sizes(count: int, policy: HealthPolicy) -> tuple[int, ...]:
+    """How :func:`resource_slices` cuts ``count`` devices: 128 a slice, 64 under ``taint``,
+    and one empty slice for an empty pool."""
+    size = MAX_DEVICES_WITH_TAINTS if policy is HealthPolicy.TAINT else MAX_DEVICES
+    return tuple(min(size, count - i) for i in range(0, count, size)) or (0,)
+
+
+def advance(previous: PoolState | None, devices: Sequence[dict[str, Any]],
+            policy: HealthPolicy | None = None) -> PoolState:
     """The pool state to publish for ``devices``: the same generation when nothing changed,
-    else one more (1 for a first publication).
+    else one more (1 for a first publication). With ``policy``, a different cut of the
+    same devices into slices (a restart with the other ``--dra-health``) is a change too:
+    written under the old generation, slices of one generation would list devices twice.
 
     After a restart, pass the state read back from the apiserver (the highest generation
-    of the node's slices and their devices) so the generation keeps growing.
+    of the node's slices, their devices and sizes) so the generation keeps growing.
     """
-    if previous is not None and list(previous.devices) == list(devices):
+    sizes = slice_sizes(len(devices), policy) if policy is not None else None
+    if (previous is not None and list(previous.devices) == list(devices)
+            and (sizes is None or previous.slice_sizes in (None, sizes))):
         return previous
     generation = previous.generation + 1 if previous is not None else 1
-    return PoolState(generation, list(devices))
+    return PoolState(generation, list(devices), sizes)
 
 
 def slice_name(node_name: str, driver: str, index: int) -> str:
