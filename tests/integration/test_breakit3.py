@@ -322,10 +322,6 @@ def collect_garbage(api: Apiserver) -> None:
             del api.slices.slices[name]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon/draslices.py:SliceSync._publish reads the Node's UID once "
-    "(publisher.node_uid) and never again: after the Node is deleted and registered again, "
-    "every slice names the old owner and the garbage collector deletes it after each repair"))
 async def test_slices_stay_published_when_the_node_is_registered_again_with_a_new_uid(
         workdir: Path, host: FakeHost) -> None:
     settings = dra_settings(workdir, host)

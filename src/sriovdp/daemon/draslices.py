@@ -136,7 +136,9 @@ class SliceSync:
         self._wake.clear()
 
     async def _publish(self, force: bool) -> None:
-        if self.publisher.node_uid is None:
+        if self.publisher.node_uid is None or force:
+            # asked again on every repair: a Node deleted and registered again has a new
+            # UID, and slices owned by the old one are garbage-collected as soon as written
             self.publisher.node_uid = await self._nodes.uid(self.publisher.node_name)
         devices = self._devices()
         addresses = {getattr(d.device.function, "parent", d.device.function).address
