@@ -344,10 +344,6 @@ async def test_slices_stay_published_when_the_node_is_registered_again_with_a_ne
 # --- a prepare that fails half-way ---------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kubelet/dra/preparer.py:ClaimPreparer.prepare writes the CDI spec and device-info files "
-    "before the checkpoint and, when recording fails, leaves them; unprepare without a "
-    "checkpoint entry removes only the spec, so the device-info files are never removed"))
 async def test_nothing_is_left_when_a_prepare_fails_to_record_and_the_claim_is_unprepared(
         workdir: Path, host: FakeHost) -> None:
     devices = _devices(host)

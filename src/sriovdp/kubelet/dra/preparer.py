@@ -18,6 +18,7 @@ The CDI directory, device-info directory and checkpoint are ports (:class:`CdiSp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -117,16 +118,31 @@ class ClaimPreparer:
             devices = self._devices()
             plan = prepare_claim(claim, driver=self.driver, pool_name=self.pool_name,
                                  devices=devices, facts=self._facts())
-            if plan.spec is not None and plan.spec_file is not None:
-                self._cdi.write(plan.spec, plan.spec_file)
-            if self._device_info is not None and plan.device_info:
-                by_id = {d.device.id: d.device for d in devices.values()}
-                for resource_name, dev_id in plan.device_info:
-                    self._device_info.write(resource_name, by_id[dev_id])
-            self._checkpoint.add(plan)
+            try:
+                if plan.spec is not None and plan.spec_file is not None:
+                    self._cdi.write(plan.spec, plan.spec_file)
+                if self._device_info is not None and plan.device_info:
+                    by_id = {d.device.id: d.device for d in devices.values()}
+                    for resource_name, dev_id in plan.device_info:
+                        self._device_info.write(resource_name, by_id[dev_id])
+                self._checkpoint.add(plan)
+            except Exception:
+                if done is None:  # nothing recorded: nothing may stay behind either
+                    self._forget_files(plan)
+                raise
             log.info("prepared claim %s: %s", ref,
                      ", ".join(d.device_name for d in plan.devices) or "no devices of ours")
             return plan.devices
+
+    def _forget_files(self, plan: PreparedClaim) -> None:
+        """Remove what a prepare that could not be recorded wrote (best effort)."""
+        if plan.spec_file is not None:
+            with contextlib.suppress(Exception):
+                self._cdi.remove(plan.spec_file)
+        if self._device_info is not None:
+            for resource_name, dev_id in plan.device_info:
+                with contextlib.suppress(Exception):
+                    self._device_info.remove(resource_name, dev_id)
 
     async def unprepare(self, ref: ClaimRef) -> None:
         """Unprepare one claim: delete its CDI spec, then forget it. Unknown UIDs are fine.
