@@ -65,6 +65,17 @@ async def _second_pod_gets(kubelet: RealKubelet, resource: str) -> list[str]:
     return list(pod["c0"]["devices"].get(resource, []))
 
 
+async def _held_by_one_pod_only(kubelet: RealKubelet, dev: str, other: str, offered: bool, *,
+                                holder: tuple[str, str]) -> None:
+    """The verdict: ``dev`` stays with ``holder`` (pod uid, container), a second pod asking
+    ``other`` does not get it, and ``other`` never offered it Healthy meanwhile."""
+    got = await _second_pod_gets(kubelet, other)
+    pod, container = holder
+    assert await kubelet.devices(pod, container) == {NET: [dev]}
+    assert dev not in got, f"{dev} given to two pods ({pod} via {NET}, second via {other})"
+    assert not offered, f"{other} offered {dev} Healthy while pod {pod} holds it"
+
+
 async def test_a_kept_vf_is_never_offered_by_its_new_pool_when_the_kubelet_restarts_pods_late(
     node: Node, peer_binary: Path
 ) -> None:
@@ -80,10 +91,7 @@ async def test_a_kept_vf_is_never_offered_by_its_new_pool_when_the_kubelet_resta
         # the daemon polls pod resources every 2 s while it keeps dev out of `other`
         offered = await _offered(kubelet, other, dev, timeout=6)
         await _pods_arrive(kubelet)
-        got = await _second_pod_gets(kubelet, other)
-        assert await kubelet.devices("busy", "c0") == {NET: [dev]}
-        assert dev not in got, f"{dev} given to two pods (busy via {NET}, second via {other})"
-        assert not offered, f"{other} offered {dev} Healthy while pod busy holds it"
+        await _held_by_one_pod_only(kubelet, dev, other, offered, holder=("busy", "c0"))
 
 
 async def test_a_held_vf_is_never_offered_by_a_new_pool_when_both_restart_and_pods_sync_late(
@@ -102,10 +110,7 @@ async def test_a_held_vf_is_never_offered_by_a_new_pool_when_both_restart_and_po
         offered = await _offered(kubelet, other, dev, timeout=8)
         await _pods_arrive(kubelet)
         await asyncio.sleep(0.5)
-        got = await _second_pod_gets(kubelet, other)
-        assert await kubelet.devices("busy", "c0") == {NET: [dev]}
-        assert dev not in got, f"{dev} given to two pods (busy via {NET}, second via {other})"
-        assert not offered, f"{other} offered {dev} Healthy while pod busy holds it"
+        await _held_by_one_pod_only(kubelet, dev, other, offered, holder=("busy", "c0"))
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -126,10 +131,7 @@ async def test_a_vf_held_by_an_init_container_is_never_offered_by_a_new_pool_whe
         (dev,) = pod["containers"]["setup"]["devices"][NET]
         other = _move_one_net_vf_to_a_new_pool(node, dev)  # a live reload
         offered = await _offered(kubelet, other, dev, timeout=6)
-        got = await _second_pod_gets(kubelet, other)
-        assert await kubelet.devices("init", "setup") == {NET: [dev]}
-        assert dev not in got, f"{dev} given to two pods (init via {NET}, second via {other})"
-        assert not offered, f"{other} offered {dev} Healthy while pod init holds it"
+        await _held_by_one_pod_only(kubelet, dev, other, offered, holder=("init", "setup"))
 
 
 async def _registered(kubelet: RealKubelet, resource: str) -> None:
@@ -161,10 +163,7 @@ async def _own_pod_first(node: Node, peer_binary: Path, *, api_server_late: floa
         await kubelet._call("add_pods", pods=[kubelet._pods["sriovdp-uid"]], pods_late=True)
         offered = await _offered(kubelet, other, dev, timeout=6)
         await _pods_arrive(kubelet)
-        got = await _second_pod_gets(kubelet, other)
-        assert await kubelet.devices("busy", "c0") == {NET: [dev]}
-        assert dev not in got, f"{dev} given to two pods (busy via {NET}, second via {other})"
-        assert not offered, f"{other} offered {dev} Healthy while pod busy holds it"
+        await _held_by_one_pod_only(kubelet, dev, other, offered, holder=("busy", "c0"))
 
 
 async def test_a_kept_vf_is_never_offered_by_its_new_pool_when_the_own_pod_arrives_first(
@@ -204,7 +203,4 @@ async def test_a_held_vf_is_never_offered_by_a_new_pool_when_a_reload_meets_a_yo
         other = _move_one_net_vf_to_a_new_pool(node, dev)
         offered = await _offered(kubelet, other, dev, timeout=6)
         await _pods_arrive(kubelet)
-        got = await _second_pod_gets(kubelet, other)
-        assert await kubelet.devices("busy", "c0") == {NET: [dev]}
-        assert dev not in got, f"{dev} given to two pods (busy via {NET}, second via {other})"
-        assert not offered, f"{other} offered {dev} Healthy while pod busy holds it"
+        await _held_by_one_pod_only(kubelet, dev, other, offered, holder=("busy", "c0"))
