@@ -1,6 +1,6 @@
-"""The daemon's best knowledge of what pods hold: the last pod resources answer plus what
-this process allocated since. A failed call never releases a hold: it keeps the last
-answer and is retried with back-off."""
+"""The daemon's best knowledge of what pods hold: the last pod resources answer, what the
+kubelet's device checkpoint records, and what this process allocated since. A failed call
+never releases a hold: it keeps the last answer and is retried with back-off."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sriovdp.kubelet.checkpoint import KubeletCheckpoint
 from sriovdp.kubelet.podresources import PodResources, PodResourcesError
 from sriovdp.kubelet.probe import listening
 from sriovdp.model.retention import Holds
@@ -37,13 +38,20 @@ class HoldTracker:
             answer then adds holds but releases none, and the first publication waits
             until the kubelet is this old (0: every answer is believed at once).
         wall: wall-clock seconds (compared with the socket's change time).
+        checkpoint: the kubelet's device checkpoint, read (when it changed) each time the
+            API is asked: its grants are held too. It lists what the API leaves out:
+            devices of plain init containers, and after a kubelet restart those of pods
+            the kubelet has not got back yet.
     """
 
     def __init__(self, source: PodResources, *, first_backoff: float = 0.5,
                  max_backoff: float = 30.0, clock: Callable[[], float] = time.monotonic,
                  grace: float = 1.0, kubelet_socket: Path | None = None,
-                 kubelet_settle: float = 0.0, wall: Callable[[], float] = time.time) -> None:
+                 kubelet_settle: float = 0.0, wall: Callable[[], float] = time.time,
+                 checkpoint: KubeletCheckpoint | None = None) -> None:
         self._source = source
+        self._checkpoint = checkpoint
+        self._recorded: dict[str, frozenset[str]] = {}  # the kubelet checkpoint's grants
         self._kubelet_socket = kubelet_socket
         self._settle = kubelet_settle
         self._wall = wall
@@ -75,13 +83,20 @@ class HoldTracker:
         return self._answered
 
     def current(self) -> Holds:
-        """The last answer, plus the devices this process allocated since it was asked."""
-        if not self._since:
+        """The last answer, plus what the kubelet's checkpoint records, plus the devices
+        this process allocated since the API was asked."""
+        if not self._since and not self._recorded:
             return self._known
         out = {name: set(ids) for name, ids in self._known.items()}
-        for name, ids in self._since.items():
-            out.setdefault(name, set()).update(ids)
+        for extra in (self._recorded, self._since):
+            for name, ids in extra.items():
+                out.setdefault(name, set()).update(ids)
         return {name: frozenset(ids) for name, ids in out.items()}
+
+    @property
+    def checkpoint_error(self) -> str:
+        """Why the kubelet's device checkpoint could not be read ("" when it could)."""
+        return self._checkpoint.error if self._checkpoint is not None else ""
 
     def allocated(self, resource: str, ids: list[str]) -> None:
         """Hook of every successful Allocate: held from now on (no call is made)."""
@@ -94,7 +109,10 @@ class HoldTracker:
         return self.retry_at is None or self._clock() >= self.retry_at
 
     async def refresh(self) -> bool:
-        """Ask the API unless a back-off is running. True when it answered."""
+        """Read the kubelet's checkpoint if it changed, and ask the API unless a back-off is
+        running. True when the API answered."""
+        if self._checkpoint is not None and self._checkpoint.changed():
+            self._recorded = await asyncio.to_thread(self._checkpoint.granted)
         if not self.due():
             return False
         asked = self._clock()

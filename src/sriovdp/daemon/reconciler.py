@@ -48,6 +48,7 @@ from sriovdp.daemon.supervisor import Ready, Supervisor, Timers
 from sriovdp.host.ddp import DdpReader
 from sriovdp.host.links import LinkSource
 from sriovdp.host.uevents import Uevents
+from sriovdp.kubelet.checkpoint import CHECKPOINT_NAME, KubeletCheckpoint
 from sriovdp.kubelet.dra.apiserver import DraApis, connect
 from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint
 from sriovdp.kubelet.podresources import PodResources, PodResourcesClient
@@ -150,7 +151,9 @@ class Reconciler:
                                  else PodResourcesClient(settings.pod_resources_socket,
                                                          own_pod=settings.own_pod),
                                  kubelet_socket=settings.device_plugin_dir / "kubelet.sock",
-                                 kubelet_settle=settings.kubelet_settle)
+                                 kubelet_settle=settings.kubelet_settle,
+                                 checkpoint=KubeletCheckpoint(settings.device_plugin_dir
+                                                              / CHECKPOINT_NAME))
         self.outputs = Outputs(settings)
         self.supervisor = Supervisor()
         self._endpoints = EndpointSet(self.dirs, self.supervisor, self.facts,
