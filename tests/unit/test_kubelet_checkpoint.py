@@ -140,3 +140,58 @@ async def test_checkpoint_grants_are_held_when_the_api_fails_or_is_not_mounted(
     tracker = HoldTracker(api, checkpoint=KubeletCheckpoint(path))
     assert not await tracker.refresh()
     assert tracker.current() == {NET: frozenset({"0000:3b:02.0"})}
+
+
+async def test_the_kubelet_is_asked_to_rewrite_once_per_new_set_of_unconfirmed_grants(
+        tmp_path: Path) -> None:
+    path = tmp_path / CHECKPOINT_NAME
+    _write(path, _entry("p1", "setup", NET, {"0": ["0000:3b:02.0"]}),
+           _entry("p2", "c0", NET, {"0": ["0000:3b:02.1"]}))
+    now = [0.0]
+    api = FakePodResources()
+    api.hold(NET, ["0000:3b:02.1"])
+    tracker = HoldTracker(api, clock=lambda: now[0], checkpoint=KubeletCheckpoint(path))
+    assert not tracker.rewrite_due()  # not asked yet
+    assert await tracker.refresh()
+    assert tracker.unconfirmed() == {(NET, "0000:3b:02.0")}
+    assert tracker.rewrite_due()
+    tracker.rewrite_asked()
+    waits = []
+    for _ in range(6):  # the same grant stays (a live init container): 2, 4, ... 30 s
+        start = now[0]
+        while not tracker.rewrite_due():
+            now[0] += 0.5
+        waits.append(now[0] - start)
+        tracker.rewrite_asked()
+    assert waits == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    _write(path, _entry("p1", "setup", NET, {"0": ["0000:3b:02.0"]}),
+           _entry("p3", "setup", NET, {"0": ["0000:3b:02.2"]}))
+    assert await tracker.refresh()
+    assert tracker.rewrite_due()  # a new set: asked at once
+
+
+async def test_no_rewrite_is_asked_when_the_answer_lists_every_grant_or_the_api_failed(
+        tmp_path: Path) -> None:
+    path = tmp_path / CHECKPOINT_NAME
+    _write(path, _entry("p2", "c0", NET, {"0": ["0000:3b:02.1"]}))
+    api = FakePodResources()
+    api.hold(NET, ["0000:3b:02.1"])
+    tracker = HoldTracker(api, checkpoint=KubeletCheckpoint(path))
+    assert await tracker.refresh()
+    assert tracker.unconfirmed() == frozenset() and not tracker.rewrite_due()
+    api.release(NET, ["0000:3b:02.1"])
+    api.fail("UNAVAILABLE")  # the kubelet was not asked: it forgot nothing
+    assert not await tracker.refresh()
+    assert not tracker.rewrite_due()
+
+
+async def test_an_own_allocation_is_not_unconfirmed_when_the_answer_predates_it(
+        tmp_path: Path) -> None:
+    path = tmp_path / CHECKPOINT_NAME
+    _write(path, _entry("p2", "c0", NET, {"0": ["0000:3b:02.1"]}))
+    now = [5.0]
+    tracker = HoldTracker(FakePodResources(), clock=lambda: now[0],
+                          checkpoint=KubeletCheckpoint(path))
+    tracker.allocated(NET, ["0000:3b:02.1"])
+    assert await tracker.refresh()
+    assert tracker.unconfirmed() == frozenset()

@@ -41,17 +41,24 @@ class HoldTracker:
         checkpoint: the kubelet's device checkpoint, read (when it changed) each time the
             API is asked: its grants are held too. It lists what the API leaves out:
             devices of plain init containers, and after a kubelet restart those of pods
-            the kubelet has not got back yet.
+            the kubelet has not got back yet. It also keeps an ended pod's entries until
+            the kubelet next rewrites the file: see :meth:`rewrite_due`.
+        rewrite_backoff: the first and the longest wait between two requests for the same
+            unconfirmed grants (see :meth:`rewrite_due`).
     """
 
     def __init__(self, source: PodResources, *, first_backoff: float = 0.5,
                  max_backoff: float = 30.0, clock: Callable[[], float] = time.monotonic,
                  grace: float = 1.0, kubelet_socket: Path | None = None,
                  kubelet_settle: float = 0.0, wall: Callable[[], float] = time.time,
-                 checkpoint: KubeletCheckpoint | None = None) -> None:
+                 checkpoint: KubeletCheckpoint | None = None,
+                 rewrite_backoff: tuple[float, float] = (2.0, 30.0)) -> None:
         self._source = source
         self._checkpoint = checkpoint
         self._recorded: dict[str, frozenset[str]] = {}  # the kubelet checkpoint's grants
+        self._rewrite_backoff = rewrite_backoff
+        self._rewrite: tuple[frozenset[tuple[str, str]], float, float] | None = None
+        """The unconfirmed grants last asked about, when, and the wait before asking again."""
         self._kubelet_socket = kubelet_socket
         self._settle = kubelet_settle
         self._wall = wall
@@ -103,6 +110,42 @@ class HoldTracker:
         now = self._clock()
         self.allocations += 1
         self._since.setdefault(resource, {}).update(dict.fromkeys(ids, now))
+
+    def unconfirmed(self) -> frozenset[tuple[str, str]]:
+        """(resource, device id) the kubelet's checkpoint grants but the last answer does
+        not list: a plain init container's, a pod's the kubelet has not got back yet, or
+        one of a pod that ended (the kubelet has forgotten it but not rewritten the file)."""
+        return frozenset((name, i) for name, ids in self._recorded.items()
+                         for i in ids - self._known.get(name, frozenset())
+                         if i not in self._since.get(name, {}))
+
+    def rewrite_due(self) -> bool:
+        """Should the kubelet be asked now to rewrite its checkpoint (by resending a device
+        list, after which its device manager writes the file)?
+
+        Each answer of the API made the kubelet forget ended pods (``List`` does so first),
+        but only its next write drops their entries from the file. Asked once for each new
+        set of unconfirmed grants, then again after a wait doubling from 2 s to 30 s while
+        that set stays the same (a live init container's grant stays in every rewrite)."""
+        if not self._answered or self.retry_at is not None:
+            return False  # the kubelet was not asked just now
+        pending = self.unconfirmed()
+        if not pending:
+            self._rewrite = None
+            return False
+        if self._rewrite is None or self._rewrite[0] != pending:
+            return True
+        _, at, wait = self._rewrite
+        return self._clock() >= at + wait
+
+    def rewrite_asked(self) -> None:
+        """The kubelet was asked to rewrite its checkpoint (see :meth:`rewrite_due`)."""
+        pending = self.unconfirmed()
+        first, longest = self._rewrite_backoff
+        if self._rewrite is None or self._rewrite[0] != pending:
+            self._rewrite = (pending, self._clock(), first)
+        else:
+            self._rewrite = (pending, self._clock(), min(self._rewrite[2] * 2, longest))
 
     def due(self) -> bool:
         """May :meth:`refresh` call the API now (not inside a back-off)?"""

@@ -530,6 +530,10 @@ class Reconciler:
         """Ask the pod resources API; after a failure retry when the back-off ends (while
         something is retained that a release would end)."""
         await self.holds.refresh()
+        if self.holds.rewrite_due():  # its file still lists grants its answer lacks
+            resent = self._endpoints.resend(name for name, _ in self.holds.unconfirmed())
+            if resent is not None:
+                self.holds.rewrite_asked()
         retry_at = self.holds.retry_at
         if retry_at is None:
             return
