@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-import pytest
 from nodekit import POOLS, Node
 from test_real_kubelet import NET, _move_one_net_vf_to_a_new_pool
 
+from sriovdp.kubelet.checkpoint import CHECKPOINT_NAME, KubeletCheckpoint
 from sriovdp.testing.realkubelet import PeerError, RealKubelet
 
 #: The daemon's own pod, as the DaemonSet's downward API tells it (POD_NAMESPACE/POD_NAME):
@@ -113,25 +113,48 @@ async def test_a_held_vf_is_never_offered_by_a_new_pool_when_both_restart_and_po
         await _held_by_one_pod_only(kubelet, dev, other, offered, holder=("busy", "c0"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the kubelet's pod resources List reports app containers and restartable (sidecar) "
-    "init containers only (podresources/server_v1.go), so a VF held by a plain init "
-    "container is never seen as held (HoldTracker knows only List and its own Allocates)"))
+async def _admit_init_only(kubelet: RealKubelet) -> str:
+    """A pod whose plain init container alone asks for a VF (pod resources ``List``
+    reports app and sidecar containers only, podresources/server_v1.go): its VF."""
+    spec = {"uid": "init", "name": "init", "namespace": "default",
+            "init_containers": [{"name": "setup", "resources": {NET: 1}}],
+            "containers": [{"name": "c0", "resources": {}}]}
+    pod = await kubelet._call("admit", pod=spec)
+    kubelet._pods["init"] = spec
+    (dev,) = pod["containers"]["setup"]["devices"][NET]
+    return str(dev)
+
+
 async def test_a_vf_held_by_an_init_container_is_never_offered_by_a_new_pool_when_a_reload_moves_it(
     node: Node, peer_binary: Path
 ) -> None:
     async with node.kubelet(peer_binary) as kubelet:
         await node.start_daemon("--resync-interval", "1")
         await kubelet.wait_allocatable(POOLS, timeout=20)
-        spec = {"uid": "init", "name": "init", "namespace": "default",
-                "init_containers": [{"name": "setup", "resources": {NET: 1}}],
-                "containers": [{"name": "c0", "resources": {}}]}
-        pod = await kubelet._call("admit", pod=spec)
-        kubelet._pods["init"] = spec
-        (dev,) = pod["containers"]["setup"]["devices"][NET]
+        dev = await _admit_init_only(kubelet)
         other = _move_one_net_vf_to_a_new_pool(node, dev)  # a live reload
         offered = await _offered(kubelet, other, dev, timeout=6)
         await _held_by_one_pod_only(kubelet, dev, other, offered, holder=("init", "setup"))
+
+
+async def test_a_vf_held_by_an_init_container_joins_its_new_pool_when_the_kubelet_drops_the_pod(
+    node: Node, peer_binary: Path
+) -> None:
+    async with node.kubelet(peer_binary) as kubelet:
+        await node.start_daemon("--resync-interval", "1")
+        await kubelet.wait_allocatable(POOLS, timeout=20)
+        dev = await _admit_init_only(kubelet)
+        granted = KubeletCheckpoint(kubelet.device_plugin_dir / CHECKPOINT_NAME).granted()
+        assert granted == {NET: frozenset({dev})}  # the real device manager's file, parsed
+        other = _move_one_net_vf_to_a_new_pool(node, dev)
+        await _registered(kubelet, other)
+        assert not await _offered(kubelet, other, dev, timeout=3)
+        # the pod ended: the kubelet forgets it but its file keeps the entry until the next
+        # write, which the daemon asks for by resending a device list; nothing is admitted
+        await kubelet._call("remove", uid="init")
+        kubelet._pods.pop("init")
+        assert await _offered(kubelet, other, dev, timeout=15)
+        assert KubeletCheckpoint(kubelet.device_plugin_dir / CHECKPOINT_NAME).granted() == {}
 
 
 async def _registered(kubelet: RealKubelet, resource: str) -> None:
@@ -172,12 +195,6 @@ async def test_a_kept_vf_is_never_offered_by_its_new_pool_when_the_own_pod_arriv
     await _own_pod_first(node, peer_binary, api_server_late=0.0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "--kubelet-settle counts from kubelet.sock's creation (HoldTracker.kubelet_settling), "
-    "not from when the API server's pods arrive: when they arrive later than the settle "
-    "(a slow or unreachable API server after a kubelet restart), an answer taken while "
-    "the kubelet adds them one by one lists the daemon's own pod (older) but not the "
-    "holder's, and is believed"))
 async def test_a_kept_vf_is_never_offered_by_its_new_pool_when_pods_arrive_after_the_settle(
     node: Node, peer_binary: Path
 ) -> None:

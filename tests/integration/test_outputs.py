@@ -43,7 +43,9 @@ async def test_device_info_file_is_written_on_allocate_and_kept_across_a_daemon_
         async with running(settings):
             await kubelet.wait_registered(NET, count=2)
             assert path.exists() and not stale.exists() and other.exists()
-            # the device leaves the pool (rebound to vfio-pci): its file goes
+            # the pod ends (its grant leaves the kubelet's checkpoint) and the device leaves
+            # the pool (rebound to vfio-pci): its file goes
+            kubelet.release("p1")
             host.bind(dev, "vfio-pci", iommu_group=77)
             # (the daemon notices on its next scan)
         async with running(settings) as daemon:

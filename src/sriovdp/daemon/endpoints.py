@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from sriovdp.daemon.status import EndpointStatus
@@ -97,6 +97,18 @@ class EndpointSet:
                      extra={"resource": name})
         for pool in changes.added.values():
             self._add(pool)
+
+    def resend(self, prefer: Iterable[str] = ()) -> str | None:
+        """Send the kubelet the unchanged device list of one registered endpoint (the first
+        of ``prefer`` that streams, else any that does): the kubelet's device manager then
+        rewrites its checkpoint, without the entries of pods it no longer counts as active.
+        The resource resent, or None when no endpoint streams."""
+        streaming = [n for n, e in self.endpoints.items() if e.streaming]
+        name = next((n for n in prefer if n in streaming), streaming[0] if streaming else None)
+        if name is not None:
+            feed = self._feeds[name]
+            feed.publish(feed.value)
+        return name
 
     def socket_event(self, directory: Path, name: str, created: bool) -> None:
         for endpoint in self.endpoints.values():

@@ -1,6 +1,6 @@
-"""The daemon's best knowledge of what pods hold: the last pod resources answer plus what
-this process allocated since. A failed call never releases a hold: it keeps the last
-answer and is retried with back-off."""
+"""The daemon's best knowledge of what pods hold: the last pod resources answer, what the
+kubelet's device checkpoint records, and what this process allocated since. A failed call
+never releases a hold: it keeps the last answer and is retried with back-off."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sriovdp.kubelet.checkpoint import KubeletCheckpoint
 from sriovdp.kubelet.podresources import PodResources, PodResourcesError
 from sriovdp.kubelet.probe import listening
 from sriovdp.model.retention import Holds
@@ -37,13 +38,27 @@ class HoldTracker:
             answer then adds holds but releases none, and the first publication waits
             until the kubelet is this old (0: every answer is believed at once).
         wall: wall-clock seconds (compared with the socket's change time).
+        checkpoint: the kubelet's device checkpoint, read (when it changed) each time the
+            API is asked: its grants are held too. It lists what the API leaves out:
+            devices of plain init containers, and after a kubelet restart those of pods
+            the kubelet has not got back yet. It also keeps an ended pod's entries until
+            the kubelet next rewrites the file: see :meth:`rewrite_due`.
+        rewrite_backoff: the first and the longest wait between two requests for the same
+            unconfirmed grants (see :meth:`rewrite_due`).
     """
 
     def __init__(self, source: PodResources, *, first_backoff: float = 0.5,
                  max_backoff: float = 30.0, clock: Callable[[], float] = time.monotonic,
                  grace: float = 1.0, kubelet_socket: Path | None = None,
-                 kubelet_settle: float = 0.0, wall: Callable[[], float] = time.time) -> None:
+                 kubelet_settle: float = 0.0, wall: Callable[[], float] = time.time,
+                 checkpoint: KubeletCheckpoint | None = None,
+                 rewrite_backoff: tuple[float, float] = (2.0, 30.0)) -> None:
         self._source = source
+        self._checkpoint = checkpoint
+        self._recorded: dict[str, frozenset[str]] = {}  # the kubelet checkpoint's grants
+        self._rewrite_backoff = rewrite_backoff
+        self._rewrite: tuple[frozenset[tuple[str, str]], float, float] | None = None
+        """The unconfirmed grants last asked about, when, and the wait before asking again."""
         self._kubelet_socket = kubelet_socket
         self._settle = kubelet_settle
         self._wall = wall
@@ -75,13 +90,20 @@ class HoldTracker:
         return self._answered
 
     def current(self) -> Holds:
-        """The last answer, plus the devices this process allocated since it was asked."""
-        if not self._since:
+        """The last answer, plus what the kubelet's checkpoint records, plus the devices
+        this process allocated since the API was asked."""
+        if not self._since and not self._recorded:
             return self._known
         out = {name: set(ids) for name, ids in self._known.items()}
-        for name, ids in self._since.items():
-            out.setdefault(name, set()).update(ids)
+        for extra in (self._recorded, self._since):
+            for name, ids in extra.items():
+                out.setdefault(name, set()).update(ids)
         return {name: frozenset(ids) for name, ids in out.items()}
+
+    @property
+    def checkpoint_error(self) -> str:
+        """Why the kubelet's device checkpoint could not be read ("" when it could)."""
+        return self._checkpoint.error if self._checkpoint is not None else ""
 
     def allocated(self, resource: str, ids: list[str]) -> None:
         """Hook of every successful Allocate: held from now on (no call is made)."""
@@ -89,12 +111,51 @@ class HoldTracker:
         self.allocations += 1
         self._since.setdefault(resource, {}).update(dict.fromkeys(ids, now))
 
+    def unconfirmed(self) -> frozenset[tuple[str, str]]:
+        """(resource, device id) the kubelet's checkpoint grants but the last answer does
+        not list: a plain init container's, a pod's the kubelet has not got back yet, or
+        one of a pod that ended (the kubelet has forgotten it but not rewritten the file)."""
+        return frozenset((name, i) for name, ids in self._recorded.items()
+                         for i in ids - self._known.get(name, frozenset())
+                         if i not in self._since.get(name, {}))
+
+    def rewrite_due(self) -> bool:
+        """Should the kubelet be asked now to rewrite its checkpoint (by resending a device
+        list, after which its device manager writes the file)?
+
+        Each answer of the API made the kubelet forget ended pods (``List`` does so first),
+        but only its next write drops their entries from the file. Asked once for each new
+        set of unconfirmed grants, then again after a wait doubling from 2 s to 30 s while
+        that set stays the same (a live init container's grant stays in every rewrite)."""
+        if not self._answered or self.retry_at is not None:
+            return False  # the kubelet was not asked just now
+        pending = self.unconfirmed()
+        if not pending:
+            self._rewrite = None
+            return False
+        if self._rewrite is None or self._rewrite[0] != pending:
+            return True
+        _, at, wait = self._rewrite
+        return self._clock() >= at + wait
+
+    def rewrite_asked(self) -> None:
+        """The kubelet was asked to rewrite its checkpoint (see :meth:`rewrite_due`)."""
+        pending = self.unconfirmed()
+        first, longest = self._rewrite_backoff
+        if self._rewrite is None or self._rewrite[0] != pending:
+            self._rewrite = (pending, self._clock(), first)
+        else:
+            self._rewrite = (pending, self._clock(), min(self._rewrite[2] * 2, longest))
+
     def due(self) -> bool:
         """May :meth:`refresh` call the API now (not inside a back-off)?"""
         return self.retry_at is None or self._clock() >= self.retry_at
 
     async def refresh(self) -> bool:
-        """Ask the API unless a back-off is running. True when it answered."""
+        """Read the kubelet's checkpoint if it changed, and ask the API unless a back-off is
+        running. True when the API answered."""
+        if self._checkpoint is not None and self._checkpoint.changed():
+            self._recorded = await asyncio.to_thread(self._checkpoint.granted)
         if not self.due():
             return False
         asked = self._clock()

@@ -48,6 +48,7 @@ from sriovdp.daemon.supervisor import Ready, Supervisor, Timers
 from sriovdp.host.ddp import DdpReader
 from sriovdp.host.links import LinkSource
 from sriovdp.host.uevents import Uevents
+from sriovdp.kubelet.checkpoint import CHECKPOINT_NAME, KubeletCheckpoint
 from sriovdp.kubelet.dra.apiserver import DraApis, connect
 from sriovdp.kubelet.endpoint import KubeletDirs, PluginEndpoint
 from sriovdp.kubelet.podresources import PodResources, PodResourcesClient
@@ -150,7 +151,9 @@ class Reconciler:
                                  else PodResourcesClient(settings.pod_resources_socket,
                                                          own_pod=settings.own_pod),
                                  kubelet_socket=settings.device_plugin_dir / "kubelet.sock",
-                                 kubelet_settle=settings.kubelet_settle)
+                                 kubelet_settle=settings.kubelet_settle,
+                                 checkpoint=KubeletCheckpoint(settings.device_plugin_dir
+                                                              / CHECKPOINT_NAME))
         self.outputs = Outputs(settings)
         self.supervisor = Supervisor()
         self._endpoints = EndpointSet(self.dirs, self.supervisor, self.facts,
@@ -527,6 +530,10 @@ class Reconciler:
         """Ask the pod resources API; after a failure retry when the back-off ends (while
         something is retained that a release would end)."""
         await self.holds.refresh()
+        if self.holds.rewrite_due():  # its file still lists grants its answer lacks
+            resent = self._endpoints.resend(name for name, _ in self.holds.unconfirmed())
+            if resent is not None:
+                self.holds.rewrite_asked()
         retry_at = self.holds.retry_at
         if retry_at is None:
             return
