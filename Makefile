@@ -67,7 +67,7 @@ lint: venv
 	$(BIN)/mypy
 
 # every bench that needs no root; bench-root: the two that create a network namespace
-BENCH_NO_ROOT := discovery allocate restart idle config_parse dra
+BENCH_NO_ROOT := discovery allocate restart idle config_parse dra kubelet_checkpoint
 BENCH_ROOT := health_latency hotplug
 
 bench: venv
