@@ -184,6 +184,23 @@ def test_config_errors_are_json_records_when_the_log_format_is_json(
     assert [p["path"] for p in record["problems"]] == ["resourceList[0].selectors[0].pfNames[0]"]
 
 
+def test_validate_lists_every_problem_of_an_entry_when_its_device_type_is_unsupported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path / "bad.json", {"resourceList": [
+        {"resourceName": "a", "deviceType": "netDevices",
+         "selectors": [{"driver": ["iavf"], "vendors": ["zz"]}]}]})
+    assert main(["validate", "--config-file", str(cfg), "--log-format", "json",
+                 "--plugins-registry-dir", str(tmp_path / "r")]) == 1
+    (record,) = [json.loads(line) for line in capsys.readouterr().err.strip().splitlines()]
+    assert [(p["path"], p["message"].split(":")[0]) for p in record["problems"]] == [
+        ("resourceList[0].deviceType", 'unsupported deviceType "netDevices"'),
+        ("resourceList[0].selectors[0].driver", 'unknown selector key (did you mean "drivers"?)'),
+        ("resourceList[0].selectors[0].vendors[0]", "not a 4-digit hex vendor id"),
+    ]
+    assert 'did you mean "netDevice"?' in record["problems"][0]["message"]
+
+
 def test_a_socket_dir_too_long_for_any_socket_blames_its_flag_when_validated(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
