@@ -326,6 +326,24 @@ async def test_readyz_names_the_plugin_while_the_kubelet_has_not_registered_it(
             await eventually(lambda: not daemon.status().not_ready(), what="ready")
 
 
+async def test_the_watcher_mode_emulator_registers_the_dra_plugin_beside_the_pools(
+        workdir: Path, host: FakeHost) -> None:
+    settings = dra_settings(workdir, host)
+    api = Apiserver()
+    async with KubeletEmulator(settings.device_plugin_dir, settings.plugins_registry_dir,
+                               watcher=True, pod_resources_socket=settings.pod_resources_socket,
+                               watcher_period=0.05) as kubelet, \
+            dra_daemon(settings, api) as daemon:
+        record = await kubelet.wait_dra_registered(DRIVER)
+        await kubelet.wait_capacity(DPDK, (4, 4), timeout=5)
+        await eventually(lambda: not daemon.status().not_ready(), what="ready")
+        assert daemon.dra is not None and daemon.dra.registered
+    assert (record.endpoint, record.service, record.health_service) == (
+        str(daemon.dra.socket), "v1.DRAPlugin", "v1.DRAResourceHealth")
+    assert record.socket_path == str(registration_socket(settings.plugins_registry_dir, DRIVER))
+    assert {r.mode for r in kubelet.registrations} == {"watcher"}
+
+
 async def test_dra_metrics_count_publications_devices_and_claims_when_scraped(
         workdir: Path, host: FakeHost) -> None:
     port = free_port()
