@@ -116,8 +116,8 @@ async def rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
     """A running daemon on a scaled host, registered with the emulator (all pools streaming).
 
     ``freeze_gc``: the daemon moves what start-up made out of the garbage collector's reach
-    after its first publication, as ``sriovdp`` (the CLI) runs it; without, a full collection
-    now and then walks every device object and pauses the loop (~60-120 ms here)."""
+    after its first publication, as ``sriovdp`` (the CLI) runs it; without, a collection of
+    the older generations now and then walks every device object and pauses the loop."""
     shm = _shm()
     work = Path(tempfile.mkdtemp(prefix="sdpb-", dir=shm))
     sock_dir = Path(tempfile.mkdtemp(prefix="sdpb-", dir="/tmp"))  # short unix socket paths

@@ -16,8 +16,9 @@ Allocate RPCs included).
 
 The daemon runs as the ``sriovdp`` process runs it: after its first publication, what
 start-up made is frozen out of the garbage collector's reach (``--no-freeze-gc``: not, as
-this bench did before; a full collection during a restart then walks every device object,
-~60-120 ms on the loaded 2-core box, which was most of the p99).
+this bench did before). The emulator shares the process and its loop, so its own work
+(decoding each list, writing its checkpoint) is in the emulator figure; with the kubelet in
+a process of its own (``--real-kubelet``) only the daemon's is.
 
 Run: ``.venv/bin/python bench/restart.py [--restarts 30] [--real-kubelet] [--no-freeze-gc]``.
 """

@@ -550,6 +550,7 @@ class KubeletEmulator:
         self._registry: _RegistryWatcher | None = None
         self._reject_next: str | None = None
         self._waiters: set[asyncio.Future[None]] = set()
+        self._records: dict[bytes, tuple[DeviceRecord, ...]] = {}
 
     # ------------------------------------------------------------------ paths
 
@@ -1025,7 +1026,17 @@ class KubeletEmulator:
     ) -> None:
         """``genericDeviceUpdateCallback``: every message is the complete list (§3.1)."""
         self.received_at[resource].append(time.perf_counter())
-        devices = [DeviceRecord.from_proto(d) for d in response.devices]
+        # A message seen before (a re-registration resends the same list) maps to the same
+        # records: immutable, so shared; the kept history then costs one list per message,
+        # not one object per device, and a bench's full collections stay short.
+        key = response.SerializeToString(deterministic=True)
+        records = self._records.get(key)
+        if records is None:
+            if len(self._records) >= 256:
+                self._records.clear()
+            records = self._records[key] = tuple(
+                DeviceRecord.from_proto(d) for d in response.devices)
+        devices = list(records)
         self.streams[resource].append(devices)
         self._all[resource] = {d.id: d for d in devices}
         self._healthy[resource] = {d.id for d in devices if d.healthy}
