@@ -70,9 +70,11 @@ def _shm() -> Path | None:
 
 @contextlib.asynccontextmanager
 async def real_rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
-                   watcher: bool = False, verbosity: int = 0) -> AsyncIterator[RealRig]:
+                   watcher: bool = False, verbosity: int = 0,
+                   freeze_gc: bool = True) -> AsyncIterator[RealRig]:
     """The same daemon and host, registered with the kubelet's own device manager (and
-    plugin watcher when ``watcher``) from the Go peer; all pools at full allocatable."""
+    plugin watcher when ``watcher``) from the Go peer; all pools at full allocatable.
+    ``freeze_gc``: as the daemon process does (see :func:`rig`)."""
     binary = peer_binary()
     shm = _shm()
     work = Path(tempfile.mkdtemp(prefix="sdpb-", dir=shm))
@@ -90,7 +92,8 @@ async def real_rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
                             device_plugin_dir=sock_dir / "dp", plugins_registry_dir=registry,
                             pod_resources_socket=sock_dir / "pr.sock", resync_interval=30.0)
         settings.device_plugin_dir.mkdir()
-        daemon = Reconciler(settings, parse_config(json.dumps(config)), links=links)
+        daemon = Reconciler(settings, parse_config(json.dumps(config)), links=links,
+                            freeze_gc=freeze_gc)
         async with RealKubelet(binary, settings.device_plugin_dir,
                                plugins_registry=registry if watcher else None,
                                pod_resources=settings.pod_resources_socket,
@@ -109,8 +112,12 @@ async def real_rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
 
 @contextlib.asynccontextmanager
 async def rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
-              resync_interval: float = 30.0) -> AsyncIterator[Rig]:
-    """A running daemon on a scaled host, registered with the emulator (all pools streaming)."""
+              resync_interval: float = 30.0, freeze_gc: bool = True) -> AsyncIterator[Rig]:
+    """A running daemon on a scaled host, registered with the emulator (all pools streaming).
+
+    ``freeze_gc``: the daemon moves what start-up made out of the garbage collector's reach
+    after its first publication, as ``sriovdp`` (the CLI) runs it; without, a collection of
+    the older generations now and then walks every device object and pauses the loop."""
     shm = _shm()
     work = Path(tempfile.mkdtemp(prefix="sdpb-", dir=shm))
     sock_dir = Path(tempfile.mkdtemp(prefix="sdpb-", dir="/tmp"))  # short unix socket paths
@@ -126,7 +133,8 @@ async def rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
                             pod_resources_socket=sock_dir / "pr.sock",
                             resync_interval=resync_interval)
         settings.device_plugin_dir.mkdir()
-        daemon = Reconciler(settings, parse_config(json.dumps(config)), links=links)
+        daemon = Reconciler(settings, parse_config(json.dumps(config)), links=links,
+                            freeze_gc=freeze_gc)
         async with KubeletEmulator(settings.device_plugin_dir) as kubelet:
             task = asyncio.create_task(daemon.run())
             try:

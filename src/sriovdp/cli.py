@@ -461,7 +461,8 @@ def _load(settings: Settings, *, check_sockets: bool = True, strict: bool = Fals
                          use_cdi=settings.use_cdi, socket_dir=socket_dir, text=text,
                          strict=strict, dra=settings.dra)
     for warning in config.warnings:
-        log.warning("config %s: %s", settings.config_file, warning)
+        log.warning("config %s: %s", settings.config_file, warning,
+                    extra={"problems": [warning.record("warning")]})
     return config
 
 
@@ -528,8 +529,9 @@ def _run_command(command: str, settings: Settings, args: argparse.Namespace,
         _report_error(f"config file: {exc}", args.log_format)
         return 1
     except ConfigError as exc:
-        _report_error(str(exc), args.log_format, problems=[
-            {"path": p.path, "message": p.message} for p in exc.problems])
+        problems = [p.record() for p in exc.problems]
+        _report_error(str(exc), args.log_format,
+                      problems=problems + [w.record("warning") for w in exc.warnings])
         return 1
     except HostError as exc:
         _report_error(str(exc), args.log_format)

@@ -47,6 +47,11 @@ class ConfigProblem:
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
 
+    def record(self, severity: str = "error") -> dict[str, str]:
+        """The problem as an entry of a JSON log record's ``problems`` list:
+        ``{"path", "message", "severity"}``, ``severity`` ``error`` or ``warning``."""
+        return {"path": self.path, "message": self.message, "severity": severity}
+
 
 def _one_line(text: str, limit: int) -> str:
     if "\n" in text or "\r" in text:

@@ -1,10 +1,11 @@
 """Logging set-up: text or JSON lines on stderr (and a file under ``-log_dir``).
 
 Records may carry ``extra={"resource": ..., "pci": ...}``; both formats print them (JSON
-also prints ``problems``, the list a config error carries). Timestamps are RFC 3339 in UTC
-(``2026-11-30T07:05:38.237Z``). Only sriovdp's own loggers follow ``-v``: the libraries
-(grpc, pyroute2, asyncio, asyncinotify) log warnings and errors only, so ``-v 10`` (what the
-Go DaemonSets pass) shows sriovdp's debug messages and not their internals.
+also prints ``problems``, the config errors and warnings a record is about: path, message,
+severity). Timestamps are RFC 3339 in UTC (``2026-11-30T07:05:38.237Z``). Only sriovdp's
+own loggers follow ``-v``: the libraries (grpc, pyroute2, asyncio, asyncinotify) log
+warnings and errors only, so ``-v 10`` (what the Go DaemonSets pass) shows sriovdp's debug
+messages and not their internals.
 """
 
 from __future__ import annotations

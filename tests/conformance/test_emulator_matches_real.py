@@ -1,6 +1,11 @@
 """The same scenario against the KubeletEmulator and the real device manager: what each
 recorded must be equal, so the emulator (the fast path of every other test) cannot drift
-from the kubelet it stands for."""
+from the kubelet it stands for.
+
+No DRA registration scenario: this peer's plugin watcher has the device manager's handler
+only (a DRA manager needs an apiserver client). The emulator's ``DRAPlugin`` handling
+follows the DRA manager of k8s.io/kubernetes v1.37.2 (``pkg/kubelet/cm/dra/plugin``), which
+the DRA peer (``tests/conformance/dra``, ``test_dra_*.py``) runs against the daemon."""
 
 from __future__ import annotations
 

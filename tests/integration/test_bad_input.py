@@ -294,6 +294,32 @@ def test_validate_lists_twenty_problems_and_a_count_when_a_config_has_thousands(
     assert lines[-1] == "  ... and 99980 more problems (only the first 20 are listed)"
 
 
+async def test_reload_records_carry_problems_with_paths_when_the_config_has_warnings(
+    workdir: Path, host: FakeHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(workdir, host)
+    write(settings.config_file, CONFIG)
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, \
+            running(settings) as daemon:
+        await kubelet.wait_for(NET, lambda d: len(d) == 4)
+        caplog.set_level(logging.WARNING)
+        write(settings.config_file, {**CONFIG, "colour": 1})
+        daemon.reload_config("test")
+        await asyncio.wait_for(daemon.config_source.idle.wait(), 10)
+        write(settings.config_file, {**CONFIG, "colour": 2, "resourceList": [{}]})
+        daemon.reload_config("test")
+        await asyncio.wait_for(daemon.config_source.idle.wait(), 10)
+    records = [getattr(r, "problems", None) for r in caplog.records
+               if "config" in r.getMessage() and r.levelno >= logging.WARNING]
+    assert records == [
+        [{"path": "colour", "message": "unknown key, ignored", "severity": "warning"}],
+        [{"path": "resourceList[0].selectors", "message": 'missing: give at least one selector'
+          ' object, e.g. [{"drivers": ["x"]}]', "severity": "error"}],
+        [{"path": "resourceList[0].resourceName", "message": 'missing: every resource needs a'
+          ' name, e.g. "sriov_net"', "severity": "error"}],
+    ]
+
+
 async def test_reload_logs_a_bounded_report_when_the_new_config_has_thousands_of_problems(
     workdir: Path, host: FakeHost, caplog: pytest.LogCaptureFixture
 ) -> None:

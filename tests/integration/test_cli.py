@@ -184,6 +184,62 @@ def test_config_errors_are_json_records_when_the_log_format_is_json(
     assert [p["path"] for p in record["problems"]] == ["resourceList[0].selectors[0].pfNames[0]"]
 
 
+def test_validate_lists_every_problem_of_an_entry_when_its_device_type_is_unsupported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path / "bad.json", {"resourceList": [
+        {"resourceName": "a", "deviceType": "netDevices",
+         "selectors": [{"driver": ["iavf"], "vendors": ["zz"]}]}]})
+    assert main(["validate", "--config-file", str(cfg), "--log-format", "json",
+                 "--plugins-registry-dir", str(tmp_path / "r")]) == 1
+    (record,) = [json.loads(line) for line in capsys.readouterr().err.strip().splitlines()]
+    assert [(p["path"], p["message"].split(":")[0]) for p in record["problems"]] == [
+        ("resourceList[0].deviceType", 'unsupported deviceType "netDevices"'),
+        ("resourceList[0].selectors[0].driver", 'unknown selector key (did you mean "drivers"?)'),
+        ("resourceList[0].selectors[0].vendors[0]", "not a 4-digit hex vendor id"),
+    ]
+    assert 'did you mean "netDevice"?' in record["problems"][0]["message"]
+
+
+def test_config_warnings_are_in_problems_when_a_config_error_is_logged_as_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path / "bad.json", {"colour": 1, "resourceList": [
+        {"resourceName": "a", "selectors": [{"pfNames": ["ens1#3-"], "vendors": ["0x8086"]}]}]})
+    assert main(["validate", "--config-file", str(cfg), "--log-format", "json"]) == 1
+    (record,) = [json.loads(line) for line in capsys.readouterr().err.strip().splitlines()]
+    assert [(p["path"], p["severity"]) for p in record["problems"]] == [
+        ("resourceList[0].selectors[0].pfNames[0]", "error"),
+        ("colour", "warning"),
+        ("resourceList[0].selectors[0].vendors[0]", "warning"),
+    ]
+    assert record["problems"][1]["message"] == "unknown key, ignored"
+
+
+def test_config_warnings_carry_problems_when_a_valid_config_is_logged_as_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path / "c.json", {**CONFIG, "colour": 1})
+    assert main(["validate", "--config-file", str(cfg), "--log-format", "json",
+                 "--plugins-registry-dir", str(tmp_path / "r")]) == 0
+    captured = capsys.readouterr()
+    (record,) = [json.loads(line) for line in captured.err.strip().splitlines()]
+    assert record["level"] == "WARNING"
+    assert record["problems"] == [
+        {"path": "colour", "message": "unknown key, ignored", "severity": "warning"}]
+    assert captured.out.rstrip().endswith("valid, 1 resource")
+
+
+def test_config_warnings_read_as_before_when_the_log_format_is_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path / "c.json", {**CONFIG, "colour": 1})
+    assert main(["validate", "--config-file", str(cfg),
+                 "--plugins-registry-dir", str(tmp_path / "r")]) == 0
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith(f" WARNING sriovdp: config {cfg}: colour: unknown key, ignored")
+
+
 def test_a_socket_dir_too_long_for_any_socket_blames_its_flag_when_validated(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -326,6 +326,24 @@ async def test_readyz_names_the_plugin_while_the_kubelet_has_not_registered_it(
             await eventually(lambda: not daemon.status().not_ready(), what="ready")
 
 
+async def test_the_watcher_mode_emulator_registers_the_dra_plugin_beside_the_pools(
+        workdir: Path, host: FakeHost) -> None:
+    settings = dra_settings(workdir, host)
+    api = Apiserver()
+    async with KubeletEmulator(settings.device_plugin_dir, settings.plugins_registry_dir,
+                               watcher=True, pod_resources_socket=settings.pod_resources_socket,
+                               watcher_period=0.05) as kubelet, \
+            dra_daemon(settings, api) as daemon:
+        record = await kubelet.wait_dra_registered(DRIVER)
+        await kubelet.wait_capacity(DPDK, (4, 4), timeout=5)
+        await eventually(lambda: not daemon.status().not_ready(), what="ready")
+        assert daemon.dra is not None and daemon.dra.registered
+    assert (record.endpoint, record.service, record.health_service) == (
+        str(daemon.dra.socket), "v1.DRAPlugin", "v1.DRAResourceHealth")
+    assert record.socket_path == str(registration_socket(settings.plugins_registry_dir, DRIVER))
+    assert {r.mode for r in kubelet.registrations} == {"watcher"}
+
+
 async def test_dra_metrics_count_publications_devices_and_claims_when_scraped(
         workdir: Path, host: FakeHost) -> None:
     port = free_port()
@@ -339,6 +357,28 @@ async def test_dra_metrics_count_publications_devices_and_claims_when_scraped(
         assert "sriovdp_dra_publish_errors_total 0.0" in body
         assert "sriovdp_dra_devices_published 4.0" in body
         assert "sriovdp_dra_prepared_claims 1.0" in body
+
+
+async def test_pool_metrics_cover_dra_pools_and_say_how_each_pool_is_served_when_scraped(
+        workdir: Path, host: FakeHost) -> None:
+    port = free_port()
+    settings = dra_settings(workdir, host, metrics_address=f"127.0.0.1:{port}")
+    api = Apiserver()
+    async with emulator(settings) as kubelet, dra_daemon(settings, api), dra_kubelet(settings):
+        await published(api, ALL_NET)
+        await kubelet.wait_capacity(DPDK, (4, 4), timeout=5)
+        _, body = await http_get(port, "/metrics")
+    for line in ('sriovdp_pool_info{resource="intel.com/net",served="dra"} 1.0',
+                 'sriovdp_pool_info{resource="intel.com/dpdk",served="device-plugin"} 1.0',
+                 'sriovdp_pool_devices{resource="intel.com/net"} 4.0',
+                 'sriovdp_pool_healthy_devices{resource="intel.com/net"} 4.0',
+                 'sriovdp_pool_unhealthy_devices{resource="intel.com/net"} 0.0',
+                 'sriovdp_pool_devices{resource="intel.com/dpdk"} 4.0',
+                 'sriovdp_pool_registered{resource="intel.com/dpdk"} 1.0'):
+        assert line in body, line
+    # the device plugin's per-endpoint series stay what they were: no socket, no series
+    assert 'sriovdp_pool_registered{resource="intel.com/net"}' not in body
+    assert 'sriovdp_registrations_total{resource="intel.com/net"}' not in body
 
 
 # --- never one device to two pods across the two modes --------------------------------------

@@ -26,6 +26,7 @@ from sriovdp.testing import eventually
 from sriovdp.testing.kubelet import (
     AdmissionError,
     DeviceRecord,
+    DraPluginRecord,
     EmulatorClock,
     KubeletEmulator,
     PluginOptions,
@@ -56,6 +57,7 @@ class FakePlugin(dp_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         allocate_error: str | None = None,
         supported_versions: tuple[str, ...] = ("v1beta1",),
         plugin_type: str = "DevicePlugin",
+        endpoint: str = "",
     ) -> None:
         self.socket = socket
         self.name = name
@@ -65,6 +67,7 @@ class FakePlugin(dp_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         self.allocate_error = allocate_error
         self.supported_versions = supported_versions
         self.plugin_type = plugin_type
+        self.endpoint = endpoint
         self.health = {"dev-0": "Healthy", "dev-1": "Healthy"}
         self.calls: list[str] = []
         self.requests: list[Any] = []
@@ -208,7 +211,7 @@ class FakePlugin(dp_grpc.DevicePluginServicer, reg_grpc.RegistrationServicer):
         return reg.PluginInfo(
             type=self.plugin_type,
             name=self.name,
-            endpoint="",
+            endpoint=self.endpoint,
             supported_versions=list(self.supported_versions),
         )
 
@@ -811,6 +814,115 @@ async def test_restart_registers_watcher_plugins_again_when_sockets_remain(
         await watcher.wait_registered(RES, count=2)
         await watcher.wait_for(RES, all_healthy(2))
         await eventually(lambda: len(plugin.notifications) == 2)
+    assert plugin.calls.count("GetInfo") == 2
+
+
+# ------------------------------------------------------------- watcher mode: DRA plugins
+
+DRIVER = "dra.example.com"
+DRA_SERVICES = ("v1beta1.DRAPlugin", "v1.DRAPlugin", "v1.DRAResourceHealth")
+
+
+def dra_plugin(watcher: KubeletEmulator, **kwargs: Any) -> FakePlugin:
+    """A DRA driver's registration socket; its ``dra.sock`` is only named (the kubelet's DRA
+    manager does not dial it to register)."""
+    assert watcher.plugins_registry_dir is not None
+    kwargs = {"name": DRIVER, "plugin_type": "DRAPlugin", "supported_versions": DRA_SERVICES,
+              "endpoint": str(watcher.device_plugin_dir.parent / "dra.sock"), **kwargs}
+    return FakePlugin(watcher.plugins_registry_dir / f"{DRIVER}-reg.sock", **kwargs)
+
+
+async def test_watcher_records_dra_plugin_when_get_info_says_dra_plugin(
+    watcher: KubeletEmulator,
+) -> None:
+    async with dra_plugin(watcher) as plugin:
+        record = await watcher.wait_dra_registered(DRIVER)
+        await eventually(lambda: plugin.notifications)
+        assert watcher.dra_plugins == {DRIVER: [record]}  # until the socket goes
+    assert record == DraPluginRecord(
+        driver=DRIVER, endpoint=plugin.endpoint, socket_path=str(plugin.socket),
+        service="v1beta1.DRAPlugin",  # the first the plugin lists that the kubelet knows
+        health_service="v1.DRAResourceHealth")
+    assert [(n.plugin_registered, n.error) for n in plugin.notifications] == [(True, "")]
+    assert plugin.calls == ["GetInfo", "NotifyRegistrationStatus"]  # no device plugin RPC
+    (registration,) = watcher.registrations
+    assert (registration.plugin_type, registration.resource, registration.accepted,
+            registration.version) == ("DRAPlugin", DRIVER, True, "v1beta1.DRAPlugin")
+
+
+@pytest.mark.parametrize(
+    ("services", "reason"),
+    [
+        pytest.param((), "empty list of supported gRPC services (aka supported versions)",
+                     id="none"),
+        pytest.param(("v1alpha3.DRAPlugin", "v1.DRAResourceHealth"),
+                     'none of services supported by the plugin (["v1alpha3.DRAPlugin" '
+                     '"v1.DRAResourceHealth"]) are supported by the kubelet (["v1.DRAPlugin" '
+                     '"v1beta1.DRAPlugin"])', id="unknown"),
+    ],
+)
+async def test_watcher_refuses_dra_plugin_when_it_offers_no_known_service(
+    watcher: KubeletEmulator, services: tuple[str, ...], reason: str
+) -> None:
+    async with dra_plugin(watcher, supported_versions=services) as plugin:
+        await eventually(lambda: len(plugin.notifications) >= 2)  # retried with back-off
+    first = plugin.notifications[0]
+    assert (first.plugin_registered, first.error) == (
+        False, "RegisterPlugin error -- plugin validation failed with err: invalid supported "
+        f"gRPC versions of DRA driver plugin {DRIVER} at endpoint {plugin.endpoint}: {reason}")
+    assert watcher.dra_plugins == {}
+
+
+async def test_watcher_keeps_both_dra_instances_when_a_rolling_update_adds_one(
+    watcher: KubeletEmulator,
+) -> None:
+    assert watcher.plugins_registry_dir is not None
+    second = FakePlugin(watcher.plugins_registry_dir / f"{DRIVER}-2-reg.sock", name=DRIVER,
+                        plugin_type="DRAPlugin", supported_versions=("v1.DRAPlugin",),
+                        endpoint=str(watcher.device_plugin_dir.parent / "dra-2.sock"))
+    async with dra_plugin(watcher), second:
+        await eventually(lambda: len(watcher.dra_plugins.get(DRIVER, ())) == 2)
+        assert sorted(r.service for r in watcher.dra_plugins[DRIVER]) == [
+            "v1.DRAPlugin", "v1beta1.DRAPlugin"]
+
+
+async def test_watcher_refuses_dra_plugin_when_its_endpoint_is_already_registered(
+    watcher: KubeletEmulator,
+) -> None:
+    assert watcher.plugins_registry_dir is not None
+    same = FakePlugin(watcher.plugins_registry_dir / "other-reg.sock", name=DRIVER,
+                      plugin_type="DRAPlugin", supported_versions=("v1.DRAPlugin",),
+                      endpoint=str(watcher.device_plugin_dir.parent / "dra.sock"))
+    async with dra_plugin(watcher):
+        await watcher.wait_dra_registered(DRIVER)
+        async with same:
+            await eventually(lambda: len(same.notifications) >= 2)  # tried again later
+        same.socket.unlink(missing_ok=True)  # deregisters nothing: it was never registered
+        await asyncio.sleep(0.1)
+        assert len(watcher.dra_plugins[DRIVER]) == 1
+    assert (same.notifications[0].plugin_registered, same.notifications[0].error) == (
+        False, "RegisterPlugin error -- plugin registration failed with err: endpoint "
+        f"{same.endpoint} already registered for DRA driver plugin {DRIVER}")
+
+
+async def test_watcher_deregisters_dra_plugin_when_its_socket_is_deleted(
+    watcher: KubeletEmulator,
+) -> None:
+    async with dra_plugin(watcher) as plugin:
+        await watcher.wait_dra_registered(DRIVER)
+        plugin.socket.unlink()
+        await eventually(lambda: DRIVER not in watcher.dra_plugins)
+
+
+async def test_restart_registers_dra_plugin_again_when_its_socket_remains(
+    watcher: KubeletEmulator,
+) -> None:
+    async with dra_plugin(watcher) as plugin:
+        await eventually(lambda: plugin.notifications)
+        await watcher.restart()
+        await eventually(lambda: len(plugin.notifications) == 2)
+        await watcher.wait_dra_registered(DRIVER)
+        assert len(watcher.dra_plugins[DRIVER]) == 1  # a new kubelet: a new DRA manager
     assert plugin.calls.count("GetInfo") == 2
 
 

@@ -332,7 +332,8 @@ def test_parse_rejects_selectors_when_they_are_a_string(device_type: str) -> Non
         ),
         pytest.param(
             "netdevice", 'unsupported deviceType "netdevice": deviceType is case-sensitive:'
-            ' did you mean "netDevice"?', id="wrong-case",
+            ' did you mean "netDevice"? (use one of "netDevice", "accelerator", "auxNetDevice")',
+            id="wrong-case",
         ),
     ],
 )
@@ -342,7 +343,52 @@ def test_parse_rejects_device_type_when_unsupported(device_type: str, message: s
     ]
 
 
-def test_parse_skips_selectors_when_device_type_has_wrong_json_type() -> None:
+@pytest.mark.parametrize(
+    ("device_type", "hint"),
+    [
+        pytest.param("netDevices", 'did you mean "netDevice"?', id="plural"),
+        pytest.param("acelerator", 'did you mean "accelerator"?', id="typo"),
+        pytest.param("auxNetdev", 'did you mean "auxNetDevice"?', id="short"),
+    ],
+)
+def test_parse_suggests_device_type_when_unsupported_one_is_close(
+    device_type: str, hint: str
+) -> None:
+    assert _problems(_doc(_res(deviceType=device_type))) == [
+        f'resourceList[0].deviceType: unsupported deviceType "{device_type}": {hint} (use one'
+        ' of "netDevice", "accelerator", "auxNetDevice")'
+    ]
+
+
+def test_parse_reports_selector_problems_when_device_type_is_unsupported() -> None:
+    selector = {"driver": ["iavf"], "vendors": ["80866"], "pfNames": ["p0#5-2"],
+                "vdpaType": "vhostx"}
+    doc = _doc(_res(deviceType="foo", selectors=(selector,)), _res("p2", selectors=5))
+    assert _problems(doc) == [
+        'resourceList[0].deviceType: unsupported deviceType "foo": use one of "netDevice",'
+        ' "accelerator", "auxNetDevice"',
+        'resourceList[0].selectors[0].driver: unknown selector key (did you mean "drivers"?)',
+        'resourceList[0].selectors[0].vendors[0]: not a 4-digit hex vendor id: "80866"',
+        'resourceList[0].selectors[0].pfNames[0]: bad VF range "5-2" in "p0#5-2"',
+        'resourceList[0].selectors[0].vdpaType: unsupported vdpaType "vhostx": use "vhost" or'
+        ' "virtio"',
+        "resourceList[1].selectors: expected a selector object or a list of them, got 5",
+    ]
+
+
+def test_parse_accepts_any_device_types_selector_keys_when_device_type_is_unsupported() -> None:
+    # which deviceType was meant is unknown: a key some deviceType takes is not an error
+    doc = _doc(_res(deviceType="foo", selectors=({"auxTypes": ["sf"]}, {"pciAddresses": [
+        "0000:3b:02.1"]}, {"pKeys": ["0x7fff"]})))
+    assert _paths(doc) == ["resourceList[0].deviceType"]
+
+
+def test_parse_reports_selector_problems_when_device_type_has_wrong_json_type() -> None:
+    doc = _doc(_res(deviceType=["auxNetDevice"], selectors=({"auxTypes": ["vf"]},)))
+    assert _paths(doc) == ["resourceList[0].deviceType", "resourceList[0].selectors[0].auxTypes[0]"]
+
+
+def test_parse_reports_only_device_type_when_its_json_type_is_wrong_and_selectors_fit() -> None:
     with pytest.raises(ConfigError) as excinfo:
         parse_config(_doc(_res(deviceType=["auxNetDevice"], selectors=({"auxTypes": ["sf"]},))))
     assert [p.path for p in excinfo.value.problems] == ["resourceList[0].deviceType"]

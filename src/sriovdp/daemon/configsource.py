@@ -67,7 +67,7 @@ class ConfigSource:
             content = read_config_bytes(self.settings.config_file)
         except ConfigError as exc:
             log.error("config reload (%s): %s; keeping the last good config", reason,
-                      exc.problems[0])
+                      exc.problems[0], extra={"problems": [exc.problems[0].record()]})
             self.reloads["failed"] += 1
             return False
         if content == self._bytes:
@@ -99,12 +99,14 @@ class ConfigSource:
                 self.reloads["failed"] += 1
                 for problem in exc.problems:
                     log.error("config reload rejected, keeping the last good config: %s: %s",
-                              self.settings.config_file, problem)
+                              self.settings.config_file, problem,
+                              extra={"problems": [problem.record()]})
                 continue
             if self._pending is not None:
                 continue  # a newer file arrived meanwhile: that one wins
             for warning in config.warnings:
-                log.warning("config %s: %s", self.settings.config_file, warning)
+                log.warning("config %s: %s", self.settings.config_file, warning,
+                            extra={"problems": [warning.record("warning")]})
             self.config = config
             self.reloads["ok"] += 1
             log.info("config reloaded (%s): %d resources", reason, len(config.resources))

@@ -131,6 +131,11 @@ class DraSide:
         return frozenset(pair for c in self.checkpoint.claims() for pair in c.device_info)
 
     @property
+    def pools(self) -> dict[str, ResourcePool]:
+        """The DRA pools of the latest publication, by resource name."""
+        return {pool.resource_name: pool for pool in self._pools}
+
+    @property
     def prepared_claims(self) -> int:
         return len(self.checkpoint.uids())
 

@@ -1,10 +1,12 @@
 """Prometheus metrics of the daemon, read from its state at scrape time.
 
-Per pool (label ``resource``): ``sriovdp_pool_devices``, ``sriovdp_pool_healthy_devices``,
-``sriovdp_pool_unhealthy_devices`` (gauges), ``sriovdp_allocations_total`` and
-``sriovdp_allocate_errors_total`` (counted per device id / per refused request),
-``sriovdp_registrations_total``, ``sriovdp_endpoint_restarts_total`` (re-registrations after
-kubelet restarts, socket loss or a lost stream), ``sriovdp_pool_registered`` (1/0).
+Per pool (label ``resource``), device plugin and DRA pools alike: ``sriovdp_pool_devices``,
+``sriovdp_pool_healthy_devices``, ``sriovdp_pool_unhealthy_devices`` (gauges) and
+``sriovdp_pool_info{served="device-plugin|dra|both"}`` (1 per pool: how it is served).
+Per device plugin pool: ``sriovdp_allocations_total`` and ``sriovdp_allocate_errors_total``
+(counted per device id / per refused request), ``sriovdp_registrations_total``,
+``sriovdp_endpoint_restarts_total`` (re-registrations after kubelet restarts, socket loss or
+a lost stream), ``sriovdp_pool_registered`` (1/0).
 Daemon-wide: ``sriovdp_config_reloads_total{result="ok|failed"}``,
 ``sriovdp_link_events_total``, ``sriovdp_scan_duration_seconds`` (histogram) and
 ``sriovdp_build_info{version}``, ``sriovdp_retained_devices{reason="kept|withheld|vanished"}``
@@ -91,23 +93,7 @@ class DaemonMetrics:
         if self._status is None:
             return
         status = self._status()
-        devices = GaugeMetricFamily("sriovdp_pool_devices", "Devices in the pool",
-                                    labels=["resource"])
-        healthy = GaugeMetricFamily("sriovdp_pool_healthy_devices", "Healthy devices",
-                                    labels=["resource"])
-        unhealthy = GaugeMetricFamily("sriovdp_pool_unhealthy_devices", "Unhealthy devices",
-                                      labels=["resource"])
-        registered = GaugeMetricFamily("sriovdp_pool_registered",
-                                       "1 while the pool is registered with the kubelet",
-                                       labels=["resource"])
-        for name, pool in status.pools.items():
-            n_ok = sum(1 for d in pool.devices.values() if d.health is Health.HEALTHY)
-            devices.add_metric([name], len(pool.devices))
-            healthy.add_metric([name], n_ok)
-            unhealthy.add_metric([name], len(pool.devices) - n_ok)
-            endpoint = status.endpoints.get(name)
-            registered.add_metric([name], 1 if endpoint and endpoint.registered else 0)
-        yield from (devices, healthy, unhealthy, registered)
+        yield from _pool_metrics(status)
         regs = CounterMetricFamily("sriovdp_registrations", "Successful registrations",
                                    labels=["resource"])
         restarts = CounterMetricFamily("sriovdp_endpoint_restarts",
@@ -135,6 +121,45 @@ class DaemonMetrics:
         yield from _hold_metrics(status.holds, status.task_restarts)
         if status.dra is not None:
             yield from _dra_metrics(status.dra)
+
+
+def _pool_metrics(status: Status) -> Iterator[Any]:
+    """Per pool: its devices (device plugin and DRA pools; one series per resource), whether
+    its device plugin endpoint is registered, and ``sriovdp_pool_info{served}``."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    counts: dict[str, list[int]] = {}  # resource → [devices, healthy]
+    served: dict[str, str] = {}
+    for way, pools in (("device-plugin", status.pools), ("dra", status.dra_pools)):
+        for name, pool in pools.items():
+            # a resource is in both only while a move drains: a device is offered one way
+            served[name] = "both" if name in served else way
+            count = counts.setdefault(name, [0, 0])
+            count[0] += len(pool.devices)
+            count[1] += sum(1 for d in pool.devices.values() if d.health is Health.HEALTHY)
+    info = GaugeMetricFamily("sriovdp_pool_info", "1 per pool, and how it is served "
+                             "(device-plugin: a socket and an extended resource; dra: "
+                             "ResourceSlices; both: while a move drains)",
+                             labels=["resource", "served"])
+    for name, way in served.items():
+        info.add_metric([name, way], 1)
+    devices = GaugeMetricFamily("sriovdp_pool_devices", "Devices in the pool",
+                                labels=["resource"])
+    healthy = GaugeMetricFamily("sriovdp_pool_healthy_devices", "Healthy devices",
+                                labels=["resource"])
+    unhealthy = GaugeMetricFamily("sriovdp_pool_unhealthy_devices", "Unhealthy devices",
+                                  labels=["resource"])
+    for name, (n, n_ok) in counts.items():
+        devices.add_metric([name], n)
+        healthy.add_metric([name], n_ok)
+        unhealthy.add_metric([name], n - n_ok)
+    registered = GaugeMetricFamily("sriovdp_pool_registered",
+                                   "1 while the pool is registered with the kubelet",
+                                   labels=["resource"])
+    for name in status.pools:
+        endpoint = status.endpoints.get(name)
+        registered.add_metric([name], 1 if endpoint and endpoint.registered else 0)
+    yield from (devices, healthy, unhealthy, registered, info)
 
 
 def _hold_metrics(holds: HoldStatus, task_restarts: Mapping[str, int]) -> Iterator[Any]:

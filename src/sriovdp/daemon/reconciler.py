@@ -253,7 +253,8 @@ class Reconciler:
         return Status(started=self.ready.is_set(), pools=self.pools,
                       endpoints=self._endpoints.status(),
                       failures=dict(self.supervisor.failures), problems=tuple(problems),
-                      dra=dra, holds=holds, task_restarts=dict(self.supervisor.restarts))
+                      dra=dra, holds=holds, task_restarts=dict(self.supervisor.restarts),
+                      dra_pools=self.dra.pools if self.dra is not None else {})
 
     @property
     def is_ready(self) -> bool:

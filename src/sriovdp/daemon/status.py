@@ -54,7 +54,8 @@ class HoldStatus:
 class Status:
     """Attributes:
         started: the first pass published.
-        pools: the published pools.
+        pools: the published device plugin pools.
+        dra_pools: the pools served through DRA (by resource name; empty without ``--dra``).
         endpoints: per pool, its endpoint.
         failures: supervised task → its error, while failed.
         problems: other reasons not to be ready, e.g. ``"CDI spec intel.com/net: ..."``.
@@ -71,6 +72,7 @@ class Status:
     dra: DraStatus | None = None
     holds: HoldStatus = HoldStatus()
     task_restarts: Mapping[str, int] = field(default_factory=dict)
+    dra_pools: Mapping[str, ResourcePool] = field(default_factory=dict)
 
     def not_ready(self) -> list[str]:
         """Why the daemon is not ready (empty: ready)."""

@@ -11,7 +11,11 @@ behaviour as written down in ``kubelet-protocol.md`` (kubelet >= 1.25):
   returns. Errors reach the plugin as gRPC ``UNKNOWN`` with the kubelet's text.
 * **Plugin-watcher registration (§2.6)**, with ``watcher=True``: new sockets in
   ``plugins_registry_dir`` are found through inotify and registered with
-  ``GetInfo`` → validation → connect → ``NotifyRegistrationStatus``.
+  ``GetInfo`` → validation → connect → ``NotifyRegistrationStatus``. A ``DRAPlugin``
+  answer goes to the DRA manager's handler instead: its supported services are checked,
+  the plugin is recorded in :attr:`KubeletEmulator.dra_plugins` (the ``dra.sock`` is not
+  dialled, nor its health stream opened: the DRA side is :class:`~sriovdp.testing.dra.
+  DraKubelet`'s and the DRA conformance peer's) and removed when its socket goes.
 * **ListAndWatch (§3).** Every message is recorded in :attr:`KubeletEmulator.streams`;
   each one replaces the resource's device sets. When a stream ends the resource's
   healthy devices turn unhealthy, the endpoint is marked stopped and nothing is
@@ -73,6 +77,7 @@ __all__ = [
     "API_VERSION",
     "CHECKPOINT_FILE_NAME",
     "DEVICE_PLUGIN_TYPE",
+    "DRA_PLUGIN_TYPE",
     "ENDPOINT_STOP_GRACE_PERIOD",
     "WATCHER_RECONCILE_PERIOD",
     "HEALTHY",
@@ -82,6 +87,7 @@ __all__ = [
     "ContainerConfig",
     "ContainerStartError",
     "DeviceRecord",
+    "DraPluginRecord",
     "EmulatorClock",
     "KubeletEmulator",
     "KubeletEmulatorError",
@@ -104,6 +110,12 @@ HEALTHY: Final = "Healthy"
 """A device is healthy iff its ``health`` is exactly this string."""
 DEVICE_PLUGIN_TYPE: Final = "DevicePlugin"
 """``PluginInfo.type`` the plugin watcher routes to the device manager."""
+DRA_PLUGIN_TYPE: Final = "DRAPlugin"
+"""``PluginInfo.type`` the plugin watcher routes to the DRA manager."""
+DRA_SERVICES: Final = ("v1.DRAPlugin", "v1beta1.DRAPlugin")
+"""The ``DRAPlugin`` services the kubelet (1.37) can call, newest first."""
+DRA_HEALTH_SERVICES: Final = ("v1.DRAResourceHealth", "v1alpha1.DRAResourceHealth")
+"""The optional ``DRAResourceHealth`` services it can watch, newest first."""
 ENDPOINT_STOP_GRACE_PERIOD: Final = 300.0
 """Seconds a stopped endpoint keeps its resource before it is removed (``0/0``)."""
 DIAL_TIMEOUT: Final = 10.0
@@ -188,6 +200,26 @@ class Registration:
     """``PluginInfo.supported_versions`` (watcher mode) or ``(version,)``."""
     plugin_type: str = DEVICE_PLUGIN_TYPE
     """``PluginInfo.type`` (watcher mode); always ``"DevicePlugin"`` in socket mode."""
+
+
+@dataclass(frozen=True, slots=True)
+class DraPluginRecord:
+    """A DRA plugin as the kubelet's DRA manager keeps it after a plugin-watcher
+    registration."""
+
+    driver: str
+    """``PluginInfo.name``: the DRA driver, e.g. ``"sriov.network.k8s.io"``."""
+    endpoint: str
+    """Where the DRA manager calls the plugin (``PluginInfo.endpoint``, or the registration
+    socket when empty), e.g. ``".../plugins/sriov.network.k8s.io/dra.sock"``."""
+    socket_path: str
+    """The registration socket in ``plugins_registry``."""
+    service: str
+    """The ``DRAPlugin`` service chosen: the first of ``PluginInfo.supported_versions``
+    the kubelet knows (:data:`DRA_SERVICES`)."""
+    health_service: str = ""
+    """The ``DRAResourceHealth`` service the kubelet would watch (the newest of
+    :data:`DRA_HEALTH_SERVICES` the plugin lists); ``""`` when it lists none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +327,19 @@ def is_extended_resource_name(name: str) -> bool:
 def _go_quote(text: str) -> str:
     """Close enough to Go's ``%q`` for the error texts."""
     return json.dumps(text, ensure_ascii=False)
+
+
+def _go_quote_list(items: Sequence[str]) -> str:
+    """Go's ``%q`` of a ``[]string``: ``["a" "b"]``."""
+    return "[" + " ".join(_go_quote(i) for i in items) + "]"
+
+
+def _registration_version(plugin_type: str, versions: Sequence[str]) -> str:
+    """:attr:`Registration.version` of a watcher registration: ``v1beta1`` for a device
+    plugin that supports it, the chosen ``DRAPlugin`` service for a DRA plugin."""
+    if plugin_type == DRA_PLUGIN_TYPE:
+        return next((v for v in versions if v in DRA_SERVICES), "")
+    return API_VERSION if API_VERSION in versions else ""
 
 
 def _go_rpc_error(exc: grpc.aio.AioRpcError) -> str:
@@ -484,6 +529,9 @@ class KubeletEmulator:
         """Every RPC the emulator made to a plugin, in order (Register is not here)."""
         self.watcher_errors: list[tuple[str, str]] = []
         """Plugin-watcher attempts that failed before ``GetInfo`` answered: (socket, error)."""
+        self.dra_plugins: dict[str, list[DraPluginRecord]] = {}
+        """The DRA manager's registered plugins: driver → instances in registration order
+        (two during a rolling update); emptied by a restart (a new DRA manager)."""
 
         # The device manager's maps (manager.go), rebuilt on every (re)start.
         self._endpoints: dict[str, _Endpoint] = {}
@@ -502,6 +550,7 @@ class KubeletEmulator:
         self._registry: _RegistryWatcher | None = None
         self._reject_next: str | None = None
         self._waiters: set[asyncio.Future[None]] = set()
+        self._records: dict[bytes, tuple[DeviceRecord, ...]] = {}
 
     # ------------------------------------------------------------------ paths
 
@@ -560,6 +609,7 @@ class KubeletEmulator:
         await self._disconnect(endpoint, plugin_disconnected=True)
 
     async def _start(self, *, restarting: bool) -> None:
+        self.dra_plugins = {}
         self.device_plugin_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         if self.plugins_registry_dir is not None:
             self.plugins_registry_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
@@ -820,6 +870,18 @@ class KubeletEmulator:
         )
         return result
 
+    async def wait_dra_registered(self, driver: str, timeout: float = 5.0) -> DraPluginRecord:
+        """Wait until the DRA manager has a plugin of ``driver``; returns the newest."""
+
+        def check() -> DraPluginRecord | None:
+            instances = self.dra_plugins.get(driver)
+            return instances[-1] if instances else None
+
+        result: DraPluginRecord = await self._wait_until(
+            check, timeout, f"a DRA plugin of {driver}"
+        )
+        return result
+
     async def wait_capacity(
         self, resource: str, expected: tuple[int, int], timeout: float = 5.0
     ) -> None:
@@ -964,7 +1026,17 @@ class KubeletEmulator:
     ) -> None:
         """``genericDeviceUpdateCallback``: every message is the complete list (§3.1)."""
         self.received_at[resource].append(time.perf_counter())
-        devices = [DeviceRecord.from_proto(d) for d in response.devices]
+        # A message seen before (a re-registration resends the same list) maps to the same
+        # records: immutable, so shared; the kept history then costs one list per message,
+        # not one object per device, and a bench's full collections stay short.
+        key = response.SerializeToString(deterministic=True)
+        records = self._records.get(key)
+        if records is None:
+            if len(self._records) >= 256:
+                self._records.clear()
+            records = self._records[key] = tuple(
+                DeviceRecord.from_proto(d) for d in response.devices)
+        devices = list(records)
         self.streams[resource].append(devices)
         self._all[resource] = {d.id: d for d in devices}
         self._healthy[resource] = {d.id for d in devices if d.healthy}
@@ -1055,6 +1127,15 @@ class KubeletEmulator:
             await asyncio.sleep(self.watcher_period)
 
     async def _deregister_plugin(self, name: str, endpoint_path: str) -> None:
+        instances = self.dra_plugins.get(name)
+        if instances is not None:  # the DRA manager's DeRegisterPlugin
+            kept = [p for p in instances if p.endpoint != endpoint_path]
+            if kept:
+                self.dra_plugins[name] = kept
+            else:
+                del self.dra_plugins[name]
+            self._wake()
+            return
         endpoint = self._endpoints.get(name)
         if endpoint is not None and endpoint.socket_path == endpoint_path:
             await self._disconnect(endpoint, plugin_disconnected=True)
@@ -1136,7 +1217,7 @@ class KubeletEmulator:
                     resource=name,
                     endpoint=info.endpoint,
                     socket_path=endpoint_path,
-                    version=API_VERSION if API_VERSION in versions else "",
+                    version=_registration_version(info.type, versions),
                     options=options,
                     accepted=error is None,
                     error=error,
@@ -1147,6 +1228,8 @@ class KubeletEmulator:
             )
             self._wake()
 
+        if info.type == DRA_PLUGIN_TYPE:
+            return await self._dra_register(registry, path, generation, info, record, notify)
         if info.type != DEVICE_PLUGIN_TYPE:
             error = (
                 "RegisterPlugin error -- no handler registered for plugin type: "
@@ -1175,6 +1258,53 @@ class KubeletEmulator:
             await notify(error)
             return True
         record(endpoint.options, None)
+        await notify(None)
+        return True
+
+    async def _dra_register(
+        self,
+        registry: _RegistryWatcher,
+        path: str,
+        generation: int,
+        info: pluginregistration_pb2.PluginInfo,
+        record: Callable[[PluginOptions | None, str | None], None],
+        notify: Callable[[str | None], Coroutine[Any, Any, None]],
+    ) -> bool:
+        """The DRA manager's ValidatePlugin and RegisterPlugin for a ``DRAPlugin`` answer."""
+        driver, endpoint = info.name, info.endpoint or path
+        offered = tuple(info.supported_versions)
+        service = next((s for s in offered if s in DRA_SERVICES), "")
+        if not service:
+            reason = (
+                f"none of services supported by the plugin ({_go_quote_list(offered)}) are "
+                f"supported by the kubelet ({_go_quote_list(DRA_SERVICES)})" if offered else
+                "empty list of supported gRPC services (aka supported versions)")
+            error = ("RegisterPlugin error -- plugin validation failed with err: invalid "
+                     f"supported gRPC versions of DRA driver plugin {driver} at endpoint "
+                     f"{endpoint}: {reason}")
+            record(None, error)
+            await notify(error)
+            return False
+        instances = self.dra_plugins.get(driver, [])
+        failure = None
+        if self._reject_next is not None:
+            failure, self._reject_next = self._reject_next, None
+        elif any(p.endpoint == endpoint for p in instances):
+            # one instance cannot take over the endpoint of another
+            failure = f"endpoint {endpoint} already registered for DRA driver plugin {driver}"
+        if failure is not None:
+            # The plugin manager forgets a plugin its handler refused (1.37), so a later
+            # pass tries again, and deleting its socket deregisters nothing.
+            error = f"RegisterPlugin error -- plugin registration failed with err: {failure}"
+            record(None, error)
+            await notify(error)
+            return False
+        registry.actual[path] = (generation, driver, endpoint)
+        health = next((s for s in DRA_HEALTH_SERVICES if s in offered), "")
+        self.dra_plugins[driver] = [*instances, DraPluginRecord(
+            driver=driver, endpoint=endpoint, socket_path=path, service=service,
+            health_service=health)]
+        record(None, None)
         await notify(None)
         return True
 

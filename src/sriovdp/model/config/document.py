@@ -13,11 +13,13 @@ from sriovdp.model.config.names import Names
 from sriovdp.model.config.report import Report, join, show
 from sriovdp.model.config.resources import DEFAULT_PREFIX, Config, ResourceConfig
 from sriovdp.model.config.schema import (
+    ANY_SELECTOR_KEYS,
     RESOURCE_KEYS,
     SELECTOR_KEYS,
     SELECTOR_SCHEMAS,
     TOP_KEYS,
     AccelIn,
+    AnyIn,
     AuxIn,
     NetIn,
     ResourceIn,
@@ -44,12 +46,16 @@ def _selector_input(kind: DeviceKind, obj: JsonObject, path: str, report: Report
     return validate(schema, data, path, report, spelled), SelectorValues(path, report, spelled)
 
 
+def _rdma_or_vdpa(m: NetIn, v: SelectorValues) -> None:
+    if m.is_rdma and m.vdpa_type:
+        rdma, vdpa = v.spelled.get("IsRdma", "IsRdma"), v.spelled.get("vdpaType", "vdpaType")
+        v.report.error(v.path, f"{rdma} and {vdpa} are mutually exclusive in one selector object")
+
+
 def _net_selector(obj: JsonObject, path: str, report: Report) -> NetSelector:
     m, v = _selector_input(DeviceKind.NET, obj, path, report)
     assert isinstance(m, NetIn)
-    if m.is_rdma and m.vdpa_type:
-        rdma, vdpa = v.spelled.get("IsRdma", "IsRdma"), v.spelled.get("vdpaType", "vdpaType")
-        report.error(path, f"{rdma} and {vdpa} are mutually exclusive in one selector object")
+    _rdma_or_vdpa(m, v)
     return NetSelector(
         vendors=v.hex_ids("vendors", m.vendors),
         devices=v.hex_ids("devices", m.devices),
@@ -95,6 +101,29 @@ def _aux_selector(obj: JsonObject, path: str, report: Report) -> AuxNetSelector:
     )
 
 
+def _unknown_kind_selector(obj: JsonObject, path: str, report: Report) -> None:
+    """Checks a selector object of a resource whose ``deviceType`` is unsupported, as far as
+    it can be without knowing which was meant: keys no deviceType takes, and every value."""
+    data, spelled = canonical(obj, ANY_SELECTOR_KEYS, path, report, selector_key_hint(None),
+                              unknown_is_error=True)
+    m = validate(AnyIn, data, path, report, spelled)
+    assert isinstance(m, AnyIn)
+    v = SelectorValues(path, report, spelled)
+    v.hex_ids("vendors", m.vendors)
+    v.hex_ids("devices", m.devices)
+    v.strings("drivers", m.drivers)
+    v.pci_addresses(m.pci_addresses)
+    v.strings("acpiIndexes", m.acpi_indexes)
+    v.ranges("pfNames", m.pf_names)
+    v.ranges("rootDevices", m.root_devices)
+    v.link_types(m.link_types)
+    v.strings("ddpProfiles", m.ddp_profiles)
+    v.pkeys(m.pkeys)
+    v.vdpa_type(m.vdpa_type)
+    v.aux_types(m.aux_types, required=False)
+    _rdma_or_vdpa(m, v)
+
+
 _SELECTOR_PARSERS: Mapping[DeviceKind, Callable[[JsonObject, str, Report], Selector]] = {
     DeviceKind.NET: _net_selector,
     DeviceKind.ACCEL: _accel_selector,
@@ -102,13 +131,18 @@ _SELECTOR_PARSERS: Mapping[DeviceKind, Callable[[JsonObject, str, Report], Selec
 }
 
 
-def _selectors(raw: object, kind: DeviceKind, path: str, report: Report) -> tuple[Selector, ...]:
-    """``selectors``: one object (legacy) or a non-empty list of objects."""
+def _selectors(raw: object, kind: DeviceKind | None, path: str, report: Report
+               ) -> tuple[Selector, ...]:
+    """``selectors``: one object (legacy) or a non-empty list of objects. With ``kind`` None
+    (an unsupported deviceType) they are checked and none is returned."""
+    parse: Callable[[JsonObject, str, Report], Selector | None] = (
+        _unknown_kind_selector if kind is None else _SELECTOR_PARSERS[kind])
     if raw is None:
         report.error(path, 'missing: give at least one selector object, e.g. [{"drivers": ["x"]}]')
         return ()
     if isinstance(raw, JsonObject):
-        return (_SELECTOR_PARSERS[kind](raw, path, report),)
+        one = parse(raw, path, report)
+        return () if one is None else (one,)
     if not isinstance(raw, list):
         report.error(path, f"expected a selector object or a list of them, got {show(raw)}")
         return ()
@@ -116,10 +150,10 @@ def _selectors(raw: object, kind: DeviceKind, path: str, report: Report) -> tupl
         report.error(path, "need at least one selector, got 0")
     out = []
     for i, item in enumerate(raw):
-        if isinstance(item, JsonObject):
-            out.append(_SELECTOR_PARSERS[kind](item, join(path, i), report))
-        else:
+        if not isinstance(item, JsonObject):
             report.error(partial(join, path, i), partial(_not_selector, item))
+        elif (selector := parse(item, join(path, i), report)) is not None:
+            out.append(selector)
     return tuple(out)
 
 
@@ -167,7 +201,7 @@ def _resource(raw: object, path: str, report: Report, names: Names) -> ResourceC
     if not type_error("deviceType", m.device_type):
         kind = device_kind(m.device_type, at("deviceType"), report)
     info = additional_info(m.additional_info, at("additionalInfo"), report)
-    selectors = _selectors(m.selectors, kind, at("selectors"), report) if kind else ()
+    selectors = _selectors(m.selectors, kind, at("selectors"), report)
     cfg = ResourceConfig(
         name=m.resource_name or "",
         prefix=m.resource_prefix or None,

@@ -65,6 +65,11 @@ class AuxIn(_CommonIn, _NetLikeIn):
     aux_types: _List = Field(None, alias="auxTypes")
 
 
+class AnyIn(NetIn, AuxIn):
+    """A selector object of a resource whose ``deviceType`` is unsupported: every key some
+    deviceType takes, so the rest of the object is still checked."""
+
+
 SELECTOR_SCHEMAS: Mapping[DeviceKind, type[Schema]] = {
     DeviceKind.NET: NetIn,
     DeviceKind.ACCEL: AccelIn,
@@ -81,6 +86,7 @@ def _keys(schema: type[Schema]) -> dict[str, str]:
 TOP_KEYS = {"resourcelist": "resourceList"}
 RESOURCE_KEYS = _keys(ResourceIn)
 SELECTOR_KEYS = {kind: _keys(schema) for kind, schema in SELECTOR_SCHEMAS.items()}
+ANY_SELECTOR_KEYS = _keys(AnyIn)
 
 _EXPECTED = {
     "bool_type": "a boolean",
@@ -114,7 +120,9 @@ def validate(schema: type[_S], data: dict[str, Any], path: str, report: Report,
         return schema.model_validate({k: v for k, v in data.items() if k not in bad})
 
 
-def _did_you_mean(key: str, known: Mapping[str, str], cutoff: float = 0.75) -> str | None:
+def did_you_mean(key: str, known: Mapping[str, str], cutoff: float = 0.75) -> str | None:
+    """The canonical spelling of the known key closest to ``key`` (``known`` maps folded
+    keys to canonical ones), or None when none is close."""
     if len(key) > 64:  # no key is that long; difflib on it would only cost time
         return None
     close = difflib.get_close_matches(key.casefold(), list(known), n=1, cutoff=cutoff)
@@ -122,38 +130,40 @@ def _did_you_mean(key: str, known: Mapping[str, str], cutoff: float = 0.75) -> s
 
 
 def top_key_hint(key: str) -> str:
-    close = _did_you_mean(key, TOP_KEYS)
+    close = did_you_mean(key, TOP_KEYS)
     return f'unknown key (did you mean "{close}"?)' if close else "unknown key, ignored"
 
 
 def resource_key_hint(key: str) -> str:
     if any(key.casefold() in keys for keys in SELECTOR_KEYS.values()):
         return 'unknown key (did you mean to put it inside "selectors"?)'
-    close = _did_you_mean(key, RESOURCE_KEYS)
+    close = did_you_mean(key, RESOURCE_KEYS)
     return f'unknown key (did you mean "{close}"?)' if close else "unknown key, ignored"
 
 
-def selector_key_hint(kind: DeviceKind) -> Callable[[str], str]:
-    """The error for an unknown key in a selector object of ``kind``: an ignored key there
-    would leave the selector wider than written (``"driver"`` for ``"drivers"`` takes every
-    function of the vendor), so it always names the closest known key."""
+def selector_key_hint(kind: DeviceKind | None) -> Callable[[str], str]:
+    """The error for an unknown key in a selector object of ``kind`` (None: of an unsupported
+    deviceType, so any deviceType's key is known): an ignored key there would leave the
+    selector wider than written (``"driver"`` for ``"drivers"`` takes every function of the
+    vendor), so it always names the closest known key."""
 
     def hint(key: str) -> str:
-        known = SELECTOR_KEYS[kind]
+        known = ANY_SELECTOR_KEYS if kind is None else SELECTOR_KEYS[kind]
         folded = key.casefold()
         if folded in known:  # a spelling whose case-folding changes its length ("ß")
             return f'unknown selector key (did you mean "{known[folded]}"?)'
         others = [k.value for k, keys in SELECTOR_KEYS.items() if folded in keys]
-        if others:
+        if others and kind is not None:
             return (f"not a selector key for deviceType {kind.value} (only for "
                     f"{', '.join(others)}): remove it or change deviceType")
         if key.casefold() in RESOURCE_KEYS:
             return 'unknown selector key (did you mean to put it in the resource, next to ' \
                    '"selectors"?)'
-        close = _did_you_mean(key, known, cutoff=0.6)
+        close = did_you_mean(key, known, cutoff=0.6)
         if close:
             return f'unknown selector key (did you mean "{close}"?)'
-        return (f"unknown selector key; deviceType {kind.value} takes "
+        takes = "selectors take" if kind is None else f"deviceType {kind.value} takes"
+        return (f"unknown selector key; {takes} "
                 + ", ".join(sorted(known.values(), key=str.casefold)))
 
     return hint

@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 from sriovdp.model.config.report import Report, Text, join, show
+from sriovdp.model.config.schema import did_you_mean
 from sriovdp.model.devices import DeviceKind
 from sriovdp.model.ids import parse_pci_address
 from sriovdp.model.selectors import FunctionRange, parse_function_range
@@ -168,8 +169,9 @@ class SelectorValues:
                               f'unsupported vdpaType {show(value)}: use "vhost" or "virtio"')
         return value or None
 
-    def aux_types(self, values: list[Any] | None) -> frozenset[str]:
-        if not values:
+    def aux_types(self, values: list[Any] | None, *, required: bool = True) -> frozenset[str]:
+        """``auxTypes``: ``["sf"]``; required in an auxNetDevice selector."""
+        if not values and required:
             self.report.error(self.where("auxTypes"), 'missing: list the device types, e.g. ["sf"]')
         for i, aux_type in self.items("auxTypes", values):
             if aux_type not in AUX_TYPES:
@@ -179,18 +181,23 @@ class SelectorValues:
 
 
 def device_kind(value: str | None, where: str, report: Report) -> DeviceKind | None:
-    """``deviceType``: ``""``/missing → netDevice; matched case-sensitively, as Go does."""
+    """``deviceType``: ``""``/missing → netDevice; matched case-sensitively, as Go does. An
+    unsupported one is a problem naming the supported ones, and the closest if one is."""
     if not value:
         return DeviceKind.NET
     try:
         return DeviceKind(value)
     except ValueError:
         pass
-    same = [k.value for k in DeviceKind if k.value.casefold() == value.casefold()]
-    if same:
-        hint = f'deviceType is case-sensitive: did you mean "{same[0]}"?'
+    known = {k.value.casefold(): k.value for k in DeviceKind}
+    allowed = ", ".join(f'"{k.value}"' for k in DeviceKind)
+    if value.casefold() in known:
+        hint = (f'deviceType is case-sensitive: did you mean "{known[value.casefold()]}"? '
+                f"(use one of {allowed})")
+    elif close := did_you_mean(value, known):
+        hint = f'did you mean "{close}"? (use one of {allowed})'
     else:
-        hint = "use one of " + ", ".join(f'"{k.value}"' for k in DeviceKind)
+        hint = f"use one of {allowed}"
     report.error(where, f"unsupported deviceType {show(value)}: {hint}")
     return None
 
