@@ -1,23 +1,19 @@
-"""The reconciler: the daemon's loop, turning triggers into one publication.
+"""The reconciler: the daemon's loop, turning triggers into passes, one at a time.
 
-Every publication goes build → retain → diff → publish: the host scan (or, for a link
-change, the last scan with new link health) builds the pools
-(:func:`~sriovdp.model.pools.build_pools`), :func:`~sriovdp.model.retention.retain` decides
-what the kubelet keeps seeing (held and vanished devices), :func:`~sriovdp.model.diff.diff`
-finds what changed and the :class:`EndpointSet` publishes it. Triggers (uevents, link
-changes, kubelet socket events, a config reload, the periodic resync, retries) only wake the
-loop; several arriving together cause one pass.
+A full pass scans the host (:class:`HostScanner`), lets recent changes settle
+(:func:`~sriovdp.model.settle.settle`), derives link health (:class:`HostEvents`) and hands
+the result to the :class:`PoolPublisher` (build → retain → diff → endpoints, DRA side,
+files); a link change or a retry re-publishes the last scan with new health. Triggers
+(uevents, link changes, kubelet socket events, a config reload, the periodic resync, the
+timers of retries and settle windows) only wake the loop; several arriving together cause
+one pass.
 
 Collaborators, one concern each: :class:`HostScanner` (scan thread, fingerprint, DDP,
 deadline), :class:`ConfigSource` (reload, last good config), :class:`HoldTracker` (what
 pods hold), :class:`HostEvents` (link state, uevents), :class:`EndpointSet` (endpoint
 lifecycle), :class:`Outputs` (device-info and CDI files), :class:`DraSide` (with ``--dra``:
-the kubelet DRA plugin and the ResourceSlices), :class:`Supervisor` (every background task).
-
-With ``--dra`` the DRA pools are in the same pool set under their own keys
-(:mod:`sriovdp.model.dra.modes`) and prepared claims are holds, so one retention decides
-for both kinds; each publication then goes to the endpoints (device plugin pools) and to
-:class:`DraSide` (DRA pools).
+the kubelet DRA plugin and the ResourceSlices), :class:`PoolPublisher` (one publication),
+:class:`Supervisor` (every background task).
 """
 
 from __future__ import annotations
@@ -28,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sriovdp.daemon.configsource import ConfigSource
 from sriovdp.daemon.configwatch import watch_config_file
@@ -39,7 +35,8 @@ from sriovdp.daemon.http import routes, serve_all
 from sriovdp.daemon.leftclaims import LeftClaims
 from sriovdp.daemon.metrics import DaemonMetrics
 from sriovdp.daemon.outputs import Outputs
-from sriovdp.daemon.report import log_retention, log_summary
+from sriovdp.daemon.publisher import PoolPublisher, Published
+from sriovdp.daemon.report import log_summary
 from sriovdp.daemon.scanner import FunctionScanner, HostScanner, Scanner
 from sriovdp.daemon.settings import Settings
 from sriovdp.daemon.sources import HostEvents
@@ -55,23 +52,11 @@ from sriovdp.kubelet.podresources import PodResources, PodResourcesClient
 from sriovdp.kubelet.watch import watch_socket_dirs
 from sriovdp.model.config import Config
 from sriovdp.model.devices import HostFacts, Inventory
-from sriovdp.model.diff import PoolChanges, diff
-from sriovdp.model.dra.modes import device_plugin_pools, dra_pools, keyed_by_mode
-from sriovdp.model.health import Health
-from sriovdp.model.pools import ResourcePool, build_pools, with_faulty_pools, with_health
-from sriovdp.model.retention import (
-    Holds,
-    HostView,
-    PassKind,
-    Retained,
-    RetentionState,
-    holds_matter,
-    retain,
-)
+from sriovdp.model.pools import ResourcePool
+from sriovdp.model.retention import PassKind, RetentionState
 from sriovdp.model.settle import Settling, same_shape, settle, signs_of_change
 
 log = logging.getLogger("sriovdp.daemon")
-T = TypeVar("T")
 HOLD_POLL = 2.0
 """Seconds between pod resources calls while a held device is kept out of its new pool: a
 release is seen within this, so the old pool stops offering it soon after."""
@@ -163,27 +148,17 @@ class Reconciler:
             self.dra = DraSide(settings, dra_apis or connect(settings.kubeconfig),
                                on_claims=self._claims_changed,
                                instance=self._endpoints.instance)
-        self._left = LeftClaims(settings.plugins_dir,
-                                self.dra.checkpoint.path if self.dra is not None else None)
-        self._left.refresh()
+        left = LeftClaims(settings.plugins_dir,
+                          self.dra.checkpoint.path if self.dra is not None else None)
+        left.refresh()
+        self.publisher = PoolPublisher(settings, self._endpoints, self.outputs,
+                                       holds=self.holds, left=left, dra=self.dra)
         self._timers = Timers()
         self._triggers = Triggers()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self.inventory = Inventory()
-        self.pools: dict[str, ResourcePool] = {}
-        """What the kubelet's device plugin endpoints are told (pools whose CDI spec is
-        missing: Unhealthy)."""
-        self._retained: dict[str, ResourcePool] = {}  # the pools as retention decided
-        self._built: dict[str, ResourcePool] = {}  # the pools as built from the last scan
-        self._retention = RetentionState()
         self._settling = Settling()
-        self._host_ids: tuple[Inventory | None, frozenset[str]] = (None, frozenset())
         self._cdi_backoff = 1.0
-        self.passes = 0
-        """Full passes published (scans)."""
-        self.publications = 0
-        """Publications of any kind (full passes and the link fast path)."""
         self.ready = asyncio.Event()
         """Set once the first pass is published."""
 
@@ -196,7 +171,28 @@ class Reconciler:
     @property
     def retention(self) -> RetentionState:
         """What retention keeps (held devices kept in their granting pool, vanished ones)."""
-        return self._retention
+        return self.publisher.retention
+
+    @property
+    def pools(self) -> dict[str, ResourcePool]:
+        """What the kubelet's device plugin endpoints are told (pools whose CDI spec is
+        missing: Unhealthy)."""
+        return self.publisher.pools
+
+    @property
+    def inventory(self) -> Inventory:
+        """The last scan published."""
+        return self.publisher.inventory
+
+    @property
+    def passes(self) -> int:
+        """Full passes published (scans)."""
+        return self.publisher.passes
+
+    @property
+    def publications(self) -> int:
+        """Publications of any kind (full passes and the link fast path)."""
+        return self.publisher.publications
 
     @property
     def endpoints(self) -> dict[str, PluginEndpoint]:
@@ -246,7 +242,7 @@ class Reconciler:
             dra = DraStatus(publish_errors=self.dra.slices.errors,
                             devices_published=self.dra.slices.devices_published,
                             prepared_claims=self.dra.prepared_claims)
-        kept = self._retention
+        kept = self.retention
         holds = HoldStatus(kept=len(kept.kept), withheld=len(kept.withheld),
                            draining=len(kept.draining), vanished=len(kept.vanished),
                            pod_resources_errors=self.holds.failures)
@@ -286,11 +282,7 @@ class Reconciler:
                 self._start_helpers(supervisor, servers)
                 if not await self._until_stopped(self._endpoints.own_node()):
                     return
-                # placeholders (no devices): the first pass is diffed against them, and
-                # retention learns what pods hold from the kubelet, not from these
-                self._retained = self._build(Inventory(), {})
-                self.pools = device_plugin_pools(self._retained)
-                self._endpoints.open_early(self.pools)
+                self.publisher.open_placeholders(self.config)
                 try:
                     await self._loop()
                 finally:
@@ -388,24 +380,6 @@ class Reconciler:
         self._triggers.claims = True
         self._wake.set()
 
-    def _build(self, inventory: Inventory, health: dict[str, Health]) -> dict[str, ResourcePool]:
-        """The pools of the config (DRA pools under their own keys)."""
-        return keyed_by_mode(build_pools(inventory, self.config.resources,
-                                         default_prefix=self.settings.resource_prefix,
-                                         health=health), self.settings.dra)
-
-    def _held(self) -> Holds:
-        """What pods hold (pod resources and this process's allocations) and what DRA
-        claims hold (prepared, by their DRA pool's key)."""
-        held = self.holds.current()
-        left = self._left.holds()
-        claims = self.dra.holds() if self.dra is not None else {}
-        return {**held, **claims, **left} if claims or left else held
-
-    def _hold_changes(self) -> tuple[int, int]:
-        """Changes a decision made off the loop may have missed (Allocates, claims)."""
-        return self.holds.allocations, self.dra.claim_changes if self.dra is not None else 0
-
     # --- passes -----------------------------------------------------------------------------
 
     async def _full_pass(self, kind: PassKind) -> None:
@@ -418,7 +392,7 @@ class Reconciler:
         except Exception as exc:  # noqa: BLE001 - a broken host read must not kill the daemon
             log.error("host scan failed, keeping the previous view: %s", exc)
             return
-        if (not fresh and kind is not PassKind.FIRST and not self._retention.holding
+        if (not fresh and kind is not PassKind.FIRST and not self.retention.holding
                 and not self._settling.changes):
             return  # a resync found nothing new (fingerprint unchanged): nothing to publish
         settled = settle(None if kind is PassKind.FIRST else self.inventory, inventory,
@@ -435,9 +409,8 @@ class Reconciler:
         self.events.netdev_names = {n for f in fns for n in f.netdevs} | {
             f.pf_netdev for f in fns if f.pf_netdev}
         health = self.events.link_health(inventory)
-        await asyncio.to_thread(self._left.refresh)
-        built = await asyncio.to_thread(self._build, inventory, health)
-        await self._publish(inventory, built, health, kind)
+        self._published(await self.publisher.publish_scan(inventory, health, kind, self.config),
+                        first=kind is PassKind.FIRST)
         self.metrics.scan_duration.observe(time.perf_counter() - started)
         log.debug("pass %d took %.1f ms", self.passes, (time.perf_counter() - started) * 1e3)
 
@@ -468,79 +441,31 @@ class Reconciler:
         if not self.passes:
             return
         health = self.events.link_health(self.inventory)
-        await self._publish(self.inventory, with_health(self._built, health), health,
-                            PassKind.HEALTH, refresh_holds=refresh_holds)
+        self._published(await self.publisher.publish_health(health, refresh_holds=refresh_holds),
+                        first=False)
 
-    async def _publish(self, inventory: Inventory, built: dict[str, ResourcePool],
-                       health: dict[str, Health], kind: PassKind, *,
-                       refresh_holds: bool = False) -> None:
-        """Retain, diff and publish. After a scan the pure work (at 2,048 VFs tens of ms)
-        runs in a worker thread while the loop serves RPCs; the loop awaits it, so passes
-        still apply in order. The link fast path's is small and stays on the loop."""
-        if self._host_ids[0] is not inventory:
-            self._host_ids = (inventory, frozenset(inventory.functions.keys()
-                                                   | inventory.aux.keys()))
-        host = HostView(self._host_ids[1], health)
-        off_loop = kind is not PassKind.HEALTH
-        if kind is PassKind.FIRST:
-            await self.holds.first_answer()
-        elif refresh_holds or (
-                off_loop and await _pure(off_loop, holds_matter, self._retained, built, host,
-                                         self._retention)):
-            # ask the kubelet what pods hold before anything could move
-            await self._refresh_holds()
-        plan = _Plan(self._retained, self.pools, built, host, kind, self._retention)
-        changes_before = self._hold_changes()
-        faulty = frozenset(self.outputs.cdi_missing)
-        await _pure(off_loop, plan.make, self._held(), faulty)
-        if self._hold_changes() != changes_before:  # an Allocate or a claim came in
-            plan.make(self._held(), faulty)  # meanwhile: its hold counts (decided here)
-        retained = plan.retained
-        log_retention(retained.notes)
-        self._retention, pools = retained.state, retained.pools
-        first = kind is PassKind.FIRST
-        plugin_pools = device_plugin_pools(pools)
-        if plan.changed:
-            owned = self.dra.device_info_files() if self.dra is not None else frozenset()
-            self.outputs.pools_changed(device_plugin_pools(self._retained), plugin_pools,
-                                       inventory.facts, first=first, dra_owned=owned)
-        elif self.outputs.cdi_pending:
-            self.outputs.retry(plugin_pools, inventory.facts)
-        if self.outputs.cdi_missing != faulty:
-            plan.publish(frozenset(self.outputs.cdi_missing))
-        published, changes = plan.published, plan.changes
+    def _published(self, published: Published, *, first: bool) -> None:
+        """What follows a publication: the retries and polls it calls for, the summary."""
+        if published.holds_retry_at is not None:
+            self._retry_holds_at(published.holds_retry_at)
         self._retry_cdi_later()
-        self.pools, self._retained = published, pools
-        self._built, self.inventory = built, inventory
-        self.passes += kind is not PassKind.HEALTH
-        self.publications += 1
-        if self._retention.kept or self._retention.draining or self._retention.withheld:
+        retention = self.retention
+        if retention.kept or retention.draining or retention.withheld:
             self._timers.once("holds poll", HOLD_POLL, self._poll_holds)
-        self._endpoints.publish(published, changes)
-        if self.dra is not None:
-            self.dra.update(dra_pools(pools), inventory.facts)
-        if first or changes.added:
+        if first or published.changes.added:
             # after the new endpoints' first step (they bind their sockets right away)
-            asyncio.get_running_loop().call_soon(self._log_summary, inventory)
+            asyncio.get_running_loop().call_soon(self._log_summary, self.inventory)
 
     def _poll_holds(self) -> None:
         self._triggers.holds = True
         self._wake.set()
 
-    async def _refresh_holds(self) -> None:
-        """Ask the pod resources API; after a failure retry when the back-off ends (while
-        something is retained that a release would end)."""
-        await self.holds.refresh()
-        if self.holds.rewrite_due():  # its file still lists grants its answer lacks
-            resent = self._endpoints.resend(name for name, _ in self.holds.unconfirmed())
-            if resent is not None:
-                self.holds.rewrite_asked()
-        retry_at = self.holds.retry_at
-        if retry_at is None:
-            return
+    def _retry_holds_at(self, retry_at: float) -> None:
+        """A pod resources call failed: ask again when the back-off ends (while something
+        is retained that a release would end)."""
 
         def due() -> None:
-            if self._retention.holding:
+            if self.retention.holding:
                 self._triggers.holds = True
                 self._wake.set()
 
@@ -564,37 +489,6 @@ class Reconciler:
         log_summary(self.pools, inventory, self.config,
                     default_prefix=self.settings.resource_prefix,
                     socket_dir=self.dirs.socket_dir)
-
-
-async def _pure(off_loop: bool, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` in a worker thread (``off_loop``) or right here."""
-    return await asyncio.to_thread(fn, *args) if off_loop else fn(*args)
-
-
-class _Plan:
-    """One publication's pure decisions: retain, whether the pools changed, what the
-    kubelet is told (pools whose CDI spec is missing Unhealthy) and how that differs."""
-
-    def __init__(self, previous: dict[str, ResourcePool], published: dict[str, ResourcePool],
-                 built: dict[str, ResourcePool], host: HostView, kind: PassKind,
-                 state: RetentionState) -> None:
-        self._previous, self._published, self._built = previous, published, built
-        self._host, self._kind, self._state = host, kind, state
-        self.retained = Retained({}, state)
-        self.changed = False
-        self.published: dict[str, ResourcePool] = {}
-        self.changes = PoolChanges({}, {}, frozenset())
-
-    def make(self, held: Holds, faulty: frozenset[str]) -> None:
-        self.retained = retain(self._previous, self._built, self._host, held, self._kind,
-                               self._state)
-        self.changed = (self._kind is PassKind.FIRST
-                        or not diff(self._previous, self.retained.pools).empty)
-        self.publish(faulty)
-
-    def publish(self, faulty: frozenset[str]) -> None:
-        self.published = with_faulty_pools(device_plugin_pools(self.retained.pools), faulty)
-        self.changes = diff(self._published, self.published)
 
 
 __all__ = ["Reconciler", "Triggers"]
