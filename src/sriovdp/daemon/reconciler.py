@@ -1,18 +1,18 @@
 """The reconciler: the daemon's loop, turning triggers into passes, one at a time.
 
-A full pass scans the host (:class:`HostScanner`), lets recent changes settle
-(:func:`~sriovdp.model.settle.settle`), derives link health (:class:`HostEvents`) and hands
-the result to the :class:`PoolPublisher` (build → retain → diff → endpoints, DRA side,
-files); a link change or a retry re-publishes the last scan with new health. Triggers
-(uevents, link changes, kubelet socket events, a config reload, the periodic resync, the
-timers of retries and settle windows) only wake the loop; several arriving together cause
-one pass.
+A full pass takes a settled scan of the host (:class:`SettledScans`), derives link health
+(:class:`HostEvents`) and hands both to the :class:`PoolPublisher` (build → retain → diff
+→ endpoints, DRA side, files); a link change or a retry publishes the last scan again with
+new health. Triggers (uevents, link changes, kubelet socket events, a config reload, the
+periodic resync, the timers of retries and settle windows: :class:`Wakeups`) only wake the
+loop; several arriving together cause one pass.
 
 Collaborators, one concern each: :class:`HostScanner` (scan thread, fingerprint, DDP,
-deadline), :class:`ConfigSource` (reload, last good config), :class:`HoldTracker` (what
-pods hold), :class:`HostEvents` (link state, uevents), :class:`EndpointSet` (endpoint
-lifecycle), :class:`Outputs` (device-info and CDI files), :class:`DraSide` (with ``--dra``:
-the kubelet DRA plugin and the ResourceSlices), :class:`PoolPublisher` (one publication),
+deadline) behind :class:`SettledScans` (settle window), :class:`ConfigSource` (reload, last
+good config), :class:`HoldTracker` (what pods hold), :class:`HostEvents` (link state,
+uevents), :class:`EndpointSet` (endpoint lifecycle), :class:`Outputs` (device-info and CDI
+files), :class:`DraSide` (with ``--dra``: the kubelet DRA plugin and the ResourceSlices),
+:class:`PoolPublisher` (one publication), :class:`Wakeups` (triggers and their timers),
 :class:`Supervisor` (every background task).
 """
 
@@ -23,7 +23,6 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from sriovdp.daemon.configsource import ConfigSource
@@ -39,9 +38,11 @@ from sriovdp.daemon.publisher import PoolPublisher, Published
 from sriovdp.daemon.report import log_summary
 from sriovdp.daemon.scanner import FunctionScanner, HostScanner, Scanner
 from sriovdp.daemon.settings import Settings
+from sriovdp.daemon.settling import SettledScans
 from sriovdp.daemon.sources import HostEvents
 from sriovdp.daemon.status import DraStatus, HoldStatus, Status
-from sriovdp.daemon.supervisor import Ready, Supervisor, Timers
+from sriovdp.daemon.supervisor import Ready, Supervisor
+from sriovdp.daemon.triggers import Wakeups
 from sriovdp.host.ddp import DdpReader
 from sriovdp.host.links import LinkSource
 from sriovdp.host.uevents import Uevents
@@ -54,31 +55,8 @@ from sriovdp.model.config import Config
 from sriovdp.model.devices import HostFacts, Inventory
 from sriovdp.model.pools import ResourcePool
 from sriovdp.model.retention import PassKind, RetentionState
-from sriovdp.model.settle import Settling, same_shape, settle, signs_of_change
 
 log = logging.getLogger("sriovdp.daemon")
-HOLD_POLL = 2.0
-"""Seconds between pod resources calls while a held device is kept out of its new pool: a
-release is seen within this, so the old pool stops offering it soon after."""
-
-
-@dataclass(slots=True)
-class Triggers:
-    """What the next pass must do; set by events, taken (and cleared) by the loop."""
-
-    rescan: bool = True
-    periodic: bool = False
-    health: bool = False
-    holds: bool = False
-    outputs: bool = False
-    claims: bool = False
-
-    def take(self) -> Triggers:
-        taken = Triggers(self.rescan, self.periodic, self.health, self.holds, self.outputs,
-                         self.claims)
-        self.rescan = self.periodic = self.health = self.holds = self.outputs = False
-        self.claims = False
-        return taken
 
 
 class Reconciler:
@@ -126,9 +104,13 @@ class Reconciler:
         port = scanner if scanner is None or isinstance(scanner, Scanner) else \
             FunctionScanner(scanner)
         self.scanner = HostScanner(settings.host, port, ddp)
+        self._scans = SettledScans(self.scanner, lambda: self.config.resources,
+                                   window=settings.settle_window,
+                                   deadline=settings.scan_deadline)
         self.metrics = DaemonMetrics()
-        self.events = HostEvents(links, uevents, rescan=self.trigger, health=self._health_changed,
-                                 counted=self._link_event)
+        self._wakeups = Wakeups()
+        self.events = HostEvents(links, uevents, rescan=self.trigger,
+                                 health=self._wakeups.health, counted=self._link_event)
         self.metrics.bind(self.status)
         self.config_source = ConfigSource(settings, config, self.dirs.socket_dir,
                                           on_applied=self.trigger, reloads=self.metrics.reloads)
@@ -146,19 +128,14 @@ class Reconciler:
         self.dra: DraSide | None = None
         if settings.dra is not None:
             self.dra = DraSide(settings, dra_apis or connect(settings.kubeconfig),
-                               on_claims=self._claims_changed,
+                               on_claims=self._wakeups.claims,
                                instance=self._endpoints.instance)
         left = LeftClaims(settings.plugins_dir,
                           self.dra.checkpoint.path if self.dra is not None else None)
         left.refresh()
         self.publisher = PoolPublisher(settings, self._endpoints, self.outputs,
                                        holds=self.holds, left=left, dra=self.dra)
-        self._timers = Timers()
-        self._triggers = Triggers()
-        self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._settling = Settling()
-        self._cdi_backoff = 1.0
         self.ready = asyncio.Event()
         """Set once the first pass is published."""
 
@@ -200,9 +177,7 @@ class Reconciler:
 
     def trigger(self, reason: str) -> None:
         """Ask for a rescan of the host soon (coalesced with other triggers)."""
-        log.debug("pass requested: %s", reason)
-        self._triggers.rescan = True
-        self._wake.set()
+        self._wakeups.rescan(reason)
 
     def reload_config(self, reason: str) -> bool:
         """Re-read the config file; a changed file is parsed off the loop and applied if
@@ -212,7 +187,7 @@ class Reconciler:
     def stop(self) -> None:
         """Begin the staged shutdown: endpoints stop, sockets are removed, the loop ends."""
         self._stop.set()
-        self._wake.set()
+        self._wakeups.wake()
 
     def facts(self) -> HostFacts:
         return self.inventory.facts
@@ -292,7 +267,7 @@ class Reconciler:
         except BaseExceptionGroup as group:  # supervised tasks never raise; be safe
             raise group.exceptions[0] from None
         finally:
-            self._timers.cancel_all()
+            self._wakeups.cancel()
             for server in servers.values():
                 server.close()
             await self.events.close()
@@ -328,8 +303,7 @@ class Reconciler:
     async def _loop(self) -> None:
         first = True
         while not self._stop.is_set():
-            self._wake.clear()
-            todo = self._triggers.take()
+            todo = self._wakeups.take()
             if todo.rescan or first:
                 kind = (PassKind.FIRST if first else
                         PassKind.PERIODIC if todo.periodic else PassKind.EVENT)
@@ -346,10 +320,7 @@ class Reconciler:
                     gc.freeze()
                 await self.events.start(self.supervisor,
                                         resync_interval=self.settings.resync_interval)
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.resync_interval)
-            except TimeoutError:
-                self._triggers.rescan = self._triggers.periodic = True
+            await self._wakeups.wait(self.settings.resync_interval)
 
     async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
         """Run ``work`` unless :meth:`stop` comes first (a scan stuck on a wedged device or a
@@ -370,71 +341,34 @@ class Reconciler:
     def _link_event(self) -> None:
         self.metrics.link_events += 1
 
-    def _health_changed(self) -> None:
-        self._triggers.health = True
-        self._wake.set()
-
-    def _claims_changed(self) -> None:
-        """A DRA claim was prepared or unprepared: retention decides again (a device kept
-        for it may now move to the pool the config gives it)."""
-        self._triggers.claims = True
-        self._wake.set()
-
     # --- passes -----------------------------------------------------------------------------
 
     async def _full_pass(self, kind: PassKind) -> None:
         """Scan the host (in a worker thread), settle, build, retain, publish."""
         started = time.perf_counter()
         try:
-            inventory, fresh = await self._scan(kind)
-            if kind is PassKind.FIRST:
-                inventory = await self._first_settled(inventory)
+            inventory, fresh = await self._scans.scan(kind)
         except Exception as exc:  # noqa: BLE001 - a broken host read must not kill the daemon
             log.error("host scan failed, keeping the previous view: %s", exc)
             return
         if (not fresh and kind is not PassKind.FIRST and not self.retention.holding
-                and not self._settling.changes):
+                and not self._scans.settling):
             return  # a resync found nothing new (fingerprint unchanged): nothing to publish
-        settled = settle(None if kind is PassKind.FIRST else self.inventory, inventory,
-                         time.monotonic(), self.settings.settle_window, self._settling)
-        self._settling, inventory = settled.state, settled.inventory
+        settled = self._scans.settle(None if kind is PassKind.FIRST else self.inventory,
+                                     inventory)
+        inventory = settled.inventory
         if settled.next_check is not None:
-            self._timers.once("settle", settled.next_check - time.monotonic() + 0.01,
-                              lambda: self.trigger("settle window over"), replace=True)
+            self._wakeups.settle_window_ends(settled.next_check)
         for skipped in inventory.skipped:
             log.log(logging.INFO if kind is PassKind.FIRST else logging.DEBUG,
                     "skipping %s: %s", skipped.address, skipped.reason,
                     extra={"pci": skipped.address})
-        fns = inventory.functions.values()
-        self.events.netdev_names = {n for f in fns for n in f.netdevs} | {
-            f.pf_netdev for f in fns if f.pf_netdev}
+        self.events.netdev_names = inventory.netdev_names()
         health = self.events.link_health(inventory)
         self._published(await self.publisher.publish_scan(inventory, health, kind, self.config),
                         first=kind is PassKind.FIRST)
         self.metrics.scan_duration.observe(time.perf_counter() - started)
         log.debug("pass %d took %.1f ms", self.passes, (time.perf_counter() - started) * 1e3)
-
-    async def _scan(self, kind: PassKind) -> tuple[Inventory, bool]:
-        return await self.scanner.scan(self.config.resources,
-                                       periodic=kind is PassKind.PERIODIC,
-                                       deadline=self.settings.scan_deadline)
-
-    async def _first_settled(self, inventory: Inventory, *, attempts: int = 5) -> Inventory:
-        """Before the first publication: while the host looks mid-change (a function with no
-        driver, a PF missing VFs), rescan after the settle window until two scans agree."""
-        window = self.settings.settle_window
-        for _ in range(attempts):
-            signs = signs_of_change(inventory)
-            if window <= 0 or not signs:
-                return inventory
-            log.info("host may be changing (%s): rescanning in %.1f s before the first "
-                     "publication", ", ".join(signs[:3]), window)
-            await asyncio.sleep(window)
-            again, _ = await self._scan(PassKind.EVENT)
-            if same_shape(inventory, again):
-                return again
-            inventory = again
-        return inventory
 
     async def _fast_pass(self, *, refresh_holds: bool) -> None:
         """A link change or a retry (pod resources, CDI): the last scan, new link health."""
@@ -447,43 +381,14 @@ class Reconciler:
     def _published(self, published: Published, *, first: bool) -> None:
         """What follows a publication: the retries and polls it calls for, the summary."""
         if published.holds_retry_at is not None:
-            self._retry_holds_at(published.holds_retry_at)
-        self._retry_cdi_later()
-        retention = self.retention
-        if retention.kept or retention.draining or retention.withheld:
-            self._timers.once("holds poll", HOLD_POLL, self._poll_holds)
+            self._wakeups.retry_holds(published.holds_retry_at,
+                                      still=lambda: self.retention.holding)
+        self._wakeups.retry_outputs(bool(self.outputs.cdi_missing))
+        if self.retention.awaiting_release:
+            self._wakeups.poll_holds()
         if first or published.changes.added:
             # after the new endpoints' first step (they bind their sockets right away)
             asyncio.get_running_loop().call_soon(self._log_summary, self.inventory)
-
-    def _poll_holds(self) -> None:
-        self._triggers.holds = True
-        self._wake.set()
-
-    def _retry_holds_at(self, retry_at: float) -> None:
-        """A pod resources call failed: ask again when the back-off ends (while something
-        is retained that a release would end)."""
-
-        def due() -> None:
-            if self.retention.holding:
-                self._triggers.holds = True
-                self._wake.set()
-
-        self._timers.once("holds", retry_at - time.monotonic(), due)
-
-    def _retry_cdi_later(self) -> None:
-        """A CDI spec that could not be written is retried soon (1 s doubling to 30 s),
-        without waiting for a host change."""
-        if not self.outputs.cdi_missing:
-            self._cdi_backoff = 1.0
-            return
-
-        def due() -> None:
-            self._triggers.outputs = True
-            self._wake.set()
-
-        if self._timers.once("cdi", self._cdi_backoff, due):
-            self._cdi_backoff = min(self._cdi_backoff * 2, 30.0)
 
     def _log_summary(self, inventory: Inventory) -> None:
         log_summary(self.pools, inventory, self.config,
@@ -491,4 +396,4 @@ class Reconciler:
                     socket_dir=self.dirs.socket_dir)
 
 
-__all__ = ["Reconciler", "Triggers"]
+__all__ = ["Reconciler"]
