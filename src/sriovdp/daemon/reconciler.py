@@ -30,6 +30,7 @@ from sriovdp.daemon.configwatch import watch_config_file
 from sriovdp.daemon.dra import DraSide
 from sriovdp.daemon.endpoints import EndpointSet
 from sriovdp.daemon.holds import HoldTracker
+from sriovdp.daemon.hostevents import HostEvents
 from sriovdp.daemon.http import routes, serve_all
 from sriovdp.daemon.leftclaims import LeftClaims
 from sriovdp.daemon.metrics import DaemonMetrics
@@ -39,7 +40,6 @@ from sriovdp.daemon.report import log_summary
 from sriovdp.daemon.scanner import FunctionScanner, HostScanner, Scanner
 from sriovdp.daemon.settings import Settings
 from sriovdp.daemon.settling import SettledScans
-from sriovdp.daemon.sources import HostEvents
 from sriovdp.daemon.status import DraStatus, HoldStatus, Status
 from sriovdp.daemon.supervisor import Ready, Supervisor
 from sriovdp.daemon.triggers import Wakeups

@@ -52,7 +52,9 @@ class HoldStatus:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """Attributes:
+    """The daemon at one moment, as ``/readyz`` and ``/metrics`` read it.
+
+    Attributes:
         started: the first pass published.
         pools: the published device plugin pools.
         dra_pools: the pools served through DRA (by resource name; empty without ``--dra``).
