@@ -137,12 +137,7 @@ class PoolPublisher:
                 off_loop and await _pure(off_loop, holds_matter, last.retained, built, host,
                                          last.retention)):
             # ask the kubelet what pods hold before anything could move
-            await self._holds.refresh()
-            if self._holds.rewrite_due():  # its file still lists grants its answer lacks
-                resent = self._endpoints.resend(name for name, _ in self._holds.unconfirmed())
-                if resent is not None:
-                    self._holds.rewrite_asked()
-            retry_at = self._holds.retry_at
+            retry_at = await self._refresh_holds()
         changes_before = self._hold_changes()
         faulty = frozenset(self._outputs.cdi_missing)
         planned = await _pure(off_loop, plan, last, built, host, self._held(), kind, faulty)
@@ -168,6 +163,17 @@ class PoolPublisher:
         if self._dra is not None:
             self._dra.update(dra_pools(planned.retained.pools), inventory.facts)
         return Published(planned.changes, retry_at)
+
+    async def _refresh_holds(self) -> float | None:
+        """Ask the pod resources API what pods hold (and, while the kubelet's checkpoint
+        lists grants the answer lacks, ask the kubelet to rewrite it); after a failure, when
+        its back-off ends (None: answered)."""
+        await self._holds.refresh()
+        if self._holds.rewrite_due():  # its file still lists grants its answer lacks
+            resent = self._endpoints.resend(name for name, _ in self._holds.unconfirmed())
+            if resent is not None:
+                self._holds.rewrite_asked()
+        return self._holds.retry_at
 
     def _held(self) -> Holds:
         """What pods hold (pod resources and this process's allocations) and what DRA
