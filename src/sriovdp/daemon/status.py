@@ -52,9 +52,7 @@ class HoldStatus:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """The daemon at one moment, as ``/readyz`` and ``/metrics`` read it.
-
-    Attributes:
+    """Attributes:
         started: the first pass published.
         pools: the published device plugin pools.
         dra_pools: the pools served through DRA (by resource name; empty without ``--dra``).
