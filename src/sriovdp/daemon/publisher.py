@@ -55,18 +55,22 @@ class PoolPublisher:
 
     Args:
         settings: the default resource prefix and the DRA mode the pools are built with.
+        config: the config to build pools from, read when a build starts (a reload may
+            have applied another meanwhile).
         endpoints: the device plugin endpoints, told every publication.
         outputs: device-info files and CDI specs; the pools whose spec is missing are
             published Unhealthy.
-        holds: what pods hold (the kubelet's pod resources API and this process's
-            allocations).
+        holds: what pods hold (the kubelet's pod resources API and device checkpoint, and
+            this process's allocations).
         left: what claims of a DRA driver this instance does not serve hold.
         dra: with ``--dra``: told the DRA pools; its prepared claims are holds.
     """
 
-    def __init__(self, settings: Settings, endpoints: EndpointSet, outputs: Outputs, *,
-                 holds: HoldTracker, left: LeftClaims, dra: DraSide | None) -> None:
+    def __init__(self, settings: Settings, config: Callable[[], Config], endpoints: EndpointSet,
+                 outputs: Outputs, *, holds: HoldTracker, left: LeftClaims,
+                 dra: DraSide | None) -> None:
         self._settings = settings
+        self._config = config
         self._endpoints = endpoints
         self._outputs = outputs
         self._holds = holds
@@ -93,17 +97,17 @@ class PoolPublisher:
     def retention(self) -> RetentionState:
         return self.last.retention
 
-    def open_placeholders(self, config: Config) -> None:
-        """Before the first pass: an endpoint for every device plugin pool of ``config``,
+    def open_placeholders(self) -> None:
+        """Before the first pass: an endpoint for every device plugin pool of the config,
         with no devices yet (the first pass is diffed against them)."""
-        self.last = Publication.placeholders(self._build(Inventory(), {}, config))
+        self.last = Publication.placeholders(self._build(Inventory(), {}))
         self._endpoints.open_early(self.last.pools)
 
     async def publish_scan(self, inventory: Inventory, health: dict[str, Health],
-                           kind: PassKind, config: Config) -> Published:
-        """A full pass: the pools of ``config`` built from a new scan, published."""
+                           kind: PassKind) -> Published:
+        """A full pass: the config's pools built from a new scan, published."""
         await asyncio.to_thread(self._left.refresh)
-        built = await asyncio.to_thread(self._build, inventory, health, config)
+        built = await asyncio.to_thread(self._build, inventory, health)
         return await self._publish(inventory, built, health, kind)
 
     async def publish_health(self, health: dict[str, Health], *,
@@ -113,10 +117,9 @@ class PoolPublisher:
         return await self._publish(self.inventory, with_health(self.built, health), health,
                                    PassKind.HEALTH, refresh_holds=refresh_holds)
 
-    def _build(self, inventory: Inventory, health: dict[str, Health],
-               config: Config) -> dict[str, ResourcePool]:
+    def _build(self, inventory: Inventory, health: dict[str, Health]) -> dict[str, ResourcePool]:
         """The pools of the config (DRA pools under their own keys)."""
-        return keyed_by_mode(build_pools(inventory, config.resources,
+        return keyed_by_mode(build_pools(inventory, self._config().resources,
                                          default_prefix=self._settings.resource_prefix,
                                          health=health), self._settings.dra)
 

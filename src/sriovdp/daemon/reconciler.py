@@ -133,8 +133,8 @@ class Reconciler:
         left = LeftClaims(settings.plugins_dir,
                           self.dra.checkpoint.path if self.dra is not None else None)
         left.refresh()
-        self.publisher = PoolPublisher(settings, self._endpoints, self.outputs,
-                                       holds=self.holds, left=left, dra=self.dra)
+        self.publisher = PoolPublisher(settings, lambda: self.config, self._endpoints,
+                                       self.outputs, holds=self.holds, left=left, dra=self.dra)
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
         """Set once the first pass is published."""
@@ -257,7 +257,7 @@ class Reconciler:
                 self._start_helpers(supervisor, servers)
                 if not await self._until_stopped(self._endpoints.own_node()):
                     return
-                self.publisher.open_placeholders(self.config)
+                self.publisher.open_placeholders()
                 try:
                     await self._loop()
                 finally:
@@ -365,7 +365,7 @@ class Reconciler:
                     extra={"pci": skipped.address})
         self.events.netdev_names = inventory.netdev_names()
         health = self.events.link_health(inventory)
-        self._published(await self.publisher.publish_scan(inventory, health, kind, self.config),
+        self._published(await self.publisher.publish_scan(inventory, health, kind),
                         first=kind is PassKind.FIRST)
         self.metrics.scan_duration.observe(time.perf_counter() - started)
         log.debug("pass %d took %.1f ms", self.passes, (time.perf_counter() - started) * 1e3)
