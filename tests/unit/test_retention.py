@@ -186,3 +186,11 @@ def test_a_new_vf_joins_only_after_the_window_and_a_second_rebind_restarts_it() 
     assert A not in rebound.inventory.functions and rebound.next_check == 6.8
     done = settle(first.inventory, inv(vf(A, "vfio-pci"), vf(B)), 6.8, 1.0, rebound.state)
     assert done.inventory.functions[A].driver == "vfio-pci"
+
+
+def test_retention_awaits_a_release_when_a_held_device_is_kept_but_not_when_one_vanished(
+) -> None:
+    assert RetentionState(kept=frozenset({(NET, A)})).awaiting_release
+    assert RetentionState(draining=frozenset({NET})).awaiting_release
+    vanished = RetentionState(vanished={(NET, A): 1})
+    assert vanished.holding and not vanished.awaiting_release

@@ -1,23 +1,19 @@
-"""The reconciler: the daemon's loop, turning triggers into one publication.
+"""The reconciler: the daemon's loop, turning triggers into passes, one at a time.
 
-Every publication goes build → retain → diff → publish: the host scan (or, for a link
-change, the last scan with new link health) builds the pools
-(:func:`~sriovdp.model.pools.build_pools`), :func:`~sriovdp.model.retention.retain` decides
-what the kubelet keeps seeing (held and vanished devices), :func:`~sriovdp.model.diff.diff`
-finds what changed and the :class:`EndpointSet` publishes it. Triggers (uevents, link
-changes, kubelet socket events, a config reload, the periodic resync, retries) only wake the
+A full pass takes a settled scan of the host (:class:`SettledScans`), derives link health
+(:class:`HostEvents`) and hands both to the :class:`PoolPublisher` (build → retain → diff
+→ endpoints, DRA side, files); a link change or a retry publishes the last scan again with
+new health. Triggers (uevents, link changes, kubelet socket events, a config reload, the
+periodic resync, the timers of retries and settle windows: :class:`Wakeups`) only wake the
 loop; several arriving together cause one pass.
 
 Collaborators, one concern each: :class:`HostScanner` (scan thread, fingerprint, DDP,
-deadline), :class:`ConfigSource` (reload, last good config), :class:`HoldTracker` (what
-pods hold), :class:`HostEvents` (link state, uevents), :class:`EndpointSet` (endpoint
-lifecycle), :class:`Outputs` (device-info and CDI files), :class:`DraSide` (with ``--dra``:
-the kubelet DRA plugin and the ResourceSlices), :class:`Supervisor` (every background task).
-
-With ``--dra`` the DRA pools are in the same pool set under their own keys
-(:mod:`sriovdp.model.dra.modes`) and prepared claims are holds, so one retention decides
-for both kinds; each publication then goes to the endpoints (device plugin pools) and to
-:class:`DraSide` (DRA pools).
+deadline) behind :class:`SettledScans` (settle window), :class:`ConfigSource` (reload, last
+good config), :class:`HoldTracker` (what pods hold), :class:`HostEvents` (link state,
+uevents), :class:`EndpointSet` (endpoint lifecycle), :class:`Outputs` (device-info and CDI
+files), :class:`DraSide` (with ``--dra``: the kubelet DRA plugin and the ResourceSlices),
+:class:`PoolPublisher` (one publication), :class:`Wakeups` (triggers and their timers),
+:class:`Supervisor` (every background task).
 """
 
 from __future__ import annotations
@@ -27,24 +23,26 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sriovdp.daemon.configsource import ConfigSource
 from sriovdp.daemon.configwatch import watch_config_file
 from sriovdp.daemon.dra import DraSide
 from sriovdp.daemon.endpoints import EndpointSet
 from sriovdp.daemon.holds import HoldTracker
+from sriovdp.daemon.hostevents import HostEvents
 from sriovdp.daemon.http import routes, serve_all
 from sriovdp.daemon.leftclaims import LeftClaims
 from sriovdp.daemon.metrics import DaemonMetrics
 from sriovdp.daemon.outputs import Outputs
-from sriovdp.daemon.report import log_retention, log_summary
+from sriovdp.daemon.publisher import PoolPublisher, Published
+from sriovdp.daemon.report import log_summary
 from sriovdp.daemon.scanner import FunctionScanner, HostScanner, Scanner
 from sriovdp.daemon.settings import Settings
-from sriovdp.daemon.sources import HostEvents
+from sriovdp.daemon.settling import SettledScans
 from sriovdp.daemon.status import DraStatus, HoldStatus, Status
-from sriovdp.daemon.supervisor import Ready, Supervisor, Timers
+from sriovdp.daemon.supervisor import Ready, Supervisor
+from sriovdp.daemon.triggers import Wakeups
 from sriovdp.host.ddp import DdpReader
 from sriovdp.host.links import LinkSource
 from sriovdp.host.uevents import Uevents
@@ -55,45 +53,10 @@ from sriovdp.kubelet.podresources import PodResources, PodResourcesClient
 from sriovdp.kubelet.watch import watch_socket_dirs
 from sriovdp.model.config import Config
 from sriovdp.model.devices import HostFacts, Inventory
-from sriovdp.model.diff import PoolChanges, diff
-from sriovdp.model.dra.modes import device_plugin_pools, dra_pools, keyed_by_mode
-from sriovdp.model.health import Health
-from sriovdp.model.pools import ResourcePool, build_pools, with_faulty_pools, with_health
-from sriovdp.model.retention import (
-    Holds,
-    HostView,
-    PassKind,
-    Retained,
-    RetentionState,
-    holds_matter,
-    retain,
-)
-from sriovdp.model.settle import Settling, same_shape, settle, signs_of_change
+from sriovdp.model.pools import ResourcePool
+from sriovdp.model.retention import PassKind, RetentionState
 
 log = logging.getLogger("sriovdp.daemon")
-T = TypeVar("T")
-HOLD_POLL = 2.0
-"""Seconds between pod resources calls while a held device is kept out of its new pool: a
-release is seen within this, so the old pool stops offering it soon after."""
-
-
-@dataclass(slots=True)
-class Triggers:
-    """What the next pass must do; set by events, taken (and cleared) by the loop."""
-
-    rescan: bool = True
-    periodic: bool = False
-    health: bool = False
-    holds: bool = False
-    outputs: bool = False
-    claims: bool = False
-
-    def take(self) -> Triggers:
-        taken = Triggers(self.rescan, self.periodic, self.health, self.holds, self.outputs,
-                         self.claims)
-        self.rescan = self.periodic = self.health = self.holds = self.outputs = False
-        self.claims = False
-        return taken
 
 
 class Reconciler:
@@ -141,9 +104,13 @@ class Reconciler:
         port = scanner if scanner is None or isinstance(scanner, Scanner) else \
             FunctionScanner(scanner)
         self.scanner = HostScanner(settings.host, port, ddp)
+        self._scans = SettledScans(self.scanner, lambda: self.config.resources,
+                                   window=settings.settle_window,
+                                   deadline=settings.scan_deadline)
         self.metrics = DaemonMetrics()
-        self.events = HostEvents(links, uevents, rescan=self.trigger, health=self._health_changed,
-                                 counted=self._link_event)
+        self._wakeups = Wakeups()
+        self.events = HostEvents(links, uevents, rescan=self.trigger,
+                                 health=self._wakeups.health, counted=self._link_event)
         self.metrics.bind(self.status)
         self.config_source = ConfigSource(settings, config, self.dirs.socket_dir,
                                           on_applied=self.trigger, reloads=self.metrics.reloads)
@@ -161,29 +128,14 @@ class Reconciler:
         self.dra: DraSide | None = None
         if settings.dra is not None:
             self.dra = DraSide(settings, dra_apis or connect(settings.kubeconfig),
-                               on_claims=self._claims_changed,
+                               on_claims=self._wakeups.claims,
                                instance=self._endpoints.instance)
-        self._left = LeftClaims(settings.plugins_dir,
-                                self.dra.checkpoint.path if self.dra is not None else None)
-        self._left.refresh()
-        self._timers = Timers()
-        self._triggers = Triggers()
-        self._wake = asyncio.Event()
+        left = LeftClaims(settings.plugins_dir,
+                          self.dra.checkpoint.path if self.dra is not None else None)
+        left.refresh()
+        self.publisher = PoolPublisher(settings, lambda: self.config, self._endpoints,
+                                       self.outputs, holds=self.holds, left=left, dra=self.dra)
         self._stop = asyncio.Event()
-        self.inventory = Inventory()
-        self.pools: dict[str, ResourcePool] = {}
-        """What the kubelet's device plugin endpoints are told (pools whose CDI spec is
-        missing: Unhealthy)."""
-        self._retained: dict[str, ResourcePool] = {}  # the pools as retention decided
-        self._built: dict[str, ResourcePool] = {}  # the pools as built from the last scan
-        self._retention = RetentionState()
-        self._settling = Settling()
-        self._host_ids: tuple[Inventory | None, frozenset[str]] = (None, frozenset())
-        self._cdi_backoff = 1.0
-        self.passes = 0
-        """Full passes published (scans)."""
-        self.publications = 0
-        """Publications of any kind (full passes and the link fast path)."""
         self.ready = asyncio.Event()
         """Set once the first pass is published."""
 
@@ -196,7 +148,28 @@ class Reconciler:
     @property
     def retention(self) -> RetentionState:
         """What retention keeps (held devices kept in their granting pool, vanished ones)."""
-        return self._retention
+        return self.publisher.retention
+
+    @property
+    def pools(self) -> dict[str, ResourcePool]:
+        """What the kubelet's device plugin endpoints are told (pools whose CDI spec is
+        missing: Unhealthy)."""
+        return self.publisher.pools
+
+    @property
+    def inventory(self) -> Inventory:
+        """The last scan published."""
+        return self.publisher.inventory
+
+    @property
+    def passes(self) -> int:
+        """Full passes published (scans)."""
+        return self.publisher.passes
+
+    @property
+    def publications(self) -> int:
+        """Publications of any kind (full passes and the link fast path)."""
+        return self.publisher.publications
 
     @property
     def endpoints(self) -> dict[str, PluginEndpoint]:
@@ -204,9 +177,7 @@ class Reconciler:
 
     def trigger(self, reason: str) -> None:
         """Ask for a rescan of the host soon (coalesced with other triggers)."""
-        log.debug("pass requested: %s", reason)
-        self._triggers.rescan = True
-        self._wake.set()
+        self._wakeups.rescan(reason)
 
     def reload_config(self, reason: str) -> bool:
         """Re-read the config file; a changed file is parsed off the loop and applied if
@@ -216,7 +187,7 @@ class Reconciler:
     def stop(self) -> None:
         """Begin the staged shutdown: endpoints stop, sockets are removed, the loop ends."""
         self._stop.set()
-        self._wake.set()
+        self._wakeups.wake()
 
     def facts(self) -> HostFacts:
         return self.inventory.facts
@@ -246,7 +217,7 @@ class Reconciler:
             dra = DraStatus(publish_errors=self.dra.slices.errors,
                             devices_published=self.dra.slices.devices_published,
                             prepared_claims=self.dra.prepared_claims)
-        kept = self._retention
+        kept = self.retention
         holds = HoldStatus(kept=len(kept.kept), withheld=len(kept.withheld),
                            draining=len(kept.draining), vanished=len(kept.vanished),
                            pod_resources_errors=self.holds.failures)
@@ -286,11 +257,7 @@ class Reconciler:
                 self._start_helpers(supervisor, servers)
                 if not await self._until_stopped(self._endpoints.own_node()):
                     return
-                # placeholders (no devices): the first pass is diffed against them, and
-                # retention learns what pods hold from the kubelet, not from these
-                self._retained = self._build(Inventory(), {})
-                self.pools = device_plugin_pools(self._retained)
-                self._endpoints.open_early(self.pools)
+                self.publisher.open_placeholders()
                 try:
                     await self._loop()
                 finally:
@@ -300,7 +267,7 @@ class Reconciler:
         except BaseExceptionGroup as group:  # supervised tasks never raise; be safe
             raise group.exceptions[0] from None
         finally:
-            self._timers.cancel_all()
+            self._wakeups.cancel()
             for server in servers.values():
                 server.close()
             await self.events.close()
@@ -336,8 +303,7 @@ class Reconciler:
     async def _loop(self) -> None:
         first = True
         while not self._stop.is_set():
-            self._wake.clear()
-            todo = self._triggers.take()
+            todo = self._wakeups.take()
             if todo.rescan or first:
                 kind = (PassKind.FIRST if first else
                         PassKind.PERIODIC if todo.periodic else PassKind.EVENT)
@@ -354,10 +320,7 @@ class Reconciler:
                     gc.freeze()
                 await self.events.start(self.supervisor,
                                         resync_interval=self.settings.resync_interval)
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.resync_interval)
-            except TimeoutError:
-                self._triggers.rescan = self._triggers.periodic = True
+            await self._wakeups.wait(self.settings.resync_interval)
 
     async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
         """Run ``work`` unless :meth:`stop` comes first (a scan stuck on a wedged device or a
@@ -378,187 +341,54 @@ class Reconciler:
     def _link_event(self) -> None:
         self.metrics.link_events += 1
 
-    def _health_changed(self) -> None:
-        self._triggers.health = True
-        self._wake.set()
-
-    def _claims_changed(self) -> None:
-        """A DRA claim was prepared or unprepared: retention decides again (a device kept
-        for it may now move to the pool the config gives it)."""
-        self._triggers.claims = True
-        self._wake.set()
-
-    def _build(self, inventory: Inventory, health: dict[str, Health]) -> dict[str, ResourcePool]:
-        """The pools of the config (DRA pools under their own keys)."""
-        return keyed_by_mode(build_pools(inventory, self.config.resources,
-                                         default_prefix=self.settings.resource_prefix,
-                                         health=health), self.settings.dra)
-
-    def _held(self) -> Holds:
-        """What pods hold (pod resources and this process's allocations) and what DRA
-        claims hold (prepared, by their DRA pool's key)."""
-        held = self.holds.current()
-        left = self._left.holds()
-        claims = self.dra.holds() if self.dra is not None else {}
-        return {**held, **claims, **left} if claims or left else held
-
-    def _hold_changes(self) -> tuple[int, int]:
-        """Changes a decision made off the loop may have missed (Allocates, claims)."""
-        return self.holds.allocations, self.dra.claim_changes if self.dra is not None else 0
-
     # --- passes -----------------------------------------------------------------------------
 
     async def _full_pass(self, kind: PassKind) -> None:
         """Scan the host (in a worker thread), settle, build, retain, publish."""
         started = time.perf_counter()
         try:
-            inventory, fresh = await self._scan(kind)
-            if kind is PassKind.FIRST:
-                inventory = await self._first_settled(inventory)
+            inventory, fresh = await self._scans.scan(kind)
         except Exception as exc:  # noqa: BLE001 - a broken host read must not kill the daemon
             log.error("host scan failed, keeping the previous view: %s", exc)
             return
-        if (not fresh and kind is not PassKind.FIRST and not self._retention.holding
-                and not self._settling.changes):
+        if (not fresh and kind is not PassKind.FIRST and not self.retention.holding
+                and not self._scans.settling):
             return  # a resync found nothing new (fingerprint unchanged): nothing to publish
-        settled = settle(None if kind is PassKind.FIRST else self.inventory, inventory,
-                         time.monotonic(), self.settings.settle_window, self._settling)
-        self._settling, inventory = settled.state, settled.inventory
+        settled = self._scans.settle(None if kind is PassKind.FIRST else self.inventory,
+                                     inventory)
+        inventory = settled.inventory
         if settled.next_check is not None:
-            self._timers.once("settle", settled.next_check - time.monotonic() + 0.01,
-                              lambda: self.trigger("settle window over"), replace=True)
+            self._wakeups.settle_window_ends(settled.next_check)
         for skipped in inventory.skipped:
             log.log(logging.INFO if kind is PassKind.FIRST else logging.DEBUG,
                     "skipping %s: %s", skipped.address, skipped.reason,
                     extra={"pci": skipped.address})
-        fns = inventory.functions.values()
-        self.events.netdev_names = {n for f in fns for n in f.netdevs} | {
-            f.pf_netdev for f in fns if f.pf_netdev}
+        self.events.netdev_names = inventory.netdev_names()
         health = self.events.link_health(inventory)
-        await asyncio.to_thread(self._left.refresh)
-        built = await asyncio.to_thread(self._build, inventory, health)
-        await self._publish(inventory, built, health, kind)
+        self._published(await self.publisher.publish_scan(inventory, health, kind),
+                        first=kind is PassKind.FIRST)
         self.metrics.scan_duration.observe(time.perf_counter() - started)
         log.debug("pass %d took %.1f ms", self.passes, (time.perf_counter() - started) * 1e3)
-
-    async def _scan(self, kind: PassKind) -> tuple[Inventory, bool]:
-        return await self.scanner.scan(self.config.resources,
-                                       periodic=kind is PassKind.PERIODIC,
-                                       deadline=self.settings.scan_deadline)
-
-    async def _first_settled(self, inventory: Inventory, *, attempts: int = 5) -> Inventory:
-        """Before the first publication: while the host looks mid-change (a function with no
-        driver, a PF missing VFs), rescan after the settle window until two scans agree."""
-        window = self.settings.settle_window
-        for _ in range(attempts):
-            signs = signs_of_change(inventory)
-            if window <= 0 or not signs:
-                return inventory
-            log.info("host may be changing (%s): rescanning in %.1f s before the first "
-                     "publication", ", ".join(signs[:3]), window)
-            await asyncio.sleep(window)
-            again, _ = await self._scan(PassKind.EVENT)
-            if same_shape(inventory, again):
-                return again
-            inventory = again
-        return inventory
 
     async def _fast_pass(self, *, refresh_holds: bool) -> None:
         """A link change or a retry (pod resources, CDI): the last scan, new link health."""
         if not self.passes:
             return
         health = self.events.link_health(self.inventory)
-        await self._publish(self.inventory, with_health(self._built, health), health,
-                            PassKind.HEALTH, refresh_holds=refresh_holds)
+        self._published(await self.publisher.publish_health(health, refresh_holds=refresh_holds),
+                        first=False)
 
-    async def _publish(self, inventory: Inventory, built: dict[str, ResourcePool],
-                       health: dict[str, Health], kind: PassKind, *,
-                       refresh_holds: bool = False) -> None:
-        """Retain, diff and publish. After a scan the pure work (at 2,048 VFs tens of ms)
-        runs in a worker thread while the loop serves RPCs; the loop awaits it, so passes
-        still apply in order. The link fast path's is small and stays on the loop."""
-        if self._host_ids[0] is not inventory:
-            self._host_ids = (inventory, frozenset(inventory.functions.keys()
-                                                   | inventory.aux.keys()))
-        host = HostView(self._host_ids[1], health)
-        off_loop = kind is not PassKind.HEALTH
-        if kind is PassKind.FIRST:
-            await self.holds.first_answer()
-        elif refresh_holds or (
-                off_loop and await _pure(off_loop, holds_matter, self._retained, built, host,
-                                         self._retention)):
-            # ask the kubelet what pods hold before anything could move
-            await self._refresh_holds()
-        plan = _Plan(self._retained, self.pools, built, host, kind, self._retention)
-        changes_before = self._hold_changes()
-        faulty = frozenset(self.outputs.cdi_missing)
-        await _pure(off_loop, plan.make, self._held(), faulty)
-        if self._hold_changes() != changes_before:  # an Allocate or a claim came in
-            plan.make(self._held(), faulty)  # meanwhile: its hold counts (decided here)
-        retained = plan.retained
-        log_retention(retained.notes)
-        self._retention, pools = retained.state, retained.pools
-        first = kind is PassKind.FIRST
-        plugin_pools = device_plugin_pools(pools)
-        if plan.changed:
-            owned = self.dra.device_info_files() if self.dra is not None else frozenset()
-            self.outputs.pools_changed(device_plugin_pools(self._retained), plugin_pools,
-                                       inventory.facts, first=first, dra_owned=owned)
-        elif self.outputs.cdi_pending:
-            self.outputs.retry(plugin_pools, inventory.facts)
-        if self.outputs.cdi_missing != faulty:
-            plan.publish(frozenset(self.outputs.cdi_missing))
-        published, changes = plan.published, plan.changes
-        self._retry_cdi_later()
-        self.pools, self._retained = published, pools
-        self._built, self.inventory = built, inventory
-        self.passes += kind is not PassKind.HEALTH
-        self.publications += 1
-        if self._retention.kept or self._retention.draining or self._retention.withheld:
-            self._timers.once("holds poll", HOLD_POLL, self._poll_holds)
-        self._endpoints.publish(published, changes)
-        if self.dra is not None:
-            self.dra.update(dra_pools(pools), inventory.facts)
-        if first or changes.added:
+    def _published(self, published: Published, *, first: bool) -> None:
+        """What follows a publication: the retries and polls it calls for, the summary."""
+        if published.holds_retry_at is not None:
+            self._wakeups.retry_holds(published.holds_retry_at,
+                                      still=lambda: self.retention.holding)
+        self._wakeups.retry_outputs(bool(self.outputs.cdi_missing))
+        if self.retention.awaiting_release:
+            self._wakeups.poll_holds()
+        if first or published.changes.added:
             # after the new endpoints' first step (they bind their sockets right away)
-            asyncio.get_running_loop().call_soon(self._log_summary, inventory)
-
-    def _poll_holds(self) -> None:
-        self._triggers.holds = True
-        self._wake.set()
-
-    async def _refresh_holds(self) -> None:
-        """Ask the pod resources API; after a failure retry when the back-off ends (while
-        something is retained that a release would end)."""
-        await self.holds.refresh()
-        if self.holds.rewrite_due():  # its file still lists grants its answer lacks
-            resent = self._endpoints.resend(name for name, _ in self.holds.unconfirmed())
-            if resent is not None:
-                self.holds.rewrite_asked()
-        retry_at = self.holds.retry_at
-        if retry_at is None:
-            return
-
-        def due() -> None:
-            if self._retention.holding:
-                self._triggers.holds = True
-                self._wake.set()
-
-        self._timers.once("holds", retry_at - time.monotonic(), due)
-
-    def _retry_cdi_later(self) -> None:
-        """A CDI spec that could not be written is retried soon (1 s doubling to 30 s),
-        without waiting for a host change."""
-        if not self.outputs.cdi_missing:
-            self._cdi_backoff = 1.0
-            return
-
-        def due() -> None:
-            self._triggers.outputs = True
-            self._wake.set()
-
-        if self._timers.once("cdi", self._cdi_backoff, due):
-            self._cdi_backoff = min(self._cdi_backoff * 2, 30.0)
+            asyncio.get_running_loop().call_soon(self._log_summary, self.inventory)
 
     def _log_summary(self, inventory: Inventory) -> None:
         log_summary(self.pools, inventory, self.config,
@@ -566,35 +396,4 @@ class Reconciler:
                     socket_dir=self.dirs.socket_dir)
 
 
-async def _pure(off_loop: bool, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` in a worker thread (``off_loop``) or right here."""
-    return await asyncio.to_thread(fn, *args) if off_loop else fn(*args)
-
-
-class _Plan:
-    """One publication's pure decisions: retain, whether the pools changed, what the
-    kubelet is told (pools whose CDI spec is missing Unhealthy) and how that differs."""
-
-    def __init__(self, previous: dict[str, ResourcePool], published: dict[str, ResourcePool],
-                 built: dict[str, ResourcePool], host: HostView, kind: PassKind,
-                 state: RetentionState) -> None:
-        self._previous, self._published, self._built = previous, published, built
-        self._host, self._kind, self._state = host, kind, state
-        self.retained = Retained({}, state)
-        self.changed = False
-        self.published: dict[str, ResourcePool] = {}
-        self.changes = PoolChanges({}, {}, frozenset())
-
-    def make(self, held: Holds, faulty: frozenset[str]) -> None:
-        self.retained = retain(self._previous, self._built, self._host, held, self._kind,
-                               self._state)
-        self.changed = (self._kind is PassKind.FIRST
-                        or not diff(self._previous, self.retained.pools).empty)
-        self.publish(faulty)
-
-    def publish(self, faulty: frozenset[str]) -> None:
-        self.published = with_faulty_pools(device_plugin_pools(self.retained.pools), faulty)
-        self.changes = diff(self._published, self.published)
-
-
-__all__ = ["Reconciler", "Triggers"]
+__all__ = ["Reconciler"]

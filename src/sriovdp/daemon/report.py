@@ -1,5 +1,6 @@
-"""The start-up report: every pool, its device count and socket, and why an empty pool is
-empty (the nearest candidates), plus selector identifiers that name nothing on this host."""
+"""What the daemon logs about its pools: the summary when pools appear (every pool, its
+device count and socket, why an empty pool is empty, selector identifiers that name nothing
+on this host) and one line per retention note (a held device kept, withheld, released...)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ log = logging.getLogger("sriovdp.daemon")
 
 def log_summary(pools: Mapping[str, ResourcePool], inventory: Inventory, config: Config, *,
                 default_prefix: str, socket_dir: Path) -> None:
+    """One line per pool; for an empty pool its nearest candidates; a warning per selector
+    identifier that names no device on this host."""
     empty = [name for name, pool in pools.items() if not pool.devices]
     verdicts = explain(inventory, config.resources, pools, default_prefix=default_prefix,
                        only=empty)

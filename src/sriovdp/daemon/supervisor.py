@@ -117,36 +117,3 @@ class Supervisor:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._max)
 
-
-class Timers:
-    """Named one-shot wake-ups on the event loop (retries after a back-off, the end of a
-    settle window); all cancelled together at shutdown."""
-
-    def __init__(self) -> None:
-        self._handles: dict[str, asyncio.TimerHandle] = {}
-
-    def once(self, name: str, delay: float, action: Callable[[], None], *,
-             replace: bool = False) -> bool:
-        """Call ``action`` in ``delay`` seconds, unless ``name`` is already pending (with
-        ``replace``: the pending one is cancelled first). True when scheduled."""
-        if name in self._handles:
-            if not replace:
-                return False
-            self._handles.pop(name).cancel()
-        self._handles[name] = asyncio.get_running_loop().call_later(
-            max(0.0, delay), self._fire, name, action)
-        return True
-
-    def cancel(self, name: str) -> None:
-        handle = self._handles.pop(name, None)
-        if handle is not None:
-            handle.cancel()
-
-    def cancel_all(self) -> None:
-        for handle in self._handles.values():
-            handle.cancel()
-        self._handles.clear()
-
-    def _fire(self, name: str, action: Callable[[], None]) -> None:
-        self._handles.pop(name, None)
-        action()

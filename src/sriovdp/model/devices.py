@@ -234,3 +234,9 @@ class Inventory:
     """Auxiliary devices (SFs) by name, in name order."""
     skipped: tuple[SkippedFunction, ...] = ()
     facts: HostFacts = HostFacts()
+
+    def netdev_names(self) -> frozenset[str]:
+        """Every netdev of the scanned functions and of their PFs (``"ens785f0v1"``)."""
+        fns = self.functions.values()
+        return frozenset({n for f in fns for n in f.netdevs}
+                         | {f.pf_netdev for f in fns if f.pf_netdev})

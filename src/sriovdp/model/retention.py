@@ -94,6 +94,12 @@ class RetentionState:
         """Something is retained that a release (pod resources) or a resync may end."""
         return bool(self.vanished or self.kept or self.withheld or self.draining)
 
+    @property
+    def awaiting_release(self) -> bool:
+        """A held device is kept in its granting pool, withheld or draining one: what is
+        published changes when a pod releases it."""
+        return bool(self.kept or self.withheld or self.draining)
+
 
 @dataclass(frozen=True, slots=True)
 class Retained:

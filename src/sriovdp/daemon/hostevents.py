@@ -41,7 +41,7 @@ class HostEvents:
         self._rescan = rescan
         self._health = health
         self._counted = counted
-        self.netdev_names: set[str] = set()
+        self.netdev_names: frozenset[str] = frozenset()
         """Netdevs of the last scan (a link of ours vanishing means the host changed)."""
         self._seen: set[str] = set()
         self._following = False  # the link source is following events now
