@@ -192,17 +192,44 @@ async def test_an_own_allocation_is_held_until_the_kubelet_records_it_when_its_a
     # another plugin's slow Allocate keeps it out of both sources for seconds
     path = tmp_path / CHECKPOINT_NAME
     _write(path)
+    os.utime(path, (4.0, 4.0))  # written before the allocation
     now = [5.0]
-    tracker = HoldTracker(FakePodResources(), clock=lambda: now[0],
+    tracker = HoldTracker(FakePodResources(), clock=lambda: now[0], wall=lambda: now[0],
                           checkpoint=KubeletCheckpoint(path))
     tracker.allocated(NET, ["0000:3b:02.1"])
     now[0] = 9.0
     assert await tracker.refresh()
     assert tracker.current() == {NET: frozenset({"0000:3b:02.1"})}
-    assert tracker.unconfirmed() == frozenset()  # nothing to ask the kubelet about yet
+    assert tracker.unconfirmed() == frozenset()
+    assert tracker.awaiting_rewrite() == {(NET, "0000:3b:02.1")}  # did the kubelet get it?
     _write(path, _entry("p1", "setup", NET, {"0": ["0000:3b:02.1"]}))  # recorded now
+    os.utime(path, (9.5, 9.5))
+    now[0] = 10.0
     assert await tracker.refresh()
+    assert tracker.awaiting_rewrite() == {(NET, "0000:3b:02.1")}  # an init container's grant
     _write(path)  # the pod ended and the file was rewritten: no own record keeps it
+    os.utime(path, (10.5, 10.5))
+    now[0] = 11.0
+    assert await tracker.refresh()
+    assert tracker.current() == {}
+
+
+async def test_an_own_allocation_ends_when_the_kubelet_writes_its_file_without_it(
+        tmp_path: Path) -> None:
+    # the admission failed after our Allocate: the kubelet's next write lacks the grant
+    path = tmp_path / CHECKPOINT_NAME
+    now = [5.0]
+    tracker = HoldTracker(FakePodResources(), clock=lambda: now[0], wall=lambda: now[0],
+                          checkpoint=KubeletCheckpoint(path))
+    tracker.allocated(NET, ["0000:3b:02.1"])
+    _write(path)
+    os.utime(path, (5.2, 5.2))  # a write that may have started before our reply arrived
+    now[0] = 6.0
+    assert await tracker.refresh()
+    assert tracker.current() == {NET: frozenset({"0000:3b:02.1"})}
+    _write(path)
+    os.utime(path, (6.5, 6.5))  # the write the resend asked for
+    now[0] = 7.0
     assert await tracker.refresh()
     assert tracker.current() == {}
 

@@ -19,6 +19,11 @@ from sriovdp.threads import in_daemon_thread
 
 log = logging.getLogger("sriovdp.daemon")
 
+WRITE_MARGIN = 0.5
+"""Seconds after one of our Allocates from which a kubelet checkpoint lacking its grant
+shows that the kubelet no longer has it (the kubelet records a grant as soon as our reply
+reaches it; a file it was already writing then can end a little later)."""
+
 
 class HoldTracker:
     """Asks :class:`PodResources` when the reconciler needs to know, never on Allocate.
@@ -69,6 +74,7 @@ class HoldTracker:
         answer lacks one again the pod ended, and the file's entry (kept until the kubelet
         next writes it) no longer holds the device."""
         self._kubelet_id: tuple[int, int] | None = None
+        self._recorded_at: float | None = None  # when the file read was written (monotonic)
         self._rewrite_backoff = rewrite_backoff
         self._read_deadline = read_deadline
         self._reading: asyncio.Future[Granted] | None = None
@@ -138,17 +144,29 @@ class HoldTracker:
                          for i in ids - self._known.get(name, frozenset())
                          if i not in self._since.get(name, {}))
 
+    def awaiting_rewrite(self) -> frozenset[tuple[str, str]]:
+        """(resource, device id) a fresh write of the kubelet's checkpoint would settle: the
+        :meth:`unconfirmed` grants, and our own allocations that neither source lists
+        :data:`WRITE_MARGIN` after them (the kubelet may never have recorded them: an
+        admission that failed after our Allocate)."""
+        now = self._clock()
+        own = {(name, i) for name, ids in self._since.items()
+               for i, t in ids.items() if now - t >= WRITE_MARGIN}
+        return self.unconfirmed() | own
+
     def rewrite_due(self) -> bool:
         """Should the kubelet be asked now to rewrite its checkpoint (by resending a device
         list, after which its device manager writes the file)?
 
         Each answer of the API made the kubelet forget ended pods (``List`` does so first),
-        but only its next write drops their entries from the file. Asked once for each new
-        set of unconfirmed grants, then again after a wait doubling from 2 s to 30 s while
-        that set stays the same (a live init container's grant stays in every rewrite)."""
+        but only its next write drops their entries from the file, and only a write after
+        one of our Allocates tells whether the kubelet recorded it. Asked once for each new
+        set of :meth:`awaiting_rewrite` grants, then again after a wait doubling from 2 s to
+        30 s while that set stays the same (a live init container's grant stays in every
+        rewrite)."""
         if not self._answered or self.retry_at is not None:
             return False  # the kubelet was not asked just now
-        pending = self.unconfirmed()
+        pending = self.awaiting_rewrite()
         if not pending:
             self._rewrite = None
             return False
@@ -159,7 +177,7 @@ class HoldTracker:
 
     def rewrite_asked(self) -> None:
         """The kubelet was asked to rewrite its checkpoint (see :meth:`rewrite_due`)."""
-        pending = self.unconfirmed()
+        pending = self.awaiting_rewrite()
         first, longest = self._rewrite_backoff
         if self._rewrite is None or self._rewrite[0] != pending:
             self._rewrite = (pending, self._clock(), first)
@@ -202,9 +220,12 @@ class HoldTracker:
         for name in list(self._since):
             # an allocation the answer or the checkpoint lists is held by them from now on;
             # one neither lists yet may still be under way at the kubelet
+            # (or one the kubelet wrote its file after without it: the pod ended)
             listed = held.get(name, frozenset()) | self._recorded.get(name, {}).keys()
+            written = self._recorded_at
             later = {i: t for i, t in self._since[name].items()
-                     if i not in listed and t >= asked - self._grace}
+                     if i not in listed and t >= asked - self._grace
+                     and (written is None or written < t + WRITE_MARGIN)}
             if later:
                 self._since[name] = later
             else:
@@ -267,6 +288,9 @@ class HoldTracker:
         reading, self._reading, self.reading_stuck = self._reading, None, ""
         try:
             self._recorded = reading.result()
+            written = checkpoint.written
+            self._recorded_at = (None if written is None
+                                 else self._clock() - max(0.0, self._wall() - written))
         except Exception:  # a bug in the reader must not end the pass: last grants kept
             log.exception("reading %s failed; its last grants are kept", checkpoint.path)
 

@@ -99,6 +99,9 @@ class KubeletCheckpoint:
         self.path = path
         self._stamp: tuple[int, int, int] | None = None
         self._granted: Granted = {}
+        self.written: float | None = None
+        """When the file :meth:`granted` last parsed was written (wall-clock seconds; None:
+        no file)."""
         self.error = ""
         """Why the file present could not be read ("" when it could, or is absent)."""
 
@@ -132,6 +135,7 @@ class KubeletCheckpoint:
     def _remember(self, stamp: tuple[int, int, int] | None, granted: Granted,
                   error: str) -> None:
         self._stamp, self._granted, self.error = stamp, granted, error
+        self.written = stamp[2] / 1e9 if stamp is not None else None
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:
