@@ -145,7 +145,7 @@ async def test_a_vf_held_by_an_init_container_joins_its_new_pool_when_the_kubele
         await kubelet.wait_allocatable(POOLS, timeout=20)
         dev = await _admit_init_only(kubelet)
         granted = KubeletCheckpoint(kubelet.device_plugin_dir / CHECKPOINT_NAME).granted()
-        assert granted == {NET: frozenset({dev})}  # the real device manager's file, parsed
+        assert granted == {NET: {dev: "init"}}  # the real device manager's file, parsed
         other = _move_one_net_vf_to_a_new_pool(node, dev)
         await _registered(kubelet, other)
         assert not await _offered(kubelet, other, dev, timeout=3)

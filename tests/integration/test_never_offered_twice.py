@@ -288,6 +288,7 @@ async def test_a_hold_is_kept_when_the_pod_resources_api_fails_and_released_once
         write(settings.config_file, config_moving(dev))
         await kubelet.wait_for(DPDK, lambda d: len(d) == 4 and dev not in d, timeout=5)
         kubelet.fail_pod_resources(code)
+        await asyncio.sleep(0.6)  # the pod lives a while (the kubelet's file has its grant)
         kubelet.release("busy")  # released, but the daemon cannot learn it
         calls = kubelet.pod_resources_calls
         await eventually(lambda: kubelet.pod_resources_calls >= calls + 2, what="retried")

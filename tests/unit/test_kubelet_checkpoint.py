@@ -13,6 +13,7 @@ import pytest
 from sriovdp.daemon.holds import HoldTracker
 from sriovdp.kubelet.checkpoint import (
     CHECKPOINT_NAME,
+    MAX_BYTES,
     CheckpointError,
     KubeletCheckpoint,
     parse_checkpoint,
@@ -44,15 +45,15 @@ def test_grants_are_read_per_resource_when_entries_span_numa_nodes() -> None:
         _entry("p3", "c0", "nvidia.com/gpu", None),
     ]}, "Checksum": 7})
     assert parse_checkpoint(text) == {
-        NET: frozenset({"0000:3b:02.0", "0000:af:02.0", "0000:3b:02.1"}),
-        DPDK: frozenset({"0000:3b:0a.0"})}
+        NET: {"0000:3b:02.0": "p1", "0000:af:02.0": "p1", "0000:3b:02.1": "p2"},
+        DPDK: {"0000:3b:0a.0": "p2"}}
 
 
 def test_grants_are_read_when_the_checkpoint_predates_numa_nodes() -> None:
     # kubelets before 1.20 wrote DeviceIDs as a plain list
     text = json.dumps({"Data": {"PodDeviceEntries": [
         _entry("p1", "c0", NET, ["0000:3b:02.0"])], "RegisteredDevices": {}}, "Checksum": 1})
-    assert parse_checkpoint(text) == {NET: frozenset({"0000:3b:02.0"})}
+    assert parse_checkpoint(text) == {NET: {"0000:3b:02.0": "p1"}}
 
 
 def test_nothing_is_granted_when_no_pod_has_devices() -> None:
@@ -91,7 +92,7 @@ def test_a_damaged_file_is_logged_once_and_grants_nothing_until_it_is_rewritten(
     assert checkpoint.granted() == {}
     assert sum("checkpoint unreadable" in r.message for r in caplog.records) == 1
     _write(path, _entry("p1", "c0", NET, {"0": ["0000:3b:02.0"]}))
-    assert checkpoint.granted() == {NET: frozenset({"0000:3b:02.0"})}
+    assert checkpoint.granted() == {NET: {"0000:3b:02.0": "p1"}}
     assert checkpoint.error == ""
 
 
@@ -185,13 +186,137 @@ async def test_no_rewrite_is_asked_when_the_answer_lists_every_grant_or_the_api_
     assert not tracker.rewrite_due()
 
 
-async def test_an_own_allocation_is_not_unconfirmed_when_the_answer_predates_it(
+async def test_an_own_allocation_is_held_until_the_kubelet_records_it_when_its_admission_is_slow(
         tmp_path: Path) -> None:
+    # the kubelet writes a grant only once every resource of the container is allocated:
+    # another plugin's slow Allocate keeps it out of both sources for seconds
     path = tmp_path / CHECKPOINT_NAME
-    _write(path, _entry("p2", "c0", NET, {"0": ["0000:3b:02.1"]}))
+    _write(path)
+    os.utime(path, (4.0, 4.0))  # written before the allocation
     now = [5.0]
-    tracker = HoldTracker(FakePodResources(), clock=lambda: now[0],
+    tracker = HoldTracker(FakePodResources(), clock=lambda: now[0], wall=lambda: now[0],
                           checkpoint=KubeletCheckpoint(path))
     tracker.allocated(NET, ["0000:3b:02.1"])
+    now[0] = 9.0
     assert await tracker.refresh()
+    assert tracker.current() == {NET: frozenset({"0000:3b:02.1"})}
     assert tracker.unconfirmed() == frozenset()
+    assert tracker.awaiting_rewrite() == {(NET, "0000:3b:02.1")}  # did the kubelet get it?
+    _write(path, _entry("p1", "setup", NET, {"0": ["0000:3b:02.1"]}))  # recorded now
+    os.utime(path, (9.5, 9.5))
+    now[0] = 10.0
+    assert await tracker.refresh()
+    assert tracker.awaiting_rewrite() == {(NET, "0000:3b:02.1")}  # an init container's grant
+    _write(path)  # the pod ended and the file was rewritten: no own record keeps it
+    os.utime(path, (10.5, 10.5))
+    now[0] = 11.0
+    assert await tracker.refresh()
+    assert tracker.current() == {}
+
+
+async def test_an_own_allocation_ends_when_the_kubelet_writes_its_file_without_it(
+        tmp_path: Path) -> None:
+    # the admission failed after our Allocate: the kubelet's next write lacks the grant
+    path = tmp_path / CHECKPOINT_NAME
+    now = [5.0]
+    tracker = HoldTracker(FakePodResources(), clock=lambda: now[0], wall=lambda: now[0],
+                          checkpoint=KubeletCheckpoint(path))
+    tracker.allocated(NET, ["0000:3b:02.1"])
+    _write(path)
+    os.utime(path, (5.2, 5.2))  # a write that may have started before our reply arrived
+    now[0] = 6.0
+    assert await tracker.refresh()
+    assert tracker.current() == {NET: frozenset({"0000:3b:02.1"})}
+    _write(path)
+    os.utime(path, (6.5, 6.5))  # the write the resend asked for
+    now[0] = 7.0
+    assert await tracker.refresh()
+    assert tracker.current() == {}
+
+
+async def test_an_own_allocation_ends_after_the_grace_when_no_source_ever_lists_it(
+        tmp_path: Path) -> None:
+    now = [5.0]
+    tracker = HoldTracker(FakePodResources(), clock=lambda: now[0], grace=60.0,
+                          checkpoint=KubeletCheckpoint(tmp_path / CHECKPOINT_NAME))
+    tracker.allocated(NET, ["0000:3b:02.1"])  # the admission failed after our Allocate
+    now[0] = 64.0
+    assert await tracker.refresh()
+    assert tracker.current() == {NET: frozenset({"0000:3b:02.1"})}
+    now[0] = 66.0
+    assert await tracker.refresh()
+    assert tracker.current() == {}
+
+
+async def test_last_good_grants_are_kept_when_the_checkpoint_becomes_unreadable(
+        tmp_path: Path) -> None:
+    path = tmp_path / CHECKPOINT_NAME
+    _write(path, _entry("p1", "setup", NET, {"0": ["0000:3b:02.0"]}))
+    tracker = HoldTracker(FakePodResources(), checkpoint=KubeletCheckpoint(path))
+    assert await tracker.refresh()
+    path.write_text('{"Data": {"PodDeviceEntries": [')  # truncated
+    assert await tracker.refresh()
+    assert tracker.current() == {NET: frozenset({"0000:3b:02.0"})}
+    assert "not JSON" in tracker.checkpoint_error
+    path.unlink()  # gone altogether (the kubelet's state was wiped): nothing granted
+    assert await tracker.refresh()
+    assert tracker.current() == {}
+
+
+@pytest.mark.parametrize("odd", ["fifo", "directory", "deep", "huge"])
+def test_an_odd_file_is_an_error_and_never_blocks_when_read(tmp_path: Path, odd: str) -> None:
+    path = tmp_path / CHECKPOINT_NAME
+    if odd == "fifo":
+        os.mkfifo(path)
+    elif odd == "directory":
+        path.mkdir()
+    elif odd == "deep":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        with path.open("wb") as f:
+            f.truncate(MAX_BYTES + 1)  # sparse
+    checkpoint = KubeletCheckpoint(path)
+    assert checkpoint.granted() == {}
+    assert checkpoint.error
+
+
+async def test_a_grant_the_answer_listed_stops_holding_when_the_answer_drops_it(
+        tmp_path: Path) -> None:
+    # an app container's pod ended: List drops it at once, the file only at the kubelet's
+    # next write (which may never come when no device plugin is left to resend through)
+    path = tmp_path / CHECKPOINT_NAME
+    _write(path, _entry("p1", "c0", NET, {"0": ["0000:3b:02.0"]}),
+           _entry("p2", "setup", NET, {"0": ["0000:3b:02.1"]}))
+    api = FakePodResources()
+    api.hold(NET, ["0000:3b:02.0"])
+    tracker = HoldTracker(api, checkpoint=KubeletCheckpoint(path))
+    assert await tracker.refresh()
+    assert tracker.current() == {NET: frozenset({"0000:3b:02.0", "0000:3b:02.1"})}
+    api.release(NET, ["0000:3b:02.0"])
+    assert await tracker.refresh()
+    assert tracker.current() == {NET: frozenset({"0000:3b:02.1"})}  # the init one stays
+    assert tracker.unconfirmed() == {(NET, "0000:3b:02.1")}
+    _write(path, _entry("p1", "c0", NET, {"0": ["0000:3b:02.0"]}),
+           _entry("p2", "setup", NET, {"0": ["0000:3b:02.1"]}),
+           _entry("p3", "setup", DPDK, {"0": ["0000:3b:0a.0"]}))
+    assert await tracker.refresh()  # the same VF id granted again, to another pod, holds
+    _write(path, _entry("p4", "setup", NET, {"0": ["0000:3b:02.0"]}))
+    assert await tracker.refresh()
+    assert tracker.current() == {NET: frozenset({"0000:3b:02.0"})}
+
+
+async def test_a_listed_grant_holds_again_when_a_restarted_kubelet_has_not_got_its_pod_back(
+        tmp_path: Path) -> None:
+    path = tmp_path / CHECKPOINT_NAME
+    kubelet_sock = tmp_path / "kubelet.sock"
+    kubelet_sock.touch()
+    _write(path, _entry("p1", "c0", NET, {"0": ["0000:3b:02.0"]}))
+    api = FakePodResources()
+    api.hold(NET, ["0000:3b:02.0"])
+    tracker = HoldTracker(api, checkpoint=KubeletCheckpoint(path), kubelet_socket=kubelet_sock)
+    assert await tracker.refresh()
+    kubelet_sock.unlink()
+    kubelet_sock.touch()  # the kubelet restarted; its pods come from the API server later
+    api.release(NET, ["0000:3b:02.0"])
+    assert await tracker.refresh()
+    assert tracker.current() == {NET: frozenset({"0000:3b:02.0"})}

@@ -11,12 +11,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sriovdp.kubelet.checkpoint import KubeletCheckpoint
+from sriovdp.kubelet.checkpoint import Granted, KubeletCheckpoint
 from sriovdp.kubelet.podresources import PodResources, PodResourcesError
 from sriovdp.kubelet.probe import listening
 from sriovdp.model.retention import Holds
+from sriovdp.threads import in_daemon_thread
 
 log = logging.getLogger("sriovdp.daemon")
+
+WRITE_MARGIN = 0.5
+"""Seconds after one of our Allocates from which a kubelet checkpoint lacking its grant
+shows that the kubelet no longer has it (the kubelet records a grant as soon as our reply
+reaches it; a file it was already writing then can end a little later)."""
 
 
 class HoldTracker:
@@ -27,10 +33,13 @@ class HoldTracker:
         first_backoff: seconds before the first retry after a failure; doubles.
         max_backoff: the longest wait between retries.
         clock: monotonic seconds.
-        grace: seconds an allocation counts as held although an answer asked after it
-            does not list it: the kubelet records a grant only once our Allocate reply
-            reaches it, so an answer in between lacks it (and another pool could then
-            offer the device to a second pod).
+        grace: seconds an allocation of this process counts as held while neither an answer
+            of the API nor the kubelet's checkpoint lists it: the kubelet records a grant
+            only once every resource of the container is allocated (another plugin's
+            Allocate may be slow) and our reply reached it, and an answer in between lacks
+            it (another pool could then offer the device to a second pod). Once listed by
+            either, those sources hold it; an allocation never listed (the admission
+            failed after it) ends after ``grace``.
         kubelet_socket: the kubelet's ``kubelet.sock``; its change time tells when the
             kubelet started.
         kubelet_settle: for this many seconds after the kubelet started its answers may
@@ -43,20 +52,34 @@ class HoldTracker:
             devices of plain init containers, and after a kubelet restart those of pods
             the kubelet has not got back yet. It also keeps an ended pod's entries until
             the kubelet next rewrites the file: see :meth:`rewrite_due`.
+        read_deadline: seconds a read of the checkpoint may take before its last grants
+            are used instead (the read goes on in its thread).
         rewrite_backoff: the first and the longest wait between two requests for the same
             unconfirmed grants (see :meth:`rewrite_due`).
     """
 
     def __init__(self, source: PodResources, *, first_backoff: float = 0.5,
                  max_backoff: float = 30.0, clock: Callable[[], float] = time.monotonic,
-                 grace: float = 1.0, kubelet_socket: Path | None = None,
+                 grace: float = 60.0, kubelet_socket: Path | None = None,
                  kubelet_settle: float = 0.0, wall: Callable[[], float] = time.time,
                  checkpoint: KubeletCheckpoint | None = None,
-                 rewrite_backoff: tuple[float, float] = (2.0, 30.0)) -> None:
+                 rewrite_backoff: tuple[float, float] = (2.0, 30.0),
+                 read_deadline: float = 2.0) -> None:
         self._source = source
         self._checkpoint = checkpoint
-        self._recorded: dict[str, frozenset[str]] = {}  # the kubelet checkpoint's grants
+        self._recorded: Granted = {}  # the kubelet checkpoint's grants, with pod UIDs
+        self._recorded_holds: dict[str, frozenset[str]] = {}  # those that count (see below)
+        self._listed: set[tuple[str, str, str]] = set()
+        """(resource, device id, pod UID) grants an answer of this kubelet listed: once an
+        answer lacks one again the pod ended, and the file's entry (kept until the kubelet
+        next writes it) no longer holds the device."""
+        self._kubelet_id: tuple[int, int] | None = None
+        self._recorded_at: float | None = None  # when the file read was written (monotonic)
         self._rewrite_backoff = rewrite_backoff
+        self._read_deadline = read_deadline
+        self._reading: asyncio.Future[Granted] | None = None
+        self.reading_stuck = ""
+        """Why the checkpoint's grants may be old: its read has not ended ("" when not)."""
         self._rewrite: tuple[frozenset[tuple[str, str]], float, float] | None = None
         """The unconfirmed grants last asked about, when, and the wait before asking again."""
         self._kubelet_socket = kubelet_socket
@@ -92,10 +115,10 @@ class HoldTracker:
     def current(self) -> Holds:
         """The last answer, plus what the kubelet's checkpoint records, plus the devices
         this process allocated since the API was asked."""
-        if not self._since and not self._recorded:
+        if not self._since and not self._recorded_holds:
             return self._known
         out = {name: set(ids) for name, ids in self._known.items()}
-        for extra in (self._recorded, self._since):
+        for extra in (self._recorded_holds, self._since):
             for name, ids in extra.items():
                 out.setdefault(name, set()).update(ids)
         return {name: frozenset(ids) for name, ids in out.items()}
@@ -103,6 +126,8 @@ class HoldTracker:
     @property
     def checkpoint_error(self) -> str:
         """Why the kubelet's device checkpoint could not be read ("" when it could)."""
+        if self.reading_stuck:
+            return self.reading_stuck
         return self._checkpoint.error if self._checkpoint is not None else ""
 
     def allocated(self, resource: str, ids: list[str]) -> None:
@@ -115,21 +140,33 @@ class HoldTracker:
         """(resource, device id) the kubelet's checkpoint grants but the last answer does
         not list: a plain init container's, a pod's the kubelet has not got back yet, or
         one of a pod that ended (the kubelet has forgotten it but not rewritten the file)."""
-        return frozenset((name, i) for name, ids in self._recorded.items()
+        return frozenset((name, i) for name, ids in self._recorded_holds.items()
                          for i in ids - self._known.get(name, frozenset())
                          if i not in self._since.get(name, {}))
+
+    def awaiting_rewrite(self) -> frozenset[tuple[str, str]]:
+        """(resource, device id) a fresh write of the kubelet's checkpoint would settle: the
+        :meth:`unconfirmed` grants, and our own allocations that neither source lists
+        :data:`WRITE_MARGIN` after them (the kubelet may never have recorded them: an
+        admission that failed after our Allocate)."""
+        now = self._clock()
+        own = {(name, i) for name, ids in self._since.items()
+               for i, t in ids.items() if now - t >= WRITE_MARGIN}
+        return self.unconfirmed() | own
 
     def rewrite_due(self) -> bool:
         """Should the kubelet be asked now to rewrite its checkpoint (by resending a device
         list, after which its device manager writes the file)?
 
         Each answer of the API made the kubelet forget ended pods (``List`` does so first),
-        but only its next write drops their entries from the file. Asked once for each new
-        set of unconfirmed grants, then again after a wait doubling from 2 s to 30 s while
-        that set stays the same (a live init container's grant stays in every rewrite)."""
+        but only its next write drops their entries from the file, and only a write after
+        one of our Allocates tells whether the kubelet recorded it. Asked once for each new
+        set of :meth:`awaiting_rewrite` grants, then again after a wait doubling from 2 s to
+        30 s while that set stays the same (a live init container's grant stays in every
+        rewrite)."""
         if not self._answered or self.retry_at is not None:
             return False  # the kubelet was not asked just now
-        pending = self.unconfirmed()
+        pending = self.awaiting_rewrite()
         if not pending:
             self._rewrite = None
             return False
@@ -140,7 +177,7 @@ class HoldTracker:
 
     def rewrite_asked(self) -> None:
         """The kubelet was asked to rewrite its checkpoint (see :meth:`rewrite_due`)."""
-        pending = self.unconfirmed()
+        pending = self.awaiting_rewrite()
         first, longest = self._rewrite_backoff
         if self._rewrite is None or self._rewrite[0] != pending:
             self._rewrite = (pending, self._clock(), first)
@@ -154,8 +191,13 @@ class HoldTracker:
     async def refresh(self) -> bool:
         """Read the kubelet's checkpoint if it changed, and ask the API unless a back-off is
         running. True when the API answered."""
-        if self._checkpoint is not None and self._checkpoint.changed():
-            self._recorded = await asyncio.to_thread(self._checkpoint.granted)
+        self._note_kubelet()
+        await self._read_checkpoint()
+        answered = await self._ask()
+        self._count_recorded()
+        return answered
+
+    async def _ask(self) -> bool:
         if not self.due():
             return False
         asked = self._clock()
@@ -166,6 +208,7 @@ class HoldTracker:
             return False
         if self.retry_at is not None:
             log.info("pod resources API answers again")
+        self._note_listed(held)
         settling = self.kubelet_settling() > 0
         if self._answered and settling:
             held = _union(held, self._known)  # releases wait until the kubelet has its pods
@@ -175,14 +218,81 @@ class HoldTracker:
         if settling:
             return True  # nor does an allocation of ours, which no answer listed yet, end
         for name in list(self._since):
-            # allocations made after (or just before) the question was asked may not be
-            # in the answer yet
-            later = {i: t for i, t in self._since[name].items() if t >= asked - self._grace}
+            # an allocation the answer or the checkpoint lists is held by them from now on;
+            # one neither lists yet may still be under way at the kubelet
+            # (or one the kubelet wrote its file after without it: the pod ended)
+            listed = held.get(name, frozenset()) | self._recorded.get(name, {}).keys()
+            written = self._recorded_at
+            later = {i: t for i, t in self._since[name].items()
+                     if i not in listed and t >= asked - self._grace
+                     and (written is None or written < t + WRITE_MARGIN)}
             if later:
                 self._since[name] = later
             else:
                 del self._since[name]
         return True
+
+    def _note_kubelet(self) -> None:
+        """A new kubelet (``kubelet.sock`` re-created) has listed nothing yet."""
+        if self._kubelet_socket is None:
+            return
+        try:
+            st = os.stat(self._kubelet_socket)
+        except OSError:
+            return
+        kubelet = (st.st_ino, st.st_ctime_ns)
+        if kubelet != self._kubelet_id:
+            self._kubelet_id = kubelet
+            self._listed.clear()
+
+    def _note_listed(self, answer: Holds) -> None:
+        """Remember which of the file's grants this answer lists (its own pods only: never
+        what a settling kubelet's answers are merged with)."""
+        listed = {(name, i, pod) for name, ids in self._recorded.items()
+                  for i, pod in ids.items() if i in answer.get(name, frozenset())}
+        current = {(name, i, pod) for name, ids in self._recorded.items()
+                   for i, pod in ids.items()}
+        self._listed = (self._listed & current) | listed
+
+    def _count_recorded(self) -> None:
+        """Which of the file's grants hold: all while the kubelet settles; else those the
+        last answer lists or that no answer of this kubelet listed before (a plain init
+        container's, a pod's the kubelet has not got back yet). A grant an answer listed
+        and the last one lacks belongs to a pod that ended: the file keeps it only until
+        the kubelet next writes it."""
+        settling = self.kubelet_settling() > 0
+        known = self._known
+        self._recorded_holds = {
+            name: frozenset(i for i, pod in ids.items()
+                            if settling or i in known.get(name, frozenset())
+                            or (name, i, pod) not in self._listed)
+            for name, ids in self._recorded.items()}
+
+    async def _read_checkpoint(self) -> None:
+        """Take the kubelet checkpoint's grants if the file changed. The read runs in a
+        thread of its own; one that takes longer than ``read_deadline`` (a hung mount) is
+        left running, the last grants are kept, and no second read starts meanwhile."""
+        checkpoint = self._checkpoint
+        if checkpoint is None:
+            return
+        if self._reading is None:
+            if not checkpoint.changed():
+                return
+            self._reading = asyncio.ensure_future(in_daemon_thread(checkpoint.granted))
+        done, _ = await asyncio.wait({self._reading}, timeout=self._read_deadline)
+        if not done:
+            self.reading_stuck = (f"reading {checkpoint.path} takes more than "
+                                  f"{self._read_deadline:.0f} s: its last grants are kept")
+            log.warning("%s", self.reading_stuck)
+            return
+        reading, self._reading, self.reading_stuck = self._reading, None, ""
+        try:
+            self._recorded = reading.result()
+            written = checkpoint.written
+            self._recorded_at = (None if written is None
+                                 else self._clock() - max(0.0, self._wall() - written))
+        except Exception:  # a bug in the reader must not end the pass: last grants kept
+            log.exception("reading %s failed; its last grants are kept", checkpoint.path)
 
     def _failed(self, exc: PodResourcesError) -> None:
         self.failures += 1

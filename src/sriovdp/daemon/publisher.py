@@ -173,7 +173,7 @@ class PoolPublisher:
         its back-off ends (None: answered)."""
         await self._holds.refresh()
         if self._holds.rewrite_due():  # its file still lists grants its answer lacks
-            resent = self._endpoints.resend(name for name, _ in self._holds.unconfirmed())
+            resent = self._endpoints.resend(name for name, _ in self._holds.awaiting_rewrite())
             if resent is not None:
                 self._holds.rewrite_asked()
         return self._holds.retry_at
