@@ -89,6 +89,7 @@ async def real_rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
         if watcher:
             registry.mkdir()
         settings = Settings(host=host.paths, config_file=work / "config.json",
+                            device_info_dir=work / "devinfo", cdi_dir=work / "cdi",
                             device_plugin_dir=sock_dir / "dp", plugins_registry_dir=registry,
                             pod_resources_socket=sock_dir / "pr.sock", resync_interval=30.0)
         settings.device_plugin_dir.mkdir()
@@ -128,6 +129,7 @@ async def rig(vfs_per_pf: int = 256, *, links: LinkSource | None = None,
                                    for i in range(PFS)]}
         (work / "config.json").write_text(json.dumps(config))
         settings = Settings(host=host.paths, config_file=work / "config.json",
+                            device_info_dir=work / "devinfo", cdi_dir=work / "cdi",
                             device_plugin_dir=sock_dir / "dp",
                             plugins_registry_dir=sock_dir / "none",
                             pod_resources_socket=sock_dir / "pr.sock",

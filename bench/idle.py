@@ -59,7 +59,8 @@ async def bench(seconds: float) -> None:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "sriovdp", "--config-file", str(config), "--host-root",
                 str(host.root), "--device-plugin-dir", str(dp), "--plugins-registry-dir",
-                str(socks / "none"), stderr=asyncio.subprocess.DEVNULL)
+                str(socks / "none"), "--device-info-dir", str(work / "devinfo"),
+                "--cdi-dir", str(work / "cdi"), stderr=asyncio.subprocess.DEVNULL)
             try:
                 for i in range(PFS):
                     await kubelet.wait_capacity(f"intel.com/pf{i}", (VFS, VFS), timeout=30)
