@@ -7,7 +7,7 @@ the apiserver (:class:`~sriovdp.kubelet.dra.claims.ClaimReader`: UID checked), p
 and device-info files written, the checkpoint recorded, and only then answered.
 Unprepare: the checkpoint names the files, so it needs no apiserver and works for a claim
 already deleted; an unknown UID is already unprepared. Calls for one claim UID run one at
-a time.
+a time, in the order they came.
 
 The CDI directory, device-info directory and checkpoint are ports (:class:`CdiSpecs`,
 :class:`DeviceInfoFiles`, :class:`Checkpoint`) that :class:`sriovdp.host.cdi.CdiStore`
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,6 +63,14 @@ class Checkpoint(Protocol):
     def remove(self, uid: str) -> bool: ...
 
 
+class _ClaimLock:
+    """The lock of one claim UID and how many calls hold or wait for it."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class ClaimPreparer:
     """Prepares and unprepares claims on this node.
 
@@ -97,10 +105,25 @@ class ClaimPreparer:
         self._cdi = cdi
         self._checkpoint = checkpoint
         self._device_info = device_info
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, _ClaimLock] = {}
 
-    def _lock(self, uid: str) -> asyncio.Lock:
-        return self._locks.setdefault(uid, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, uid: str) -> AsyncIterator[None]:
+        """Run the block alone among the calls for ``uid``, in their arrival order (an
+        asyncio.Lock wakes its waiters first in, first out). The lock is kept while a call
+        holds or waits for it, and forgotten after the last one: one lock per claim in
+        flight, not per claim ever seen."""
+        entry = self._locks.get(uid)
+        if entry is None:
+            entry = self._locks[uid] = _ClaimLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[uid]
 
     async def prepare(self, ref: ClaimRef) -> tuple[PreparedDevice, ...]:
         """Prepare one claim; returns the answer's devices.
@@ -109,7 +132,7 @@ class ClaimPreparer:
             SriovdpError: the claim cannot be prepared (ClaimReadError, PrepareError,
                 CdiError, HostError); nothing is recorded then.
         """
-        async with self._lock(ref.uid):
+        async with self._one_at_a_time(ref.uid):
             done = self._checkpoint.get(ref.uid)
             if done is not None and (done.spec_file is None
                                      or done.spec_file in self._cdi.files()):
@@ -150,7 +173,7 @@ class ClaimPreparer:
         Raises:
             SriovdpError: the spec or the checkpoint cannot be written (HostError).
         """
-        async with self._lock(ref.uid):
+        async with self._one_at_a_time(ref.uid):
             done = self._checkpoint.get(ref.uid)
             if done is None:
                 try:  # a spec written before a crash that came before the checkpoint
@@ -165,6 +188,3 @@ class ClaimPreparer:
                     self._device_info.remove(resource_name, dev_id)
             self._checkpoint.remove(ref.uid)
             log.info("unprepared claim %s", ref)
-        lock = self._locks.get(ref.uid)
-        if lock is not None and not lock.locked():
-            del self._locks[ref.uid]  # one lock per claim in flight, not per claim ever seen
