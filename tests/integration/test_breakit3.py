@@ -322,11 +322,6 @@ async def test_no_device_is_in_two_slices_when_the_daemon_restarts_with_another_
 # --- a damaged checkpoint ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon/dra.py:DraSide.__init__ reads the checkpoint in the Reconciler's constructor and "
-    "its HostError stops the whole daemon (cli.py:_run exits 1), device plugin pools "
-    "included; host/files.py:write_atomically writes it without fsync on a persistent disk, "
-    "so a power loss can leave it empty"))
 async def test_device_plugin_pools_are_served_when_the_dra_checkpoint_is_empty_at_start(
         workdir: Path, host: FakeHost) -> None:
     settings = dra_settings(workdir, host)

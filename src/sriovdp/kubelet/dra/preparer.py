@@ -4,7 +4,9 @@ Prepare: a claim already in the checkpoint whose CDI spec is still there gets th
 answer (the kubelet repeats calls after its own restart). Otherwise the claim is read from
 the apiserver (:class:`~sriovdp.kubelet.dra.claims.ClaimReader`: UID checked), planned
 (:func:`sriovdp.model.dra.prepare.prepare_claim`: only our driver's results), its CDI spec
-and device-info files written, the checkpoint recorded, and only then answered.
+(first line: the claim's record, from which a damaged checkpoint is rebuilt, see
+:mod:`sriovdp.model.dra.records`) and device-info files written, the checkpoint recorded,
+and only then answered.
 Unprepare: the checkpoint names the files, so it needs no apiserver and works for a claim
 already deleted; an unknown UID is already unprepared. Calls for one claim UID run one at
 a time, in the order they came.
@@ -34,6 +36,7 @@ from sriovdp.model.dra.prepare import (
     prepare_claim,
     spec_file_name,
 )
+from sriovdp.model.dra.records import claim_record
 from sriovdp.model.dra.slices import DraDevice
 from sriovdp.model.pools import PoolDevice
 
@@ -43,7 +46,7 @@ log = logging.getLogger("sriovdp.kubelet.dra")
 class CdiSpecs(Protocol):
     """The per-claim CDI spec files."""
 
-    def write(self, doc: Mapping[str, Any], file_name: str) -> Path: ...
+    def write(self, doc: Mapping[str, Any], file_name: str, *, comment: str = "") -> Path: ...
     def remove(self, file_name: str) -> bool: ...
     def files(self) -> set[str]: ...
 
@@ -143,7 +146,8 @@ class ClaimPreparer:
                                  devices=devices, facts=self._facts())
             try:
                 if plan.spec is not None and plan.spec_file is not None:
-                    self._cdi.write(plan.spec, plan.spec_file)
+                    self._cdi.write(plan.spec, plan.spec_file,
+                                    comment=claim_record(plan, self.driver))
                 if self._device_info is not None and plan.device_info:
                     by_id = {d.device.id: d.device for d in devices.values()}
                     for resource_name, dev_id in plan.device_info:
