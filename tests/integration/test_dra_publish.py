@@ -8,8 +8,11 @@ round-tripping them through its ``V1ResourceSlice`` model.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -170,3 +173,83 @@ async def test_the_official_client_carries_the_slices_unchanged_when_serialised(
     for doc in plan.create:
         model = client.deserialize(_Response(json.dumps(doc)), "V1ResourceSlice")
         assert client.sanitize_for_serialization(model) == doc
+
+
+# --- writing a generation concurrently --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def huge_host(tmp_path_factory: pytest.TempPathFactory) -> FakeHost:
+    """Four PFs with 256 VFs each: 1,024 devices, eight slices (16 under taint)."""
+    return FakeHost.scaled(tmp_path_factory.mktemp("dra-pub-huge"), pfs=4, vfs_per_pf=256)
+
+
+class SlowSliceApi(FakeSliceApi):
+    """FakeSliceApi whose writes each take a turn of the loop, counting how many are in
+    flight at once; ``fail_on`` names a slice whose next write fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.fail_on: str | None = None
+        self.started: list[str] = []
+
+    async def _slow(self, name: str) -> None:
+        self.started.append(name)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0)
+        finally:
+            self.in_flight -= 1
+        if name == self.fail_on:
+            self.fail_on = None
+            raise SliceApiError(f"replacing ResourceSlice {name}: 500 etcd timeout", 500)
+
+    async def create(self, doc: Mapping[str, Any]) -> None:
+        await self._slow(doc["metadata"]["name"])
+        await super().create(doc)
+
+    async def replace(self, doc: Mapping[str, Any], resource_version: str) -> None:
+        await self._slow(doc["metadata"]["name"])
+        await super().replace(doc, resource_version)
+
+
+def devices_of_huge(host: FakeHost, **health: str) -> dict[str, DraDevice]:
+    config = (ResourceConfig(name="pf", selectors=(NetSelector(),)),)
+    return dra_devices(build_pools(scan(host.paths), config, default_prefix="intel.com",
+                                   health=health))
+
+
+async def test_slices_of_a_generation_are_written_at_once_when_the_devices_change(
+        huge_host: FakeHost) -> None:
+    api = SlowSliceApi()
+    pub = SlicePublisher(api, driver=DRIVER, node_name=NODE, concurrency=4)
+    await pub.publish(devices_of_huge(huge_host))
+    assert len(api.slices) == 8 and api.most_in_flight == 4
+    api.started.clear()
+    devices = devices_of_huge(huge_host)
+    vf = devices[sorted(devices)[300]].device.id  # in the third slice (128 a slice)
+    await pub.publish(devices_of_huge(huge_host, **{vf: Health.UNHEALTHY}))
+    assert api.started[0] == f"{NODE}-{DRIVER}-2", "the changed slice not written first"
+    assert len(api.started) == 8 and generations(api) == {2}
+
+
+async def test_a_whole_new_generation_is_written_when_the_last_one_failed_half_way(
+        huge_host: FakeHost) -> None:
+    api = SlowSliceApi()
+    pub = SlicePublisher(api, driver=DRIVER, node_name=NODE, concurrency=4)
+    await pub.publish(devices_of_huge(huge_host))
+    api.fail_on = f"{NODE}-{DRIVER}-6"
+    with pytest.raises(SliceApiError, match="etcd timeout"):
+        await pub.publish(devices_of_huge(huge_host, **{"0000:18:02.0": Health.UNHEALTHY}))
+    assert api.in_flight == 0, "a write outlived the failed publication"
+    half = {s["spec"]["pool"]["generation"] for s in api.slices.values()}
+    assert half == {1, 2}, "the failed generation half written (what this test is about)"
+    # meanwhile the devices changed again: another cut of the devices into slices
+    await pub.publish(devices_of_huge(huge_host, **{"0000:18:02.1": Health.UNHEALTHY}))
+    assert generations(api) == {3}, "the new content written under the half-written generation"
+    names = [d["name"] for s in api.slices.values() for d in s["spec"]["devices"]]
+    assert len(names) == len(set(names)) == 1023

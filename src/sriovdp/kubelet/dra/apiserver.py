@@ -18,7 +18,12 @@ from typing import Any, Protocol
 
 from sriovdp.errors import HostError
 from sriovdp.kubelet.dra.claims import ClaimReader, KubernetesClaimReader
-from sriovdp.kubelet.dra.publisher import KubernetesSliceApi, SliceApi, SliceApiError
+from sriovdp.kubelet.dra.publisher import (
+    WRITE_CONCURRENCY,
+    KubernetesSliceApi,
+    SliceApi,
+    SliceApiError,
+)
 from sriovdp.threads import in_daemon_thread
 
 
@@ -91,6 +96,10 @@ def connect(kubeconfig: Path | None) -> DraApis:
     # one attempt per call: SliceSync and the kubelet retry with their own back-off, and
     # urllib3's default retries would stretch a hung read from 10 s to about 40 s
     api.configuration.retries = 0
+    # a connection for each slice written at once and some for claim reads: urllib3 drops
+    # (and logs) connections beyond the pool's size (the client's default: 5 per CPU)
+    api.configuration.connection_pool_maxsize = max(
+        api.configuration.connection_pool_maxsize or 0, 2 * WRITE_CONCURRENCY)
     api = client.ApiClient(api.configuration)
     return DraApis(slices=KubernetesSliceApi(client.ResourceV1Api(api)),
                    claims=KubernetesClaimReader(client.ResourceV1Api(api)),
