@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,15 @@ async def test_other_claims_are_recovered_when_one_cdi_spec_has_no_record(
             assert any("1 specs unreadable" in p for p in daemon.status().not_ready())
             assert any(stranger.name in r.getMessage() for r in caplog.records)
             assert stranger.exists(), "a spec the daemon could not read was deleted"
+
+
+async def test_a_prepared_vf_is_withheld_without_dra_when_its_checkpoint_is_damaged(
+        workdir: Path, host: FakeHost) -> None:
+    settings = dra_settings(workdir, host)
+    api = Apiserver()
+    async with prepared_then_damaged(settings, api) as kubelet, \
+            dra_daemon(replace(settings, dra=None), api, CONFIG):
+        await kubelet.wait_for(NET, lambda d: set(d) == ALL_NET - {DEV}, timeout=5)
+        await asyncio.sleep(1.0)
+        assert DEV not in kubelet.devices(NET), "the claim's VF offered to pods too"
+        assert checkpoint_of(settings).read_bytes() == b"", "the damaged file was changed"
