@@ -100,6 +100,8 @@ async def test_readyz_names_the_damaged_checkpoint_until_its_kept_copy_is_remove
     async with prepared_then_damaged(settings, api) as kubelet, \
             dra_daemon(settings, api, CONFIG) as daemon, dra_kubelet(settings):
         await kubelet.wait_for(DPDK, lambda d: set(d) == ALL_DPDK, timeout=5)
+        await eventually(lambda: any("recovered" in p for p in daemon.status().not_ready()),
+                         what="the repaired checkpoint in /readyz")
         code, body = await http_get(port, "/readyz")
         assert code != 200
         assert str(checkpoint_of(settings)) in body

@@ -122,46 +122,58 @@ class DraSide:
         self.refusal = ""
         self._serving = False
         self._lost = asyncio.Event()
-        try:
-            self.load_checkpoint()
+        try:  # only read: whoever holds the node's lock may still write it
+            self.load_checkpoint(repair=False)
         except HostError:
-            pass  # logged and shown; the plugin task tries again
+            pass  # logged and shown; the plugin task tries again, repairing it
 
-    def load_checkpoint(self) -> None:
-        """Read the checkpoint file. A damaged one (empty after a power loss, cut short,
-        edited) is kept aside as ``checkpoint.json.damaged-<time>`` and a new one is written
-        with the claims found in the records of their CDI specs, so their devices stay
-        held and a later unprepare still cleans up.
+    def load_checkpoint(self, *, repair: bool = True) -> None:
+        """Read the checkpoint file. When it cannot be used, the claims found in the
+        records of their CDI specs are held meanwhile. With ``repair`` (the node's lock
+        held), a damaged one (empty after a power loss, cut short, edited) is kept as
+        ``checkpoint.json.damaged-<time>`` and replaced by one listing those claims, so
+        their devices stay held and a later unprepare still cleans up.
 
         Raises:
-            HostError: the file cannot be read, or the damaged one cannot be replaced; the
-                claims of the CDI specs are held meanwhile, and nothing is written.
+            HostError: the file cannot be read, is damaged and ``repair`` is False, or
+                cannot be repaired.
         """
         cdi_dir, driver = self.settings.cdi_dir, self.settings.dra_driver
         try:
-            try:
-                self.checkpoint.reload()
-            except CheckpointDamaged as damaged:
-                claims, unread = claims_in_cdi_specs(cdi_dir, driver)
-                for problem in unread:
-                    log.error("dra: a claim's CDI spec without a usable record (its claim "
-                              "is not recovered; an unprepare still removes it): %s", problem)
-                aside = self.checkpoint.rebuild(claims)
-                notice = (f"dra: {damaged}: kept aside as {aside}, {len(claims)} prepared "
-                          f"claims recovered from their CDI specs in {cdi_dir}"
-                          + (f", {len(unread)} specs unreadable" if unread else "")
-                          + f"; remove {aside.name} once checked")
-                log.error("%s", notice)
-                self._damaged = (aside, notice)
+            self.checkpoint.reload()
         except HostError as exc:
-            if not isinstance(exc, CheckpointDamaged):  # unreadable: hold what the specs say
-                with contextlib.suppress(HostError):
-                    self.checkpoint.assume(claims_in_cdi_specs(cdi_dir, driver)[0])
-            if self.checkpoint_error is None:
-                log.error("dra: %s; the DRA plugin waits for it", exc)
-            self.checkpoint_error = f"dra: {exc}"
-            raise
+            with contextlib.suppress(HostError):
+                self.checkpoint.assume(claims_in_cdi_specs(cdi_dir, driver)[0])
+            if not (repair and isinstance(exc, CheckpointDamaged)):
+                self._checkpoint_failed(exc)
+                raise
+            try:
+                self._repair(exc)
+            except HostError as again:
+                self._checkpoint_failed(again)
+                raise
         self.checkpoint_error = None
+
+    def _repair(self, damaged: CheckpointDamaged) -> None:
+        cdi_dir = self.settings.cdi_dir
+        claims, unread = claims_in_cdi_specs(cdi_dir, self.settings.dra_driver)
+        for problem in unread:
+            log.error("dra: a claim's CDI spec without a usable record (its claim is not "
+                      "recovered; an unprepare still removes it): %s", problem)
+        aside = self.checkpoint.rebuild(claims)
+        notice = (f"dra: {damaged}: kept aside as {aside}, {len(claims)} prepared claims "
+                  f"recovered from their CDI specs in {cdi_dir}"
+                  + (f", {len(unread)} specs unreadable" if unread else "")
+                  + f"; remove {aside.name} once checked")
+        log.error("%s", notice)
+        self._damaged = (aside, notice)
+
+    def _checkpoint_failed(self, exc: HostError) -> None:
+        error = f"dra: {exc}"
+        if error != self.checkpoint_error:
+            log.error("%s; the DRA plugin waits for it (the claims in the CDI specs are held "
+                      "meanwhile)", error)
+        self.checkpoint_error = error
 
     # --- what the reconciler reads and hands over ---------------------------------------
 
