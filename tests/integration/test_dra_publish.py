@@ -175,6 +175,21 @@ async def test_the_official_client_carries_the_slices_unchanged_when_serialised(
         assert client.sanitize_for_serialization(model) == doc
 
 
+async def test_a_slice_is_sent_as_the_stock_client_sends_it_when_it_skips_the_walk(
+        big_host: FakeHost) -> None:
+    from kubernetes.client import Configuration
+
+    from sriovdp.kubelet.dra.apiserver import _api_client
+    from sriovdp.kubelet.dra.publisher import JsonBody
+
+    plan = await publisher(FakeSliceApi(), HealthPolicy.TAINT).publish(
+        devices_of(big_host, health={"0000:5e:11.0": Health.UNHEALTHY}))
+    ours, stock = _api_client(Configuration()), ApiClient()
+    for doc in plan.create:
+        sent = ours.sanitize_for_serialization(JsonBody(doc))
+        assert json.dumps(sent) == json.dumps(stock.sanitize_for_serialization(doc))
+
+
 # --- writing a generation concurrently --------------------------------------------------------
 
 
