@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import kubernetes_validate
@@ -188,6 +190,60 @@ async def test_a_slice_is_sent_as_the_stock_client_sends_it_when_it_skips_the_wa
     for doc in plan.create:
         sent = ours.sanitize_for_serialization(JsonBody(doc))
         assert json.dumps(sent) == json.dumps(stock.sanitize_for_serialization(doc))
+
+
+class _Answering(BaseHTTPRequestHandler):
+    """An apiserver that answers every write with its body, counting connections."""
+
+    protocol_version = "HTTP/1.1"
+    connections: list[tuple[str, int]] = []
+
+    def setup(self) -> None:
+        super().setup()
+        self.connections.append(self.client_address)
+
+    def _answer(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}"
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_PUT = do_DELETE = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_slice_writes_share_a_connection_when_made_one_after_another(
+        big_host: FakeHost) -> None:
+    from kubernetes.client import Configuration, ResourceV1Api
+
+    from sriovdp.kubelet.dra.apiserver import _api_client
+    from sriovdp.kubelet.dra.publisher import KubernetesSliceApi
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answering)
+    server.daemon_threads = True
+    serving = threading.Thread(target=server.serve_forever)
+    serving.start()
+    configuration = Configuration()
+    configuration.host = f"http://127.0.0.1:{server.server_port}"
+    client = _api_client(configuration)
+    try:
+        api = KubernetesSliceApi(ResourceV1Api(client))
+        plan = await publisher(FakeSliceApi()).publish(devices_of(big_host))
+        _Answering.connections = []
+        for doc in plan.create:
+            await api.create(doc)
+            await api.replace(doc, "1")
+        await api.delete(plan.create[0]["metadata"]["name"])
+        assert len(_Answering.connections) == 1, "a new connection (TLS handshake) per write"
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+        serving.join()
 
 
 # --- writing a generation concurrently --------------------------------------------------------

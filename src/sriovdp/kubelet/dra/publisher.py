@@ -196,15 +196,23 @@ class KubernetesSliceApi:
         self._api = api
         self._timeout = timeout
 
-    async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> bytes:
+        """``fn(*args, **kwargs)``'s answer body, read in the worker thread: an answer left
+        unread keeps its connection out of the pool, and every write then opened a new
+        one (a TLS handshake each)."""
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        def call() -> bytes:
+            answer = fn(*args, _request_timeout=self._timeout, _preload_content=False,
+                        **kwargs)
+            return bytes(answer.data)
 
         try:
-            return await in_daemon_thread(functools.partial(
-                fn, *args, _request_timeout=self._timeout, _preload_content=False, **kwargs))
+            return await in_daemon_thread(call)
         except ApiException as exc:
             raise SliceApiError(f"{what}: {exc.status} {exc.reason}", exc.status) from exc
-        except (OSError, ValueError) as exc:  # urllib3 connection errors are OSErrors
+        except (OSError, ValueError, HTTPError) as exc:  # connection errors are OSErrors
             raise SliceApiError(f"{what}: {exc}") from exc
 
     async def list(self, *, driver: str, node_name: str) -> list[dict[str, Any]]:
@@ -212,7 +220,7 @@ class KubernetesSliceApi:
         answer = await self._call(f"listing ResourceSlices ({selector})",
                                   self._api.list_resource_slice, field_selector=selector)
         try:
-            items: list[dict[str, Any]] = json.loads(answer.data)["items"] or []
+            items: list[dict[str, Any]] = json.loads(answer)["items"] or []
         except (ValueError, KeyError, TypeError) as exc:
             raise SliceApiError(f"listing ResourceSlices ({selector}): bad answer: {exc}") from exc
         return items
