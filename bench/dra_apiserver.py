@@ -31,17 +31,19 @@ the pool's devices (the window concurrent slice writes shorten). Floor: the daem
 overlay's memory limit is 256Mi).
 
 Figures of ``--daemon`` (withdraw, 2,048 VFs, 16 slices; the 2-core box shared with other
-work, load 2-5, so runs of one build differ by up to 2x; before and after were run in turn):
+work, so runs of one build differ by up to 2x; before and after were run in turn, the first
+pair on a quieter box, load ~1.5, then the range over 3-4 runs at load 2-5):
 
-=============================  ===============================  ============================
-carrier change ->              slices written one at a time     8 at a time, cheaper writes
-=============================  ===============================  ============================
-complete new generation        median 2.0-2.4 s, p99 3.1-4.4 s  median 0.9-1.9 s, p99 1.6-4.9 s
-first slice event              median 0.22-0.30 s               median 0.76-0.78 s
-=============================  ===============================  ============================
+============================  =================================  =============================
+carrier change ->             slices written one at a time       8 at a time, cheaper writes
+============================  =================================  =============================
+complete new generation       1.46 s, p99 1.91 s (1.5-2.4 s)     0.95 s, p99 1.50 s (0.9-1.9 s)
+first slice event             0.20 s, p99 0.29 s (0.20-0.30 s)   0.46 s, p99 0.79 s (to 0.78 s)
+pool incomplete in between    1.25 s, p99 1.72 s                 0.47 s, p99 0.89 s
+============================  =================================  =============================
 
-(the first event comes later because 8 writes share the apiserver; the pool is incomplete
-for the allocator only from it to the complete generation).
+(medians; the first event comes later because 8 writes share the apiserver, and the pool is
+incomplete for the allocator only from it to the complete generation).
 
 Run: ``.venv/bin/python bench/dra_apiserver.py [--runs 3] [--flips 40] [--claims 40]``, or
 ``sudo .venv/bin/python bench/dra_apiserver.py --daemon [--toggles 20] [--dra-health
