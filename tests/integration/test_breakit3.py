@@ -127,10 +127,6 @@ async def _until(cond: object, what: str) -> None:
     raise AssertionError(what)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kubelet/dra/preparer.py:ClaimPreparer.unprepare drops the claim's lock from _locks when "
-    "it is not locked, although a prepare was woken to take it; the next call gets a new "
-    "lock and runs beside that prepare"))
 async def test_claim_stays_unprepared_when_an_unprepare_follows_queued_calls_for_its_uid(
         workdir: Path, host: FakeHost) -> None:
     devices = _devices(host)
@@ -161,6 +157,39 @@ async def test_claim_stays_unprepared_when_an_unprepare_follows_queued_calls_for
     # the last call was an unprepare: nothing may be left prepared
     assert checkpoint.get(UID) is None, "the claim left in the checkpoint (a hold forever)"
     assert not list(cdi_dir.glob(f"{SPEC_FILE_PREFIX}*")), "the claim's CDI spec left"
+
+
+async def test_calls_for_a_uid_run_in_arrival_order_when_one_waiting_call_is_cancelled(
+        workdir: Path, host: FakeHost) -> None:
+    devices = _devices(host)
+    name = next(n for n, d in devices.items() if d.device.id == DEV)
+    inner = FakeClaimReader()
+    inner.put(ClaimAllocation(REF, (AllocatedDevice("nic", DRIVER, NODE, name),)))
+    reader = GatedReader(inner)
+    cdi_dir = workdir / "cdi"
+    checkpoint = ClaimCheckpoint(workdir / "plugin" / "checkpoint.json")
+    preparer = ClaimPreparer(driver=DRIVER, pool_name=NODE, reader=reader,
+                             devices=lambda: devices, facts=lambda: scan(host.paths).facts,
+                             cdi=CdiStore(cdi_dir, prefix=SPEC_FILE_PREFIX),
+                             checkpoint=checkpoint)
+    p1 = asyncio.create_task(preparer.prepare(REF))
+    await _until(lambda: len(reader.gates) == 1, "the first prepare reading")
+    gone = asyncio.create_task(preparer.unprepare(REF))  # the kubelet's call times out
+    u1 = asyncio.create_task(preparer.unprepare(REF))
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    p2 = asyncio.create_task(preparer.prepare(REF))
+    await asyncio.sleep(0)
+    reader.gates[0].set()
+    await asyncio.gather(p1, u1)
+    await _until(lambda: len(reader.gates) == 2, "the second prepare reading")
+    assert checkpoint.get(UID) is None, "the unprepare ran before the first prepare ended"
+    reader.gates[1].set()
+    await p2
+    assert checkpoint.get(UID) is not None, "the last call, a prepare, left nothing prepared"
+    await preparer.unprepare(REF)
+    assert preparer._locks == {}, "a claim's lock kept after its last call"
 
 
 
@@ -293,11 +322,6 @@ async def test_no_device_is_in_two_slices_when_the_daemon_restarts_with_another_
 # --- a damaged checkpoint ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon/dra.py:DraSide.__init__ reads the checkpoint in the Reconciler's constructor and "
-    "its HostError stops the whole daemon (cli.py:_run exits 1), device plugin pools "
-    "included; host/files.py:write_atomically writes it without fsync on a persistent disk, "
-    "so a power loss can leave it empty"))
 async def test_device_plugin_pools_are_served_when_the_dra_checkpoint_is_empty_at_start(
         workdir: Path, host: FakeHost) -> None:
     settings = dra_settings(workdir, host)

@@ -8,8 +8,13 @@ round-tripping them through its ``V1ResourceSlice`` model.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -170,3 +175,152 @@ async def test_the_official_client_carries_the_slices_unchanged_when_serialised(
     for doc in plan.create:
         model = client.deserialize(_Response(json.dumps(doc)), "V1ResourceSlice")
         assert client.sanitize_for_serialization(model) == doc
+
+
+async def test_a_slice_is_sent_as_the_stock_client_sends_it_when_it_skips_the_walk(
+        big_host: FakeHost) -> None:
+    from kubernetes.client import Configuration
+
+    from sriovdp.kubelet.dra.apiserver import _api_client
+    from sriovdp.kubelet.dra.publisher import JsonBody
+
+    plan = await publisher(FakeSliceApi(), HealthPolicy.TAINT).publish(
+        devices_of(big_host, health={"0000:5e:11.0": Health.UNHEALTHY}))
+    ours, stock = _api_client(Configuration()), ApiClient()
+    for doc in plan.create:
+        sent = ours.sanitize_for_serialization(JsonBody(doc))
+        assert json.dumps(sent) == json.dumps(stock.sanitize_for_serialization(doc))
+
+
+class _Answering(BaseHTTPRequestHandler):
+    """An apiserver that answers every write with its body, counting connections."""
+
+    protocol_version = "HTTP/1.1"
+    connections: list[tuple[str, int]] = []
+
+    def setup(self) -> None:
+        super().setup()
+        self.connections.append(self.client_address)
+
+    def _answer(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}"
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_PUT = do_DELETE = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_slice_writes_share_a_connection_when_made_one_after_another(
+        big_host: FakeHost) -> None:
+    from kubernetes.client import Configuration, ResourceV1Api
+
+    from sriovdp.kubelet.dra.apiserver import _api_client
+    from sriovdp.kubelet.dra.publisher import KubernetesSliceApi
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answering)
+    server.daemon_threads = True
+    serving = threading.Thread(target=server.serve_forever)
+    serving.start()
+    configuration = Configuration()
+    configuration.host = f"http://127.0.0.1:{server.server_port}"
+    client = _api_client(configuration)
+    try:
+        api = KubernetesSliceApi(ResourceV1Api(client))
+        plan = await publisher(FakeSliceApi()).publish(devices_of(big_host))
+        _Answering.connections = []
+        for doc in plan.create:
+            await api.create(doc)
+            await api.replace(doc, "1")
+        await api.delete(plan.create[0]["metadata"]["name"])
+        assert len(_Answering.connections) == 1, "a new connection (TLS handshake) per write"
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+        serving.join()
+
+
+# --- writing a generation concurrently --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def huge_host(tmp_path_factory: pytest.TempPathFactory) -> FakeHost:
+    """Four PFs with 256 VFs each: 1,024 devices, eight slices (16 under taint)."""
+    return FakeHost.scaled(tmp_path_factory.mktemp("dra-pub-huge"), pfs=4, vfs_per_pf=256)
+
+
+class SlowSliceApi(FakeSliceApi):
+    """FakeSliceApi whose writes each take a turn of the loop, counting how many are in
+    flight at once; ``fail_on`` names a slice whose next write fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.fail_on: str | None = None
+        self.started: list[str] = []
+
+    async def _slow(self, name: str) -> None:
+        self.started.append(name)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0)
+        finally:
+            self.in_flight -= 1
+        if name == self.fail_on:
+            self.fail_on = None
+            raise SliceApiError(f"replacing ResourceSlice {name}: 500 etcd timeout", 500)
+
+    async def create(self, doc: Mapping[str, Any]) -> None:
+        await self._slow(doc["metadata"]["name"])
+        await super().create(doc)
+
+    async def replace(self, doc: Mapping[str, Any], resource_version: str) -> None:
+        await self._slow(doc["metadata"]["name"])
+        await super().replace(doc, resource_version)
+
+
+def devices_of_huge(host: FakeHost, **health: str) -> dict[str, DraDevice]:
+    config = (ResourceConfig(name="pf", selectors=(NetSelector(),)),)
+    return dra_devices(build_pools(scan(host.paths), config, default_prefix="intel.com",
+                                   health=health))
+
+
+async def test_slices_of_a_generation_are_written_at_once_when_the_devices_change(
+        huge_host: FakeHost) -> None:
+    api = SlowSliceApi()
+    pub = SlicePublisher(api, driver=DRIVER, node_name=NODE, concurrency=4)
+    await pub.publish(devices_of_huge(huge_host))
+    assert len(api.slices) == 8 and api.most_in_flight == 4
+    api.started.clear()
+    devices = devices_of_huge(huge_host)
+    vf = devices[sorted(devices)[300]].device.id  # in the third slice (128 a slice)
+    await pub.publish(devices_of_huge(huge_host, **{vf: Health.UNHEALTHY}))
+    assert api.started[0] == f"{NODE}-{DRIVER}-2", "the changed slice not written first"
+    assert len(api.started) == 8 and generations(api) == {2}
+
+
+async def test_a_whole_new_generation_is_written_when_the_last_one_failed_half_way(
+        huge_host: FakeHost) -> None:
+    api = SlowSliceApi()
+    pub = SlicePublisher(api, driver=DRIVER, node_name=NODE, concurrency=4)
+    await pub.publish(devices_of_huge(huge_host))
+    api.fail_on = f"{NODE}-{DRIVER}-6"
+    with pytest.raises(SliceApiError, match="etcd timeout"):
+        await pub.publish(devices_of_huge(huge_host, **{"0000:18:02.0": Health.UNHEALTHY}))
+    assert api.in_flight == 0, "a write outlived the failed publication"
+    half = {s["spec"]["pool"]["generation"] for s in api.slices.values()}
+    assert half == {1, 2}, "the failed generation half written (what this test is about)"
+    # meanwhile the devices changed again: another cut of the devices into slices
+    await pub.publish(devices_of_huge(huge_host, **{"0000:18:02.1": Health.UNHEALTHY}))
+    assert generations(api) == {3}, "the new content written under the half-written generation"
+    names = [d["name"] for s in api.slices.values() for d in s["spec"]["devices"]]
+    assert len(names) == len(set(names)) == 1023

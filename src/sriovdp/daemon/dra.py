@@ -23,6 +23,7 @@ to retention; a change of them (prepare, unprepare) wakes the reconciler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -30,10 +31,10 @@ from pathlib import Path
 from sriovdp.daemon.draslices import SliceSync
 from sriovdp.daemon.settings import Settings
 from sriovdp.daemon.supervisor import Ready
-from sriovdp.errors import SriovdpError
+from sriovdp.errors import HostError, SriovdpError
 from sriovdp.host.cdi import CdiStore
 from sriovdp.host.devinfo import DeviceInfoStore
-from sriovdp.host.draclaims import ClaimCheckpoint
+from sriovdp.host.draclaims import CheckpointDamaged, ClaimCheckpoint, claims_in_cdi_specs
 from sriovdp.kubelet.dra.apiserver import DraApis
 from sriovdp.kubelet.dra.preparer import ClaimPreparer
 from sriovdp.kubelet.dra.publisher import SlicePublisher
@@ -82,8 +83,8 @@ class DraSide:
         instance: the daemon instance's node-wide lock (the device plugin endpoints take
             it too), held while the plugin serves.
 
-    Raises:
-        HostError: the checkpoint exists but cannot be read.
+    The checkpoint is read here (a problem is logged and shown in ``/readyz``, never
+    raised: the device plugin pools are served regardless); see :meth:`load_checkpoint`.
     """
 
     def __init__(self, settings: Settings, apis: DraApis, *,
@@ -93,7 +94,10 @@ class DraSide:
         self.socket = plugin_socket(settings.plugins_dir, settings.dra_driver)
         self.registration = registration_socket(settings.plugins_registry_dir,
                                                 settings.dra_driver)
-        self.checkpoint = ClaimCheckpoint(self.socket.parent / "checkpoint.json")
+        self.checkpoint = ClaimCheckpoint(self.socket.parent / "checkpoint.json", load=False)
+        self.checkpoint_error: str | None = None
+        """Why the checkpoint cannot be used yet (the plugin is not served meanwhile)."""
+        self._damaged: tuple[Path, str] | None = None  # (where it was kept aside, the notice)
         self._lock = SocketLock(self.socket, instance=instance)
         self.waiting: str | None = None
         """Why the plugin is not served yet: another instance holds the node's lock."""
@@ -118,6 +122,58 @@ class DraSide:
         self.refusal = ""
         self._serving = False
         self._lost = asyncio.Event()
+        try:  # only read: whoever holds the node's lock may still write it
+            self.load_checkpoint(repair=False)
+        except HostError:
+            pass  # logged and shown; the plugin task tries again, repairing it
+
+    def load_checkpoint(self, *, repair: bool = True) -> None:
+        """Read the checkpoint file. When it cannot be used, the claims found in the
+        records of their CDI specs are held meanwhile. With ``repair`` (the node's lock
+        held), a damaged one (empty after a power loss, cut short, edited) is kept as
+        ``checkpoint.json.damaged-<time>`` and replaced by one listing those claims, so
+        their devices stay held and a later unprepare still cleans up.
+
+        Raises:
+            HostError: the file cannot be read, is damaged and ``repair`` is False, or
+                cannot be repaired.
+        """
+        cdi_dir, driver = self.settings.cdi_dir, self.settings.dra_driver
+        try:
+            self.checkpoint.reload()
+        except HostError as exc:
+            with contextlib.suppress(HostError):
+                self.checkpoint.assume(claims_in_cdi_specs(cdi_dir, driver)[0])
+            if not (repair and isinstance(exc, CheckpointDamaged)):
+                self._checkpoint_failed(exc)
+                raise
+            try:
+                self._repair(exc)
+            except HostError as again:
+                self._checkpoint_failed(again)
+                raise
+        self.checkpoint_error = None
+
+    def _repair(self, damaged: CheckpointDamaged) -> None:
+        cdi_dir = self.settings.cdi_dir
+        claims, unread = claims_in_cdi_specs(cdi_dir, self.settings.dra_driver)
+        for problem in unread:
+            log.error("dra: a claim's CDI spec without a usable record (its claim is not "
+                      "recovered; an unprepare still removes it): %s", problem)
+        aside = self.checkpoint.rebuild(claims)
+        notice = (f"dra: {damaged}: kept aside as {aside}, {len(claims)} prepared claims "
+                  f"recovered from their CDI specs in {cdi_dir}"
+                  + (f", {len(unread)} specs unreadable" if unread else "")
+                  + f"; remove {aside.name} once checked")
+        log.error("%s", notice)
+        self._damaged = (aside, notice)
+
+    def _checkpoint_failed(self, exc: HostError) -> None:
+        error = f"dra: {exc}"
+        if error != self.checkpoint_error:
+            log.error("%s; the DRA plugin waits for it (the claims in the CDI specs are held "
+                      "meanwhile)", error)
+        self.checkpoint_error = error
 
     # --- what the reconciler reads and hands over ---------------------------------------
 
@@ -153,6 +209,10 @@ class DraSide:
     def problems(self) -> list[str]:
         """Why DRA mode is not ready (``/readyz``)."""
         out = [self.waiting] if self.waiting is not None else []
+        if self.checkpoint_error is not None:
+            out.append(self.checkpoint_error)
+        if self._damaged is not None and self._damaged[0].exists():
+            out.append(self._damaged[1])
         if self.slices.error is not None:
             out.append(self.slices.error)
         if self.refusal:
@@ -207,9 +267,16 @@ class DraSide:
         if self.waiting is not None:
             log.info("dra: the other instance let go of %s; taking over", self.socket)
             self.waiting = None
-            self.checkpoint.reload()
-            self._claims_changed()
+            self._reload_checkpoint()
+        elif self.checkpoint_error is not None:
+            self._reload_checkpoint()
         self.slices.force()
+
+    def _reload_checkpoint(self) -> None:
+        try:
+            self.load_checkpoint()
+        finally:
+            self._claims_changed()  # the holds may differ either way
 
     async def _serve(self, ready: Ready) -> None:
         server = DraPluginServer(self.preparer, socket=self.socket,

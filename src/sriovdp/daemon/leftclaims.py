@@ -10,7 +10,8 @@ import logging
 from pathlib import Path
 
 from sriovdp.errors import HostError
-from sriovdp.host.draclaims import ClaimCheckpoint, claim_checkpoints
+from sriovdp.host.draclaims import ClaimCheckpoint, claim_checkpoints, claims_in_cdi_specs
+from sriovdp.model.dra.prepare import PreparedClaim
 from sriovdp.model.retention import Holds
 
 log = logging.getLogger("sriovdp.daemon")
@@ -22,10 +23,14 @@ class LeftClaims:
     Args:
         plugins_dir: the kubelet's plugins dir as this process sees it.
         serving: the checkpoint this instance's DRA plugin keeps (None without ``--dra``).
+        cdi_dir: where the claims' CDI specs are: a damaged checkpoint's claims are read
+            from the records in them (None: not at all).
     """
 
-    def __init__(self, plugins_dir: Path, serving: Path | None) -> None:
+    def __init__(self, plugins_dir: Path, serving: Path | None, *,
+                 cdi_dir: Path | None = None) -> None:
         self._dir = plugins_dir
+        self._cdi_dir = cdi_dir
         self._serving = serving
         self._holds: Holds = {}
         self._seen: dict[Path, int] = {}
@@ -43,9 +48,9 @@ class LeftClaims:
                 continue
             try:
                 claims = ClaimCheckpoint(path).claims()
-            except HostError as exc:  # another vendor's file, or a broken one: not ours
-                log.debug("not an sriovdp claim checkpoint: %s", exc)
-                continue
+            except HostError as exc:  # another vendor's file, or a damaged one of ours
+                log.debug("not a usable sriovdp claim checkpoint: %s", exc)
+                claims = self._from_cdi_specs(path.parent.name)  # (the warning below names them)
             for claim in claims:
                 for dev in claim.devices:
                     if dev.resource_name and dev.device_id:
@@ -61,3 +66,12 @@ class LeftClaims:
                             "file is removed", path, count, path.parent.name)
         self._seen = seen
         self._holds = {key: frozenset(ids) for key, ids in out.items()}
+
+    def _from_cdi_specs(self, driver: str) -> list[PreparedClaim]:
+        if self._cdi_dir is None:
+            return []
+        try:
+            return claims_in_cdi_specs(self._cdi_dir, driver)[0]
+        except HostError as exc:
+            log.warning("dra: %s", exc)
+            return []

@@ -131,7 +131,8 @@ class Reconciler:
                                on_claims=self._wakeups.claims,
                                instance=self._endpoints.instance)
         left = LeftClaims(settings.plugins_dir,
-                          self.dra.checkpoint.path if self.dra is not None else None)
+                          self.dra.checkpoint.path if self.dra is not None else None,
+                          cdi_dir=settings.cdi_dir)
         left.refresh()
         self.publisher = PoolPublisher(settings, lambda: self.config, self._endpoints,
                                        self.outputs, holds=self.holds, left=left, dra=self.dra)

@@ -48,8 +48,10 @@ class CdiStore:
         self.directory = directory
         self.prefix = prefix
 
-    def write(self, doc: Mapping[str, Any], file_name: str) -> Path:
+    def write(self, doc: Mapping[str, Any], file_name: str, *, comment: str = "") -> Path:
         """Write (or replace) a spec: YAML for ``*.yaml``, JSON for ``*.json``; returns its path.
+
+        ``comment``: one line (``# ...``) put first in a YAML spec (DRA's claim record).
 
         Raises:
             ValueError: ``file_name`` does not start with ``sriov-dp-`` or has another extension.
@@ -60,6 +62,10 @@ class CdiStore:
             text = json.dumps(doc, indent=2) + "\n"
         else:
             text = yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=False)
+            if comment:
+                if not comment.startswith("#") or "\n" in comment:
+                    raise ValueError(f"not a one-line YAML comment: {comment!r}")
+                text = f"{comment}\n{text}"
         try:
             write_atomically(path, text.encode(), mode=FILE_MODE)
         except OSError as exc:

@@ -233,12 +233,18 @@ def read_attribute(dir_fd: int, name: str) -> bytes | None:
         os.close(fd)
 
 
-def write_atomically(path: Path, data: bytes, *, mode: int, dir_mode: int = 0o755) -> None:
+def write_atomically(path: Path, data: bytes, *, mode: int, dir_mode: int = 0o755,
+                     durable: bool = False) -> None:
     """Replace ``path`` with ``data`` (file mode ``mode``) through a temp file and a rename.
 
     The temp file is ``<name>.<random>.tmp`` in the same directory, removed on failure.
-    No fsync: these files live on tmpfs (``/var/run``), which a crash empties anyway.
     A missing directory is created (parents too) and given ``dir_mode``.
+
+    ``durable``: for files on persistent disk (the DRA claim checkpoint), the temp file is
+    fsync'd before the rename and the directory after it, so a power loss leaves the old
+    file or the new one, never an empty or cut-short one. Without it (tmpfs files under
+    ``/var/run``, which a crash empties anyway, written on hot paths such as Allocate), no
+    fsync.
 
     Raises:
         OSError: from the file system.
@@ -251,12 +257,21 @@ def write_atomically(path: Path, data: bytes, *, mode: int, dir_mode: int = 0o75
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if durable:
+        dir_fd = os.open(directory, DIR_FLAGS)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def remove_file(path: Path, what: str) -> bool:

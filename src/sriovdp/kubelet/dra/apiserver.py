@@ -18,7 +18,13 @@ from typing import Any, Protocol
 
 from sriovdp.errors import HostError
 from sriovdp.kubelet.dra.claims import ClaimReader, KubernetesClaimReader
-from sriovdp.kubelet.dra.publisher import KubernetesSliceApi, SliceApi, SliceApiError
+from sriovdp.kubelet.dra.publisher import (
+    WRITE_CONCURRENCY,
+    JsonBody,
+    KubernetesSliceApi,
+    SliceApi,
+    SliceApiError,
+)
 from sriovdp.threads import in_daemon_thread
 
 
@@ -91,7 +97,24 @@ def connect(kubeconfig: Path | None) -> DraApis:
     # one attempt per call: SliceSync and the kubelet retry with their own back-off, and
     # urllib3's default retries would stretch a hung read from 10 s to about 40 s
     api.configuration.retries = 0
-    api = client.ApiClient(api.configuration)
+    # a connection for each slice written at once and some for claim reads: urllib3 drops
+    # (and logs) connections beyond the pool's size (the client's default: 5 per CPU)
+    api.configuration.connection_pool_maxsize = max(
+        api.configuration.connection_pool_maxsize or 0, 2 * WRITE_CONCURRENCY)
+    api = _api_client(api.configuration)
     return DraApis(slices=KubernetesSliceApi(client.ResourceV1Api(api)),
                    claims=KubernetesClaimReader(client.ResourceV1Api(api)),
                    nodes=KubernetesNodeReader(client.CoreV1Api(api)))
+
+
+def _api_client(configuration: Any) -> Any:
+    """A ``kubernetes.client.ApiClient`` that sends a :class:`JsonBody` as it is."""
+    from kubernetes import client
+
+    class ApiClient(client.ApiClient):  # type: ignore[misc]
+        def sanitize_for_serialization(self, obj: Any) -> Any:
+            if type(obj) is JsonBody:
+                return obj
+            return super().sanitize_for_serialization(obj)
+
+    return ApiClient(configuration)

@@ -4,10 +4,12 @@ Prepare: a claim already in the checkpoint whose CDI spec is still there gets th
 answer (the kubelet repeats calls after its own restart). Otherwise the claim is read from
 the apiserver (:class:`~sriovdp.kubelet.dra.claims.ClaimReader`: UID checked), planned
 (:func:`sriovdp.model.dra.prepare.prepare_claim`: only our driver's results), its CDI spec
-and device-info files written, the checkpoint recorded, and only then answered.
+(first line: the claim's record, from which a damaged checkpoint is rebuilt, see
+:mod:`sriovdp.model.dra.records`) and device-info files written, the checkpoint recorded,
+and only then answered.
 Unprepare: the checkpoint names the files, so it needs no apiserver and works for a claim
 already deleted; an unknown UID is already unprepared. Calls for one claim UID run one at
-a time.
+a time, in the order they came.
 
 The CDI directory, device-info directory and checkpoint are ports (:class:`CdiSpecs`,
 :class:`DeviceInfoFiles`, :class:`Checkpoint`) that :class:`sriovdp.host.cdi.CdiStore`
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,6 +36,7 @@ from sriovdp.model.dra.prepare import (
     prepare_claim,
     spec_file_name,
 )
+from sriovdp.model.dra.records import claim_record
 from sriovdp.model.dra.slices import DraDevice
 from sriovdp.model.pools import PoolDevice
 
@@ -43,7 +46,7 @@ log = logging.getLogger("sriovdp.kubelet.dra")
 class CdiSpecs(Protocol):
     """The per-claim CDI spec files."""
 
-    def write(self, doc: Mapping[str, Any], file_name: str) -> Path: ...
+    def write(self, doc: Mapping[str, Any], file_name: str, *, comment: str = "") -> Path: ...
     def remove(self, file_name: str) -> bool: ...
     def files(self) -> set[str]: ...
 
@@ -61,6 +64,14 @@ class Checkpoint(Protocol):
     def get(self, uid: str) -> PreparedClaim | None: ...
     def add(self, claim: PreparedClaim) -> None: ...
     def remove(self, uid: str) -> bool: ...
+
+
+class _ClaimLock:
+    """The lock of one claim UID and how many calls hold or wait for it."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
 
 
 class ClaimPreparer:
@@ -97,10 +108,25 @@ class ClaimPreparer:
         self._cdi = cdi
         self._checkpoint = checkpoint
         self._device_info = device_info
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, _ClaimLock] = {}
 
-    def _lock(self, uid: str) -> asyncio.Lock:
-        return self._locks.setdefault(uid, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, uid: str) -> AsyncIterator[None]:
+        """Run the block alone among the calls for ``uid``, in their arrival order (an
+        asyncio.Lock wakes its waiters first in, first out). The lock is kept while a call
+        holds or waits for it, and forgotten after the last one: one lock per claim in
+        flight, not per claim ever seen."""
+        entry = self._locks.get(uid)
+        if entry is None:
+            entry = self._locks[uid] = _ClaimLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[uid]
 
     async def prepare(self, ref: ClaimRef) -> tuple[PreparedDevice, ...]:
         """Prepare one claim; returns the answer's devices.
@@ -109,7 +135,7 @@ class ClaimPreparer:
             SriovdpError: the claim cannot be prepared (ClaimReadError, PrepareError,
                 CdiError, HostError); nothing is recorded then.
         """
-        async with self._lock(ref.uid):
+        async with self._one_at_a_time(ref.uid):
             done = self._checkpoint.get(ref.uid)
             if done is not None and (done.spec_file is None
                                      or done.spec_file in self._cdi.files()):
@@ -120,7 +146,8 @@ class ClaimPreparer:
                                  devices=devices, facts=self._facts())
             try:
                 if plan.spec is not None and plan.spec_file is not None:
-                    self._cdi.write(plan.spec, plan.spec_file)
+                    self._cdi.write(plan.spec, plan.spec_file,
+                                    comment=claim_record(plan, self.driver))
                 if self._device_info is not None and plan.device_info:
                     by_id = {d.device.id: d.device for d in devices.values()}
                     for resource_name, dev_id in plan.device_info:
@@ -150,7 +177,7 @@ class ClaimPreparer:
         Raises:
             SriovdpError: the spec or the checkpoint cannot be written (HostError).
         """
-        async with self._lock(ref.uid):
+        async with self._one_at_a_time(ref.uid):
             done = self._checkpoint.get(ref.uid)
             if done is None:
                 try:  # a spec written before a crash that came before the checkpoint
@@ -165,6 +192,3 @@ class ClaimPreparer:
                     self._device_info.remove(resource_name, dev_id)
             self._checkpoint.remove(ref.uid)
             log.info("unprepared claim %s", ref)
-        lock = self._locks.get(ref.uid)
-        if lock is not None and not lock.locked():
-            del self._locks[ref.uid]  # one lock per claim in flight, not per claim ever seen

@@ -50,12 +50,13 @@ def published_state(existing: Sequence[Slice], *, node_name: str) -> PoolState |
                      key=_index)
     if len(current) != current[0]["spec"]["pool"]["resourceSliceCount"]:
         return PoolState(generation, [])
-    return PoolState(generation, [_comparable_device(d) for s in current
+    return PoolState(generation, [comparable_device(d) for s in current
                                   for d in s["spec"].get("devices") or []],
                      tuple(len(s["spec"].get("devices") or []) for s in current))
 
 
-def _comparable_device(device: Mapping[str, Any]) -> dict[str, Any]:
+def comparable_device(device: Mapping[str, Any]) -> dict[str, Any]:
+    """A listed device as it compares with a desired one (a taint's ``timeAdded`` left out)."""
     out = dict(device)
     if "taints" in out:
         out["taints"] = [{k: v for k, v in t.items() if k != "timeAdded"}
@@ -65,7 +66,7 @@ def _comparable_device(device: Mapping[str, Any]) -> dict[str, Any]:
 
 def _comparable(s: Slice) -> tuple[Any, Any]:
     spec = dict(s["spec"])
-    spec["devices"] = [_comparable_device(d) for d in spec.get("devices") or []]
+    spec["devices"] = [comparable_device(d) for d in spec.get("devices") or []]
     return spec, s["metadata"].get("ownerReferences")
 
 
