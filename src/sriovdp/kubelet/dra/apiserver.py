@@ -58,6 +58,7 @@ class KubernetesNodeReader:
 
     async def uid(self, node_name: str) -> str:
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         try:
             node = await in_daemon_thread(functools.partial(
@@ -65,7 +66,7 @@ class KubernetesNodeReader:
         except ApiException as exc:
             raise SliceApiError(f"reading Node {node_name}: {exc.status} {exc.reason}",
                                 exc.status) from exc
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, HTTPError) as exc:  # urllib3: MaxRetryError and others
             raise SliceApiError(f"reading Node {node_name}: {exc}") from exc
         return str(node.metadata.uid)
 

@@ -71,6 +71,7 @@ class KubernetesClaimReader:
 
     async def read(self, ref: ClaimRef) -> ClaimAllocation:
         from kubernetes.client.exceptions import ApiException  # the client is optional
+        from urllib3.exceptions import HTTPError
 
         try:
             claim = await in_daemon_thread(functools.partial(
@@ -80,6 +81,6 @@ class KubernetesClaimReader:
             if exc.status == 404:
                 raise ClaimReadError(f"claim {ref.namespace}/{ref.name} not found") from exc
             raise ClaimReadError(f"reading claim {ref}: {exc.status} {exc.reason}") from exc
-        except (OSError, ValueError) as exc:  # urllib3 connection errors are OSErrors
+        except (OSError, ValueError, HTTPError) as exc:  # urllib3: MaxRetryError and others
             raise ClaimReadError(f"reading claim {ref}: {exc}") from exc
         return claim_from_api(ref, claim)
