@@ -189,11 +189,12 @@ def _add_log_flags(p: argparse.ArgumentParser, *, glog: bool) -> None:
     if not glog:
         return
     group.add_argument("--logtostderr", action="store_true",
-                       help="no effect: logs always go to stderr; default off")
+                       help="logs go to stderr only: -log_dir is ignored, as in glog; "
+                            "default off")
     group.add_argument("--alsologtostderr", action="store_true",
                        help="no effect: logs always go to stderr; default off")
     group.add_argument("--log_dir", default="", metavar="DIR",
-                       help="also write DIR/sriovdp.log; default: none")
+                       help="also write DIR/sriovdp.log (not with -logtostderr); default: none")
     for name in ("--log_link", "--logbuflevel", "--log_backtrace_at", "--stderrthreshold",
                  "--vmodule"):
         group.add_argument(name, default=None, help=argparse.SUPPRESS)
@@ -485,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from sriovdp.logconfig import setup_logging
 
-    log_dir = getattr(args, "log_dir", "")
+    log_dir = "" if getattr(args, "logtostderr", False) else getattr(args, "log_dir", "")
     try:
         setup_logging(verbosity=args.v, fmt=args.log_format, log_dir=log_dir)
     except OSError as exc:

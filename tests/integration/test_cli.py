@@ -387,3 +387,17 @@ def test_discover_exits_quietly_when_its_reader_goes_away(workdir: Path, host: o
         shell=True, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_no_log_file_is_written_when_logtostderr_is_given_with_log_dir(tmp_path: Path) -> None:
+    # glog: -logtostderr sends everything to stderr and writes no file, -log_dir or not
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"resourceList": []}))  # exit 1 before any socket
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    run = ["--config-file", str(cfg), "--device-plugin-dir", str(tmp_path / "dp"),
+           "--plugins-registry-dir", str(tmp_path / "none"), "--log_dir", str(logs)]
+    assert main([*run, "--logtostderr"]) == 1
+    assert list(logs.iterdir()) == []
+    assert main(run) == 1
+    assert "starting" in (logs / "sriovdp.log").read_text()
