@@ -174,3 +174,13 @@ async def test_an_allocation_of_ours_stays_held_while_a_young_kubelet_lacks_it(
     wall[0] = started + 11.0
     assert await tracker.refresh()
     assert tracker.current() == {}
+
+
+async def test_a_missing_socket_is_not_counted_as_a_failed_call_when_the_kubelet_is_down(
+    tmp_path: Path,
+) -> None:
+    from sriovdp.kubelet.podresources import PodResourcesClient
+
+    tracker = HoldTracker(PodResourcesClient(tmp_path / "kubelet.sock"))
+    assert not await tracker.refresh()
+    assert tracker.absent and tracker.failures == 0

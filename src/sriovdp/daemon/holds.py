@@ -97,6 +97,7 @@ class HoldTracker:
         """When a failed call may be retried (monotonic seconds); None when the last call
         answered."""
         self.failures = 0
+        """Calls that failed or answered incompletely (a missing socket is not counted)."""
         self.last_error = ""
         self.allocations = 0
         """Allocate calls recorded so far: a caller that decided from :meth:`current` off the
@@ -295,7 +296,8 @@ class HoldTracker:
             log.exception("reading %s failed; its last grants are kept", checkpoint.path)
 
     def _failed(self, exc: PodResourcesError) -> None:
-        self.failures += 1
+        if not exc.absent:  # no socket (the kubelet restarting, a node booting) is no error
+            self.failures += 1
         self.last_error = str(exc)
         was_absent, self.absent = self.absent, exc.absent
         if exc.absent:  # no socket: looking again costs a stat, so no growing back-off
