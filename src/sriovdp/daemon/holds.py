@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sriovdp.kubelet.checkpoint import Granted, KubeletCheckpoint
+from sriovdp.daemon.checkpointgrants import CheckpointGrants
+from sriovdp.kubelet.checkpoint import KubeletCheckpoint
 from sriovdp.kubelet.podresources import PodResources, PodResourcesError
 from sriovdp.kubelet.probe import listening
+from sriovdp.model.grants import RewriteSchedule
 from sriovdp.model.retention import Holds
-from sriovdp.threads import in_daemon_thread
 
 log = logging.getLogger("sriovdp.daemon")
 
@@ -66,22 +67,10 @@ class HoldTracker:
                  rewrite_backoff: tuple[float, float] = (2.0, 30.0),
                  read_deadline: float = 2.0) -> None:
         self._source = source
-        self._checkpoint = checkpoint
-        self._recorded: Granted = {}  # the kubelet checkpoint's grants, with pod UIDs
-        self._recorded_holds: dict[str, frozenset[str]] = {}  # those that count (see below)
-        self._listed: set[tuple[str, str, str]] = set()
-        """(resource, device id, pod UID) grants an answer of this kubelet listed: once an
-        answer lacks one again the pod ended, and the file's entry (kept until the kubelet
-        next writes it) no longer holds the device."""
-        self._kubelet_id: tuple[int, int] | None = None
-        self._recorded_at: float | None = None  # when the file read was written (monotonic)
-        self._rewrite_backoff = rewrite_backoff
-        self._read_deadline = read_deadline
-        self._reading: asyncio.Future[Granted] | None = None
-        self.reading_stuck = ""
-        """Why the checkpoint's grants may be old: its read has not ended ("" when not)."""
-        self._rewrite: tuple[frozenset[tuple[str, str]], float, float] | None = None
-        """The unconfirmed grants last asked about, when, and the wait before asking again."""
+        self._grants = (CheckpointGrants(checkpoint, kubelet_socket=kubelet_socket,
+                                         read_deadline=read_deadline, clock=clock, wall=wall)
+                        if checkpoint is not None else None)
+        self._rewrite = RewriteSchedule(*rewrite_backoff)
         self._kubelet_socket = kubelet_socket
         self._settle = kubelet_settle
         self._wall = wall
@@ -116,10 +105,11 @@ class HoldTracker:
     def current(self) -> Holds:
         """The last answer, plus what the kubelet's checkpoint records, plus the devices
         this process allocated since the API was asked."""
-        if not self._since and not self._recorded_holds:
+        recorded = self._grants.holds if self._grants is not None else {}
+        if not self._since and not recorded:
             return self._known
         out = {name: set(ids) for name, ids in self._known.items()}
-        for extra in (self._recorded_holds, self._since):
+        for extra in (recorded, self._since):
             for name, ids in extra.items():
                 out.setdefault(name, set()).update(ids)
         return {name: frozenset(ids) for name, ids in out.items()}
@@ -127,9 +117,7 @@ class HoldTracker:
     @property
     def checkpoint_error(self) -> str:
         """Why the kubelet's device checkpoint could not be read ("" when it could)."""
-        if self.reading_stuck:
-            return self.reading_stuck
-        return self._checkpoint.error if self._checkpoint is not None else ""
+        return self._grants.error if self._grants is not None else ""
 
     def allocated(self, resource: str, ids: list[str]) -> None:
         """Hook of every successful Allocate: held from now on (no call is made)."""
@@ -141,7 +129,8 @@ class HoldTracker:
         """(resource, device id) the kubelet's checkpoint grants but the last answer does
         not list: a plain init container's, a pod's the kubelet has not got back yet, or
         one of a pod that ended (the kubelet has forgotten it but not rewritten the file)."""
-        return frozenset((name, i) for name, ids in self._recorded_holds.items()
+        recorded = self._grants.holds if self._grants is not None else {}
+        return frozenset((name, i) for name, ids in recorded.items()
                          for i in ids - self._known.get(name, frozenset())
                          if i not in self._since.get(name, {}))
 
@@ -167,23 +156,11 @@ class HoldTracker:
         rewrite)."""
         if not self._answered or self.retry_at is not None:
             return False  # the kubelet was not asked just now
-        pending = self.awaiting_rewrite()
-        if not pending:
-            self._rewrite = None
-            return False
-        if self._rewrite is None or self._rewrite[0] != pending:
-            return True
-        _, at, wait = self._rewrite
-        return self._clock() >= at + wait
+        return self._rewrite.due(self.awaiting_rewrite(), self._clock())
 
     def rewrite_asked(self) -> None:
         """The kubelet was asked to rewrite its checkpoint (see :meth:`rewrite_due`)."""
-        pending = self.awaiting_rewrite()
-        first, longest = self._rewrite_backoff
-        if self._rewrite is None or self._rewrite[0] != pending:
-            self._rewrite = (pending, self._clock(), first)
-        else:
-            self._rewrite = (pending, self._clock(), min(self._rewrite[2] * 2, longest))
+        self._rewrite.asked(self.awaiting_rewrite(), self._clock())
 
     def due(self) -> bool:
         """May :meth:`refresh` call the API now (not inside a back-off)?"""
@@ -192,10 +169,11 @@ class HoldTracker:
     async def refresh(self) -> bool:
         """Read the kubelet's checkpoint if it changed, and ask the API unless a back-off is
         running. True when the API answered."""
-        self._note_kubelet()
-        await self._read_checkpoint()
+        if self._grants is not None:
+            await self._grants.read()
         answered = await self._ask()
-        self._count_recorded()
+        if self._grants is not None:
+            self._grants.count(self._known, settling=self.kubelet_settling() > 0)
         return answered
 
     async def _ask(self) -> bool:
@@ -209,7 +187,8 @@ class HoldTracker:
             return False
         if self.retry_at is not None:
             log.info("pod resources API answers again")
-        self._note_listed(held)
+        if self._grants is not None:
+            self._grants.answered(held)
         settling = self.kubelet_settling() > 0
         if self._answered and settling:
             held = _union(held, self._known)  # releases wait until the kubelet has its pods
@@ -222,8 +201,9 @@ class HoldTracker:
             # an allocation the answer or the checkpoint lists is held by them from now on;
             # one neither lists yet may still be under way at the kubelet
             # (or one the kubelet wrote its file after without it: the pod ended)
-            listed = held.get(name, frozenset()) | self._recorded.get(name, {}).keys()
-            written = self._recorded_at
+            recorded = self._grants.recorded if self._grants is not None else {}
+            listed = held.get(name, frozenset()) | recorded.get(name, {}).keys()
+            written = self._grants.written_at if self._grants is not None else None
             later = {i: t for i, t in self._since[name].items()
                      if i not in listed and t >= asked - self._grace
                      and (written is None or written < t + WRITE_MARGIN)}
@@ -232,68 +212,6 @@ class HoldTracker:
             else:
                 del self._since[name]
         return True
-
-    def _note_kubelet(self) -> None:
-        """A new kubelet (``kubelet.sock`` re-created) has listed nothing yet."""
-        if self._kubelet_socket is None:
-            return
-        try:
-            st = os.stat(self._kubelet_socket)
-        except OSError:
-            return
-        kubelet = (st.st_ino, st.st_ctime_ns)
-        if kubelet != self._kubelet_id:
-            self._kubelet_id = kubelet
-            self._listed.clear()
-
-    def _note_listed(self, answer: Holds) -> None:
-        """Remember which of the file's grants this answer lists (its own pods only: never
-        what a settling kubelet's answers are merged with)."""
-        listed = {(name, i, pod) for name, ids in self._recorded.items()
-                  for i, pod in ids.items() if i in answer.get(name, frozenset())}
-        current = {(name, i, pod) for name, ids in self._recorded.items()
-                   for i, pod in ids.items()}
-        self._listed = (self._listed & current) | listed
-
-    def _count_recorded(self) -> None:
-        """Which of the file's grants hold: all while the kubelet settles; else those the
-        last answer lists or that no answer of this kubelet listed before (a plain init
-        container's, a pod's the kubelet has not got back yet). A grant an answer listed
-        and the last one lacks belongs to a pod that ended: the file keeps it only until
-        the kubelet next writes it."""
-        settling = self.kubelet_settling() > 0
-        known = self._known
-        self._recorded_holds = {
-            name: frozenset(i for i, pod in ids.items()
-                            if settling or i in known.get(name, frozenset())
-                            or (name, i, pod) not in self._listed)
-            for name, ids in self._recorded.items()}
-
-    async def _read_checkpoint(self) -> None:
-        """Take the kubelet checkpoint's grants if the file changed. The read runs in a
-        thread of its own; one that takes longer than ``read_deadline`` (a hung mount) is
-        left running, the last grants are kept, and no second read starts meanwhile."""
-        checkpoint = self._checkpoint
-        if checkpoint is None:
-            return
-        if self._reading is None:
-            if not checkpoint.changed():
-                return
-            self._reading = asyncio.ensure_future(in_daemon_thread(checkpoint.granted))
-        done, _ = await asyncio.wait({self._reading}, timeout=self._read_deadline)
-        if not done:
-            self.reading_stuck = (f"reading {checkpoint.path} takes more than "
-                                  f"{self._read_deadline:.0f} s: its last grants are kept")
-            log.warning("%s", self.reading_stuck)
-            return
-        reading, self._reading, self.reading_stuck = self._reading, None, ""
-        try:
-            self._recorded = reading.result()
-            written = checkpoint.written
-            self._recorded_at = (None if written is None
-                                 else self._clock() - max(0.0, self._wall() - written))
-        except Exception:  # a bug in the reader must not end the pass: last grants kept
-            log.exception("reading %s failed; its last grants are kept", checkpoint.path)
 
     def _failed(self, exc: PodResourcesError) -> None:
         if not exc.absent:  # no socket (the kubelet restarting, a node booting) is no error

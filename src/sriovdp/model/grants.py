@@ -1,0 +1,70 @@
+"""Which of the grants in the kubelet's device checkpoint still hold a device, and when to ask
+the kubelet to rewrite that file: pure decisions over what the daemon read.
+
+The file keeps an ended pod's entries until the kubelet next writes it. A grant an answer of
+the running kubelet's pod resources ``List`` showed, and a later answer lacks, belongs to a
+pod that ended; a grant no answer showed (a plain init container's, or a pod's a restarted
+kubelet has not got back yet) holds until the file drops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sriovdp.model.retention import Holds
+
+Recorded = Mapping[str, Mapping[str, str]]
+"""The file's grants: extended resource name → device id → pod UID."""
+
+Grant = tuple[str, str, str]
+"""(extended resource name, device id, pod UID)."""
+
+
+def grants_listed(recorded: Recorded, answer: Holds) -> set[Grant]:
+    """The file's grants that a pod resources ``answer`` lists."""
+    empty: frozenset[str] = frozenset()
+    return {(name, i, pod) for name, ids in recorded.items()
+            for i, pod in ids.items() if i in answer.get(name, empty)}
+
+
+def all_grants(recorded: Recorded) -> set[Grant]:
+    return {(name, i, pod) for name, ids in recorded.items() for i, pod in ids.items()}
+
+
+def holding(recorded: Recorded, known: Holds, listed: set[Grant], *,
+            settling: bool) -> dict[str, frozenset[str]]:
+    """The file's grants that hold: all while the kubelet settles (its answers may lack pods
+    it has not got back); else those the last answer (``known``) lists or that no answer of
+    this kubelet listed before (``listed``)."""
+    empty: frozenset[str] = frozenset()
+    return {name: frozenset(i for i, pod in ids.items()
+                            if settling or i in known.get(name, empty)
+                            or (name, i, pod) not in listed)
+            for name, ids in recorded.items()}
+
+
+@dataclass(slots=True)
+class RewriteSchedule:
+    """When to ask the kubelet to rewrite its checkpoint for a set of pending grants: at once
+    for each new set, then again after ``first`` seconds doubling to ``longest`` while the
+    set stays the same (a live init container's grant stays in every rewrite)."""
+
+    first: float = 2.0
+    longest: float = 30.0
+    _last: tuple[frozenset[tuple[str, str]], float, float] | None = None
+
+    def due(self, pending: frozenset[tuple[str, str]], now: float) -> bool:
+        if not pending:
+            self._last = None
+            return False
+        if self._last is None or self._last[0] != pending:
+            return True
+        _, at, wait = self._last
+        return now >= at + wait
+
+    def asked(self, pending: frozenset[tuple[str, str]], now: float) -> None:
+        if self._last is None or self._last[0] != pending:
+            self._last = (pending, now, self.first)
+        else:
+            self._last = (pending, now, min(self._last[2] * 2, self.longest))

@@ -1,0 +1,48 @@
+"""Which grants of the kubelet's device checkpoint hold, and when to ask for a rewrite."""
+
+from __future__ import annotations
+
+from sriovdp.model.grants import RewriteSchedule, grants_listed, holding
+
+NET = "intel.com/net"
+RECORDED = {NET: {"0000:3b:02.0": "app-pod", "0000:3b:02.1": "init-pod"}}
+
+
+def test_a_grant_holds_when_no_answer_of_this_kubelet_listed_it() -> None:
+    assert holding(RECORDED, {}, set(), settling=False) == {
+        NET: frozenset({"0000:3b:02.0", "0000:3b:02.1"})}
+
+
+def test_a_grant_stops_holding_when_an_answer_listed_it_and_the_last_one_lacks_it() -> None:
+    listed = grants_listed(RECORDED, {NET: frozenset({"0000:3b:02.0"})})
+    assert listed == {(NET, "0000:3b:02.0", "app-pod")}
+    assert holding(RECORDED, {}, listed, settling=False) == {NET: frozenset({"0000:3b:02.1"})}
+    assert holding(RECORDED, {NET: frozenset({"0000:3b:02.0"})}, listed, settling=False) == {
+        NET: frozenset({"0000:3b:02.0", "0000:3b:02.1"})}
+
+
+def test_every_grant_holds_while_the_kubelet_settles() -> None:
+    listed = grants_listed(RECORDED, {NET: frozenset({"0000:3b:02.0"})})
+    assert holding(RECORDED, {}, listed, settling=True) == {
+        NET: frozenset({"0000:3b:02.0", "0000:3b:02.1"})}
+
+
+def test_a_grant_to_another_pod_holds_when_the_same_vf_was_listed_for_an_ended_one() -> None:
+    listed = grants_listed(RECORDED, {NET: frozenset({"0000:3b:02.0"})})
+    regranted = {NET: {"0000:3b:02.0": "new-init-pod"}}
+    assert holding(regranted, {}, listed, settling=False) == {NET: frozenset({"0000:3b:02.0"})}
+
+
+def test_a_rewrite_is_asked_at_once_per_new_set_then_with_a_doubling_wait() -> None:
+    schedule = RewriteSchedule(2.0, 8.0)
+    pending = frozenset({(NET, "0000:3b:02.1")})
+    assert not schedule.due(frozenset(), 0.0)
+    assert schedule.due(pending, 0.0)
+    schedule.asked(pending, 0.0)
+    assert not schedule.due(pending, 1.9) and schedule.due(pending, 2.0)
+    schedule.asked(pending, 2.0)
+    assert not schedule.due(pending, 5.9) and schedule.due(pending, 6.0)
+    schedule.asked(pending, 6.0)
+    schedule.asked(pending, 14.0)
+    assert not schedule.due(pending, 21.9) and schedule.due(pending, 22.0)  # at most 8 s
+    assert schedule.due(pending | {(NET, "0000:3b:02.2")}, 14.5)  # a new set: at once
