@@ -113,9 +113,12 @@ async def test_a_held_vf_is_never_offered_by_a_new_pool_when_both_restart_and_po
         await _held_by_one_pod_only(kubelet, dev, other, offered, holder=("busy", "c0"))
 
 
-async def _admit_init_only(kubelet: RealKubelet) -> str:
-    """A pod whose plain init container alone asks for a VF (pod resources ``List``
-    reports app and sidecar containers only, podresources/server_v1.go): its VF."""
+async def _admit_init_only(node: Node, kubelet: RealKubelet) -> str:
+    """The daemon serves the kubelet, and a pod whose plain init container alone asks for a
+    VF is admitted (pod resources ``List`` reports app and sidecar containers only,
+    podresources/server_v1.go): its VF."""
+    await node.start_daemon("--resync-interval", "1")
+    await kubelet.wait_allocatable(POOLS, timeout=20)
     spec = {"uid": "init", "name": "init", "namespace": "default",
             "init_containers": [{"name": "setup", "resources": {NET: 1}}],
             "containers": [{"name": "c0", "resources": {}}]}
@@ -129,9 +132,7 @@ async def test_a_vf_held_by_an_init_container_is_never_offered_by_a_new_pool_whe
     node: Node, peer_binary: Path
 ) -> None:
     async with node.kubelet(peer_binary) as kubelet:
-        await node.start_daemon("--resync-interval", "1")
-        await kubelet.wait_allocatable(POOLS, timeout=20)
-        dev = await _admit_init_only(kubelet)
+        dev = await _admit_init_only(node, kubelet)
         other = _move_one_net_vf_to_a_new_pool(node, dev)  # a live reload
         offered = await _offered(kubelet, other, dev, timeout=6)
         await _held_by_one_pod_only(kubelet, dev, other, offered, holder=("init", "setup"))
@@ -141,9 +142,7 @@ async def test_a_vf_held_by_an_init_container_joins_its_new_pool_when_the_kubele
     node: Node, peer_binary: Path
 ) -> None:
     async with node.kubelet(peer_binary) as kubelet:
-        await node.start_daemon("--resync-interval", "1")
-        await kubelet.wait_allocatable(POOLS, timeout=20)
-        dev = await _admit_init_only(kubelet)
+        dev = await _admit_init_only(node, kubelet)
         granted = KubeletCheckpoint(kubelet.device_plugin_dir / CHECKPOINT_NAME).granted()
         assert granted == {NET: {dev: "init"}}  # the real device manager's file, parsed
         other = _move_one_net_vf_to_a_new_pool(node, dev)
