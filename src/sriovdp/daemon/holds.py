@@ -198,12 +198,13 @@ class HoldTracker:
         if settling:
             return True  # nor does an allocation of ours, which no answer listed yet, end
         for name in list(self._since):
-            # an allocation the answer or the checkpoint lists is held by them from now on;
-            # one neither lists yet may still be under way at the kubelet
-            # (or one the kubelet wrote its file after without it: the pod ended)
-            recorded = self._grants.recorded if self._grants is not None else {}
-            listed = held.get(name, frozenset()) | recorded.get(name, {}).keys()
+            # an allocation the answer lists, or one the kubelet's file was written after,
+            # is held by them from now on (the file then has it, or the pod is gone); one
+            # neither shows yet may still be under way at the kubelet. A file written before
+            # the allocation says nothing of it, even if it names the VF: its entry may be an
+            # ended pod's, which the last answer no longer lists.
             written = self._grants.written_at if self._grants is not None else None
+            listed = held.get(name, frozenset())
             later = {i: t for i, t in self._since[name].items()
                      if i not in listed and t >= asked - self._grace
                      and (written is None or written < t + WRITE_MARGIN)}
