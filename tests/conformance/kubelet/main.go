@@ -62,6 +62,10 @@ type request struct {
 	// PodsLate: the manager's sources are not ready (UpdateAllocatedDevices frees nothing)
 	// until add_pods, as in a kubelet whose API server pods have not arrived yet
 	PodsLate bool `json:"pods_late"`
+	// DevicesLateMs: serve pod resources this long before the device manager starts (reads
+	// its checkpoint, recreates kubelet.sock), as a real kubelet does: its pod resources
+	// server starts with Run, the device manager only once the container runtime is up
+	DevicesLateMs int `json:"devices_late_ms"`
 	// pods
 	Pod       *podSpec `json:"pod"`
 	UID       string   `json:"uid"`
@@ -201,8 +205,13 @@ func (p *peer) start(ctx context.Context, r request) error {
 	ready := config.NewSourcesReady(func(sets.Set[string]) bool { return true })
 	p.synced.Store(!r.PodsLate)
 	podsReady := config.NewSourcesReady(func(sets.Set[string]) bool { return p.synced.Load() })
-	if err := m.Start(logger, p.activePods, podsReady, containermap.NewContainerMap(), sets.New[string]()); err != nil {
-		return err
+	startDevices := func() error {
+		return m.Start(logger, p.activePods, podsReady, containermap.NewContainerMap(), sets.New[string]())
+	}
+	if r.DevicesLateMs <= 0 {
+		if err := startDevices(); err != nil {
+			return err
+		}
 	}
 	tm.AddHintProvider(logger, m)
 	g := &generation{manager: m, topology: tm, stopCh: make(chan struct{})}
@@ -225,6 +234,12 @@ func (p *peer) start(ctx context.Context, r request) error {
 				Pods: p, Devices: devicesProvider{m}, Cpus: noOther{}, Memory: noOther{}, DynamicResources: noOther{},
 			}))
 		go func() { _ = g.podRes.Serve(ln) }()
+	}
+	if r.DevicesLateMs > 0 {
+		time.Sleep(time.Duration(r.DevicesLateMs) * time.Millisecond)
+		if err := startDevices(); err != nil {
+			return err
+		}
 	}
 	p.started = g
 	p.params = r
