@@ -1,6 +1,6 @@
 """Break-it pass 5 against the kubelet's own device manager and pod resources server: ways
-one VF still reaches two pods. Each test reproduces an open defect (strict xfail naming its
-root cause).
+one VF reached two pods. Each test reproduced a defect of that pass and passes since its fix;
+the strict xfail names what is still open.
 
 A real kubelet serves pod resources as soon as it starts (``ListenAndServePodResources``
 beside ``Run``), but its device manager starts only once the container runtime is up
@@ -48,11 +48,6 @@ async def _restart_with_devices_late(kubelet: RealKubelet, late_ms: int) -> None
         numa_nodes=list(kubelet.numa_nodes), devices_late_ms=late_ms)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon/checkpointgrants.py:CheckpointGrants._note_kubelet: a restarted kubelet is "
-    "noticed only by a new kubelet.sock, which its device manager creates after pod "
-    "resources already answer (without devices, own pod listed, socket ctime old so not "
-    "settling): model/grants.py:holding takes the grant as listed-then-lacking (pod ended)"))
 async def test_a_kept_vf_is_never_offered_by_its_new_pool_when_the_kubelet_restarts_devices_late(
     node: Node, peer_binary: Path
 ) -> None:

@@ -1,5 +1,5 @@
-"""Break-it pass 5 on holds: ways one VF still reaches two pods. Each test reproduces an
-open defect (strict xfail naming its root cause).
+"""Break-it pass 5 on holds: ways one VF reached two pods. Each test reproduced a defect of
+that pass and passes since its fix.
 
 As in break-it 4, the KubeletEmulator serves the device plugin side and writes the
 checkpoint, and a :class:`FakePodResources` stands for ``List`` (which leaves plain init
@@ -12,7 +12,6 @@ import asyncio
 import os
 from pathlib import Path
 
-import pytest
 from daemon_kit import CONFIG, NET, settings_for, write
 from test_breakit4 import OTHER, daemon_on, moved
 from test_dra_daemon import emulator
@@ -21,11 +20,6 @@ from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.podresources import FakePodResources
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon/holds.py:HoldTracker._ask: an own allocation is dropped as soon as the "
-    "checkpoint lists its device id for ANY pod (recorded.keys()), so a stale entry of the "
-    "pod that ended keeps no hold (listed then lacking) and the new init-container grant "
-    "has none until the kubelet's next write"))
 async def test_a_vf_regranted_to_an_init_container_stays_out_of_its_new_pool_when_the_checkpoint_still_names_the_ended_pod(  # noqa: E501
         workdir: Path, host: FakeHost) -> None:
     settings = settings_for(workdir, host)

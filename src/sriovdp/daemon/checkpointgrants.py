@@ -8,7 +8,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sriovdp.kubelet.checkpoint import Granted, KubeletCheckpoint
@@ -24,18 +24,19 @@ class CheckpointGrants:
 
     Args:
         checkpoint: the file.
-        kubelet_socket: the kubelet's ``kubelet.sock``: a new one is a new kubelet, whose
-            answers have shown nothing yet.
+        kubelet_sockets: the kubelet's ``kubelet.sock`` and pod resources socket: a new one
+            of either is a new kubelet, whose answers have shown nothing yet (its pod
+            resources server answers before its device manager re-creates ``kubelet.sock``).
         read_deadline: seconds a read may take before the last grants are used instead (the
             read goes on in its thread; no second one starts meanwhile).
         clock: monotonic seconds; wall: wall-clock seconds (the file's change time).
     """
 
-    def __init__(self, checkpoint: KubeletCheckpoint, *, kubelet_socket: Path | None = None,
+    def __init__(self, checkpoint: KubeletCheckpoint, *, kubelet_sockets: Sequence[Path] = (),
                  read_deadline: float = 2.0, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         self._checkpoint = checkpoint
-        self._kubelet_socket = kubelet_socket
+        self._kubelet_sockets = tuple(kubelet_sockets)
         self._read_deadline = read_deadline
         self._clock = clock
         self._wall = wall
@@ -45,7 +46,7 @@ class CheckpointGrants:
         self.written_at: float | None = None
         """When the file read was written (monotonic seconds; None: no file)."""
         self._listed: set[Grant] = set()
-        self._kubelet: tuple[int, int] | None = None
+        self._kubelet: tuple[tuple[int, int] | None, ...] | None = None
         self.holds: dict[str, frozenset[str]] = {}
         """The grants that hold, as of :meth:`count`."""
         self.stuck = ""
@@ -91,13 +92,17 @@ class CheckpointGrants:
         self.holds = holding(self.recorded, known, self._listed, settling=settling)
 
     def _note_kubelet(self) -> None:
-        if self._kubelet_socket is None:
+        if not self._kubelet_sockets:
             return
-        try:
-            st = os.stat(self._kubelet_socket)
-        except OSError:
-            return
-        kubelet = (st.st_ino, st.st_ctime_ns)
+        kubelet = tuple(_identity(path) for path in self._kubelet_sockets)
         if kubelet != self._kubelet:
             self._kubelet = kubelet
             self._listed.clear()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # gone while the kubelet restarts: the new one gives a new identity
+    return st.st_ino, st.st_ctime_ns

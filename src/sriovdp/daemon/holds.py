@@ -43,6 +43,9 @@ class HoldTracker:
             failed after it) ends after ``grace``.
         kubelet_socket: the kubelet's ``kubelet.sock``; its change time tells when the
             kubelet started.
+        pod_resources_socket: the kubelet's pod resources socket: created at a kubelet's
+            start too, before its device manager re-creates ``kubelet.sock`` (the later of
+            the two tells when the kubelet started).
         kubelet_settle: for this many seconds after the kubelet started its answers may
             lack pods it has not got from the API server yet (it adds them one by one): an
             answer then adds holds but releases none, and the first publication waits
@@ -62,12 +65,15 @@ class HoldTracker:
     def __init__(self, source: PodResources, *, first_backoff: float = 0.5,
                  max_backoff: float = 30.0, clock: Callable[[], float] = time.monotonic,
                  grace: float = 60.0, kubelet_socket: Path | None = None,
+                 pod_resources_socket: Path | None = None,
                  kubelet_settle: float = 0.0, wall: Callable[[], float] = time.time,
                  checkpoint: KubeletCheckpoint | None = None,
                  rewrite_backoff: tuple[float, float] = (2.0, 30.0),
                  read_deadline: float = 2.0) -> None:
         self._source = source
-        self._grants = (CheckpointGrants(checkpoint, kubelet_socket=kubelet_socket,
+        self._started_by = tuple(p for p in (kubelet_socket, pod_resources_socket)
+                                 if p is not None)
+        self._grants = (CheckpointGrants(checkpoint, kubelet_sockets=self._started_by,
                                          read_deadline=read_deadline, clock=clock, wall=wall)
                         if checkpoint is not None else None)
         self._rewrite = RewriteSchedule(*rewrite_backoff)
@@ -283,13 +289,17 @@ class HoldTracker:
     def kubelet_settling(self) -> float:
         """Seconds until the kubelet has been up ``kubelet_settle`` seconds (0: it has, or
         its age is unknown)."""
-        if self._settle <= 0 or self._kubelet_socket is None:
+        if self._settle <= 0:
             return 0.0
-        try:
-            started = os.stat(self._kubelet_socket).st_ctime
-        except OSError:
+        created = []
+        for path in self._started_by:
+            try:
+                created.append(os.stat(path).st_ctime)
+            except OSError:
+                continue
+        if not created:
             return 0.0
-        return max(0.0, min(self._settle, started + self._settle - self._wall()))
+        return max(0.0, min(self._settle, max(created) + self._settle - self._wall()))
 
 
 def _union(a: Holds, b: Holds) -> dict[str, frozenset[str]]:

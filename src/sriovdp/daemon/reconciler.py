@@ -118,6 +118,7 @@ class Reconciler:
                                  else PodResourcesClient(settings.pod_resources_socket,
                                                          own_pod=settings.own_pod),
                                  kubelet_socket=settings.device_plugin_dir / "kubelet.sock",
+                                 pod_resources_socket=settings.pod_resources_socket,
                                  kubelet_settle=settings.kubelet_settle,
                                  checkpoint=KubeletCheckpoint(settings.device_plugin_dir
                                                               / CHECKPOINT_NAME))
