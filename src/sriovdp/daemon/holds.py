@@ -34,13 +34,12 @@ class HoldTracker:
         first_backoff: seconds before the first retry after a failure; doubles.
         max_backoff: the longest wait between retries.
         clock: monotonic seconds.
-        grace: seconds an allocation of this process counts as held while neither an answer
-            of the API nor the kubelet's checkpoint lists it: the kubelet records a grant
-            only once every resource of the container is allocated (another plugin's
-            Allocate may be slow) and our reply reached it, and an answer in between lacks
-            it (another pool could then offer the device to a second pod). Once listed by
-            either, those sources hold it; an allocation never listed (the admission
-            failed after it) ends after ``grace``.
+        grace: the most seconds an allocation of this process counts as held on its own:
+            until an answer of the API lists it, or the kubelet's checkpoint is written
+            :data:`WRITE_MARGIN` after it (the file then holds it, or lacks it because the
+            admission failed). The kubelet records a grant only once every resource of the
+            container is allocated (another plugin's Allocate may be slow), and an answer
+            in between lacks it (another pool could then offer the device to a second pod).
         kubelet_socket: the kubelet's ``kubelet.sock``; its change time tells when the
             kubelet started.
         pod_resources_socket: the kubelet's pod resources socket: created at a kubelet's
