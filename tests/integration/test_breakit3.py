@@ -127,8 +127,9 @@ async def _until(cond: object, what: str) -> None:
     raise AssertionError(what)
 
 
-async def test_claim_stays_unprepared_when_an_unprepare_follows_queued_calls_for_its_uid(
-        workdir: Path, host: FakeHost) -> None:
+def _gated_preparer(workdir: Path, host: FakeHost
+                    ) -> tuple[ClaimPreparer, GatedReader, ClaimCheckpoint, Path]:
+    """A preparer of the claim REF (one VF) whose claim reads wait on the test's gates."""
     devices = _devices(host)
     name = next(n for n, d in devices.items() if d.device.id == DEV)
     inner = FakeClaimReader()
@@ -140,6 +141,12 @@ async def test_claim_stays_unprepared_when_an_unprepare_follows_queued_calls_for
                              devices=lambda: devices, facts=lambda: scan(host.paths).facts,
                              cdi=CdiStore(cdi_dir, prefix=SPEC_FILE_PREFIX),
                              checkpoint=checkpoint)
+    return preparer, reader, checkpoint, cdi_dir
+
+
+async def test_claim_stays_unprepared_when_an_unprepare_follows_queued_calls_for_its_uid(
+        workdir: Path, host: FakeHost) -> None:
+    preparer, reader, checkpoint, cdi_dir = _gated_preparer(workdir, host)
     # the kubelet's calls for one claim, in this order: prepare, unprepare, prepare, unprepare
     p1 = asyncio.create_task(preparer.prepare(REF))
     await _until(lambda: len(reader.gates) == 1, "the first prepare reading")
@@ -161,17 +168,7 @@ async def test_claim_stays_unprepared_when_an_unprepare_follows_queued_calls_for
 
 async def test_calls_for_a_uid_run_in_arrival_order_when_one_waiting_call_is_cancelled(
         workdir: Path, host: FakeHost) -> None:
-    devices = _devices(host)
-    name = next(n for n, d in devices.items() if d.device.id == DEV)
-    inner = FakeClaimReader()
-    inner.put(ClaimAllocation(REF, (AllocatedDevice("nic", DRIVER, NODE, name),)))
-    reader = GatedReader(inner)
-    cdi_dir = workdir / "cdi"
-    checkpoint = ClaimCheckpoint(workdir / "plugin" / "checkpoint.json")
-    preparer = ClaimPreparer(driver=DRIVER, pool_name=NODE, reader=reader,
-                             devices=lambda: devices, facts=lambda: scan(host.paths).facts,
-                             cdi=CdiStore(cdi_dir, prefix=SPEC_FILE_PREFIX),
-                             checkpoint=checkpoint)
+    preparer, reader, checkpoint, cdi_dir = _gated_preparer(workdir, host)
     p1 = asyncio.create_task(preparer.prepare(REF))
     await _until(lambda: len(reader.gates) == 1, "the first prepare reading")
     gone = asyncio.create_task(preparer.unprepare(REF))  # the kubelet's call times out
