@@ -8,7 +8,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from sriovdp.daemon.checkpointgrants import CheckpointGrants
@@ -129,6 +129,29 @@ class HoldTracker:
         now = self._clock()
         self.allocations += 1
         self._since.setdefault(resource, {}).update(dict.fromkeys(ids, now))
+
+    def adopt(self, allocations: Mapping[str, Mapping[str, float]]) -> None:
+        """Hold devices a previous process allocated (resource → device id → wall time of the
+        Allocate, from its device-info files) as if this one had, for what is left of the
+        grace: an admission may still wait on another plugin, and until it ends neither
+        the API nor the kubelet's checkpoint shows the grant (break-it 5: a restart that
+        moved the VF to another pool offered it there)."""
+        now, wall = self._clock(), self._wall()
+        count = 0
+        for name, ids in allocations.items():
+            for dev_id, when in ids.items():
+                t = now - max(0.0, wall - when)
+                if now - t < self._grace and self._since.get(name, {}).get(dev_id, t) <= t:
+                    self._since.setdefault(name, {})[dev_id] = t
+                    count += 1
+        if count:
+            log.info("%d device(s) allocated in the last %.0f s (device-info files) are held "
+                     "until the kubelet lists or records them", count, self._grace)
+
+    @property
+    def grace(self) -> float:
+        """The most seconds an allocation counts as held on its own."""
+        return self._grace
 
     def unconfirmed(self) -> frozenset[tuple[str, str]]:
         """(resource, device id) the kubelet's checkpoint grants but the last answer does

@@ -56,6 +56,32 @@ class Outputs:
                 log.error("device-info file for %s not written: %s", dev_id, exc,
                           extra={"pci": dev_id, "resource": pool.resource_name})
 
+    def recent_allocations(self, resources: Collection[str], since: float, *,
+                           skip: Collection[tuple[str, str]] = ()) -> dict[str, dict[str, float]]:
+        """Devices whose device-info file was written (by an Allocate of this or a previous
+        process) at ``since`` (wall seconds) or later: resource name → device id → when.
+
+        A file named after none of ``resources`` is keyed by the head of its name
+        (``intel.com-old_pool``): no pool has that name. ``skip``: (resource name, device
+        id) of files not to report (those prepared DRA claims own). A directory that cannot
+        be read is logged and reports nothing.
+        """
+        try:
+            files = self.devinfo.written_since(since)
+        except HostError as exc:
+            log.error("recent allocations not known: %s", exc)
+            return {}
+        out: dict[str, dict[str, float]] = {}
+        for file, when in files.items():
+            found = next(((name, dev_id) for name in resources
+                          if (dev_id := self.devinfo.device_id(name, file)) is not None), None)
+            if found is None:
+                head, _, dev_id = file.removesuffix("-device.json").rpartition("-")
+                found = (head, dev_id)
+            if found not in skip:
+                out.setdefault(found[0], {})[found[1]] = when
+        return out
+
     def pools_changed(self, old: Mapping[str, ResourcePool], new: Mapping[str, ResourcePool],
                       facts: HostFacts, *, first: bool,
                       dra_owned: Collection[tuple[str, str]] = ()) -> None:
