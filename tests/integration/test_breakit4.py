@@ -225,7 +225,7 @@ async def test_an_init_container_vf_stays_out_of_its_new_pool_when_the_daemon_re
             kubelet.checkpoint_path.write_bytes(pending)  # the admission completed
             await asyncio.sleep(2.5)
             assert dev not in kubelet.devices(OTHER)
-            kubelet.checkpoint_path.write_bytes(before)  # the pod ended, the file rewritten
+            kubelet.release("init")  # the pod ended: the kubelet rewrites its file
             await eventually(lambda: dev in kubelet.devices(OTHER), timeout=10,
                              what=f"{dev} offered by {OTHER} once its pod ended")
             assert daemon.holds.current().get(NET, frozenset()) == frozenset()

@@ -132,7 +132,7 @@ class HoldTracker:
 
     def adopt(self, allocations: Mapping[str, Mapping[str, float]]) -> None:
         """Hold devices a previous process allocated (resource → device id → wall time of the
-        Allocate, from its device-info files) as if this one had, for what is left of the
+        Allocate, from its allocation log) as if this one had, for what is left of the
         grace: an admission may still wait on another plugin, and until it ends neither
         the API nor the kubelet's checkpoint shows the grant (break-it 5: a restart that
         moved the VF to another pool offered it there)."""
@@ -145,7 +145,7 @@ class HoldTracker:
                     self._since.setdefault(name, {})[dev_id] = t
                     count += 1
         if count:
-            log.info("%d device(s) allocated in the last %.0f s (device-info files) are held "
+            log.info("%d device(s) allocated in the last %.0f s (allocation log) are held "
                      "until the kubelet lists or records them", count, self._grace)
 
     @property

@@ -1,6 +1,8 @@
 """Files the daemon keeps in step with its pools: NPWG device-info files and CDI specs.
 
-Device-info files (netDevice pools only) are written on Allocate and removed when their
+Every Allocate is recorded in the :class:`AllocationLog` beside the device-info files (a
+restarted daemon reads what its predecessor granted in the last minute). Device-info files
+(netDevice pools only) are written on Allocate and removed when their
 device leaves its pool; unlike the Go plugin they are *not* wiped at start or on a kubelet
 restart, because running pods' CNI may still read them. At the first pass, files of our
 pools naming devices those pools no longer hold are removed. A file a prepared DRA claim
@@ -22,6 +24,7 @@ from collections.abc import Callable, Collection, Mapping
 
 from sriovdp.daemon.settings import Settings
 from sriovdp.errors import HostError
+from sriovdp.host.allocationlog import AllocationLog
 from sriovdp.host.cdi import CdiStore
 from sriovdp.host.devinfo import DeviceInfoStore
 from sriovdp.model.cdi import cdi_spec, pool_spec_file_name
@@ -36,17 +39,24 @@ class Outputs:
 
     def __init__(self, settings: Settings) -> None:
         self.devinfo = DeviceInfoStore(settings.device_info_dir)
+        self.allocations = AllocationLog(settings.device_info_dir)
         self.cdi = CdiStore(settings.cdi_dir) if settings.use_cdi else None
         self._cdi_pending: set[str] = set()
         self._cdi_errors: dict[str, str] = {}
         self._cleanup_pending = False
 
     def allocated(self, pool: ResourcePool, ids: list[str]) -> None:
-        """Write the device-info file of each allocated device of a netDevice pool.
+        """Record the grant in the allocation log, and write the device-info file of each
+        allocated device of a netDevice pool.
 
         A failure is logged (naming the device and path) and does not fail the Allocate:
-        SR-IOV CNI can work from the pod's PCI address without the file.
+        SR-IOV CNI can work from the pod's PCI address without the file, and without the
+        record only a restart in the middle of this admission loses track of the grant.
         """
+        try:
+            self.allocations.record(pool.resource_name, ids)
+        except HostError as exc:
+            log.error("%s", exc, extra={"resource": pool.resource_name})
         if pool.config.kind is not DeviceKind.NET:
             return
         for dev_id in ids:
@@ -56,31 +66,20 @@ class Outputs:
                 log.error("device-info file for %s not written: %s", dev_id, exc,
                           extra={"pci": dev_id, "resource": pool.resource_name})
 
-    def recent_allocations(self, resources: Collection[str], since: float, *,
+    def recent_allocations(self, since: float, *,
                            skip: Collection[tuple[str, str]] = ()) -> dict[str, dict[str, float]]:
-        """Devices whose device-info file was written (by an Allocate of this or a previous
-        process) at ``since`` (wall seconds) or later: resource name → device id → when.
-
-        A file named after none of ``resources`` is keyed by the head of its name
-        (``intel.com-old_pool``): no pool has that name. ``skip``: (resource name, device
-        id) of files not to report (those prepared DRA claims own). A directory that cannot
-        be read is logged and reports nothing.
-        """
-        try:
-            files = self.devinfo.written_since(since)
-        except HostError as exc:
-            log.error("recent allocations not known: %s", exc)
-            return {}
+        """What this or a previous process allocated at ``since`` (wall seconds) or later, as
+        its allocation log records: resource name → device id → when. ``skip``: (resource
+        name, device id) pairs not to report (devices prepared DRA claims own)."""
         out: dict[str, dict[str, float]] = {}
-        for file, when in files.items():
-            found = next(((name, dev_id) for name in resources
-                          if (dev_id := self.devinfo.device_id(name, file)) is not None), None)
-            if found is None:
-                head, _, dev_id = file.removesuffix("-device.json").rpartition("-")
-                found = (head, dev_id)
-            if found not in skip:
-                out.setdefault(found[0], {})[found[1]] = when
+        for name, ids in self.allocations.since(since).items():
+            kept = {i: t for i, t in ids.items() if (name, i) not in skip}
+            if kept:
+                out[name] = kept
         return out
+
+    def close(self) -> None:
+        self.allocations.close()
 
     def pools_changed(self, old: Mapping[str, ResourcePool], new: Mapping[str, ResourcePool],
                       facts: HostFacts, *, first: bool,

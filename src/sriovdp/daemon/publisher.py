@@ -182,11 +182,10 @@ class PoolPublisher:
 
     def _adopt_recent_allocations(self) -> None:
         """Hold what a previous process allocated in the last grace seconds (its admission
-        may still be waiting on another plugin): the device-info files tell."""
+        may still be waiting on another plugin): the allocation log tells."""
         owned = self._dra.device_info_files() if self._dra is not None else frozenset()
         since = time.time() - self._holds.grace
-        self._holds.adopt(self._outputs.recent_allocations(self.last.pools.keys(), since,
-                                                           skip=owned))
+        self._holds.adopt(self._outputs.recent_allocations(since, skip=owned))
 
     def _held(self) -> Holds:
         """What pods hold (pod resources and this process's allocations) and what DRA

@@ -50,11 +50,9 @@ class DeviceInfoStore:
 
         A file this store wrote for the same device content and that is still on disk as
         written (same inode, ctime and size: not deleted, replaced, chmod'ed or rewritten
-        since) is not written again: a device allocated again costs a ``stat`` and a
-        ``utime``, not a write. So is a regular 0444 file that already holds exactly these
-        bytes (written before a daemon restart): one read instead of a write. Either way
-        the file's modification time is the time of the last write: the allocation's (see
-        :meth:`written_since`).
+        since) is left as it is: a device allocated again costs one ``stat``, not a write.
+        So is a regular 0444 file that already holds exactly these bytes (written before a
+        daemon restart): one read instead of a write.
 
         Raises:
             HostError: the directory or file cannot be written (the message names the path).
@@ -65,18 +63,12 @@ class DeviceInfoStore:
         known = self._written.get(name)
         if known is not None and known[0] == source:
             # a plain string path: this check runs per allocated device (Path costs ~10 us)
-            plain = f"{os.fspath(self.directory)}/{name}"
-            if _identity(plain) == known[1]:
-                identity = _touched(plain)
-                if identity is not None:
-                    self._written[name] = (source, identity, known[2])
-                    return known[2]
+            if _identity(f"{os.fspath(self.directory)}/{name}") == known[1]:
+                return known[2]
         path = self.directory / name
         data = device_info_json(dev).encode()
         try:
             identity = _identity_if_holding(path, data)
-            if identity is not None:
-                identity = _touched(path)
             if identity is None:
                 write_atomically(path, data, mode=FILE_MODE)
                 identity = _identity(path)
@@ -117,25 +109,6 @@ class DeviceInfoStore:
         dev_id = file_name[len(head):-len(_SUFFIX)]
         return dev_id if is_pci_address(dev_id) else None
 
-    def written_since(self, wall: float) -> dict[str, float]:
-        """Device-info files (regular files only) last written at ``wall`` (seconds since the
-        epoch) or later: file name → modification time. An Allocate writes (or touches) the
-        file of each device it grants, so these are the recent allocations, also a
-        previous process's.
-
-        Raises:
-            HostError: the directory cannot be listed.
-        """
-        out = {}
-        for name in self.files():
-            try:
-                st = os.lstat(self.directory / name)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode) and st.st_mtime >= wall:
-                out[name] = st.st_mtime
-        return out
-
     def files(self) -> set[str]:
         """Names of the device-info files in the directory (empty when it does not exist)."""
         try:
@@ -154,16 +127,6 @@ def _identity(path: str | Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_ino, st.st_ctime_ns, st.st_size
-
-
-def _touched(path: str | Path) -> tuple[int, int, int] | None:
-    """Set ``path``'s modification time to now (not following a link); its new
-    :func:`_identity`, or None when it cannot be touched."""
-    try:
-        os.utime(path, follow_symlinks=False)
-    except OSError:
-        return None
-    return _identity(path)
 
 
 def _identity_if_holding(path: Path, data: bytes) -> tuple[int, int, int] | None:
