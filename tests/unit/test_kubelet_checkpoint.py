@@ -363,3 +363,21 @@ async def test_an_adopted_allocation_ends_when_the_api_lists_it_or_the_grace_run
     now[0] = 111.0  # 61 s after .2's Allocate
     assert await tracker.refresh()
     assert tracker.current() == {}
+
+
+async def test_an_own_allocation_ends_on_the_kubelets_later_write_when_the_api_is_not_mounted(
+        tmp_path: Path) -> None:
+    path = tmp_path / CHECKPOINT_NAME
+    now = [100.0]
+    api = FakePodResources()
+    api.fail("UNAVAILABLE")  # the API fails (or is not mounted) throughout
+    tracker = HoldTracker(api, clock=lambda: now[0], wall=lambda: now[0],
+                          checkpoint=KubeletCheckpoint(path))
+    tracker.adopt({NET: {"0000:3b:02.1": 99.0}})  # a previous process's Allocate
+    assert not await tracker.refresh()
+    assert tracker.current() == {NET: frozenset({"0000:3b:02.1"})}
+    _write(path)  # the pod ended: the kubelet's file, written after the Allocate, lacks it
+    os.utime(path, (101.0, 101.0))
+    now[0] = 102.0
+    assert not await tracker.refresh()
+    assert tracker.current() == {}

@@ -57,7 +57,7 @@ class AllocationLog:
             HostError: the file cannot be opened or written (the message names it).
         """
         now = self._clock()
-        line = f"{now:.6f} {resource} {','.join(ids)}\n".encode()
+        line = f"{now:.6f} {resource} {','.join(dict.fromkeys(ids))}\n".encode()
         try:
             fd = self._fd if self._fd is not None else self._open()
             os.write(fd, line)
