@@ -1,6 +1,5 @@
 """Break-it pass 5 against the kubelet's own device manager and pod resources server: ways
-one VF reached two pods. Each test reproduced a defect of that pass and passes since its fix;
-the strict xfail names what is still open.
+one VF reached two pods. Each test reproduced a defect of that pass and passes since its fix.
 
 A real kubelet serves pod resources as soon as it starts (``ListenAndServePodResources``
 beside ``Run``), but its device manager starts only once the container runtime is up
@@ -15,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 from nodekit import POOLS, Node
 from slowplugin import SlowPlugin
 from test_breakit2_real_kubelet import (
@@ -65,12 +63,6 @@ async def test_a_kept_vf_is_never_offered_by_its_new_pool_when_the_kubelet_resta
         await _held_by_one_pod_only(kubelet, dev, other, offered, holder=("busy", "c0"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon/holds.py:HoldTracker: a restarted daemon knows nothing of its predecessor's "
-    "Allocate whose admission waits on another plugin (List never shows a plain init "
-    "container; the kubelet writes the checkpoint only after the container's last plugin), "
-    "and the checkpoint is read only when the API is asked, so the grant written later "
-    "is never seen while the VF sits in its new pool"))
 async def test_an_init_container_vf_is_never_offered_by_a_new_pool_when_the_daemon_restarts_mid_admission(  # noqa: E501
     node: Node, peer_binary: Path
 ) -> None:

@@ -194,3 +194,38 @@ async def test_a_vf_of_a_device_plugin_pod_is_published_by_dra_when_the_pod_ends
             pods.release(NET, [dev])  # the pod ended; the kubelet's file is unchanged
             await eventually(lambda: dev in api.ids(), timeout=10,
                              what=f"{dev} published once its pod ended")
+
+
+# --- a daemon restart while an admission it served waits on another plugin -----------------
+
+
+async def test_an_init_container_vf_stays_out_of_its_new_pool_when_the_daemon_restarts_mid_admission(  # noqa: E501
+        workdir: Path, host: FakeHost) -> None:
+    """The emulator's side of break-it 5's real-kubelet case: our Allocate answered, the
+    container's other plugin is slow, so the kubelet's file (written before) lacks the
+    grant and ``List`` never shows a plain init container. The daemon restarts with the VF
+    moved to a new pool; only its device-info file tells the new process."""
+    settings = settings_for(workdir, host)
+    write(settings.config_file, CONFIG)
+    pods = FakePodResources()
+    async with emulator(settings) as kubelet:
+        async with daemon_on(settings, pods):
+            await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+            before = kubelet.checkpoint_path.read_bytes()
+            (dev,) = (await kubelet.admit(NET, 1, pod="init", container="setup")).device_ids
+        pending = kubelet.checkpoint_path.read_bytes()
+        kubelet.checkpoint_path.write_bytes(before)  # still waiting on the slow plugin
+        os.utime(kubelet.checkpoint_path, (1.0, 1.0))
+        write(settings.config_file, moved(dev))
+        async with daemon_on(settings, pods, moved(dev)) as daemon:
+            await kubelet.wait_for(OTHER, lambda d: True, timeout=5)
+            await asyncio.sleep(1.5)  # hold polls
+            assert dev in kubelet.devices(NET) and dev not in kubelet.devices(OTHER), \
+                f"{OTHER} offers {dev} while the admission that got it is under way"
+            kubelet.checkpoint_path.write_bytes(pending)  # the admission completed
+            await asyncio.sleep(2.5)
+            assert dev not in kubelet.devices(OTHER)
+            kubelet.release("init")  # the pod ended: the kubelet rewrites its file
+            await eventually(lambda: dev in kubelet.devices(OTHER), timeout=10,
+                             what=f"{dev} offered by {OTHER} once its pod ended")
+            assert daemon.holds.current().get(NET, frozenset()) == frozenset()

@@ -287,9 +287,14 @@ async def test_a_hold_is_kept_when_the_pod_resources_api_fails_and_released_once
         dev = await hold_one(kubelet)
         write(settings.config_file, config_moving(dev))
         await kubelet.wait_for(DPDK, lambda d: len(d) == 4 and dev not in d, timeout=5)
+        asked = kubelet.pod_resources_calls
+        await eventually(lambda: kubelet.pod_resources_calls > asked, what="an answer listing it")
         kubelet.fail_pod_resources(code)
         await asyncio.sleep(0.6)  # the pod lives a while (the kubelet's file has its grant)
-        kubelet.release("busy")  # released, but the daemon cannot learn it
+        # released, but the daemon cannot learn it: its last answer listed the pod (the
+        # kubelet's file, rewritten without the grant, shows only what the last answer
+        # already covers)
+        kubelet.release("busy")
         calls = kubelet.pod_resources_calls
         await eventually(lambda: kubelet.pod_resources_calls >= calls + 2, what="retried")
         assert dev in kubelet.devices(NET) and dev not in kubelet.devices(DPDK)

@@ -163,7 +163,7 @@ async def test_allocate_gives_each_id_once_and_logs_one_line_when_a_request_repe
             "0000:3b:02.0", "0000:3b:02.1"}
         lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("allocated")]
         assert lines == ["allocated 0000:3b:02.1,0000:3b:02.0 from intel.com/net"]
-        assert sorted(p.name for p in settings.device_info_dir.iterdir()) == [
+        assert sorted(p.name for p in settings.device_info_dir.glob("*-device.json")) == [
             "intel.com-net-0000:3b:02.0-device.json", "intel.com-net-0000:3b:02.1-device.json"]
 
 

@@ -320,3 +320,64 @@ async def test_a_listed_grant_holds_again_when_a_restarted_kubelet_has_not_got_i
     api.release(NET, ["0000:3b:02.0"])
     assert await tracker.refresh()
     assert tracker.current() == {NET: frozenset({"0000:3b:02.0"})}
+
+
+async def test_a_previous_process_allocation_is_held_until_the_kubelet_records_it_when_adopted(
+        tmp_path: Path) -> None:
+    # the daemon restarted while an admission it served waits on another plugin: the
+    # device-info file of its Allocate (wall time 95) is the only trace of the grant
+    path = tmp_path / CHECKPOINT_NAME
+    _write(path)
+    os.utime(path, (90.0, 90.0))  # the kubelet's last write came before that Allocate
+    now = [100.0]
+    tracker = HoldTracker(FakePodResources(), clock=lambda: now[0], wall=lambda: now[0],
+                          grace=60.0, checkpoint=KubeletCheckpoint(path))
+    tracker.adopt({NET: {"0000:3b:02.1": 95.0, "0000:3b:02.2": 30.0}})  # .2: beyond the grace
+    assert await tracker.refresh()
+    assert tracker.current() == {NET: frozenset({"0000:3b:02.1"})}
+    assert tracker.awaiting_rewrite() == {(NET, "0000:3b:02.1")}  # the resend asks the kubelet
+    _write(path, _entry("p1", "setup", NET, {"0": ["0000:3b:02.1"]}))
+    os.utime(path, (101.0, 101.0))  # written after it, with the grant: the file holds it now
+    now[0] = 102.0
+    assert await tracker.refresh()
+    assert tracker.current() == {NET: frozenset({"0000:3b:02.1"})}
+    assert tracker.unconfirmed() == {(NET, "0000:3b:02.1")}
+    _write(path)  # the pod ended
+    os.utime(path, (103.0, 103.0))
+    now[0] = 104.0
+    assert await tracker.refresh()
+    assert tracker.current() == {}
+
+
+async def test_an_adopted_allocation_ends_when_the_api_lists_it_or_the_grace_runs_out(
+        tmp_path: Path) -> None:
+    now = [100.0]
+    api = FakePodResources()
+    tracker = HoldTracker(api, clock=lambda: now[0], wall=lambda: now[0], grace=60.0,
+                          checkpoint=KubeletCheckpoint(tmp_path / CHECKPOINT_NAME))
+    tracker.adopt({NET: {"0000:3b:02.1": 99.0, "0000:3b:02.2": 50.0}})
+    api.hold(NET, ["0000:3b:02.1"])
+    assert await tracker.refresh()
+    assert tracker.current() == {NET: frozenset({"0000:3b:02.1", "0000:3b:02.2"})}
+    api.release(NET, ["0000:3b:02.1"])  # listed once, then gone: the pod ended
+    now[0] = 111.0  # 61 s after .2's Allocate
+    assert await tracker.refresh()
+    assert tracker.current() == {}
+
+
+async def test_an_own_allocation_ends_on_the_kubelets_later_write_when_the_api_is_not_mounted(
+        tmp_path: Path) -> None:
+    path = tmp_path / CHECKPOINT_NAME
+    now = [100.0]
+    api = FakePodResources()
+    api.fail("UNAVAILABLE")  # the API fails (or is not mounted) throughout
+    tracker = HoldTracker(api, clock=lambda: now[0], wall=lambda: now[0],
+                          checkpoint=KubeletCheckpoint(path))
+    tracker.adopt({NET: {"0000:3b:02.1": 99.0}})  # a previous process's Allocate
+    assert not await tracker.refresh()
+    assert tracker.current() == {NET: frozenset({"0000:3b:02.1"})}
+    _write(path)  # the pod ended: the kubelet's file, written after the Allocate, lacks it
+    os.utime(path, (101.0, 101.0))
+    now[0] = 102.0
+    assert not await tracker.refresh()
+    assert tracker.current() == {}

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from sriovdp.daemon.checkpointgrants import CheckpointGrants
@@ -130,6 +130,29 @@ class HoldTracker:
         self.allocations += 1
         self._since.setdefault(resource, {}).update(dict.fromkeys(ids, now))
 
+    def adopt(self, allocations: Mapping[str, Mapping[str, float]]) -> None:
+        """Hold devices a previous process allocated (resource → device id → wall time of the
+        Allocate, from its allocation log) as if this one had, for what is left of the
+        grace: an admission may still wait on another plugin, and until it ends neither
+        the API nor the kubelet's checkpoint shows the grant (break-it 5: a restart that
+        moved the VF to another pool offered it there)."""
+        now, wall = self._clock(), self._wall()
+        count = 0
+        for name, ids in allocations.items():
+            for dev_id, when in ids.items():
+                t = now - max(0.0, wall - when)
+                if now - t < self._grace and self._since.get(name, {}).get(dev_id, t) <= t:
+                    self._since.setdefault(name, {})[dev_id] = t
+                    count += 1
+        if count:
+            log.info("%d device(s) allocated in the last %.0f s (allocation log) are held "
+                     "until the kubelet lists or records them", count, self._grace)
+
+    @property
+    def grace(self) -> float:
+        """The most seconds an allocation counts as held on its own."""
+        return self._grace
+
     def unconfirmed(self) -> frozenset[tuple[str, str]]:
         """(resource, device id) the kubelet's checkpoint grants but the last answer does
         not list: a plain init container's, a pod's the kubelet has not got back yet, or
@@ -177,14 +200,16 @@ class HoldTracker:
         if self._grants is not None:
             await self._grants.read()
         answered = await self._ask()
+        settling = self.kubelet_settling() > 0
         if self._grants is not None:
-            self._grants.count(self._known, settling=self.kubelet_settling() > 0)
+            self._grants.count(self._known, settling=settling)
+        if not settling:  # nor does an allocation of ours, which no answer listed yet, end
+            self._end_own_allocations(self._known if answered else {})
         return answered
 
     async def _ask(self) -> bool:
         if not self.due():
             return False
-        asked = self._clock()
         try:
             held = await self._source.held()
         except PodResourcesError as exc:
@@ -200,24 +225,26 @@ class HoldTracker:
         self._known, self._answered = held, True
         self.retry_at, self._backoff, self.last_error = None, self._first, ""
         self.absent = False
-        if settling:
-            return True  # nor does an allocation of ours, which no answer listed yet, end
+        return True
+
+    def _end_own_allocations(self, listed: Holds) -> None:
+        """Our allocations that ``listed`` (the answer just received, or nothing when the
+        API did not answer) lists, or that the kubelet's file was written after, are held by
+        them from now on (the file then has it, or the pod is gone); one neither shows yet
+        may still be under way at the kubelet, for the grace at most. A file written before
+        the allocation says nothing of it, even if it names the VF: its entry may be an
+        ended pod's, which the last answer no longer lists."""
+        now = self._clock()
+        written = self._grants.written_at if self._grants is not None else None
         for name in list(self._since):
-            # an allocation the answer lists, or one the kubelet's file was written after,
-            # is held by them from now on (the file then has it, or the pod is gone); one
-            # neither shows yet may still be under way at the kubelet. A file written before
-            # the allocation says nothing of it, even if it names the VF: its entry may be an
-            # ended pod's, which the last answer no longer lists.
-            written = self._grants.written_at if self._grants is not None else None
-            listed = held.get(name, frozenset())
+            shown = listed.get(name, frozenset())
             later = {i: t for i, t in self._since[name].items()
-                     if i not in listed and t >= asked - self._grace
+                     if i not in shown and t >= now - self._grace
                      and (written is None or written < t + WRITE_MARGIN)}
             if later:
                 self._since[name] = later
             else:
                 del self._since[name]
-        return True
 
     def _failed(self, exc: PodResourcesError) -> None:
         if not exc.absent:  # no socket (the kubelet restarting, a node booting) is no error

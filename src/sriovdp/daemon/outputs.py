@@ -1,6 +1,8 @@
 """Files the daemon keeps in step with its pools: NPWG device-info files and CDI specs.
 
-Device-info files (netDevice pools only) are written on Allocate and removed when their
+Every Allocate is recorded in the :class:`AllocationLog` beside the device-info files (a
+restarted daemon reads what its predecessor granted in the last minute). Device-info files
+(netDevice pools only) are written on Allocate and removed when their
 device leaves its pool; unlike the Go plugin they are *not* wiped at start or on a kubelet
 restart, because running pods' CNI may still read them. At the first pass, files of our
 pools naming devices those pools no longer hold are removed. A file a prepared DRA claim
@@ -22,6 +24,7 @@ from collections.abc import Callable, Collection, Mapping
 
 from sriovdp.daemon.settings import Settings
 from sriovdp.errors import HostError
+from sriovdp.host.allocationlog import AllocationLog
 from sriovdp.host.cdi import CdiStore
 from sriovdp.host.devinfo import DeviceInfoStore
 from sriovdp.model.cdi import cdi_spec, pool_spec_file_name
@@ -36,17 +39,24 @@ class Outputs:
 
     def __init__(self, settings: Settings) -> None:
         self.devinfo = DeviceInfoStore(settings.device_info_dir)
+        self.allocations = AllocationLog(settings.device_info_dir)
         self.cdi = CdiStore(settings.cdi_dir) if settings.use_cdi else None
         self._cdi_pending: set[str] = set()
         self._cdi_errors: dict[str, str] = {}
         self._cleanup_pending = False
 
     def allocated(self, pool: ResourcePool, ids: list[str]) -> None:
-        """Write the device-info file of each allocated device of a netDevice pool.
+        """Record the grant in the allocation log, and write the device-info file of each
+        allocated device of a netDevice pool.
 
         A failure is logged (naming the device and path) and does not fail the Allocate:
-        SR-IOV CNI can work from the pod's PCI address without the file.
+        SR-IOV CNI can work from the pod's PCI address without the file, and without the
+        record only a restart in the middle of this admission loses track of the grant.
         """
+        try:
+            self.allocations.record(pool.resource_name, ids)
+        except HostError as exc:
+            log.error("%s", exc, extra={"resource": pool.resource_name})
         if pool.config.kind is not DeviceKind.NET:
             return
         for dev_id in ids:
@@ -55,6 +65,21 @@ class Outputs:
             except (HostError, ValueError) as exc:
                 log.error("device-info file for %s not written: %s", dev_id, exc,
                           extra={"pci": dev_id, "resource": pool.resource_name})
+
+    def recent_allocations(self, since: float, *,
+                           skip: Collection[tuple[str, str]] = ()) -> dict[str, dict[str, float]]:
+        """What this or a previous process allocated at ``since`` (wall seconds) or later, as
+        its allocation log records: resource name → device id → when. ``skip``: (resource
+        name, device id) pairs not to report (devices prepared DRA claims own)."""
+        out: dict[str, dict[str, float]] = {}
+        for name, ids in self.allocations.since(since).items():
+            kept = {i: t for i, t in ids.items() if (name, i) not in skip}
+            if kept:
+                out[name] = kept
+        return out
+
+    def close(self) -> None:
+        self.allocations.close()
 
     def pools_changed(self, old: Mapping[str, ResourcePool], new: Mapping[str, ResourcePool],
                       facts: HostFacts, *, first: bool,

@@ -13,6 +13,7 @@ still apply in order.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -135,6 +136,7 @@ class PoolPublisher:
         last = self.last
         retry_at = None
         if kind is PassKind.FIRST:
+            self._adopt_recent_allocations()
             await self._holds.first_answer()
         elif refresh_holds or (
                 off_loop and await _pure(off_loop, holds_matter, last.retained, built, host,
@@ -177,6 +179,13 @@ class PoolPublisher:
             if resent is not None:
                 self._holds.rewrite_asked()
         return self._holds.retry_at
+
+    def _adopt_recent_allocations(self) -> None:
+        """Hold what a previous process allocated in the last grace seconds (its admission
+        may still be waiting on another plugin): the allocation log tells."""
+        owned = self._dra.device_info_files() if self._dra is not None else frozenset()
+        since = time.time() - self._holds.grace
+        self._holds.adopt(self._outputs.recent_allocations(since, skip=owned))
 
     def _held(self) -> Holds:
         """What pods hold (pod resources and this process's allocations) and what DRA

@@ -274,6 +274,7 @@ class Reconciler:
                 server.close()
             await self.events.close()
             self.scanner.close()
+            self.outputs.close()
 
     def _start_helpers(self, supervisor: Supervisor, servers: dict[str, asyncio.Server]) -> None:
         supervisor.start("socket watch", self._watch_sockets)
