@@ -19,7 +19,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 from daemon_kit import ALL_DPDK, ALL_NET, CONFIG, NET, settings_for, write
 from test_dra_daemon import Apiserver, dra_daemon, dra_settings, emulator, published
 
@@ -153,12 +152,6 @@ def _stale_checkpoint(kubelet: KubeletEmulator, resource: str, dev: str) -> None
         "RegisteredDevices": {resource: sorted(ALL_NET)}}, "Checksum": 0})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kubelet/checkpoint.py grants stay until the kubelet rewrites its file; a grant no answer "
-    "of this kubelet ever listed (the pod ended before this daemon started) holds its VF, "
-    "and with every pool served by DRA there is no device plugin endpoint to resend through "
-    "(EndpointSet.resend): it waits for the kubelet's next write (any allocation or other "
-    "device plugin's update; after a kubelet restart, the 5 min grace of the old resource)"))
 async def test_a_vf_of_an_ended_device_plugin_pod_is_published_when_every_pool_moved_to_dra(
         workdir: Path, host: FakeHost) -> None:
     """The node moved from the device plugin to ``--dra=all``. A pod that got its VF from

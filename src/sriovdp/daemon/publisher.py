@@ -13,6 +13,7 @@ still apply in order.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from sriovdp.model.config import Config
 from sriovdp.model.devices import Inventory
 from sriovdp.model.diff import PoolChanges
 from sriovdp.model.dra.modes import device_plugin_pools, dra_pools, keyed_by_mode
+from sriovdp.model.grants import STANDIN_BACKOFF, RewriteSchedule, standin_resource
 from sriovdp.model.health import Health
 from sriovdp.model.pools import ResourcePool, build_pools, with_health
 from sriovdp.model.publication import Publication, plan
@@ -87,6 +89,7 @@ class PoolPublisher:
         """Full passes published (scans)."""
         self.publications = 0
         """Publications of any kind (full passes and the link fast path)."""
+        self._standins = RewriteSchedule(*STANDIN_BACKOFF)
 
     @property
     def pools(self) -> dict[str, ResourcePool]:
@@ -169,11 +172,27 @@ class PoolPublisher:
 
     async def _refresh_holds(self) -> float | None:
         """Ask the pod resources API what pods hold (and, while the kubelet's checkpoint
-        lists grants the answer lacks, ask the kubelet to rewrite it); after a failure, when
-        its back-off ends (None: answered)."""
+        lists grants the answer lacks, ask the kubelet to rewrite it: a live endpoint's list
+        sent again, else a stand-in endpoint's empty list); after a failure, when its
+        back-off ends (None: answered)."""
         await self._holds.refresh()
         if self._holds.rewrite_due():  # its file still lists grants its answer lacks
-            resent = self._endpoints.resend(name for name, _ in self._holds.awaiting_rewrite())
+            awaiting = self._holds.awaiting_rewrite()
+            resent = self._endpoints.resend(name for name, _ in awaiting)
+            if resent is None:  # no endpoint streams (every pool served through DRA)
+                mine = frozenset(g for g in awaiting if g[1] in self._host_ids[1])
+                name = standin_resource(mine, self._host_ids[1], dra_pools(self.built),
+                                        device_plugin_pools(self.built).keys()
+                                        | self._endpoints.endpoints.keys())
+                now = time.monotonic()
+                if name is not None and self._standins.due(mine, now):
+                    listed = ", ".join(f"{r} {i}" for r, i in sorted(mine)[:3])
+                    more = f" and {len(mine) - 3} more" if len(mine) > 3 else ""
+                    resent = self._endpoints.stand_in(dra_pools(self.built)[name], (
+                        f"its file still grants {listed}{more}, which pod resources does not "
+                        "list, and no device plugin endpoint streams to send a list again"))
+                    if resent is not None:
+                        self._standins.asked(mine, now)
             if resent is not None:
                 self._holds.rewrite_asked()
         return self._holds.retry_at
