@@ -1,7 +1,7 @@
 """Break-it pass 4 on the holds read from the kubelet's device checkpoint
 (``device-plugins/kubelet_internal_checkpoint``): ways a VF reaches two consumers, stays
 out of every pool for good, or the daemon stops working. Each test reproduced a defect of
-that pass and passes since its fix; the strict xfail names what is still open.
+that pass and passes since its fix.
 
 A plain init container's grant is in the checkpoint but not in the pod resources answer:
 here the KubeletEmulator writes the checkpoint (it records every admission) and a
@@ -140,7 +140,7 @@ async def test_the_first_publication_is_not_held_up_when_the_checkpoint_read_han
         await asyncio.wait_for(task, 10)
 
 
-# --- DRA only: nothing to resend through ---------------------------------------------------
+# --- DRA only: nothing to resend through (a stand-in endpoint makes the kubelet write) -------
 
 
 def _stale_checkpoint(kubelet: KubeletEmulator, resource: str, dev: str) -> None:

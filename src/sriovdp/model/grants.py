@@ -4,7 +4,9 @@ the kubelet to rewrite that file: pure decisions over what the daemon read.
 The file keeps an ended pod's entries until the kubelet next writes it. A grant an answer of
 the running kubelet's pod resources ``List`` showed, and a later answer lacks, belongs to a
 pod that ended; a grant no answer showed (a plain init container's, or a pod's a restarted
-kubelet has not got back yet) holds until the file drops it.
+kubelet has not got back yet) holds until the file drops it. The kubelet is asked to rewrite
+the file through a live endpoint's list sent again or, with none (every pool served through
+DRA), through a stand-in endpoint with no devices (:func:`standin_resource` names it).
 """
 
 from __future__ import annotations
