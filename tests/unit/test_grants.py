@@ -7,6 +7,7 @@ from sriovdp.model.grants import (
     RewriteSchedule,
     grants_listed,
     holding,
+    standin_reason,
     standin_resource,
 )
 
@@ -93,3 +94,11 @@ def test_stand_ins_for_the_same_grants_are_spaced_out_to_five_minutes() -> None:
         assert not schedule.due(pending, at + wait - 0.1)
         at += wait
     assert schedule.due(frozenset({(NET, "0000:3b:02.1")}), at - 299)  # new grants: at once
+
+
+def test_the_stand_in_log_line_names_the_first_grants_and_counts_the_rest() -> None:
+    grants = {(NET, f"0000:3b:02.{i}") for i in range(5)}
+    assert standin_reason(grants) == (
+        f"its file still grants {NET} 0000:3b:02.0, {NET} 0000:3b:02.1, {NET} 0000:3b:02.2 "
+        "and 2 more, which pod resources does not list, and no device plugin endpoint "
+        "streams to send a list again")

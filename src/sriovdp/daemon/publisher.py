@@ -29,7 +29,12 @@ from sriovdp.model.config import Config
 from sriovdp.model.devices import Inventory
 from sriovdp.model.diff import PoolChanges
 from sriovdp.model.dra.modes import device_plugin_pools, dra_pools, keyed_by_mode
-from sriovdp.model.grants import STANDIN_BACKOFF, RewriteSchedule, standin_resource
+from sriovdp.model.grants import (
+    STANDIN_BACKOFF,
+    RewriteSchedule,
+    standin_reason,
+    standin_resource,
+)
 from sriovdp.model.health import Health
 from sriovdp.model.pools import ResourcePool, build_pools, with_health
 from sriovdp.model.publication import Publication, plan
@@ -180,22 +185,26 @@ class PoolPublisher:
             awaiting = self._holds.awaiting_rewrite()
             resent = self._endpoints.resend(name for name, _ in awaiting)
             if resent is None:  # no endpoint streams (every pool served through DRA)
-                mine = frozenset(g for g in awaiting if g[1] in self._host_ids[1])
-                name = standin_resource(mine, self._host_ids[1], dra_pools(self.built),
-                                        device_plugin_pools(self.built).keys()
-                                        | self._endpoints.endpoints.keys())
-                now = time.monotonic()
-                if name is not None and self._standins.due(mine, now):
-                    listed = ", ".join(f"{r} {i}" for r, i in sorted(mine)[:3])
-                    more = f" and {len(mine) - 3} more" if len(mine) > 3 else ""
-                    resent = self._endpoints.stand_in(dra_pools(self.built)[name], (
-                        f"its file still grants {listed}{more}, which pod resources does not "
-                        "list, and no device plugin endpoint streams to send a list again"))
-                    if resent is not None:
-                        self._standins.asked(mine, now)
+                resent = self._stand_in(awaiting)
             if resent is not None:
                 self._holds.rewrite_asked()
         return self._holds.retry_at
+
+    def _stand_in(self, awaiting: frozenset[tuple[str, str]]) -> str | None:
+        """Open a stand-in endpoint for the awaiting grants of this host's devices, under a
+        DRA pool's resource (:func:`standin_resource`), unless one for the same grants was
+        opened within the stand-in back-off; the resource, or None when none was opened."""
+        mine = frozenset(g for g in awaiting if g[1] in self._host_ids[1])
+        dra = dra_pools(self.built)
+        served = device_plugin_pools(self.built).keys() | self._endpoints.endpoints.keys()
+        name = standin_resource(mine, self._host_ids[1], dra, served)
+        now = time.monotonic()
+        if name is None or not self._standins.due(mine, now):
+            return None
+        opened = self._endpoints.stand_in(dra[name], standin_reason(mine))
+        if opened is not None:
+            self._standins.asked(mine, now)
+        return opened
 
     def _held(self) -> Holds:
         """What pods hold (pod resources and this process's allocations) and what DRA

@@ -104,3 +104,11 @@ def standin_resource(awaiting: Iterable[tuple[str, str]], ours: Collection[str],
         return None
     allowed = sorted(set(candidates) - set(served))
     return next((name for name in allowed if name in mine), allowed[0] if allowed else None)
+
+
+def standin_reason(grants: Collection[tuple[str, str]], *, shown: int = 3) -> str:
+    """Why a stand-in is opened, for its log line: the first ``shown`` grants named."""
+    listed = ", ".join(f"{name} {dev}" for name, dev in sorted(grants)[:shown])
+    more = f" and {len(grants) - shown} more" if len(grants) > shown else ""
+    return (f"its file still grants {listed}{more}, which pod resources does not list, and "
+            "no device plugin endpoint streams to send a list again")
