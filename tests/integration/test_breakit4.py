@@ -1,7 +1,7 @@
 """Break-it pass 4 on the holds read from the kubelet's device checkpoint
 (``device-plugins/kubelet_internal_checkpoint``): ways a VF reaches two consumers, stays
 out of every pool for good, or the daemon stops working. Each test reproduced a defect of
-that pass and passes since its fix; the strict xfail names what is still open.
+that pass and passes since its fix.
 
 A plain init container's grant is in the checkpoint but not in the pod resources answer:
 here the KubeletEmulator writes the checkpoint (it records every admission) and a
@@ -19,7 +19,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 from daemon_kit import ALL_DPDK, ALL_NET, CONFIG, NET, settings_for, write
 from test_dra_daemon import Apiserver, dra_daemon, dra_settings, emulator, published
 
@@ -141,7 +140,7 @@ async def test_the_first_publication_is_not_held_up_when_the_checkpoint_read_han
         await asyncio.wait_for(task, 10)
 
 
-# --- DRA only: nothing to resend through ---------------------------------------------------
+# --- DRA only: nothing to resend through (a stand-in endpoint makes the kubelet write) -------
 
 
 def _stale_checkpoint(kubelet: KubeletEmulator, resource: str, dev: str) -> None:
@@ -153,12 +152,6 @@ def _stale_checkpoint(kubelet: KubeletEmulator, resource: str, dev: str) -> None
         "RegisteredDevices": {resource: sorted(ALL_NET)}}, "Checksum": 0})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kubelet/checkpoint.py grants stay until the kubelet rewrites its file; a grant no answer "
-    "of this kubelet ever listed (the pod ended before this daemon started) holds its VF, "
-    "and with every pool served by DRA there is no device plugin endpoint to resend through "
-    "(EndpointSet.resend): it waits for the kubelet's next write (any allocation or other "
-    "device plugin's update; after a kubelet restart, the 5 min grace of the old resource)"))
 async def test_a_vf_of_an_ended_device_plugin_pod_is_published_when_every_pool_moved_to_dra(
         workdir: Path, host: FakeHost) -> None:
     """The node moved from the device plugin to ``--dra=all``. A pod that got its VF from

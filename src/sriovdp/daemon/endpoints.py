@@ -4,6 +4,12 @@ A pool that appears gets a :class:`PluginEndpoint` (a supervised task); a pool w
 devices or health changed pushes its new list to every open ListAndWatch stream; a pool
 that is no longer published stops (its socket is removed). Events of the kubelet's socket
 directories are passed to the endpoints they concern.
+
+To make the kubelet rewrite its device checkpoint, one unchanged list is sent again
+(:meth:`EndpointSet.resend`); with no endpoint streaming (every pool served through DRA), a
+short-lived stand-in endpoint with no devices registers instead
+(:meth:`EndpointSet.stand_in`): it is no pool (not in :attr:`EndpointSet.endpoints`,
+``/readyz`` or the metrics) and stops once the kubelet got its empty list.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from sriovdp.daemon.status import EndpointStatus
@@ -26,6 +33,8 @@ from sriovdp.model.pools import ResourcePool
 
 log = logging.getLogger("sriovdp.daemon")
 STOP_TIMEOUT = 5.0
+STANDIN_TIMEOUT = 10.0
+"""Seconds a stand-in endpoint waits for the kubelet to register it and take its list."""
 
 
 class EndpointSet:
@@ -37,12 +46,19 @@ class EndpointSet:
         facts: host facts of the latest scan, for Allocate.
         on_allocate: hook after each Allocate container request.
         cdi: Allocate answers with CDI names.
+        standin_timeout: seconds a stand-in endpoint waits for the kubelet (see
+            :meth:`stand_in`).
     """
 
     def __init__(self, dirs: KubeletDirs, supervisor: Supervisor,
                  facts: Callable[[], HostFacts], *, on_allocate: AllocateHook,
-                 cdi: bool) -> None:
+                 cdi: bool, standin_timeout: float = STANDIN_TIMEOUT) -> None:
         self.dirs = dirs
+        self._standin_timeout = standin_timeout
+        self.standin: PluginEndpoint | None = None
+        """The stand-in endpoint while one is open (see :meth:`stand_in`)."""
+        self.standins = 0
+        """Stand-in endpoints opened so far."""
         self._supervisor = supervisor
         self._facts = facts
         self._on_allocate = on_allocate
@@ -96,6 +112,8 @@ class EndpointSet:
                      sum(1 for d in pool.devices.values() if d.health is not Health.HEALTHY),
                      extra={"resource": name})
         for pool in changes.added.values():
+            if self.standin is not None and self.standin.resource_name == pool.resource_name:
+                self._stop_standin()
             self._add(pool)
 
     def resend(self, prefer: Iterable[str] = ()) -> str | None:
@@ -110,7 +128,88 @@ class EndpointSet:
             feed.publish(feed.value)
         return name
 
+    def stand_in(self, pool: ResourcePool, why: str) -> str | None:
+        """Open a stand-in endpoint for ``pool``'s resource, with no devices, to make the
+        kubelet's device manager rewrite its checkpoint (it does after every list it gets)
+        when no endpoint streams a list to :meth:`resend`. It registers the usual way and
+        stops, its socket removed, once the kubelet got its empty list, or after
+        ``standin_timeout`` seconds. It allocates nothing (Allocate of any id is refused).
+
+        The resource of the stand-in open (already, or now), or None: a pool's endpoint
+        serves that resource (the stand-in's registration would replace the pool's)."""
+        if self.standin is not None:
+            return self.standin.resource_name
+        name = pool.resource_name
+        if name in self.endpoints:
+            return None
+        empty = LatestValue(replace(pool, devices={}))
+        endpoint = PluginEndpoint(empty, self.dirs, self._facts, cdi=self._cdi,
+                                  instance=self._instance)
+        self.standin = endpoint
+        self.standins += 1
+        log.info("%s: opening a stand-in device plugin endpoint with no devices (for %.0f s "
+                 "at most) to make the kubelet rewrite its device checkpoint: %s", name,
+                 self._standin_timeout, why, extra={"resource": name})
+
+        async def run(ready: Ready) -> None:
+            ready()
+            await self._run_standin(endpoint)
+
+        self._supervisor.start(_standin_task(name), run, forever=False)
+        return name
+
+    async def _run_standin(self, endpoint: PluginEndpoint) -> None:
+        name = endpoint.resource_name
+        running = asyncio.ensure_future(endpoint.run())
+
+        async def listed() -> None:
+            await endpoint.registered.wait()
+            await endpoint.listed.wait()
+
+        waiting = asyncio.ensure_future(listed())
+        try:
+            await asyncio.wait({waiting, running}, timeout=self._standin_timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if waiting.done():
+                log.info("%s: the kubelet took the stand-in's empty list; stopping it", name,
+                         extra={"resource": name})
+            elif not running.done():
+                log.warning("%s: the kubelet did not take the stand-in's list within %.0f s; "
+                            "stopping it", name, self._standin_timeout,
+                            extra={"resource": name})
+        finally:
+            waiting.cancel()
+            await endpoint.stop()
+            done, _ = await asyncio.wait({running}, timeout=STOP_TIMEOUT)
+            if not done:
+                log.error("%s: stand-in did not stop in %.0f s; cancelling", name,
+                          STOP_TIMEOUT, extra={"resource": name})
+                running.cancel()
+            await asyncio.gather(running, waiting, return_exceptions=True)
+            if running.done() and not running.cancelled() and running.exception() is not None:
+                # never a failure shown as the daemon's: a stand-in is no pool
+                log.error("%s: stand-in endpoint failed: %r", name, running.exception(),
+                          extra={"resource": name})
+            if self.standin is endpoint:
+                self.standin = None
+
+    def _stop_standin(self) -> None:
+        """A pool takes the stand-in's resource: stop the stand-in (the pool's endpoint
+        waits for the socket's lock until the stand-in let go of it)."""
+        endpoint = self.standin
+        if endpoint is None:
+            return
+
+        async def stop(ready: Ready) -> None:
+            await endpoint.stop()
+
+        self._supervisor.start(f"stop stand-in {endpoint.resource_name}", stop, forever=False)
+
     def socket_event(self, directory: Path, name: str, created: bool) -> None:
+        if self.standin is not None:
+            endpoint = self.standin
+            if directory in (endpoint.socket_path.parent, endpoint.dirs.device_plugin_dir):
+                endpoint.socket_dir_event(name, created)
         for endpoint in self.endpoints.values():
             if directory in (endpoint.socket_path.parent, endpoint.dirs.device_plugin_dir):
                 endpoint.socket_dir_event(name, created)
@@ -121,14 +220,19 @@ class EndpointSet:
                 for name, e in self.endpoints.items()}
 
     async def stop_all(self) -> None:
-        """Stop every endpoint (sockets removed); cancel one that does not stop in 5 s."""
+        """Stop every endpoint and a stand-in (sockets removed); cancel one that does not
+        stop in 5 s."""
         names = list(self.endpoints)
+        tasks = [_task(n) for n in names]
         for name in names:
             log.info("stopping %s device plugin server...", name)
             await self.endpoints[name].stop()
-        for name in await self._supervisor.wait([_task(n) for n in names], STOP_TIMEOUT):
-            log.error("%s did not stop in %.0f s; cancelling", name, STOP_TIMEOUT)
-            await self._supervisor.cancel(name)
+        if self.standin is not None:
+            await self.standin.stop()
+            tasks.append(_standin_task(self.standin.resource_name))
+        for task in await self._supervisor.wait(tasks, STOP_TIMEOUT):
+            log.error("%s did not stop in %.0f s; cancelling", task, STOP_TIMEOUT)
+            await self._supervisor.cancel(task)
         self.endpoints.clear()
         self._feeds.clear()
         self._instance.release()  # after every socket is gone: the next instance takes over
@@ -159,3 +263,7 @@ class EndpointSet:
 
 def _task(name: str) -> str:
     return f"endpoint {name}"
+
+
+def _standin_task(name: str) -> str:
+    return f"stand-in {name}"

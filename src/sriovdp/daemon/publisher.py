@@ -29,6 +29,12 @@ from sriovdp.model.config import Config
 from sriovdp.model.devices import Inventory
 from sriovdp.model.diff import PoolChanges
 from sriovdp.model.dra.modes import device_plugin_pools, dra_pools, keyed_by_mode
+from sriovdp.model.grants import (
+    STANDIN_BACKOFF,
+    RewriteSchedule,
+    standin_reason,
+    standin_resource,
+)
 from sriovdp.model.health import Health
 from sriovdp.model.pools import ResourcePool, build_pools, with_health
 from sriovdp.model.publication import Publication, plan
@@ -88,6 +94,7 @@ class PoolPublisher:
         """Full passes published (scans)."""
         self.publications = 0
         """Publications of any kind (full passes and the link fast path)."""
+        self._standins = RewriteSchedule(*STANDIN_BACKOFF)
 
     @property
     def pools(self) -> dict[str, ResourcePool]:
@@ -171,11 +178,15 @@ class PoolPublisher:
 
     async def _refresh_holds(self) -> float | None:
         """Ask the pod resources API what pods hold (and, while the kubelet's checkpoint
-        lists grants the answer lacks, ask the kubelet to rewrite it); after a failure, when
-        its back-off ends (None: answered)."""
+        lists grants the answer lacks, ask the kubelet to rewrite it: a live endpoint's list
+        sent again, else a stand-in endpoint's empty list); after a failure, when its
+        back-off ends (None: answered)."""
         await self._holds.refresh()
         if self._holds.rewrite_due():  # its file still lists grants its answer lacks
-            resent = self._endpoints.resend(name for name, _ in self._holds.awaiting_rewrite())
+            awaiting = self._holds.awaiting_rewrite()
+            resent = self._endpoints.resend(name for name, _ in awaiting)
+            if resent is None:  # no endpoint streams (every pool served through DRA)
+                resent = self._stand_in(awaiting)
             if resent is not None:
                 self._holds.rewrite_asked()
         return self._holds.retry_at
@@ -186,6 +197,22 @@ class PoolPublisher:
         owned = self._dra.device_info_files() if self._dra is not None else frozenset()
         since = time.time() - self._holds.grace
         self._holds.adopt(self._outputs.recent_allocations(since, skip=owned))
+
+    def _stand_in(self, awaiting: frozenset[tuple[str, str]]) -> str | None:
+        """Open a stand-in endpoint for the awaiting grants of this host's devices, under a
+        DRA pool's resource (:func:`standin_resource`), unless one for the same grants was
+        opened within the stand-in back-off; the resource, or None when none was opened."""
+        mine = frozenset(g for g in awaiting if g[1] in self._host_ids[1])
+        dra = dra_pools(self.built)
+        served = device_plugin_pools(self.built).keys() | self._endpoints.endpoints.keys()
+        name = standin_resource(mine, self._host_ids[1], dra, served)
+        now = time.monotonic()
+        if name is None or not self._standins.due(mine, now):
+            return None
+        opened = self._endpoints.stand_in(dra[name], standin_reason(mine))
+        if opened is not None:
+            self._standins.asked(mine, now)
+        return opened
 
     def _held(self) -> Holds:
         """What pods hold (pod resources and this process's allocations) and what DRA

@@ -215,6 +215,9 @@ class PluginEndpoint:
         self._unserved_restarts = 0
         self._stopping = False
         self.registered = asyncio.Event()
+        self.listed = asyncio.Event()
+        """Set once the registered kubelet's stream got a device list from the current server
+        (the kubelet's device manager writes its checkpoint after each list it gets)."""
 
     # --- what the daemon and the directory watcher call -------------------------------------
 
@@ -382,13 +385,15 @@ class PluginEndpoint:
 
     async def _serve(self) -> None:
         self.registered.clear()
+        self.listed.clear()
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         server = grpc.aio.server()
         servicer = DevicePluginServicer(
             self.feed, self._facts, on_stream_start=self._stream_started,
-            on_stream_end=self._stream_ended, on_allocate=self._on_allocate, cdi=self._cdi,
+            on_stream_end=self._stream_ended, on_sent=self._list_sent,
+            on_allocate=self._on_allocate, cdi=self._cdi,
         )
         pb_grpc.add_DevicePluginServicer_to_server(servicer, server)
         if self.dirs.mode is Mode.WATCHER:
@@ -415,6 +420,7 @@ class PluginEndpoint:
         self._claim_open = self._info_pending = self._check_kubelet = False
         self._kubelet_lost_at = None
         self.registered.clear()
+        self.listed.clear()
         if server is not None:
             await server.stop(grace)
         if self._inode is not None and self._file_id(self.socket_path) == self._inode:
@@ -562,6 +568,10 @@ class PluginEndpoint:
                       "kubelet; its end changes nothing", self.resource_name, stream,
                       extra={"resource": self.resource_name})
         return stream
+
+    def _list_sent(self, stream: int) -> None:
+        if stream == self._kubelet_stream:
+            self.listed.set()
 
     def _stream_ended(self, stream: int) -> None:
         if stream != self._kubelet_stream or self._stopping:

@@ -120,6 +120,7 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         on_stream_end: called with the stream's id when a ListAndWatch stream ends for any
             reason other than ``feed`` closing (the client went away). Whether that client
             was the kubelet is the endpoint's call, not the servicer's.
+        on_sent: called with the stream's id after each device list was sent on it.
         on_allocate: called after each container request with the pool, the ids and
             whether it succeeded (device-info files, metrics).
         cdi: answer Allocate with CDI device names and the CDI annotation instead of device
@@ -133,6 +134,7 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         *,
         on_stream_start: Callable[[], int] | None = None,
         on_stream_end: Callable[[int], None] | None = None,
+        on_sent: Callable[[int], None] | None = None,
         on_allocate: AllocateHook | None = None,
         cdi: bool = False,
     ) -> None:
@@ -142,6 +144,7 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         self._facts = facts
         self._on_stream_start = on_stream_start
         self._on_stream_end = on_stream_end
+        self._on_sent = on_sent
         self._on_allocate = on_allocate
         self.open_streams = 0
         self.delivered = False
@@ -166,6 +169,8 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
                           extra={"resource": name})
                 yield response
                 self.delivered = True  # resumed: the message was sent
+                if self._on_sent is not None:
+                    self._on_sent(stream)
             closed_by_us = True
         finally:
             self.open_streams -= 1

@@ -4,12 +4,14 @@ the kubelet to rewrite that file: pure decisions over what the daemon read.
 The file keeps an ended pod's entries until the kubelet next writes it. A grant an answer of
 the running kubelet's pod resources ``List`` showed, and a later answer lacks, belongs to a
 pod that ended; a grant no answer showed (a plain init container's, or a pod's a restarted
-kubelet has not got back yet) holds until the file drops it.
+kubelet has not got back yet) holds until the file drops it. The kubelet is asked to rewrite
+the file through a live endpoint's list sent again or, with none (every pool served through
+DRA), through a stand-in endpoint with no devices (:func:`standin_resource` names it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from sriovdp.model.retention import Holds
@@ -68,3 +70,45 @@ class RewriteSchedule:
             self._last = (pending, now, self.first)
         else:
             self._last = (pending, now, min(self._last[2] * 2, self.longest))
+
+
+STANDIN_BACKOFF = (2.0, 300.0)
+"""The first and the longest wait between two stand-in endpoints for the same pending grants
+(:class:`RewriteSchedule`): a stand-in is a registration the kubelet logs, so while a live
+init container's grant stays in every rewrite it is opened again at most every 5 min (a
+resend of a live endpoint's list costs nothing and keeps the 30 s cap)."""
+
+
+def standin_resource(awaiting: Iterable[tuple[str, str]], ours: Collection[str],
+                     candidates: Iterable[str], served: Collection[str]) -> str | None:
+    """The extended resource a stand-in device plugin endpoint registers as, to make the
+    kubelet rewrite its checkpoint when no endpoint of ours streams a list to resend.
+
+    Args:
+        awaiting: (resource, device id) grants a rewrite would settle.
+        ours: the device ids of this host's functions: grants of other devices (another
+            vendor's plugin) never call for a stand-in.
+        candidates: resource names of our pools served through DRA: the stand-in takes the
+            name of an awaiting grant's resource when it is one of them (the kubelet knew it
+            as a device plugin resource before the move), else the first in sorted order.
+            Never another name: a registration of another plugin's resource would take it
+            over at the kubelet.
+        served: resource names a device plugin pool or endpoint of ours serves: never a
+            stand-in's (its registration would replace the pool's at the kubelet; a resend
+            of the pool's list covers it).
+
+    None when no awaiting grant is of our devices, or no candidate is left.
+    """
+    mine = {name for name, dev in awaiting if dev in ours}
+    if not mine:
+        return None
+    allowed = sorted(set(candidates) - set(served))
+    return next((name for name in allowed if name in mine), allowed[0] if allowed else None)
+
+
+def standin_reason(grants: Collection[tuple[str, str]], *, shown: int = 3) -> str:
+    """Why a stand-in is opened, for its log line: the first ``shown`` grants named."""
+    listed = ", ".join(f"{name} {dev}" for name, dev in sorted(grants)[:shown])
+    more = f" and {len(grants) - shown} more" if len(grants) > shown else ""
+    return (f"its file still grants {listed}{more}, which pod resources does not list, and "
+            "no device plugin endpoint streams to send a list again")
