@@ -311,6 +311,39 @@ async def wait_complete(watch: SliceWatch, devices: int, timeout: float,
             return first, at
 
 
+async def prepare_vf_of(peer: DraPeer, resource: k8s.ResourceV1Api, node: str,
+                        pf: str) -> PeerPod:
+    """A pod with a claim for one VF of ``pf``, allocated by the structured allocator and
+    prepared through the kubelet's DRA manager (which then follows that VF's health)."""
+    resource.create_device_class({
+        "metadata": {"name": f"bench-{pf}"},
+        "spec": {"selectors": [{"cel": {"expression":
+                                        f'device.attributes["{DRIVER}"].pfName == "{pf}"'}}]}})
+    resource.create_namespaced_resource_claim("default", {
+        "metadata": {"name": "health"}, "spec": {"devices": {"requests": [
+            {"name": "nic", "exactly": {"deviceClassName": f"bench-{pf}"}}]}}})
+    pod = PeerPod("health", str(uuid.uuid4()), {"nic": "health"}, {"c0": ["nic"]})
+    if await asyncio.to_thread(peer.allocate, node, "default", ["health"], pod) is None:
+        raise SystemExit(f"the allocator found no VF of {pf}")
+    await peer.aprepare(pod)
+    return pod
+
+
+async def health_update(peer: DraPeer, pod_uid: str, proc: asyncio.subprocess.Process,
+                        timeout: float = 10.0) -> int:
+    """When (wall clock, ns) the DRA manager's next health update naming ``pod_uid`` came."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for at, pods in await peer.ahealth_updates():
+            if pod_uid in pods:
+                return at
+        if proc.returncode is not None:
+            raise SystemExit(f"the daemon exited ({proc.returncode})")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no health update for pod {pod_uid} in {timeout:.0f} s")
+        await asyncio.sleep(0.02)
+
+
 def ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as answer:
@@ -379,25 +412,31 @@ async def daemon_async(toggles: int, health: str) -> None:
               f"{time.perf_counter() - start:.2f} s")
         await wait_ready("http://127.0.0.1:8081/readyz", proc, 60)
         await asyncio.sleep(1.0)  # the registration's forced publication has gone through
+        pod = await prepare_vf_of(peer, k8s.ResourceV1Api(api), node, PF)
+        await peer.ahealth_updates()  # only those of the toggles from now on
         while not watch.events.empty():
             watch.events.get()
 
         ipr = AsyncIPRoute()
         peer_index = (await ipr.link_lookup(ifname=f"{PF}p"))[0]
-        firsts, completes = [], []
+        healths, firsts, completes = [], [], []
         for n in range(2 * toggles):
             up = n % 2 == 1
-            start = time.perf_counter()
+            await peer.ahealth_updates()  # none of the last toggle's left
+            wall, start = time.time_ns(), time.perf_counter()
             await ipr.link("set", index=peer_index, state="up" if up else "down")
             first, done = await wait_complete(watch, PFS * 256 - (0 if up else 256), 30, proc,
                                               since=start)
             firsts.append(first - start)
             completes.append(done - start)
+            healths.append((await health_update(peer, pod.uid, proc) - wall) / 1e9)
             await asyncio.sleep(0.2)
         ipr.close()
-        print(f"  carrier change -> first slice event at the apiserver  {summary(firsts)}")
-        print(f"  carrier change -> complete new generation stored      {summary(completes)}")
-        print(f"  pool incomplete (first event -> complete)             "
+        print(f"  carrier change -> health update in the kubelet's DRA manager "
+              f"{summary(healths)}")
+        print(f"  carrier change -> first slice event: pool unallocatable  {summary(firsts)}")
+        print(f"  carrier change -> complete new generation stored       {summary(completes)}")
+        print(f"  pool unallocatable (first event -> complete)           "
               f"{summary([c - f for f, c in zip(firsts, completes, strict=True)])}")
         print("  floor: the same carrier change -> kubelet list through the device plugin, "
               "bench/health_latency.py (~5 ms median)")
