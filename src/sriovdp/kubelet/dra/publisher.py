@@ -262,7 +262,8 @@ class KubernetesSliceApi:
         def call() -> Any:
             answer = fn(*args, _request_timeout=self._timeout, _preload_content=False,
                         **kwargs)
-            return json.loads(answer.data)
+            data = answer.data
+            return json.loads(data) if data else None  # a delete may answer with no body
 
         try:
             return await in_daemon_thread(call)
@@ -283,18 +284,18 @@ class KubernetesSliceApi:
 
     async def create(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         name = doc["metadata"]["name"]
-        stored: dict[str, Any] = await self._call(
-            f"creating ResourceSlice {name}", self._api.create_resource_slice, JsonBody(doc))
-        return stored
+        what = f"creating ResourceSlice {name}"
+        return _stored(what, await self._call(what, self._api.create_resource_slice,
+                                              JsonBody(doc)))
 
     async def replace(self, doc: Mapping[str, Any], resource_version: str) -> dict[str, Any]:
         # a new top level and metadata only: a deep copy of a slice of 128 devices costs
         # ~10-20 ms of the loop's CPU per slice, and the client only reads the body
         body = JsonBody(doc, metadata={**doc["metadata"], "resourceVersion": resource_version})
         name = body["metadata"]["name"]
-        stored: dict[str, Any] = await self._call(
-            f"replacing ResourceSlice {name}", self._api.replace_resource_slice, name, body)
-        return stored
+        what = f"replacing ResourceSlice {name}"
+        return _stored(what, await self._call(what, self._api.replace_resource_slice, name,
+                                              body))
 
     async def delete(self, name: str) -> None:
         try:
@@ -303,3 +304,11 @@ class KubernetesSliceApi:
         except SliceApiError as exc:
             if exc.status != 404:  # already gone is what we wanted
                 raise
+
+
+def _stored(what: str, answer: Any) -> dict[str, Any]:
+    """A write's answer, which must be the stored slice (the publisher replaces against its
+    ``resourceVersion`` next time)."""
+    if not isinstance(answer, dict) or "metadata" not in answer:
+        raise SliceApiError(f"{what}: bad answer: not a ResourceSlice")
+    return answer
