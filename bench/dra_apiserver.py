@@ -8,9 +8,10 @@ per PF. Prints:
 * publish: the first ``SlicePublisher.publish`` of all VFs to a new node (16 creates), each
   of N runs, and the floor: listing the same slices back from the apiserver; ratio;
 * health flip: one VF goes Unhealthy (then back), ``publish`` until the apiserver has
-  acknowledged the replaced slices (list + replaces) — the latency of a carrier change to
-  the ResourceSlice at the apiserver, minus the link monitor's own — under ``withdraw``
-  and ``taint``, with the number of slices written;
+  acknowledged the replaced slices (replaces only: the publisher knows the versions its
+  last writes stored) — the latency of a carrier change to the ResourceSlice at the
+  apiserver, minus the link monitor's own — under ``withdraw`` and ``taint``, with the
+  number of slices written;
 * prepare: the kubelet DRA manager's PrepareResources for a pod with a one-VF claim
   (allocated by the structured allocator), through our ``DraPluginServer`` (claim read from
   the apiserver, CDI spec and checkpoint written), and the floor: one claim GET with the
@@ -21,29 +22,47 @@ moves into a network namespace of its own (``unshare(CLONE_NEWNET)``; gone when 
 the host's links are never touched), where the peer serves on 127.0.0.1 and PF ``ens0f0`` of
 the same scaled FakeHost is a veth. ``sriovdp run --dra=all`` runs as a subprocess on that
 host against the real apiserver (``--kubeconfig``), registered with the peer's kubelet DRA
-manager. Each sample takes ``ens0f0``'s carrier away (or gives it back) with pyroute2 and
-times, from just before that call, the apiserver's watch of the node's slices: the first
-slice event, and the event after which the stored slices are a complete pool of the new
-generation without (or with again) ens0f0's 256 VFs — what the scheduler's allocator then
-sees; in between, the newest generation is incomplete and the allocator gives out none of
-the pool's devices (the window concurrent slice writes shorten). Floor: the daemon's own
-``health_latency.py`` figure (carrier → kubelet list, ~5 ms). Last, the daemon's RSS (the
-overlay's memory limit is 256Mi).
+manager, which has prepared a pod's claim for one VF of ``ens0f0`` (allocated by the
+structured allocator). Each sample takes ``ens0f0``'s carrier away (or gives it back) with
+pyroute2 and times, from just before that call:
+
+* **health update in the kubelet's DRA manager**: the manager's update channel
+  (``Manager.Updates``, read by the peer as the kubelet's sync loop reads it) naming the
+  pod, after our ``DRAResourceHealth.NodeWatchResources`` stream carried the new health of
+  all the node's devices and the manager's health cache took it (wall clock on both sides).
+  The device plugin's counterpart is ListAndWatch to the kubelet: ``health_latency.py``
+  (emulator; ``--real-kubelet``: the real device manager's allocatable);
+* **first slice event** at the apiserver's watch of the node's slices: the first slice of
+  the new pool generation is stored, so the allocator sees the newest generation
+  incomplete and gives out none of the pool's devices — the withdrawn ones included;
+* **complete new generation**: the event after which the stored slices are a complete pool
+  of the new generation without (or with again) ens0f0's 256 VFs — what the allocator
+  then allocates from.
+
+Last, the daemon's RSS (the overlay's memory limit is 256Mi).
 
 Figures of ``--daemon`` (withdraw, 2,048 VFs, 16 slices; the 2-core box shared with other
-work, so runs of one build differ by up to 2x; before and after were run in turn, the first
-pair on a quieter box, load ~1.5, then the range over 3-4 runs at load 2-5):
+work, load 2-3; old and new code run in turn, 4 runs each of 30 samples; medians, and the
+range of the runs' medians and p99s):
 
-============================  =================================  =============================
-carrier change ->             slices written one at a time       8 at a time, cheaper writes
-============================  =================================  =============================
-complete new generation       1.46 s, p99 1.91 s (1.5-2.4 s)     0.95 s, p99 1.50 s (0.9-1.9 s)
-first slice event             0.20 s, p99 0.29 s (0.20-0.30 s)   0.46 s, p99 0.79 s (to 0.78 s)
-pool incomplete in between    1.25 s, p99 1.72 s                 0.47 s, p99 0.89 s
-============================  =================================  =============================
+================================  ================================  ================================
+carrier change ->                 list, then 8 writes at a time     no list, 1 write alone, then 8
+================================  ================================  ================================
+health update, kubelet DRA mgr    ~35 ms (34-41), p99 63-340 ms     ~28 ms (25-47), p99 65-313 ms
+first slice event: unallocatable  ~0.36 s (0.34-0.38), p99 0.6-0.9  ~0.09 s (0.08-0.12), p99 0.1-0.4
+complete new generation           ~0.79 s (0.77-0.88), p99 1.4-1.6  ~0.73 s (0.63-1.0), p99 1.1-2.6
+================================  ================================  ================================
 
-(medians; the first event comes later because 8 writes share the apiserver, and the pool is
-incomplete for the allocator only from it to the complete generation).
+(p99s without a unit in seconds). The health update's new column includes the health list
+built in place (~3 ms instead of ~12 ms for 2,048 devices; the last two runs). The complete
+generation did not move: it is the apiserver's writes of all 16 slices (every change bumps
+the pool generation), ~40-60 ms of a shared core each; the list (~95 ms) saved is spent
+again by the write made alone. The device plugin's counterparts on the same box, same
+hour: carrier -> ListAndWatch list at the kubelet (``health_latency.py``) ~3 ms, p99 ~8 ms;
+-> the real device manager's allocatable (``--real-kubelet``) ~5 ms, p99 ~11 ms; the
+scheduler sees that allocatable only when the kubelet posts its node status, at the next
+``nodeStatusUpdateFrequency`` tick (10 s by default).
+Earlier figures (one write at a time): complete 1.46 s, first event 0.20 s.
 
 Run: ``.venv/bin/python bench/dra_apiserver.py [--runs 3] [--flips 40] [--claims 40]``, or
 ``sudo .venv/bin/python bench/dra_apiserver.py --daemon [--toggles 20] [--dra-health
@@ -152,7 +171,7 @@ async def main_async(runs: int, flips: int, claims: int) -> None:
                 plan = await pub.publish(sick if i % 2 == 0 else devices)
                 flip.append(time.perf_counter() - start)
                 sent.append(len(plan.create) + len(plan.replace) + len(plan.delete))
-            print(f"  health flip, {policy:8} (list + {statistics.median(sent):2.0f} writes) "
+            print(f"  health flip, {policy:8} ({statistics.median(sent):2.0f} writes) "
                   f"{summary(flip)}")
 
         node = "bench-kubelet"
@@ -311,6 +330,39 @@ async def wait_complete(watch: SliceWatch, devices: int, timeout: float,
             return first, at
 
 
+async def prepare_vf_of(peer: DraPeer, resource: k8s.ResourceV1Api, node: str,
+                        pf: str) -> PeerPod:
+    """A pod with a claim for one VF of ``pf``, allocated by the structured allocator and
+    prepared through the kubelet's DRA manager (which then follows that VF's health)."""
+    resource.create_device_class({
+        "metadata": {"name": f"bench-{pf}"},
+        "spec": {"selectors": [{"cel": {"expression":
+                                        f'device.attributes["{DRIVER}"].pfName == "{pf}"'}}]}})
+    resource.create_namespaced_resource_claim("default", {
+        "metadata": {"name": "health"}, "spec": {"devices": {"requests": [
+            {"name": "nic", "exactly": {"deviceClassName": f"bench-{pf}"}}]}}})
+    pod = PeerPod("health", str(uuid.uuid4()), {"nic": "health"}, {"c0": ["nic"]})
+    if await asyncio.to_thread(peer.allocate, node, "default", ["health"], pod) is None:
+        raise SystemExit(f"the allocator found no VF of {pf}")
+    await peer.aprepare(pod)
+    return pod
+
+
+async def health_update(peer: DraPeer, pod_uid: str, proc: asyncio.subprocess.Process,
+                        timeout: float = 10.0) -> int:
+    """When (wall clock, ns) the DRA manager's next health update naming ``pod_uid`` came."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for at, pods in await peer.ahealth_updates():
+            if pod_uid in pods:
+                return at
+        if proc.returncode is not None:
+            raise SystemExit(f"the daemon exited ({proc.returncode})")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no health update for pod {pod_uid} in {timeout:.0f} s")
+        await asyncio.sleep(0.02)
+
+
 def ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as answer:
@@ -379,25 +431,31 @@ async def daemon_async(toggles: int, health: str) -> None:
               f"{time.perf_counter() - start:.2f} s")
         await wait_ready("http://127.0.0.1:8081/readyz", proc, 60)
         await asyncio.sleep(1.0)  # the registration's forced publication has gone through
+        pod = await prepare_vf_of(peer, k8s.ResourceV1Api(api), node, PF)
+        await peer.ahealth_updates()  # only those of the toggles from now on
         while not watch.events.empty():
             watch.events.get()
 
         ipr = AsyncIPRoute()
         peer_index = (await ipr.link_lookup(ifname=f"{PF}p"))[0]
-        firsts, completes = [], []
+        healths, firsts, completes = [], [], []
         for n in range(2 * toggles):
             up = n % 2 == 1
-            start = time.perf_counter()
+            await peer.ahealth_updates()  # none of the last toggle's left
+            wall, start = time.time_ns(), time.perf_counter()
             await ipr.link("set", index=peer_index, state="up" if up else "down")
             first, done = await wait_complete(watch, PFS * 256 - (0 if up else 256), 30, proc,
                                               since=start)
             firsts.append(first - start)
             completes.append(done - start)
+            healths.append((await health_update(peer, pod.uid, proc) - wall) / 1e9)
             await asyncio.sleep(0.2)
         ipr.close()
-        print(f"  carrier change -> first slice event at the apiserver  {summary(firsts)}")
-        print(f"  carrier change -> complete new generation stored      {summary(completes)}")
-        print(f"  pool incomplete (first event -> complete)             "
+        print(f"  carrier change -> health update in the kubelet's DRA manager "
+              f"{summary(healths)}")
+        print(f"  carrier change -> first slice event: pool unallocatable  {summary(firsts)}")
+        print(f"  carrier change -> complete new generation stored       {summary(completes)}")
+        print(f"  pool unallocatable (first event -> complete)           "
               f"{summary([c - f for f, c in zip(firsts, completes, strict=True)])}")
         print("  floor: the same carrier change -> kubelet list through the device plugin, "
               "bench/health_latency.py (~5 ms median)")

@@ -490,6 +490,31 @@ async def test_pod_sees_its_device_unhealthy_when_the_vf_loses_health(
     await wait_health(dra_node, pod, "Healthy")
 
 
+async def test_the_kubelet_is_told_to_sync_the_pod_when_its_vf_loses_health(
+        dra_node: DraNode) -> None:
+    """The DRA manager's update channel (what the kubelet's sync loop reads to refresh a
+    pod's status at once) names the pod after the stream reported its VF Unhealthy; a VF
+    of no pod changing names nobody."""
+    pod, address = await allocated_pod(dra_node, "notified")
+    await wait_health(dra_node, pod, "Healthy")
+    await dra_node.peer.ahealth_updates()  # none before this change
+    other = next(d.device.id for d in dra_node.devices.value.values()
+                 if d.device.id != address)
+    dra_node.devices.publish(node_devices(dra_node.host, {other: Health.UNHEALTHY}))
+    dra_node.devices.publish(node_devices(dra_node.host, {other: Health.UNHEALTHY,
+                                                          address: Health.UNHEALTHY}))
+    await wait_health(dra_node, pod, "Unhealthy")
+    updates: list[tuple[int, list[str]]] = []
+    for _ in range(100):  # the peer's reader of the channel may lag the health cache
+        updates += await dra_node.peer.ahealth_updates()
+        if updates:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    updates += await dra_node.peer.ahealth_updates()
+    assert [pods for _, pods in updates] == [[pod.uid]]
+
+
 async def test_pod_device_health_stays_known_when_nothing_changes_past_the_kubelet_timeout(
         dra_node: DraNode) -> None:
     """The kubelet forgets a device's health (Unknown) when the stream said nothing about

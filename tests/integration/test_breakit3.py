@@ -290,13 +290,15 @@ class CheckedSliceApi(FakeSliceApi):
             self.wrong.append(f"after {after}: {len(twice)} devices in two slices of "
                               f"generation {top}, e.g. {twice[0]}")
 
-    async def create(self, doc: Mapping[str, Any]) -> None:
-        await super().create(doc)
+    async def create(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        stored = await super().create(doc)
         self._look(f"create {doc['metadata']['name']}")
+        return stored
 
-    async def replace(self, doc: Mapping[str, Any], resource_version: str) -> None:
-        await super().replace(doc, resource_version)
+    async def replace(self, doc: Mapping[str, Any], resource_version: str) -> dict[str, Any]:
+        stored = await super().replace(doc, resource_version)
         self._look(f"replace {doc['metadata']['name']}")
+        return stored
 
     async def delete(self, name: str) -> None:
         await super().delete(name)

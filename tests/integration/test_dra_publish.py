@@ -90,8 +90,9 @@ async def test_one_slice_is_replaced_and_the_generation_bumped_when_a_vf_goes_un
     await pub.publish(devices_of(big_host))
     api.calls.clear()
     await pub.publish(devices_of(big_host, health={"0000:5e:11.0": Health.UNHEALTHY}))
-    # every slice carries the pool generation, so all are replaced; none created or deleted
-    assert sorted(v for v, _ in api.calls) == ["list", "replace", "replace", "replace"]
+    # every slice carries the pool generation, so all are replaced; none created or deleted;
+    # the slices' resourceVersions are known from the last writes: no list
+    assert sorted(v for v, _ in api.calls) == ["replace", "replace", "replace"]
     assert generations(api) == {2}
     names = {d["name"] for s in api.slices.values() for d in s["spec"]["devices"]}
     assert "0000-5e-11-0" not in names and len(names) == 299
@@ -118,7 +119,7 @@ async def test_stale_slices_are_deleted_last_when_the_pool_shrinks(big_host: Fak
     await pub.publish(devices_of(big_host))
     api.calls.clear()
     await pub.publish(devices_of(big_host, drop=200))
-    assert api.calls == [("list", ""), ("replace", f"{NODE}-{DRIVER}-0"),
+    assert api.calls == [("replace", f"{NODE}-{DRIVER}-0"),
                          ("delete", f"{NODE}-{DRIVER}-1"), ("delete", f"{NODE}-{DRIVER}-2")]
     (only,) = api.slices.values()
     assert only["spec"]["pool"] == {"name": NODE, "generation": 2, "resourceSliceCount": 1}
@@ -143,9 +144,11 @@ async def test_publish_resumes_after_the_apiserver_comes_back_when_it_was_unreac
     api.unreachable = True
     with pytest.raises(SliceApiError, match="connection refused"):
         await pub.publish(devices_of(big_host, drop=1))
-    assert pub.state is not None and pub.state.generation == 1  # nothing half-recorded
+    assert pub.state is None  # nothing half-recorded: it may have been stored or not
     api.unreachable = False
+    api.calls.clear()
     await pub.publish(devices_of(big_host, drop=1))
+    assert api.calls[0] == ("list", ""), "not listed again after a failure"
     assert generations(api) == {2}
     assert sum(len(s["spec"]["devices"]) for s in api.slices.values()) == 299
 
@@ -159,6 +162,72 @@ async def test_force_repairs_a_slice_when_someone_else_deleted_it(big_host: Fake
     plan = await pub.publish(devices_of(big_host), force=True)
     assert [s["metadata"]["name"] for s in plan.create] == [f"{NODE}-{DRIVER}-1"]
     assert len(api.slices) == 3
+
+
+async def test_slices_are_not_listed_when_the_last_publication_left_them_known(
+        big_host: FakeHost) -> None:
+    api = FakeSliceApi()
+    pub = publisher(api)
+    await pub.publish(devices_of(big_host))
+    api.calls.clear()
+    for n in range(1, 4):  # changes in a row: each replaces at the versions it stored
+        await pub.publish(devices_of(big_host, drop=n))
+    assert ("list", "") not in api.calls
+    assert generations(api) == {4}
+    assert sum(len(s["spec"]["devices"]) for s in api.slices.values()) == 297
+
+
+async def test_a_conflict_makes_the_publisher_list_and_publish_again_when_a_slice_changed(
+        big_host: FakeHost) -> None:
+    api = FakeSliceApi()
+    pub = publisher(api)
+    await pub.publish(devices_of(big_host))
+    # someone else wrote a slice (a new resourceVersion): our replace of it gets a 409
+    other = api.slices[f"{NODE}-{DRIVER}-1"]
+    other["metadata"]["resourceVersion"] = "written-by-someone-else"
+    api.calls.clear()
+    await pub.publish(devices_of(big_host, drop=1))  # no error: listed and published again
+    verbs = [v for v, _ in api.calls]
+    assert "list" in verbs and verbs.index("list") > 0, "listed before the conflict"
+    assert len(generations(api)) == 1
+    assert sum(len(s["spec"]["devices"]) for s in api.slices.values()) == 299
+    api.calls.clear()
+    await pub.publish(devices_of(big_host, drop=2))  # known again: no list
+    assert ("list", "") not in api.calls and len(generations(api)) == 1
+
+
+async def test_a_slice_deleted_behind_our_back_is_created_again_when_the_devices_change(
+        big_host: FakeHost) -> None:
+    api = FakeSliceApi()
+    pub = publisher(api)
+    await pub.publish(devices_of(big_host))
+    del api.slices[f"{NODE}-{DRIVER}-2"]
+    await pub.publish(devices_of(big_host, drop=1))  # its replace finds none (404): listed
+    assert sorted(api.slices) == [f"{NODE}-{DRIVER}-{i}" for i in range(3)]
+    assert len(generations(api)) == 1
+    assert sum(len(s["spec"]["devices"]) for s in api.slices.values()) == 299
+
+
+class ConflictingSliceApi(FakeSliceApi):
+    """FakeSliceApi whose replaces all fail with 409, as when another writer keeps
+    changing the slices."""
+
+    async def replace(self, doc: Mapping[str, Any], resource_version: str) -> dict[str, Any]:
+        self.calls.append(("replace", doc["metadata"]["name"]))
+        raise SliceApiError(f"replacing ResourceSlice {doc['metadata']['name']}: 409 Conflict",
+                            409)
+
+
+async def test_a_conflict_is_raised_when_it_comes_again_right_after_a_list(
+        big_host: FakeHost) -> None:
+    api = ConflictingSliceApi()
+    pub = publisher(api)
+    await pub.publish(devices_of(big_host))  # creates
+    api.calls.clear()
+    with pytest.raises(SliceApiError, match="409"):
+        await pub.publish(devices_of(big_host, drop=1))
+    assert [v for v, _ in api.calls].count("list") == 1, "listed once, then left to SliceSync"
+    assert pub.state is None
 
 
 @dataclass
@@ -265,27 +334,30 @@ class SlowSliceApi(FakeSliceApi):
         self.most_in_flight = 0
         self.fail_on: str | None = None
         self.started: list[str] = []
+        self.events: list[str] = []
 
     async def _slow(self, name: str) -> None:
         self.started.append(name)
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        self.events.append(f"start {name}")
         try:
             for _ in range(3):
                 await asyncio.sleep(0)
         finally:
             self.in_flight -= 1
+            self.events.append(f"end {name}")
         if name == self.fail_on:
             self.fail_on = None
             raise SliceApiError(f"replacing ResourceSlice {name}: 500 etcd timeout", 500)
 
-    async def create(self, doc: Mapping[str, Any]) -> None:
+    async def create(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         await self._slow(doc["metadata"]["name"])
-        await super().create(doc)
+        return await super().create(doc)
 
-    async def replace(self, doc: Mapping[str, Any], resource_version: str) -> None:
+    async def replace(self, doc: Mapping[str, Any], resource_version: str) -> dict[str, Any]:
         await self._slow(doc["metadata"]["name"])
-        await super().replace(doc, resource_version)
+        return await super().replace(doc, resource_version)
 
 
 def devices_of_huge(host: FakeHost, **health: str) -> dict[str, DraDevice]:
@@ -306,6 +378,21 @@ async def test_slices_of_a_generation_are_written_at_once_when_the_devices_chang
     await pub.publish(devices_of_huge(huge_host, **{vf: Health.UNHEALTHY}))
     assert api.started[0] == f"{NODE}-{DRIVER}-2", "the changed slice not written first"
     assert len(api.started) == 8 and generations(api) == {2}
+
+
+async def test_the_first_slice_of_a_generation_is_written_alone_when_the_devices_change(
+        huge_host: FakeHost) -> None:
+    api = SlowSliceApi()
+    pub = SlicePublisher(api, driver=DRIVER, node_name=NODE, concurrency=4)
+    await pub.publish(devices_of_huge(huge_host))
+    api.events.clear()
+    devices = devices_of_huge(huge_host)
+    vf = devices[sorted(devices)[700]].device.id  # in the sixth slice (128 a slice)
+    await pub.publish(devices_of_huge(huge_host, **{vf: Health.UNHEALTHY}))
+    first = f"{NODE}-{DRIVER}-5"
+    assert api.events[:2] == [f"start {first}", f"end {first}"], \
+        "the first write shared the apiserver with others"
+    assert api.most_in_flight == 4 and generations(api) == {2}
 
 
 async def test_a_whole_new_generation_is_written_when_the_last_one_failed_half_way(

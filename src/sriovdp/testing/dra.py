@@ -85,7 +85,7 @@ class FakeSliceApi:
         if self.unreachable:
             raise SliceApiError(f"{verb} {name}: connection refused")
 
-    def _store(self, doc: Mapping[str, Any]) -> None:
+    def _store(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         stored = _wire(doc)  # what went over the wire: JSON only, never shared
         self._version += 1
         stored["metadata"]["resourceVersion"] = str(self._version)
@@ -94,20 +94,21 @@ class FakeSliceApi:
             for taint in device.get("taints", []):
                 taint.setdefault("timeAdded", "2026-12-04T14:00:00Z")
         self.slices[stored["metadata"]["name"]] = stored
+        return _wire(stored)
 
     async def list(self, *, driver: str, node_name: str) -> list[dict[str, Any]]:
         self._check("list", "")
         return [_wire(s) for s in self.slices.values()
                 if s["spec"]["driver"] == driver and s["spec"].get("nodeName") == node_name]
 
-    async def create(self, doc: Mapping[str, Any]) -> None:
+    async def create(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         name = doc["metadata"]["name"]
         self._check("create", name)
         if name in self.slices:
             raise SliceApiError(f"creating ResourceSlice {name}: 409 AlreadyExists", 409)
-        self._store(doc)
+        return self._store(doc)
 
-    async def replace(self, doc: Mapping[str, Any], resource_version: str) -> None:
+    async def replace(self, doc: Mapping[str, Any], resource_version: str) -> dict[str, Any]:
         name = doc["metadata"]["name"]
         self._check("replace", name)
         current = self.slices.get(name)
@@ -115,7 +116,7 @@ class FakeSliceApi:
             raise SliceApiError(f"replacing ResourceSlice {name}: 404 NotFound", 404)
         if current["metadata"]["resourceVersion"] != resource_version:
             raise SliceApiError(f"replacing ResourceSlice {name}: 409 Conflict", 409)
-        self._store(doc)
+        return self._store(doc)
 
     async def delete(self, name: str) -> None:
         self._check("delete", name)

@@ -185,6 +185,14 @@ class DraPeer:
                               for st in statuses or [] for r in st.get("resources") or []}
         return out
 
+    async def ahealth_updates(self) -> list[tuple[int, list[str]]]:
+        """The DRA manager's update channel (``Manager.Updates``, which the kubelet's sync
+        loop reads to sync the status of pods whose devices' health changed), read by the
+        peer as the kubelet does: the messages since the last call, each as (arrival,
+        wall-clock Unix nanoseconds; the pod UIDs)."""
+        result = await self.acall({"op": "health_updates"})
+        return [(int(u["at_unix_nano"]), list(u["pods"] or [])) for u in result or []]
+
     def stop(self) -> None:
         proc = self._proc
         if proc is None:

@@ -47,6 +47,46 @@ type kubeletGen struct {
 	manager  *dra.Manager
 	cancel   context.CancelFunc
 	stopCh   chan struct{}
+
+	healthMu sync.Mutex
+	health   []healthUpdate
+}
+
+// healthUpdate is one message of the DRA manager's update channel (Manager.Updates: the
+// pods whose devices' health changed, which the kubelet's sync loop reads to sync their
+// status) and when it came (Unix nanoseconds, the wall clock).
+type healthUpdate struct {
+	At   int64    `json:"at_unix_nano"`
+	Pods []string `json:"pods"`
+}
+
+// readUpdates reads the DRA manager's update channel as the kubelet's sync loop does,
+// keeping each message with its arrival time until health_updates takes them.
+func (g *kubeletGen) readUpdates(ctx context.Context) {
+	updates := g.manager.Updates()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u := <-updates:
+			at := time.Now().UnixNano()
+			g.healthMu.Lock()
+			g.health = append(g.health, healthUpdate{At: at, Pods: u.PodUIDs})
+			g.healthMu.Unlock()
+		}
+	}
+}
+
+// takeHealthUpdates returns the update channel's messages since the last call.
+func (g *kubeletGen) takeHealthUpdates() []healthUpdate {
+	g.healthMu.Lock()
+	defer g.healthMu.Unlock()
+	out := g.health
+	g.health = nil
+	if out == nil {
+		out = []healthUpdate{}
+	}
+	return out
 }
 
 func (p *peer) activePods() []*v1.Pod {
@@ -84,6 +124,11 @@ func (p *peer) handle(ctx context.Context, r request) (any, error) {
 		return cdiResolve(r.SpecDir, r.CDIDevices)
 	case "pod_health":
 		return p.podHealth(ctx, r)
+	case "health_updates":
+		if p.kubelet == nil {
+			return nil, fmt.Errorf("kubelet not started")
+		}
+		return p.kubelet.takeHealthUpdates(), nil
 	case "stop":
 		p.stop()
 		return nil, nil
@@ -157,6 +202,7 @@ func (p *peer) kubeletStart(ctx context.Context, r request) (any, error) {
 		cancel()
 		return nil, err
 	}
+	go g.readUpdates(gctx)
 	pm := pluginmanager.NewPluginManager(r.PluginsRegistry, &record.FakeRecorder{})
 	pm.AddHandler(pluginwatcherapi.DRAPlugin, m.GetWatcherHandler())
 	go pm.Run(gctx, ready, g.stopCh)

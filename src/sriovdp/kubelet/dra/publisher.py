@@ -2,14 +2,22 @@
 
 :class:`SlicePublisher` turns the node's DRA devices into slices
 (:mod:`sriovdp.model.dra.slices`), compares them with what the apiserver has
-(:mod:`sriovdp.model.dra.publish`) and sends only the difference: creates and replacements
-first (:data:`WRITE_CONCURRENCY` at a time, those whose devices changed first), stale
-deletions last, once the new generation is complete. A publication that fails half-way
-leaves the next one to list again and write a whole new generation above it. The first
-publication reads the slices back, so the pool generation continues from what a previous
-process published. When the devices are the same as last published nothing is sent at all
-(no list either) unless ``force`` is set, as a periodic resync should do to repair slices
-someone else deleted.
+(:mod:`sriovdp.model.dra.publish`) and sends only the difference: one slice of the new
+generation first and alone (one whose devices changed), so the allocator sees the pool's
+newest generation incomplete, and gives out none of its devices, from the first write on;
+then the other creates and replacements (:data:`WRITE_CONCURRENCY` at a time, those whose
+devices changed first); stale deletions last, once the new generation is complete.
+
+What the apiserver has is known without asking when this publisher's last publication
+succeeded: it keeps the objects its writes stored (their ``resourceVersion`` included) and
+replaces against them. It lists the node's slices only when that is not known: the first
+publication (so the pool generation continues from what a previous process published),
+the next one after a failure, a forced one (as a periodic resync should do, to repair
+slices someone else deleted or changed), and when a write finds the apiserver's slices
+other than kept (409 conflict, 404): then it lists and publishes again at once. A
+publication that fails half-way leaves the next one to list and write a whole new
+generation above it. When the devices are the same as last published nothing is sent at
+all unless ``force`` is set.
 
 :class:`SliceApi` is the port; :class:`KubernetesSliceApi` implements it with the official
 client (``ResourceV1Api``, calls in a worker thread); the test kit has an in-memory one
@@ -67,8 +75,13 @@ class SliceApi(Protocol):
     """The ResourceSlices of the apiserver, as plain ``resource.k8s.io/v1`` dicts."""
 
     async def list(self, *, driver: str, node_name: str) -> list[dict[str, Any]]: ...
-    async def create(self, doc: Mapping[str, Any]) -> None: ...
-    async def replace(self, doc: Mapping[str, Any], resource_version: str) -> None: ...
+    async def create(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """Create the slice; returns the object stored (with its ``resourceVersion``)."""
+        ...
+    async def replace(self, doc: Mapping[str, Any], resource_version: str) -> dict[str, Any]:
+        """Replace the slice stored at ``resource_version`` (else 409); returns the object
+        stored."""
+        ...
     async def delete(self, name: str) -> None: ...
 
 
@@ -96,6 +109,9 @@ class SlicePublisher:
         self.policy = policy
         self.state: PoolState | None = None
         """What the apiserver was last brought to (None before the first success)."""
+        self._stored: dict[str, dict[str, Any]] | None = None
+        """The node's slices as stored by the last successful publication, by name (None:
+        not known, the next publication lists them)."""
 
     async def publish(self, devices: Mapping[str, DraDevice], *,
                       pcie_roots: Mapping[str, str] | None = None,
@@ -105,12 +121,35 @@ class SlicePublisher:
         Raises:
             SliceApiError: a call failed; the next publish lists again and resumes.
         """
-        wanted = slice_devices(devices, driver=self.driver, policy=self.policy,
-                               pcie_roots=pcie_roots)
+        return await self.publish_entries(
+            slice_devices(devices, driver=self.driver, policy=self.policy,
+                          pcie_roots=pcie_roots), force=force)
+
+    async def publish_entries(self, wanted: Sequence[dict[str, Any]], *,
+                              force: bool = False) -> SyncPlan:
+        """:meth:`publish` for the pool's ``spec.devices`` entries, as
+        :func:`~sriovdp.model.dra.slices.slice_devices` builds them with this publisher's
+        driver and policy (a caller may build them off the event loop)."""
         if (not force and self.state is not None
                 and advance(self.state, wanted, self.policy) is self.state):
             return SyncPlan()
-        existing = await self._api.list(driver=self.driver, node_name=self.node_name)
+        known = None if force else self._stored
+        try:
+            return await self._publish(wanted, known)
+        except SliceApiError as exc:
+            if known is None or exc.status not in (404, 409):
+                raise
+            # someone else changed or deleted a slice: what we kept is stale
+            log.info("ResourceSlices not as last published (%s): listing them again", exc)
+        return await self._publish(wanted, None)
+
+    async def _publish(self, wanted: Sequence[dict[str, Any]],
+                       known: Mapping[str, dict[str, Any]] | None) -> SyncPlan:
+        """One publication against ``known`` (the stored slices; None: list them)."""
+        if known is not None:
+            existing = list(known.values())
+        else:
+            existing = await self._api.list(driver=self.driver, node_name=self.node_name)
         previous = self.state if self.state is not None else published_state(
             existing, node_name=self.node_name)
         state = advance(previous, wanted, self.policy)
@@ -118,16 +157,30 @@ class SlicePublisher:
                                   node_uid=self.node_uid, policy=self.policy)
         plan = plan_sync(existing, desired)
         have = {s["metadata"]["name"]: s for s in existing}
-        writes = [functools.partial(self._api.create, doc) for doc in plan.create] + [
-            functools.partial(self._api.replace, doc,
-                              have[doc["metadata"]["name"]]["metadata"].get("resourceVersion", ""))
-            for doc in plan.replace]
+        stored = dict(have)
+
+        async def create(doc: Mapping[str, Any]) -> None:
+            stored[doc["metadata"]["name"]] = await self._api.create(doc)
+
+        async def replace(doc: Mapping[str, Any]) -> None:
+            name = doc["metadata"]["name"]
+            stored[name] = await self._api.replace(
+                doc, have[name]["metadata"].get("resourceVersion", ""))
+
+        writes = [functools.partial(create, doc) for doc in plan.create] + [
+            functools.partial(replace, doc) for doc in plan.replace]
         changed = [_devices_changed(doc, have) for doc in (*plan.create, *plan.replace)]
+        ordered = ([w for w, c in zip(writes, changed, strict=True) if c]
+                   + [w for w, c in zip(writes, changed, strict=True) if not c])
+        self._stored = None  # until this publication has succeeded
         try:
-            # the new generation's slices, those whose devices changed first; then the
+            # one slice of the new generation alone: from its write on the allocator sees
+            # the newest generation incomplete and gives out none of the pool's devices
+            # (written beside others, it waited for the apiserver as long as they did);
+            # then the rest of the generation, those whose devices changed first; then the
             # stale ones, once the new generation is complete
-            await self._all([w for w, c in zip(writes, changed, strict=True) if c]
-                            + [w for w, c in zip(writes, changed, strict=True) if not c])
+            await self._all(ordered[:1])
+            await self._all(ordered[1:])
             await self._all([functools.partial(self._api.delete, name)
                              for name in plan.delete])
         except BaseException:
@@ -136,11 +189,14 @@ class SlicePublisher:
             # generation half of one content and half of another could list a device twice)
             self.state = None
             raise
-        self.state = state
+        for name in plan.delete:
+            stored.pop(name, None)
+        self.state, self._stored = state, stored
         if not plan.empty:
             log.info("published %d devices in %d ResourceSlices (generation %d): "
-                     "%d created, %d replaced, %d deleted", len(wanted), len(desired),
-                     state.generation, len(plan.create), len(plan.replace), len(plan.delete))
+                     "%d created, %d replaced, %d deleted%s", len(wanted), len(desired),
+                     state.generation, len(plan.create), len(plan.replace), len(plan.delete),
+                     "" if known is not None else " (listed first)")
         return plan
 
     async def _all(self, calls: Sequence[Callable[[], Awaitable[None]]]) -> None:
@@ -196,17 +252,18 @@ class KubernetesSliceApi:
         self._api = api
         self._timeout = timeout
 
-    async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> bytes:
-        """``fn(*args, **kwargs)``'s answer body, read in the worker thread: an answer left
-        unread keeps its connection out of the pool, and every write then opened a new
-        one (a TLS handshake each)."""
+    async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``'s answer (JSON), read and decoded in the worker thread:
+        an answer left unread keeps its connection out of the pool, and every write then
+        opened a new one (a TLS handshake each)."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
-        def call() -> bytes:
+        def call() -> Any:
             answer = fn(*args, _request_timeout=self._timeout, _preload_content=False,
                         **kwargs)
-            return bytes(answer.data)
+            data = answer.data
+            return json.loads(data) if data else None  # a delete may answer with no body
 
         try:
             return await in_daemon_thread(call)
@@ -220,23 +277,25 @@ class KubernetesSliceApi:
         answer = await self._call(f"listing ResourceSlices ({selector})",
                                   self._api.list_resource_slice, field_selector=selector)
         try:
-            items: list[dict[str, Any]] = json.loads(answer)["items"] or []
-        except (ValueError, KeyError, TypeError) as exc:
+            items: list[dict[str, Any]] = answer["items"] or []
+        except (KeyError, TypeError) as exc:
             raise SliceApiError(f"listing ResourceSlices ({selector}): bad answer: {exc}") from exc
         return items
 
-    async def create(self, doc: Mapping[str, Any]) -> None:
+    async def create(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         name = doc["metadata"]["name"]
-        await self._call(f"creating ResourceSlice {name}", self._api.create_resource_slice,
-                         JsonBody(doc))
+        what = f"creating ResourceSlice {name}"
+        return _stored(what, await self._call(what, self._api.create_resource_slice,
+                                              JsonBody(doc)))
 
-    async def replace(self, doc: Mapping[str, Any], resource_version: str) -> None:
+    async def replace(self, doc: Mapping[str, Any], resource_version: str) -> dict[str, Any]:
         # a new top level and metadata only: a deep copy of a slice of 128 devices costs
         # ~10-20 ms of the loop's CPU per slice, and the client only reads the body
         body = JsonBody(doc, metadata={**doc["metadata"], "resourceVersion": resource_version})
         name = body["metadata"]["name"]
-        await self._call(f"replacing ResourceSlice {name}", self._api.replace_resource_slice,
-                         name, body)
+        what = f"replacing ResourceSlice {name}"
+        return _stored(what, await self._call(what, self._api.replace_resource_slice, name,
+                                              body))
 
     async def delete(self, name: str) -> None:
         try:
@@ -245,3 +304,11 @@ class KubernetesSliceApi:
         except SliceApiError as exc:
             if exc.status != 404:  # already gone is what we wanted
                 raise
+
+
+def _stored(what: str, answer: Any) -> dict[str, Any]:
+    """A write's answer, which must be the stored slice (the publisher replaces against its
+    ``resourceVersion`` next time)."""
+    if not isinstance(answer, dict) or "metadata" not in answer:
+        raise SliceApiError(f"{what}: bad answer: not a ResourceSlice")
+    return answer
