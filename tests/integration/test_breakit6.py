@@ -70,3 +70,21 @@ async def test_a_vf_stays_out_of_its_new_pool_when_the_allocation_log_was_remove
             (dev,) = (await kubelet.admit(NET, 1, pod="init", container="setup")).device_ids
         assert not await _restart_mid_admission_moves_it(kubelet, settings, pods, before, dev), \
             f"{OTHER} offers {dev} while the admission that got it is under way"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "daemon/outputs.py:Outputs.allocated: an allocation log that cannot be written (a "
+    "directory, a symlink, a FIFO at its path) is only logged per Allocate; /readyz and "
+    "the status problems stay silent although a restart mid-admission can no longer hold "
+    "the grant"))
+async def test_the_status_names_the_allocation_log_when_it_cannot_be_written(
+        workdir: Path, host: FakeHost) -> None:
+    settings = settings_for(workdir, host)
+    write(settings.config_file, CONFIG)
+    settings.device_info_dir.mkdir(parents=True, exist_ok=True)
+    (settings.device_info_dir / FILE_NAME).symlink_to("elsewhere")  # O_NOFOLLOW refuses it
+    pods = FakePodResources()
+    async with emulator(settings) as kubelet, daemon_on(settings, pods) as daemon:
+        await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+        await kubelet.admit(NET, 1, pod="p", container="c")
+        assert any(FILE_NAME in p for p in daemon.status().problems), daemon.status().problems
