@@ -111,6 +111,7 @@ class DraNode:
     devices: LatestValue[Mapping[str, DraDevice]]
     publisher: SlicePublisher
     server: DraPluginServer | None = None
+    health_resend: float = 10.0
     registered: asyncio.Event = field(default_factory=asyncio.Event)
     registrations: list[tuple[bool, str]] = field(default_factory=list)
 
@@ -140,7 +141,7 @@ class DraNode:
         self.server = DraPluginServer(
             self.preparer(), socket=plugin_socket(self.work / "plugins", DRIVER),
             registration=registration_socket(self.work / "registry", DRIVER),
-            health=self.devices, on_status=self._on_status)
+            health=self.devices, on_status=self._on_status, health_resend=self.health_resend)
         await self.server.start()
         await asyncio.wait_for(self.registered.wait(), 30)
 
@@ -524,3 +525,44 @@ async def test_pod_device_health_stays_known_when_nothing_changes_past_the_kubel
     await asyncio.sleep(32)
     health = (await dra_node.peer.apod_health(pod))["c0"]
     assert set(health.values()) == {"Healthy"}
+
+
+def kubelet_health_cache(node: DraNode) -> dict[str, str]:
+    """The DRA manager's health checkpoint (written on every change): device → health."""
+    path = node.work / "kubelet" / "dra_health_state"
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    raw = data.get("Data", data)
+    state = json.loads(raw) if isinstance(raw, str) else raw
+    return {key: device["Health"]
+            for driver in state.values() for key, device in driver["Devices"].items()}
+
+
+async def test_every_device_keeps_its_health_when_changes_are_sent_alone_past_the_timeout(
+        dra_node: DraNode) -> None:
+    """With a change sent alone (only that device in the report) the real DRA manager still
+    knows every device across several resend periods and past the health check timeout
+    (3 s here): the full report every ``resend`` (1 s) keeps the others fresh; nothing
+    turns Unknown."""
+    dra_node.health_resend = 1.0
+    pod, address = await allocated_pod(dra_node, "deltas")
+    await wait_health(dra_node, pod, "Healthy")
+    names = {f"{dra_node.name}/{n}" for n in dra_node.devices.value}
+    other = next(d for d in dra_node.devices.value.values() if d.device.id != address)
+    for i in range(5):  # a change (a short report) every ~1.2 s for 6 s: twice the timeout
+        down = i % 2 == 0
+        dra_node.devices.publish(node_devices(
+            dra_node.host, {other.device.id: Health.UNHEALTHY} if down else {}))
+        want = "Unhealthy" if down else "Healthy"
+        key = f"{dra_node.name}/{other.name}"
+        for _ in range(100):
+            if kubelet_health_cache(dra_node).get(key) == want:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.2)
+        cache = kubelet_health_cache(dra_node)
+        assert cache.keys() == names
+        assert cache[key] == want
+        assert {h for k, h in cache.items() if k != key} == {"Healthy"}
+    assert set((await dra_node.peer.apod_health(pod))["c0"].values()) == {"Healthy"}

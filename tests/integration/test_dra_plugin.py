@@ -82,7 +82,7 @@ def node_devices(host: FakeHost, health: dict[str, str] | None = None) -> dict[s
 
 
 async def start(workdir: Path, host: FakeHost, reader: FakeClaimReader | None = None,
-                ) -> Plugin:
+                health_resend: float = 10.0) -> Plugin:
     reader = reader or FakeClaimReader()
     devices: LatestValue[Mapping[str, DraDevice]] = LatestValue(node_devices(host))
     socket = plugin_socket(workdir / "plugins", DRIVER)
@@ -93,7 +93,8 @@ async def start(workdir: Path, host: FakeHost, reader: FakeClaimReader | None = 
         cdi=CdiStore(cdi_dir, prefix=SPEC_FILE_PREFIX), checkpoint=ClaimCheckpoint(checkpoint),
         device_info=DeviceInfoStore(workdir / "devinfo"))
     server = DraPluginServer(preparer, socket=socket, health=devices,
-                             registration=registration_socket(workdir / "registry", DRIVER))
+                             registration=registration_socket(workdir / "registry", DRIVER),
+                             health_resend=health_resend)
     await server.start()
     channel = grpc.aio.insecure_channel(f"unix:{socket}")
     return Plugin(socket, server.registration, cdi_dir, checkpoint, reader, devices, channel,
@@ -316,6 +317,110 @@ async def test_health_is_sent_again_when_nothing_changed_for_the_resend_interval
     assert [a.devices[0].last_updated_time for a in answers] == [1000, 1001, 1002]
     assert [len(a.devices) for a in answers] == [len(feed.value)] * 3
     assert {d.health_check_timeout_seconds for d in answers[0].devices} == {1}
+
+
+def _told(message: Any) -> dict[str, int]:
+    return {d.device.device_name: d.health for d in message.devices}
+
+
+async def test_health_sends_only_the_changed_devices_when_a_vf_changes_then_all_on_resend(
+        tmp_path: Path, host: FakeHost) -> None:
+    """A change is reported alone (the kubelet merges it into what it knows); the stream's
+    first message and each periodic one name every device."""
+    p = await start(tmp_path / "w", host, health_resend=0.5)
+    try:
+        for pb, grpc_mod in ((drahealth_v1_pb2, drahealth_v1_pb2_grpc),
+                             (drahealth_v1alpha1_pb2, drahealth_v1alpha1_pb2_grpc)):
+            stream = grpc_mod.DRAResourceHealthStub(p.channel).NodeWatchResources(
+                pb.NodeWatchResourcesRequest())
+            first = _told(await asyncio.wait_for(stream.read(), 10))
+            assert first.keys() == p.devices.value.keys()
+            p.devices.publish(node_devices(host, health={"0000:3b:02.4": Health.UNHEALTHY}))
+            assert _told(await asyncio.wait_for(stream.read(), 10)) == {
+                "0000-3b-02-4": pb.UNHEALTHY}
+            p.devices.publish(node_devices(host, health={"0000:3b:02.4": Health.UNHEALTHY,
+                                                         "0000:3b:02.5": Health.UNHEALTHY}))
+            assert _told(await asyncio.wait_for(stream.read(), 10)) == {
+                "0000-3b-02-5": pb.UNHEALTHY}
+            p.devices.publish(node_devices(host, health={"0000:3b:02.5": Health.UNHEALTHY}))
+            assert _told(await asyncio.wait_for(stream.read(), 10)) == {
+                "0000-3b-02-4": pb.HEALTHY}
+            full = _told(await asyncio.wait_for(stream.read(), 10))  # the periodic report
+            assert full == {**first, "0000-3b-02-5": pb.UNHEALTHY}
+            stream.cancel()
+            p.devices.publish(node_devices(host))
+    finally:
+        await p.channel.close()
+        await p.server.stop()
+
+
+async def test_health_sends_nothing_when_a_published_value_changes_no_health(
+        tmp_path: Path, host: FakeHost) -> None:
+    p = await start(tmp_path / "w", host, health_resend=30)
+    try:
+        stream = drahealth_v1_pb2_grpc.DRAResourceHealthStub(p.channel).NodeWatchResources(
+            drahealth_v1_pb2.NodeWatchResourcesRequest())
+        await asyncio.wait_for(stream.read(), 10)
+        p.devices.publish(node_devices(host))  # a new value, the same health
+        p.devices.publish(node_devices(host, health={"0000:3b:02.4": Health.UNHEALTHY}))
+        assert _told(await asyncio.wait_for(stream.read(), 10)) == {
+            "0000-3b-02-4": drahealth_v1_pb2.UNHEALTHY}
+        stream.cancel()
+    finally:
+        await p.channel.close()
+        await p.server.stop()
+
+
+async def test_health_sends_every_device_when_the_set_of_devices_changes(
+        tmp_path: Path, host: FakeHost) -> None:
+    """A device gone is simply no longer reported (the kubelet turns it Unknown after its
+    timeout); the report after a device set change is full, so nothing is missed."""
+    p = await start(tmp_path / "w", host, health_resend=30)
+    try:
+        stream = drahealth_v1_pb2_grpc.DRAResourceHealthStub(p.channel).NodeWatchResources(
+            drahealth_v1_pb2.NodeWatchResourcesRequest())
+        first = _told(await asyncio.wait_for(stream.read(), 10))
+        fewer = dict(p.devices.value)
+        del fewer["0000-3b-02-4"]
+        p.devices.publish(fewer)
+        assert _told(await asyncio.wait_for(stream.read(), 10)) == {
+            n: h for n, h in first.items() if n != "0000-3b-02-4"}
+        p.devices.publish(node_devices(host))
+        assert _told(await asyncio.wait_for(stream.read(), 10)) == first
+        stream.cancel()
+    finally:
+        await p.channel.close()
+        await p.server.stop()
+
+
+async def test_health_resends_every_device_on_time_when_changes_keep_coming(
+        host: FakeHost) -> None:
+    """A stream of changes does not push the next full report back: it is due ``resend``
+    seconds after the last one, whatever was sent in between."""
+    from sriovdp.kubelet.dra.servicer import DraHealthServicer
+
+    feed: LatestValue[Mapping[str, DraDevice]] = LatestValue(node_devices(host))
+    servicer = DraHealthServicer(NODE, feed, drahealth_v1_pb2, resend=0.3)
+    stream = servicer.NodeWatchResources(drahealth_v1_pb2.NodeWatchResourcesRequest(), None)
+    sizes: list[int] = []
+
+    async def flap() -> None:
+        down = False
+        while True:
+            await asyncio.sleep(0.02)
+            down = not down
+            feed.publish(node_devices(host, health={"0000:3b:02.4": Health.UNHEALTHY}
+                                      if down else {}))
+
+    flapper = asyncio.ensure_future(flap())
+    try:
+        while sizes.count(len(feed.value)) < 3 and len(sizes) < 2000:
+            sizes.append(len((await asyncio.wait_for(anext(stream), 5)).devices))
+    finally:
+        flapper.cancel()
+        await stream.aclose()
+    assert sizes.count(len(feed.value)) == 3
+    assert sizes.count(1) > 0
 
 
 def test_checkpoint_is_refused_naming_the_file_when_it_is_corrupt(tmp_path: Path) -> None:

@@ -25,7 +25,11 @@ import grpc
 
 from sriovdp.kubelet.api import pluginregistration_pb2_grpc as reg_grpc
 from sriovdp.kubelet.dra.preparer import ClaimPreparer
-from sriovdp.kubelet.dra.servicer import DraRegistrationServicer, add_dra_services
+from sriovdp.kubelet.dra.servicer import (
+    HEALTH_RESEND_SECONDS,
+    DraRegistrationServicer,
+    add_dra_services,
+)
 from sriovdp.kubelet.feed import LatestValue
 from sriovdp.model.dra.slices import DraDevice
 
@@ -56,6 +60,7 @@ class DraPluginServer:
             kubelet directory is mounted elsewhere in the container); default ``socket``.
         health: the node's DRA devices; when given, the health services are served too.
         on_status: NotifyRegistrationStatus callback.
+        health_resend: seconds between two full health reports (changes go at once).
     """
 
     def __init__(
@@ -67,11 +72,13 @@ class DraPluginServer:
         endpoint: str | None = None,
         health: LatestValue[Mapping[str, DraDevice]] | None = None,
         on_status: Callable[[bool, str], None] | None = None,
+        health_resend: float = HEALTH_RESEND_SECONDS,
     ) -> None:
         self.socket = socket
         self.registration = registration
         self._server = grpc.aio.server()
-        services = add_dra_services(self._server, preparer, health)
+        services = add_dra_services(self._server, preparer, health,
+                                    health_resend=health_resend)
         reg_grpc.add_RegistrationServicer_to_server(
             DraRegistrationServicer(preparer.driver, endpoint or str(socket),
                                     services=services, on_status=on_status),
