@@ -272,10 +272,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
                             "default %(default)s")
         p.add_argument("--health-address", type=_address, default=DEFAULTS.health_address,
                        metavar="[HOST]:PORT",
-                       help="serve /healthz and /readyz here, e.g. :8081; default off")
+                       help="serve /healthz and /readyz here, e.g. :8081 (an empty or [::] "
+                            "host: every IPv4 and IPv6 address); default off")
         p.add_argument("--metrics-address", type=_address, default=DEFAULTS.metrics_address,
                        metavar="[HOST]:PORT",
-                       help="serve Prometheus /metrics here, e.g. :9100; default off")
+                       help="serve Prometheus /metrics here, e.g. :8082 (as "
+                            "deployments/overlays/metrics); default off")
     p.add_argument("--version", action="version", version=f"sriovdp {__version__}")
     _add_log_flags(p, glog=command == "run")
     return p
