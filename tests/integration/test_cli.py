@@ -278,7 +278,7 @@ def test_validate_names_the_keys_when_a_configmap_has_no_config_json(
     cm.write_text('apiVersion: v1\nkind: ConfigMap\ndata:\n  node-1: "{}"\n  node-2: "{}"\n')
     assert main(["validate", "--config-file", str(cm),
                  "--plugins-registry-dir", str(tmp_path / "r")]) == 1
-    assert "no 'config.json' key to validate (keys: node-1, node-2)" in capsys.readouterr().err
+    assert "has no 'config.json' key (its keys: 'node-1', 'node-2')" in capsys.readouterr().err
 
 
 # -- logs ---------------------------------------------------------------------------------
@@ -401,3 +401,37 @@ def test_no_log_file_is_written_when_logtostderr_is_given_with_log_dir(tmp_path:
     assert list(logs.iterdir()) == []
     assert main(run) == 1
     assert "starting" in (logs / "sriovdp.log").read_text()
+
+
+# -- advice for a pool marked "dra": true, per command -------------------------------------
+
+DRA_CONFIG = {"resourceList": [{"resourceName": "net", "dra": True,
+                                "selectors": [{"drivers": ["iavf"]}]}]}
+
+
+def test_demo_advises_what_demo_can_do_when_a_pool_is_marked_for_dra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path / "dra.json", DRA_CONFIG)
+    assert main(["demo", "--config-file", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "resourceList[0].dra: got true, but sriovdp demo serves pools through the device " \
+           "plugin API only" in err
+    assert f"sriovdp discover --dra --config-file {cfg}" in err
+    assert "start it with --dra" not in err
+    with pytest.raises(SystemExit):  # the advice names no flag demo lacks
+        _parser("demo").parse_args(["--dra"])
+
+
+@pytest.mark.parametrize("command", [["validate"], []])
+def test_validate_and_the_daemon_advise_their_own_dra_flag_when_a_pool_is_marked_for_dra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    cfg = write_config(tmp_path / "dra.json", DRA_CONFIG)
+    daemon_dirs = [] if command else ["--host-root", str(tmp_path),
+                                      "--device-plugin-dir", str(tmp_path / "dp")]
+    assert main([*command, "--config-file", str(cfg), *daemon_dirs,
+                 "--plugins-registry-dir", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "got true, but --dra is not given: add --dra (or --dra=all)" in err
+    _parser(command[0] if command else "run").parse_args(["--dra"])  # the flag exists
