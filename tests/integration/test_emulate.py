@@ -4,13 +4,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,25 +32,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def http(port: int, path: str) -> tuple[int, str]:
+def http(port: int, path: str) -> tuple[int, str]:
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
     except OSError:
         return 0, ""
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    data = await reader.read()
-    writer.close()
-    head, _, body = data.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
 
 
-async def until(check, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+def until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.2)
+        if check():
+            return
+        time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -59,7 +58,7 @@ def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> str:
     return out
 
 
-async def test_daemon_gets_ready_and_serves_its_pools_when_run_against_the_emulated_kubelet(
+def test_daemon_gets_ready_and_serves_its_pools_when_run_against_the_emulated_kubelet(
     tmp_path: Path,
 ) -> None:
     host = FakeHost.load(tmp_path / "host", REPO / "tests/data/hosts/x710-cx5-demo.yaml")
@@ -73,7 +72,7 @@ async def test_daemon_gets_ready_and_serves_its_pools_when_run_against_the_emula
     daemon = None
     health, metrics = free_port(), free_port()
     try:
-        await until(lambda: _exists(try_dir / "dp" / "kubelet.sock"), "kubelet.sock")
+        until((try_dir / "dp" / "kubelet.sock").exists, "kubelet.sock")
         daemon = subprocess.Popen(
             [PYTHON, "-m", "sriovdp", "--config-file",
              str(REPO / "deployments/base/configmap.yaml"), "--host-root", str(host.root),
@@ -85,15 +84,12 @@ async def test_daemon_gets_ready_and_serves_its_pools_when_run_against_the_emula
              "--metrics-address", f"127.0.0.1:{metrics}"],
             stdout=subprocess.DEVNULL, stderr=daemon_log.open("w"), text=True)
 
-        async def ready() -> bool:
-            return (await http(health, "/readyz"))[0] == 200
-
         try:
-            await until(ready, "/readyz 200")
+            until(lambda: http(health, "/readyz")[0] == 200, "/readyz 200")
         except AssertionError:
-            raise AssertionError(f"not ready: {await http(health, '/readyz')}; daemon log:\n"
+            raise AssertionError(f"not ready: {http(health, '/readyz')}; daemon log:\n"
                                  f"{daemon_log.read_text()}") from None
-        _, page = await http(metrics, "/metrics")
+        _, page = http(metrics, "/metrics")
         assert 'sriovdp_pool_devices{resource="intel.com/intel_sriov_netdevice"} 4.0' in page
         assert 'sriovdp_pool_devices{resource="intel.com/intel_sriov_dpdk"} 4.0' in page
     finally:
@@ -106,10 +102,6 @@ async def test_daemon_gets_ready_and_serves_its_pools_when_run_against_the_emula
     assert "registered intel.com/intel_sriov_dpdk (socket mode" in out
     assert "intel.com/intel_sriov_dpdk: 4 devices, 4 healthy (0000:3b:02.4" in out
     assert out.rstrip().endswith("emulated kubelet stopped")
-
-
-async def _exists(path: Path) -> bool:
-    return path.exists()
 
 
 def test_readme_try_out_starts_the_emulated_kubelet_when_followed() -> None:

@@ -61,18 +61,16 @@ class _Reporter:
 async def serve(device_plugin_dir: Path, *, pod_resources_socket: Path | None = None,
                 plugins_registry_dir: Path | None = None,
                 stop: asyncio.Event | None = None) -> None:
-    """Run the emulated kubelet until ``stop`` is set (or SIGINT/SIGTERM when None)."""
+    """Run the emulated kubelet until ``stop`` is set (or SIGINT/SIGTERM when None); paths
+    absolute (gRPC reads ``unix:dp/kubelet.sock`` as a host name)."""
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    kubelet = KubeletEmulator(device_plugin_dir.absolute(),
-                              None if plugins_registry_dir is None
-                              else plugins_registry_dir.absolute(),
+    kubelet = KubeletEmulator(device_plugin_dir, plugins_registry_dir,
                               watcher=plugins_registry_dir is not None,
-                              pod_resources_socket=None if pod_resources_socket is None
-                              else pod_resources_socket.absolute())
+                              pod_resources_socket=pod_resources_socket)
     async with kubelet:
         _say(f"emulated kubelet serving {kubelet.kubelet_socket}")
         if kubelet.pod_resources_socket is not None:
@@ -108,8 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "daemon started afterwards with this --plugins-registry-dir puts "
                              "its sockets there); default: socket-mode registration only")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    asyncio.run(serve(args.device_plugin_dir, pod_resources_socket=args.pod_resources_socket,
-                      plugins_registry_dir=args.plugins_registry_dir))
+    def absolute(path: Path | None) -> Path | None:
+        return None if path is None else path.absolute()
+
+    asyncio.run(serve(args.device_plugin_dir.absolute(),
+                      pod_resources_socket=absolute(args.pod_resources_socket),
+                      plugins_registry_dir=absolute(args.plugins_registry_dir)))
     return 0
 
 
