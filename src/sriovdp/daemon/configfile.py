@@ -89,9 +89,15 @@ def config_text(text: bytes, path: Path) -> bytes:
         ConfigError: anything else, saying what the file looks like and what is expected; a
             ConfigMap without a ``config.json`` key (its keys named).
     """
-    stripped = text.lstrip()
-    if stripped[:1] in (b"{", b"") or stripped[:1] == b"[":
+    if text.lstrip()[:1] in (b"{", b"[", b""):
         return text  # JSON: the parser names any problem with its line and column
+    import json
+
+    try:
+        json.loads(text)
+        return text  # other JSON (null, a string ...): the parser says what it expects
+    except ValueError:
+        pass  # a manifest (YAML) fails at once, on its first letter
     import yaml
 
     source = str(path)
