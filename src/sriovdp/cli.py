@@ -518,7 +518,7 @@ def _run_command(command: str, settings: Settings, args: argparse.Namespace,
             from sriovdp.testing.demo import run_demo
 
             return run_demo(config_file=args.config_file, use_cdi=args.use_cdi,
-                            resource_prefix=args.resource_prefix)
+                            resource_prefix=args.resource_prefix, verbosity=args.v)
         if command == "validate":
             return _validate(settings, strict=args.strict)
         if command == "discover":

@@ -435,3 +435,56 @@ def test_validate_and_the_daemon_advise_their_own_dra_flag_when_a_pool_is_marked
     err = capsys.readouterr().err
     assert "got true, but --dra is not given: add --dra (or --dra=all)" in err
     _parser(command[0] if command else "run").parse_args(["--dra"])  # the flag exists
+
+
+# -- small things a newcomer reads --------------------------------------------------------
+
+
+def test_demo_prints_the_daemons_debug_messages_when_given_v_10(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    try:
+        assert main(["demo", "-v", "10"]) == 0
+    finally:
+        setup_logging(verbosity=0)
+    assert " DEBUG sriovdp" in capsys.readouterr().err
+
+
+def test_counts_of_one_are_singular_when_discover_prints_a_pool(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sriovdp.testing.demo import build_demo_host
+
+    host = build_demo_host(tmp_path / "host")
+    cfg = write_config(tmp_path / "one.json", {"resourceList": [
+        {"resourceName": "one", "selectors": [{"pciAddresses": ["0000:3b:02.0"]}]}]})
+    assert main(["discover", "--host-root", str(host.root), "--config-file", str(cfg)]) == 0
+    assert "Pool intel.com/one: 1 device\n" in capsys.readouterr().out
+    assert main(["validate", "--config-file", str(cfg),
+                 "--plugins-registry-dir", str(tmp_path / "r")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("valid, 1 resource")
+
+
+def test_readme_names_flags_not_internals_when_it_explains_the_live_host() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "Settings." not in readme
+    assert "`--settle-window`" in readme and "`--scan-deadline`" in readme
+
+
+def test_counts_of_one_are_singular_when_the_daemon_logs_its_pools(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from sriovdp.daemon.report import log_summary
+    from sriovdp.host.sysfs import scan
+    from sriovdp.model.config import parse_config
+    from sriovdp.model.pools import build_pools
+    from sriovdp.testing.demo import build_demo_host
+
+    host = build_demo_host(tmp_path / "host")
+    config = parse_config(json.dumps({"resourceList": [
+        {"resourceName": "one", "selectors": [{"pciAddresses": ["0000:3b:02.0"]}]}]}))
+    inventory = scan(host.paths)
+    pools = build_pools(inventory, config.resources, default_prefix="intel.com")
+    with caplog.at_level(logging.INFO, logger="sriovdp"):
+        log_summary(pools, inventory, config, default_prefix="intel.com", socket_dir=tmp_path)
+    assert "pool intel.com/one: 1 device, socket" in caplog.text

@@ -155,18 +155,21 @@ async def _demo(work: Path, *, config_file: Path | None, use_cdi: bool, prefix: 
 
 
 def run_demo(*, config_file: Path | None = None, use_cdi: bool = False,
-             resource_prefix: str = DEFAULT_PREFIX) -> int:
+             resource_prefix: str = DEFAULT_PREFIX, verbosity: int = 0) -> int:
     """Run the demo in a fresh temporary directory (removed afterwards); exit code 0.
 
     Args:
         config_file: the user's config, run on the simulated host instead of the demo's.
         use_cdi: CDI mode, as the daemon's ``--use-cdi``.
         resource_prefix: the daemon's ``--resource-prefix``.
+        verbosity: ``-v``: 0 shows only the daemon's warnings beside the demo's own output;
+            more logs as the daemon's ``-v`` does (5 and up: debug messages).
 
     Raises:
         ConfigError: ``config_file`` cannot be read or is invalid (before anything runs).
     """
-    logging.getLogger("sriovdp").setLevel(logging.WARNING)
+    if verbosity == 0:
+        logging.getLogger("sriovdp").setLevel(logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="sriovdp-demo-", dir="/tmp"))
     try:
         asyncio.run(_demo(work, config_file=config_file, use_cdi=use_cdi,
