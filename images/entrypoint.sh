@@ -37,7 +37,7 @@ Start the SR-IOV network device plugin (sriovdp).
   --config-file=FILE          resource pool config (sriovdp default /etc/pcidp/config.json)
   --use-cdi                   Container Device Interface mode
   --health-address=ADDR       serve /healthz and /readyz on ADDR (e.g. :8081)
-  --metrics-address=ADDR      serve Prometheus metrics on ADDR (e.g. :9100)
+  --metrics-address=ADDR      serve Prometheus metrics on ADDR (e.g. :8082)
   --log-format=FORMAT         text or json
   --dra, --dra=marked|all     serve pools marked "dra": true (or all) through DRA
   --dra-driver=NAME           DRA driver name (sriovdp default sriov.network.k8s.io)

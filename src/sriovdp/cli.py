@@ -152,11 +152,14 @@ _USAGE = {
 def _add_config_flags(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     if demo:
         p.add_argument("--config-file", metavar="FILE", type=Path, default=None,
-                       help="your resource pool config (JSON) to run on the simulated host; "
+                       help="your resource pool config (JSON, or a ConfigMap manifest with a "
+                            "config.json key) to run on the simulated host; "
                             "default: the demo's own config")
     else:
         p.add_argument("--config-file", metavar="FILE", type=Path, default=DEFAULTS.config_file,
-                       help="resource pool config (JSON); default %(default)s")
+                       help="resource pool config: JSON, or a ConfigMap manifest with a "
+                            "config.json key (as deployments/base/configmap.yaml); "
+                            "default %(default)s")
     p.add_argument("--resource-prefix", metavar="PREFIX", default=DEFAULTS.resource_prefix,
                    help="prefix of resources without resourcePrefix; default %(default)s")
     p.add_argument("--use-cdi", action="store_true", default=DEFAULTS.use_cdi,
@@ -272,10 +275,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
                             "default %(default)s")
         p.add_argument("--health-address", type=_address, default=DEFAULTS.health_address,
                        metavar="[HOST]:PORT",
-                       help="serve /healthz and /readyz here, e.g. :8081; default off")
+                       help="serve /healthz and /readyz here, e.g. :8081 (an empty or [::] "
+                            "host: every IPv4 and IPv6 address); default off")
         p.add_argument("--metrics-address", type=_address, default=DEFAULTS.metrics_address,
                        metavar="[HOST]:PORT",
-                       help="serve Prometheus /metrics here, e.g. :9100; default off")
+                       help="serve Prometheus /metrics here, e.g. :8082 (as "
+                            "deployments/overlays/metrics); default off")
     p.add_argument("--version", action="version", version=f"sriovdp {__version__}")
     _add_log_flags(p, glog=command == "run")
     return p
@@ -442,18 +447,16 @@ def _check_dra(settings: Settings) -> None:
              settings.plugins_dir / settings.dra_driver)
 
 
-def _load(settings: Settings, *, check_sockets: bool = True, strict: bool = False,
-          manifest: bool = False) -> Config:
-    """The config of ``settings``; ``manifest``: a ConfigMap manifest is read too (validate,
-    discover: the file an operator edits is ``deployments/base/configmap.yaml``)."""
-    from sriovdp.daemon.configfile import config_from_configmap, load_config, read_config_bytes
+def _load(settings: Settings, *, check_sockets: bool = True, strict: bool = False) -> Config:
+    """The config of ``settings``: a JSON file or a ConfigMap manifest holding one (the file
+    an operator edits is ``deployments/base/configmap.yaml``), read as every command and the
+    daemon's reloads read it (:func:`~sriovdp.daemon.configfile.load_config`)."""
+    from sriovdp.daemon.configfile import load_config, read_config_bytes
     from sriovdp.errors import ConfigError
 
     socket_dir = _check_socket_dir(settings) if check_sockets else None
     try:
         text = read_config_bytes(settings.config_file)
-        if manifest:
-            text = config_from_configmap(text, settings.config_file)
     except ConfigError as exc:
         if isinstance(exc.__cause__, OSError) or not settings.config_file.is_file():
             raise UnreadableConfig(str(exc.problems[0])) from None
@@ -515,7 +518,7 @@ def _run_command(command: str, settings: Settings, args: argparse.Namespace,
             from sriovdp.testing.demo import run_demo
 
             return run_demo(config_file=args.config_file, use_cdi=args.use_cdi,
-                            resource_prefix=args.resource_prefix)
+                            resource_prefix=args.resource_prefix, verbosity=args.v)
         if command == "validate":
             return _validate(settings, strict=args.strict)
         if command == "discover":
@@ -553,7 +556,7 @@ def _report_error(message: str, log_format: str,
 def _validate(settings: Settings, *, strict: bool = False) -> int:
     from sriovdp.model.dra.modes import served_by_dra
 
-    config = _load(settings, strict=strict, manifest=True)
+    config = _load(settings, strict=strict)
     for r in config.resources:
         dra = ", DRA" if served_by_dra(r, settings.dra) else ""
         print(f"ok: {r.resource_name(settings.resource_prefix)} ({r.kind}, "
@@ -570,7 +573,7 @@ def _discover(settings: Settings, output: str) -> int:
 
     config: Config | None
     try:
-        config = _load(settings, check_sockets=False, manifest=True)
+        config = _load(settings, check_sockets=False)
     except UnreadableConfig as exc:
         if settings.config_file.exists():
             raise

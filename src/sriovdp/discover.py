@@ -277,7 +277,8 @@ def render_table(report: dict[str, Any]) -> str:
         out.append(f"skipped {sk['address']}: {sk['reason']}")
     for pool in report["pools"]:
         out.append("")
-        out.append(f"Pool {pool['resource']}: {len(pool['devices'])} devices")
+        count = len(pool["devices"])
+        out.append(f"Pool {pool['resource']}: {count} device{'' if count == 1 else 's'}")
         for dev in pool["devices"]:
             out.append(f"  + {dev}")
         for rej in pool["rejected"]:

@@ -196,6 +196,15 @@ def test_help(run, args: list[str]) -> None:
         assert option in r.stdout
 
 
+def test_help_examples_use_the_overlays_metrics_port_when_printed(run) -> None:
+    """Not 9100 (node-exporter's port, taken on most nodes): the metrics overlay's 8082."""
+    entrypoint = run("--help").stdout
+    daemon = subprocess.run([sys.executable, "-m", "sriovdp", "--help"], capture_output=True,
+                            text=True, timeout=60, check=True).stdout
+    for text in (entrypoint, daemon):
+        assert "9100" not in text and ":8082" in text
+
+
 @pytest.mark.parametrize("args", [
     ["--kubelet-root-dir=/data/kubelet"], ["--resync-interval=10"], ["-v", "3"],
     ["--config-file", "/x y/config.json"], ["--pod-resources-socket=/x"], ["--bogus=1"],

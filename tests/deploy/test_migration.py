@@ -51,11 +51,28 @@ def go_daemonset(name: str, namespace: str = "kube-system", *,
                                   "spec": spec}}}
 
 
+def go_configmap(config: str) -> Obj:
+    """The Go plugin's ConfigMap (same name and key as ours) holding ``config``."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "sriovdp-config", "namespace": "kube-system"},
+            "data": {"config.json": config}}
+
+
+BASE_CONFIG = yaml.safe_load((DEPLOY / "base" / "configmap.yaml").read_text())["data"][
+    "config.json"]
+OPERATOR_CONFIG = json.dumps({"resourceList": [{"resourceName": "our_own_pool",
+                                                "selectors": {"pfNames": ["ens1f0"]}}]},
+                             indent=2)
+MUTATING = ("delete", "apply")
+
+
 class Cluster:
-    def __init__(self, tmp: Path, daemonsets: list[Obj]) -> None:
+    def __init__(self, tmp: Path, daemonsets: list[Obj],
+                 configmaps: list[Obj] | None = None) -> None:
         self.state = tmp / "cluster.json"
         self.log = tmp / "calls.log"
-        self.state.write_text(json.dumps({"daemonsets": daemonsets, "applied": []}))
+        self.state.write_text(json.dumps({"daemonsets": daemonsets, "applied": [],
+                                          "configmaps": configmaps or []}))
         self.kubectl = tmp / "kubectl"
         self.kubectl.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n')
         self.kubectl.chmod(0o755)
@@ -68,6 +85,12 @@ class Cluster:
 
     def daemonsets(self) -> list[Obj]:
         return json.loads(self.state.read_text())["daemonsets"]
+
+    def configmaps(self) -> list[Obj]:
+        return json.loads(self.state.read_text())["configmaps"]
+
+    def mutations(self) -> list[list[str]]:
+        return [c for c in self.calls() if any(m in c for m in MUTATING)]
 
     def applied(self) -> list[Obj]:
         return json.loads(self.state.read_text())["applied"]
@@ -134,7 +157,91 @@ def test_migration_changes_nothing_when_not_applied(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert cluster.daemonsets() == before and cluster.applied() == []
     assert "would run: " in proc.stdout and "--cascade=orphan" in proc.stdout
-    assert [c[0] for c in cluster.calls()] == ["get"]
+    assert cluster.mutations() == []
+
+
+def test_dry_run_says_what_apply_would_do_when_not_applied(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, [go_daemonset("kube-sriov-device-plugin-amd64"),
+                                 go_daemonset("my-sriov-dp", "networking")])
+    proc = cluster.run("--image", IMAGE)
+    assert proc.returncode == 0, proc.stderr
+    found = [line for line in proc.stdout.splitlines() if line.startswith("found ")]
+    assert found == [
+        "found kube-system/kube-sriov-device-plugin-amd64: old Go DaemonSet, --apply would "
+        "delete it (its pods would be adopted and replaced)",
+        "found networking/my-sriov-dp: old Go DaemonSet in another namespace, --apply would "
+        "delete it with its pods"]
+    assert "deleted" not in proc.stdout
+    assert ("config: kube-system/sriovdp-config does not exist; --apply would create it"
+            in proc.stdout)
+
+
+def test_dry_run_shows_the_config_apply_would_replace_when_the_cluster_config_differs(
+    tmp_path: Path,
+) -> None:
+    cluster = Cluster(tmp_path, [go_daemonset("kube-sriov-device-plugin")],
+                      [go_configmap(OPERATOR_CONFIG)])
+    proc = cluster.run("--image", IMAGE)
+    assert proc.returncode == 0, proc.stderr
+    assert ("config: --apply would replace the config.json of kube-system/sriovdp-config "
+            "(the pools the cluster runs now) with the one" in proc.stdout)
+    assert "deployments/base/configmap.yaml" in proc.stdout
+    assert '-      "resourceName": "our_own_pool",' in proc.stdout  # the diff: what is lost
+    assert '+      "resourceName": "intel_sriov_netdevice",' in proc.stdout
+    assert "--replace-config" in proc.stdout
+    assert cluster.mutations() == []
+
+
+def test_dry_run_says_the_config_is_kept_when_the_cluster_config_is_the_same(
+    tmp_path: Path,
+) -> None:
+    cluster = Cluster(tmp_path, [go_daemonset("kube-sriov-device-plugin")],
+                      [go_configmap(BASE_CONFIG)])
+    proc = cluster.run("--image", IMAGE)
+    assert proc.returncode == 0, proc.stderr
+    assert "is the same as the one" in proc.stdout and "would replace" not in proc.stdout
+
+
+def test_apply_changes_nothing_when_the_cluster_config_differs(tmp_path: Path) -> None:
+    before = [go_daemonset("kube-sriov-device-plugin-amd64")]
+    cluster = Cluster(tmp_path, before, [go_configmap(OPERATOR_CONFIG)])
+    proc = cluster.run("--image", IMAGE, "--apply")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "nothing was changed" in proc.stderr
+    assert cluster.mutations() == [] and cluster.daemonsets() == before
+    assert cluster.configmaps() == [go_configmap(OPERATOR_CONFIG)]
+
+
+def test_apply_replaces_the_cluster_config_when_given_replace_config(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, [go_daemonset("kube-sriov-device-plugin-amd64")],
+                      [go_configmap(OPERATOR_CONFIG)])
+    proc = cluster.run("--image", IMAGE, "--apply", "--replace-config")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "the apply replaces the config.json of kube-system/sriovdp-config" in proc.stdout
+    (cm,) = cluster.configmaps()
+    assert cm["data"]["config.json"] == BASE_CONFIG
+
+
+def test_apply_goes_ahead_when_the_cluster_config_is_the_same(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, [go_daemonset("kube-sriov-device-plugin-amd64")],
+                      [go_configmap(BASE_CONFIG)])
+    proc = cluster.run("--image", IMAGE, "--apply")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "found kube-system/kube-sriov-device-plugin-amd64: old Go DaemonSet, deleting it" \
+        in proc.stdout
+    assert names(cluster.daemonsets()) == {"kube-system/kube-sriov-device-plugin"}
+
+
+def test_dry_run_leaves_the_config_alone_when_the_target_renders_no_configmap(
+    tmp_path: Path,
+) -> None:
+    cluster = Cluster(tmp_path, [go_daemonset("kube-sriov-device-plugin")],
+                      [go_configmap(OPERATOR_CONFIG)])
+    proc = cluster.run("--image", IMAGE, "--target", str(TARGETS["per-node-config"]),
+                       "--apply")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "renders no kube-system/sriovdp-config ConfigMap" in proc.stdout
+    assert cluster.configmaps() == [go_configmap(OPERATOR_CONFIG)]
 
 
 def test_migration_leaves_operator_managed_daemonsets_alone(tmp_path: Path) -> None:

@@ -278,7 +278,7 @@ def test_validate_names_the_keys_when_a_configmap_has_no_config_json(
     cm.write_text('apiVersion: v1\nkind: ConfigMap\ndata:\n  node-1: "{}"\n  node-2: "{}"\n')
     assert main(["validate", "--config-file", str(cm),
                  "--plugins-registry-dir", str(tmp_path / "r")]) == 1
-    assert "no 'config.json' key to validate (keys: node-1, node-2)" in capsys.readouterr().err
+    assert "has no 'config.json' key (its keys: 'node-1', 'node-2')" in capsys.readouterr().err
 
 
 # -- logs ---------------------------------------------------------------------------------
@@ -401,3 +401,90 @@ def test_no_log_file_is_written_when_logtostderr_is_given_with_log_dir(tmp_path:
     assert list(logs.iterdir()) == []
     assert main(run) == 1
     assert "starting" in (logs / "sriovdp.log").read_text()
+
+
+# -- advice for a pool marked "dra": true, per command -------------------------------------
+
+DRA_CONFIG = {"resourceList": [{"resourceName": "net", "dra": True,
+                                "selectors": [{"drivers": ["iavf"]}]}]}
+
+
+def test_demo_advises_what_demo_can_do_when_a_pool_is_marked_for_dra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path / "dra.json", DRA_CONFIG)
+    assert main(["demo", "--config-file", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "resourceList[0].dra: got true, but sriovdp demo serves pools through the device " \
+           "plugin API only" in err
+    assert f"sriovdp discover --dra --config-file {cfg}" in err
+    assert "start it with --dra" not in err
+    with pytest.raises(SystemExit):  # the advice names no flag demo lacks
+        _parser("demo").parse_args(["--dra"])
+
+
+@pytest.mark.parametrize("command", [["validate"], []])
+def test_validate_and_the_daemon_advise_their_own_dra_flag_when_a_pool_is_marked_for_dra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    cfg = write_config(tmp_path / "dra.json", DRA_CONFIG)
+    daemon_dirs = [] if command else ["--host-root", str(tmp_path),
+                                      "--device-plugin-dir", str(tmp_path / "dp")]
+    assert main([*command, "--config-file", str(cfg), *daemon_dirs,
+                 "--plugins-registry-dir", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "got true, but --dra is not given: add --dra (or --dra=all)" in err
+    _parser(command[0] if command else "run").parse_args(["--dra"])  # the flag exists
+
+
+# -- small things a newcomer reads --------------------------------------------------------
+
+
+def test_demo_prints_the_daemons_debug_messages_when_given_v_10(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    try:
+        assert main(["demo", "-v", "10"]) == 0
+    finally:
+        setup_logging(verbosity=0)
+    assert " DEBUG sriovdp" in capsys.readouterr().err
+
+
+def test_counts_of_one_are_singular_when_discover_prints_a_pool(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sriovdp.testing.demo import build_demo_host
+
+    host = build_demo_host(tmp_path / "host")
+    cfg = write_config(tmp_path / "one.json", {"resourceList": [
+        {"resourceName": "one", "selectors": [{"pciAddresses": ["0000:3b:02.0"]}]}]})
+    assert main(["discover", "--host-root", str(host.root), "--config-file", str(cfg)]) == 0
+    assert "Pool intel.com/one: 1 device\n" in capsys.readouterr().out
+    assert main(["validate", "--config-file", str(cfg),
+                 "--plugins-registry-dir", str(tmp_path / "r")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("valid, 1 resource")
+
+
+def test_readme_names_flags_not_internals_when_it_explains_the_live_host() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "Settings." not in readme
+    assert "`--settle-window`" in readme and "`--scan-deadline`" in readme
+
+
+def test_counts_of_one_are_singular_when_the_daemon_logs_its_pools(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from sriovdp.daemon.report import log_summary
+    from sriovdp.host.sysfs import scan
+    from sriovdp.model.config import parse_config
+    from sriovdp.model.pools import build_pools
+    from sriovdp.testing.demo import build_demo_host
+
+    host = build_demo_host(tmp_path / "host")
+    config = parse_config(json.dumps({"resourceList": [
+        {"resourceName": "one", "selectors": [{"pciAddresses": ["0000:3b:02.0"]}]}]}))
+    inventory = scan(host.paths)
+    pools = build_pools(inventory, config.resources, default_prefix="intel.com")
+    with caplog.at_level(logging.INFO, logger="sriovdp"):
+        log_summary(pools, inventory, config, default_prefix="intel.com", socket_dir=tmp_path)
+    assert "pool intel.com/one: 1 device, socket" in caplog.text

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from sriovdp.daemon.settings import Settings
 from sriovdp.discover import discover_report, render_table
 from sriovdp.model.config import parse_config
@@ -76,6 +78,36 @@ def test_empty_pool_hint_ranks_near_misses_first_when_vfs_lack_rdma(tmp_path: Pa
     verdicts = explain(inventory, config.resources, pools, default_prefix="intel.com")
     misses = nearest_misses(verdicts["intel.com/rdma"])
     assert [v.address for v in misses[:4]] == [f"0000:3b:02.{i}" for i in range(4)]
-    assert all(v.reason == "selectors[0].isRdma" and v.passed == 3 for v in misses[:4])
-    assert misses[4].reason == "selectors[0].drivers" and misses[4].passed == 2
-    assert misses[-1].reason == "selectors[0].vendors" and misses[-1].passed == 0
+    assert all(v.reason == "resourceList[0].selectors[0].isRdma" and v.passed == 3
+               for v in misses[:4])
+    assert misses[4].reason == "resourceList[0].selectors[0].drivers" and misses[4].passed == 2
+    assert misses[-1].reason == "resourceList[0].selectors[0].vendors" and misses[-1].passed == 0
+
+
+def test_discover_and_validate_name_the_same_json_path_when_selectors_is_one_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sriovdp.cli import main
+
+    host = build_demo_host(tmp_path / "host")
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"resourceList": [
+        {"resourceName": "x", "selectors": {"vendors": ["8086"], "drivers": ["iavf"]}},
+        {"resourceName": "y", "selectors": [{"vendors": ["15b3"]},
+                                            {"pfNames": ["nosuch"]}]}]}))
+    assert main(["discover", "--host-root", str(host.root), "--config-file", str(good),
+                 "-o", "json"]) == 0
+    pools = {p["resource"]: p for p in json.loads(capsys.readouterr().out)["pools"]}
+    reasons = {d["reason"] for d in pools["intel.com/x"]["rejected"]}
+    assert "resourceList[0].selectors.vendors" in reasons  # not "selectors[0].vendors"
+    assert ("resourceList[1].selectors[0].vendors; resourceList[1].selectors[1].pfNames"
+            in {d["reason"] for d in pools["intel.com/y"]["rejected"]})
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"resourceList": [
+        {"resourceName": "x", "selectors": {"vendors": ["8086"], "driver": ["iavf"]}}]}))
+    for command in (["validate"], ["discover", "--host-root", str(host.root)]):
+        assert main([*command, "--config-file", str(bad),
+                     "--plugins-registry-dir", str(tmp_path / "r")]
+                    if command == ["validate"] else [*command, "--config-file", str(bad)]) == 1
+        assert "resourceList[0].selectors.driver: unknown selector key" in \
+            capsys.readouterr().err

@@ -74,7 +74,7 @@ def test_validate_refuses_a_pool_marked_for_dra_when_dra_is_not_given(
     assert main(["validate", "--config-file", str(cfg),
                  "--plugins-registry-dir", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
-    assert "resourceList[0].dra: got true, but the daemon runs without --dra" in err
+    assert "resourceList[0].dra: got true, but --dra is not given: add --dra" in err
 
 
 @pytest.mark.parametrize("flag", ["--dra", "--dra=all"])

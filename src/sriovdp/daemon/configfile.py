@@ -12,7 +12,7 @@ from sriovdp.model.config import MAX_CONFIG_BYTES, Config, parse_config, size_pr
 from sriovdp.model.config.deployment import deployment_problems
 from sriovdp.model.dra.modes import DraMode
 
-__all__ = ["config_from_configmap", "load_config", "read_config_bytes"]
+__all__ = ["config_text", "load_config", "read_config_bytes"]
 
 CONFIGMAP_KEY = "config.json"
 """The ConfigMap key the DaemonSet mounts as the config file."""
@@ -49,10 +49,11 @@ def load_config(path: Path, *, default_prefix: str, use_cdi: bool = False,
                 socket_dir: Path | None = None, text: bytes | None = None,
                 strict: bool = False, dra: DraMode | None = None) -> Config:
     """Read (unless ``text`` is given, read before by :func:`read_config_bytes`) and parse
-    ``path``; with ``use_cdi`` / ``socket_dir`` also check what those need. A config without
-    any resource is refused: applying it would stop every pool. ``strict``: warnings are
-    problems too (``sriovdp validate --strict``). ``dra``: the ``--dra`` mode (None: off, and
-    a pool marked ``"dra": true`` is a problem).
+    ``path``, a JSON config or a ConfigMap manifest holding one (:func:`config_text`); with
+    ``use_cdi`` / ``socket_dir`` also check what those need. A config without any resource is
+    refused: applying it would stop every pool. ``strict``: warnings are problems too (``sriovdp
+    validate --strict``). ``dra``: the ``--dra`` mode (None: off, and a pool marked ``"dra":
+    true`` is a problem).
 
     Raises:
         ConfigError: the file cannot be read, or any problem in it (with JSON paths).
@@ -60,6 +61,7 @@ def load_config(path: Path, *, default_prefix: str, use_cdi: bool = False,
     source = str(path)
     if text is None:
         text = read_config_bytes(path)
+    text = config_text(text, path)
     try:
         config = parse_config(text, default_prefix=default_prefix, strict=strict)
     except ConfigError as exc:
@@ -71,33 +73,86 @@ def load_config(path: Path, *, default_prefix: str, use_cdi: bool = False,
     return config
 
 
-def config_from_configmap(text: bytes, path: Path) -> bytes:
-    """The config inside ``text`` when it is a ConfigMap manifest (YAML, as in
-    ``deployments/base/configmap.yaml``): its ``data["config.json"]``, or its only key;
-    otherwise ``text`` unchanged (a JSON config starts with ``{``).
+CONFIGMAP_NAME = "sriovdp-config"
+"""The ConfigMap of ``deployments/base/configmap.yaml``, picked among several."""
+_EXPECTED = (f"expected a JSON config (an object with \"resourceList\") or a ConfigMap "
+             f"manifest whose data holds the config under {CONFIGMAP_KEY!r}")
+
+
+def config_text(text: bytes, path: Path) -> bytes:
+    """The JSON config a ``--config-file`` holds, the same for every command: the file itself
+    when it is JSON (it starts with ``{``), else the ``data["config.json"]`` of the ConfigMap
+    manifest it holds (YAML, as ``deployments/base/configmap.yaml``; or several documents, as
+    ``kubectl kustomize`` prints, with one ConfigMap or one named ``sriovdp-config``).
 
     Raises:
-        ConfigError: a ConfigMap without a usable key (its keys are named).
+        ConfigError: anything else, saying what the file looks like and what is expected; a
+            ConfigMap without a ``config.json`` key (its keys named).
     """
-    if text.lstrip()[:1] in (b"{", b""):
-        return text
-    import yaml
+    if text.lstrip()[:1] in (b"{", b"[", b""):
+        return text  # JSON: the parser names any problem with its line and column
+    import json
 
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text  # not YAML either: the JSON parser names the position
-    if not isinstance(doc, dict) or doc.get("kind") != "ConfigMap":
-        return text
-    data = doc.get("data") or {}
-    if not isinstance(data, dict):
-        data = {}
-    key = CONFIGMAP_KEY if CONFIGMAP_KEY in data else next(iter(data)) if len(data) == 1 \
-        else None
-    value = data.get(key) if key is not None else None
+        json.loads(text)
+        return text  # other JSON (null, a string ...): the parser says what it expects
+    except ValueError:
+        pass  # a manifest (YAML) fails at once, on its first letter
+    import yaml
+
+    source = str(path)
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ConfigError(ConfigProblem("", f"{path} is neither JSON nor YAML (YAML: "
+                                            f"{getattr(exc, 'problem', None) or exc}{where}); "
+                                            f"{_EXPECTED}"), source) from None
+    configmaps = [d for d in docs if isinstance(d, dict) and d.get("kind") == "ConfigMap"]
+    if len(configmaps) > 1:
+        named = [d for d in configmaps if _name(d) == CONFIGMAP_NAME]
+        if len(named) != 1:
+            raise ConfigError(ConfigProblem("", (
+                f"{path} holds {len(configmaps)} ConfigMaps "
+                f"({', '.join(_name(d) for d in configmaps)}) and not one named "
+                f"{CONFIGMAP_NAME!r}: give the file of the one that holds the config")), source)
+        configmaps = named
+    if not configmaps:
+        raise ConfigError(ConfigProblem("", f"{path} is {_looks_like(docs)}, not JSON; "
+                                            f"{_EXPECTED}"), source)
+    data = configmaps[0].get("data")
+    data = data if isinstance(data, dict) else {}
+    value = data.get(CONFIGMAP_KEY)
     if not isinstance(value, str):
-        keys = ", ".join(map(str, data)) or "none"
-        raise ConfigError(ConfigProblem(
-            "data", f"ConfigMap {path}: no {CONFIGMAP_KEY!r} key to validate (keys: {keys})"),
-            str(path))
+        keys = ", ".join(repr(str(k)) for k in data) or "none"
+        raise ConfigError(ConfigProblem("data", (
+            f"ConfigMap {_name(configmaps[0])} in {path} has no {CONFIGMAP_KEY!r} key (its "
+            f"keys: {keys}): the DaemonSet mounts data[{CONFIGMAP_KEY!r}] as "
+            f"/etc/pcidp/config.json")), source)
     return value.encode()
+
+
+def _name(doc: dict[object, object]) -> str:
+    meta = doc.get("metadata")
+    return str(meta.get("name", "?")) if isinstance(meta, dict) else "?"
+
+
+def _looks_like(docs: list[object]) -> str:
+    """What parsed YAML documents are, in a few words."""
+    if not docs:
+        return "empty YAML"
+    if len(docs) > 1:
+        kinds = ", ".join(str(d.get("kind", "?")) if isinstance(d, dict) else type(d).__name__
+                          for d in docs[:6])
+        more = ", ..." if len(docs) > 6 else ""
+        return f"{len(docs)} YAML documents ({kinds}{more}) without a ConfigMap"
+    doc = docs[0]
+    if isinstance(doc, dict) and "kind" in doc:
+        return f"a {doc['kind']} manifest (YAML), not a ConfigMap"
+    if isinstance(doc, dict):
+        keys = ", ".join(map(str, list(doc)[:5]))
+        return f"a YAML mapping (keys: {keys})"
+    if isinstance(doc, list):
+        return "a YAML list"
+    return "plain text (no JSON object, no YAML mapping)"

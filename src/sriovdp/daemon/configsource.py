@@ -109,7 +109,9 @@ class ConfigSource:
                             extra={"problems": [warning.record("warning")]})
             self.config = config
             self.reloads["ok"] += 1
-            log.info("config reloaded (%s): %d resources", reason, len(config.resources))
+            count = len(config.resources)
+            log.info("config reloaded (%s): %d resource%s", reason, count,
+                     "" if count == 1 else "s")
             self._on_applied("config reloaded")
 
     def _parse(self, content: bytes) -> Config:

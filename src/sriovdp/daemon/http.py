@@ -27,8 +27,15 @@ LINE_LIMIT = 8192
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
+ALL_ADDRESSES = ""
+"""The host of ``":8081"`` (and ``"[::]:8081"``): every address of both families, as Go's
+``net.Listen`` serves them (an IPv4 and an IPv6 socket)."""
+
+
 def parse_address(address: str) -> tuple[str, int]:
-    """``":8081"`` → ``("0.0.0.0", 8081)``; ``"127.0.0.1:9100"`` → as given.
+    """``":8081"`` and ``"[::]:8081"`` → ``("", 8081)`` (:data:`ALL_ADDRESSES`: IPv4 and
+    IPv6); ``"127.0.0.1:8082"``, ``"[::1]:8082"`` → the host without brackets;
+    ``"0.0.0.0:8082"`` → IPv4 only.
 
     Raises:
         ValueError: when the port is not a number in 1..65535.
@@ -39,7 +46,8 @@ def parse_address(address: str) -> tuple[str, int]:
     number = int(port)
     if not 0 < number < 65536:
         raise ValueError(f"port out of range in {address!r}")
-    return (host.strip("[]") or "0.0.0.0"), number
+    host = host.removeprefix("[").removesuffix("]")
+    return (ALL_ADDRESSES if host in ("", "::") else host), number
 
 
 async def start_http(address: str, routes: dict[str, Handler]) -> asyncio.Server:
@@ -88,7 +96,10 @@ async def start_http(address: str, routes: dict[str, Handler]) -> asyncio.Server
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    server = await asyncio.start_server(handle, host, port, limit=LINE_LIMIT, backlog=64)
+    # host None: one socket per family getaddrinfo offers (0.0.0.0 and ::, the IPv6 one
+    # IPv6-only), so probes reach it over either on a single- or dual-stack node.
+    server = await asyncio.start_server(handle, host or None, port, limit=LINE_LIMIT,
+                                        backlog=64)
     log.info("serving %s on %s", ", ".join(sorted(routes)), address)
     return server
 
@@ -96,7 +107,8 @@ async def start_http(address: str, routes: dict[str, Handler]) -> asyncio.Server
 def routes(health_address: str, metrics_address: str, status: Callable[[], Status],
            metrics: Callable[[], bytes]) -> dict[str, dict[str, Handler]]:
     """Address → path → handler for the probes and metrics (an address given twice, as
-    ``":9100"`` and ``"0.0.0.0:9100"``, is one server); empty addresses are off."""
+    ``":8082"`` and ``"[::]:8082"``, is one server; so is ``"0.0.0.0:8082"`` beside
+    ``":8082"``, which serves IPv4 too); empty addresses are off."""
 
     def healthz() -> tuple[int, str, bytes]:
         return 200, "text/plain", b"ok\n"
@@ -116,6 +128,12 @@ def routes(health_address: str, metrics_address: str, status: Callable[[], Statu
                               (metrics_address, {"/metrics": metrics_page})):
         if address:
             key = parse_address(address)
+            if key[0] == "0.0.0.0" and (ALL_ADDRESSES, key[1]) in table:
+                key = (ALL_ADDRESSES, key[1])
+            elif key[0] == ALL_ADDRESSES and ("0.0.0.0", key[1]) in table:
+                table[key] = table.pop(("0.0.0.0", key[1]))
+                del names[("0.0.0.0", key[1])]
+                names[key] = address  # served on every address: bound as the wider one
             names.setdefault(key, address)
             table.setdefault(key, {}).update(handlers)
     return {names[k]: v for k, v in table.items()}

@@ -24,7 +24,8 @@ def log_summary(pools: Mapping[str, ResourcePool], inventory: Inventory, config:
     verdicts = explain(inventory, config.resources, pools, default_prefix=default_prefix,
                        only=empty)
     for name, pool in pools.items():
-        log.info("pool %s: %d devices, socket %s", name, len(pool.devices),
+        count = len(pool.devices)
+        log.info("pool %s: %d device%s, socket %s", name, count, "" if count == 1 else "s",
                  socket_dir / pool.socket_name, extra={"resource": name})
         if not pool.devices and name in verdicts:
             misses = nearest_misses(verdicts[name])

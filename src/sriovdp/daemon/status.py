@@ -77,7 +77,17 @@ class Status:
     def not_ready(self) -> list[str]:
         """Why the daemon is not ready (empty: ready)."""
         reasons = [] if self.started else ["first pass not published"]
-        reasons += [f"{name} (socket owned by another instance)" if e.waiting else name
-                    for name, e in self.endpoints.items() if not (e.registered and e.streaming)]
-        reasons += [f"{name} failed ({error})" for name, error in sorted(self.failures.items())]
+        reasons += [_endpoint_reason(name, e) for name, e in self.endpoints.items()
+                    if not (e.registered and e.streaming)]
+        reasons += [f"task {name} failed ({error})"
+                    for name, error in sorted(self.failures.items())]
         return reasons + list(self.problems)
+
+
+def _endpoint_reason(name: str, endpoint: EndpointStatus) -> str:
+    """Why one pool's endpoint is not ready, naming the pool as a pool."""
+    if endpoint.waiting:
+        return f"pool {name}: its socket is owned by another instance"
+    if not endpoint.registered:
+        return f"pool {name}: not registered with the kubelet"
+    return f"pool {name}: registered, but the kubelet has no ListAndWatch stream open"

@@ -255,13 +255,16 @@ class Verdict:
     Attributes:
         address: the function's PCI address (the aux device name for auxNetDevice pools).
         member: True when the pool holds it.
-        reason: for non-members, e.g. ``"selectors[0].devices"``,
+        reason: for non-members, e.g. ``"resourceList[0].selectors[0].devices"`` (the
+            selector field's JSON path in the file),
             ``"taken by intel.com/other"`` or an eligibility reason; ``""`` for members.
     """
 
     address: str
     member: bool
     reason: str = ""
+    by_selector: bool = False
+    """The reason is the selector field that rejected it."""
     passed: int = 0
     """For a selector rejection: how many of the selector's fields the device passed before
     the one that rejected it (the most over all selectors): near misses pass more."""
@@ -294,7 +297,8 @@ def explain(
             if owner.get(fn.address) == name:
                 verdicts.append(Verdict(fn.address, True))
                 continue
-            verdicts.append(Verdict(fn.address, False, _reason(fn, config, owner),
+            reason, by_selector = _reason(fn, config, owner)
+            verdicts.append(Verdict(fn.address, False, reason, by_selector,
                                     _fields_passed(fn, config)))
         out[name] = verdicts
     return out
@@ -302,15 +306,16 @@ def explain(
 
 def _reason(
     fn: PciFunction | AuxFunction, config: ResourceConfig, owner: Mapping[str, str]
-) -> str:
+) -> tuple[str, bool]:
+    """Why ``fn`` is not in the pool, and whether a selector field is why."""
     fields = [rejecting_field(s, fn) for s in config.selectors]
     if fields and all(f is not None for f in fields):
-        return "; ".join(f"selectors[{i}].{f}" for i, f in enumerate(fields))
+        return "; ".join(f"{config.selector_path(i)}.{f}" for i, f in enumerate(fields)), True
     not_eligible = eligibility(fn, config.kind)
     if not_eligible:
-        return not_eligible
+        return not_eligible, False
     other = owner.get(fn.address)
-    return f"taken by {other}" if other else "matches"
+    return (f"taken by {other}" if other else "matches"), False
 
 
 # The order in which rejecting_field checks a selector's fields (its config keys), and the
@@ -351,7 +356,7 @@ def nearest_misses(verdicts: Iterable[Verdict]) -> list[Verdict]:
     many selector fields they passed (an RDMA-less VF that passed ``vendors``, ``devices``
     and ``drivers`` before ``isRdma`` comes before a function rejected by ``vendors``)."""
     out = [v for v in verdicts if not v.member]
-    return sorted(out, key=lambda v: (v.reason.startswith("selectors["), -v.passed))
+    return sorted(out, key=lambda v: (v.by_selector, -v.passed))
 
 
 def unmatched_identifiers(
@@ -373,7 +378,8 @@ def unmatched_identifiers(
     out: list[tuple[str, str]] = []
     for i, config in enumerate(configs):
         for j, sel in enumerate(config.selectors):
-            base = f"resourceList[{i}].selectors[{j}]"
+            base = (config.selector_paths[j] if j < len(config.selector_paths)
+                    else f"resourceList[{i}].selectors[{j}]")
             for k, r in enumerate(getattr(sel, "pf_names", ())):
                 if r.name not in pf_names:
                     out.append((f"{base}.pfNames[{k}]", r.name))

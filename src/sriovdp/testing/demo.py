@@ -17,10 +17,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from sriovdp.daemon.configfile import load_config, read_config_bytes
+from sriovdp.daemon.configfile import config_text, load_config, read_config_bytes
 from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.daemon.settings import Settings
-from sriovdp.model.config import DEFAULT_PREFIX
+from sriovdp.errors import ConfigError, ConfigProblem
+from sriovdp.model.config import DEFAULT_PREFIX, Config
+from sriovdp.model.dra.modes import DraMode
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
 
@@ -67,6 +69,28 @@ def build_demo_host(root: Path) -> FakeHost:
     return host
 
 
+def _demo_config(settings: Settings, raw: bytes) -> Config:
+    """The user's config as the daemon reads it, with the demo's advice for a pool marked
+    for DRA (the demo's kubelet has no DRA: the daemon's advice, --dra, does not apply).
+
+    Raises:
+        ConfigError: the config is invalid or marks a pool for DRA.
+    """
+    config = load_config(settings.config_file, default_prefix=settings.resource_prefix,
+                         use_cdi=settings.use_cdi, socket_dir=settings.device_plugin_dir,
+                         text=raw, dra=DraMode.MARKED)
+    marked = [ConfigProblem(f"resourceList[{i}].dra", (
+        "got true, but sriovdp demo serves pools through the device plugin API only (its "
+        "kubelet emulator has no DRA): remove the key to run this pool in the demo; "
+        f"`sriovdp discover --dra --config-file {settings.config_file}` prints the "
+        "ResourceSlices DRA mode would publish, `sriovdp validate --dra` checks it for the "
+        "daemon's --dra"))
+        for i, r in enumerate(config.resources) if r.dra]
+    if marked:
+        raise ConfigError(marked, str(settings.config_file))
+    return config
+
+
 async def _demo(work: Path, *, config_file: Path | None, use_cdi: bool, prefix: str) -> None:
     host = build_demo_host(work / "host")
     if config_file is None:
@@ -85,9 +109,9 @@ async def _demo(work: Path, *, config_file: Path | None, use_cdi: bool, prefix: 
                         device_info_dir=work / "devinfo", cdi_dir=work / "cdi",
                         pod_resources_socket=pod_resources,
                         kubelet_settle=0.0)  # the emulator has just started, with no pods
-    text = read_config_bytes(settings.config_file)
-    config = load_config(settings.config_file, default_prefix=prefix, use_cdi=use_cdi,
-                         socket_dir=dp_dir, text=text)
+    raw = read_config_bytes(settings.config_file)
+    config = _demo_config(settings, raw)
+    text = config_text(raw, settings.config_file)
     print(f"Simulated host in {host.root}: {len(host.addresses)} PCI functions")
     print(f"Config {config_file}:\n{text.decode(errors='replace').strip()}\n")
     for warning in config.warnings:
@@ -131,18 +155,21 @@ async def _demo(work: Path, *, config_file: Path | None, use_cdi: bool, prefix: 
 
 
 def run_demo(*, config_file: Path | None = None, use_cdi: bool = False,
-             resource_prefix: str = DEFAULT_PREFIX) -> int:
+             resource_prefix: str = DEFAULT_PREFIX, verbosity: int = 0) -> int:
     """Run the demo in a fresh temporary directory (removed afterwards); exit code 0.
 
     Args:
         config_file: the user's config, run on the simulated host instead of the demo's.
         use_cdi: CDI mode, as the daemon's ``--use-cdi``.
         resource_prefix: the daemon's ``--resource-prefix``.
+        verbosity: ``-v``: 0 shows only the daemon's warnings beside the demo's own output;
+            more logs as the daemon's ``-v`` does (5 and up: debug messages).
 
     Raises:
         ConfigError: ``config_file`` cannot be read or is invalid (before anything runs).
     """
-    logging.getLogger("sriovdp").setLevel(logging.WARNING)
+    if verbosity == 0:
+        logging.getLogger("sriovdp").setLevel(logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="sriovdp-demo-", dir="/tmp"))
     try:
         asyncio.run(_demo(work, config_file=config_file, use_cdi=use_cdi,

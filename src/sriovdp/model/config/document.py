@@ -132,29 +132,31 @@ _SELECTOR_PARSERS: Mapping[DeviceKind, Callable[[JsonObject, str, Report], Selec
 
 
 def _selectors(raw: object, kind: DeviceKind | None, path: str, report: Report
-               ) -> tuple[Selector, ...]:
-    """``selectors``: one object (legacy) or a non-empty list of objects. With ``kind`` None
-    (an unsupported deviceType) they are checked and none is returned."""
+               ) -> tuple[tuple[Selector, ...], tuple[str, ...]]:
+    """``selectors``: one object (legacy) or a non-empty list of objects, and the JSON path of
+    each. With ``kind`` None (an unsupported deviceType) they are checked and none is
+    returned."""
     parse: Callable[[JsonObject, str, Report], Selector | None] = (
         _unknown_kind_selector if kind is None else _SELECTOR_PARSERS[kind])
     if raw is None:
         report.error(path, 'missing: give at least one selector object, e.g. [{"drivers": ["x"]}]')
-        return ()
+        return (), ()
     if isinstance(raw, JsonObject):
         one = parse(raw, path, report)
-        return () if one is None else (one,)
+        return ((), ()) if one is None else ((one,), (path,))
     if not isinstance(raw, list):
         report.error(path, f"expected a selector object or a list of them, got {show(raw)}")
-        return ()
+        return (), ()
     if not raw:
         report.error(path, "need at least one selector, got 0")
-    out = []
+    out, paths = [], []
     for i, item in enumerate(raw):
         if not isinstance(item, JsonObject):
             report.error(partial(join, path, i), partial(_not_selector, item))
         elif (selector := parse(item, join(path, i), report)) is not None:
             out.append(selector)
-    return tuple(out)
+            paths.append(join(path, i))
+    return tuple(out), tuple(paths)
 
 
 def _not_selector(value: object) -> str:
@@ -201,7 +203,7 @@ def _resource(raw: object, path: str, report: Report, names: Names) -> ResourceC
     if not type_error("deviceType", m.device_type):
         kind = device_kind(m.device_type, at("deviceType"), report)
     info = additional_info(m.additional_info, at("additionalInfo"), report)
-    selectors = _selectors(m.selectors, kind, at("selectors"), report)
+    selectors, selector_paths = _selectors(m.selectors, kind, at("selectors"), report)
     cfg = ResourceConfig(
         name=m.resource_name or "",
         prefix=m.resource_prefix or None,
@@ -210,6 +212,7 @@ def _resource(raw: object, path: str, report: Report, names: Names) -> ResourceC
         exclude_topology=bool(m.exclude_topology),
         additional_info=info,
         dra=bool(m.dra),
+        selector_paths=selector_paths,
     )
     if not type_error("resourceName", m.resource_name):
         names.check(cfg, path, spelled.get("resourceName", "resourceName"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sriovdp.errors import ConfigProblem
 from sriovdp.model.devices import DeviceKind
@@ -26,6 +26,9 @@ class ResourceConfig:
             None when absent or null (an empty object still adds ``"extra": {}`` to ``_INFO``).
         dra: ``"dra": true``: served through DRA (ResourceSlices) instead of a device plugin
             socket when the daemon runs with ``--dra``.
+        selector_paths: the JSON path of each selector in the file, e.g.
+            ``resourceList[0].selectors[1]``, or ``resourceList[0].selectors`` for the legacy
+            single object (``()`` when not parsed from a file); not compared.
     """
 
     name: str
@@ -35,6 +38,13 @@ class ResourceConfig:
     exclude_topology: bool = False
     additional_info: Mapping[str, Mapping[str, str]] | None = None
     dra: bool = False
+    selector_paths: tuple[str, ...] = field(default=(), compare=False)
+
+    def selector_path(self, index: int) -> str:
+        """Where selector ``index`` is in the file (``selectors[i]`` when not known)."""
+        if index < len(self.selector_paths):
+            return self.selector_paths[index]
+        return f"selectors[{index}]"
 
     def effective_prefix(self, default_prefix: str) -> str:
         """``resourcePrefix`` if set, else ``default_prefix``."""

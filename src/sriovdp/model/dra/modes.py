@@ -88,6 +88,6 @@ def mode_problems(config: Config, mode: DraMode | None) -> list[ConfigProblem]:
     if mode is not None:
         return []
     return [ConfigProblem(join(join("resourceList", i), "dra"),
-                          "got true, but the daemon runs without --dra: start it with --dra "
-                          "(or --dra=all) to serve this pool through DRA, or remove the key")
+                          "got true, but --dra is not given: add --dra (or --dra=all) to "
+                          "serve this pool through DRA, or remove the key")
             for i, resource in enumerate(config.resources) if resource.dra]
