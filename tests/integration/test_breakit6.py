@@ -21,6 +21,7 @@ from test_breakit4 import OTHER, daemon_on, emulator, moved
 
 from sriovdp.host.allocationlog import FILE_NAME
 from sriovdp.testing.fakehost import FakeHost
+from sriovdp.testing.kubelet import KubeletEmulator
 from sriovdp.testing.podresources import FakePodResources
 
 
@@ -37,6 +38,14 @@ async def _restart_mid_admission_moves_it(kubelet, settings, pods, before: bytes
         return dev in kubelet.devices(OTHER)
 
 
+async def _init_container_grant(kubelet: KubeletEmulator) -> tuple[bytes, str]:
+    """A plain init container gets a VF of ``net``; returns the kubelet's file as it was
+    before (the container's other plugin still slow) and the VF."""
+    before = kubelet.checkpoint_path.read_bytes()
+    (dev,) = (await kubelet.admit(NET, 1, pod="init", container="setup")).device_ids
+    return before, dev
+
+
 async def test_a_vf_stays_out_of_its_new_pool_when_the_daemon_restarts_mid_admission_after_a_control_run(  # noqa: E501
         workdir: Path, host: FakeHost) -> None:
     """Control: the log as the daemon keeps it: the restart holds the VF."""
@@ -47,8 +56,7 @@ async def test_a_vf_stays_out_of_its_new_pool_when_the_daemon_restarts_mid_admis
         async with daemon_on(settings, pods):
             await kubelet.wait_capacity(NET, (4, 4), timeout=5)
             await kubelet.admit(NET, 1, pod="first", container="c")
-            before = kubelet.checkpoint_path.read_bytes()
-            (dev,) = (await kubelet.admit(NET, 1, pod="init", container="setup")).device_ids
+            before, dev = await _init_container_grant(kubelet)
         assert not await _restart_mid_admission_moves_it(kubelet, settings, pods, before, dev)
 
 
@@ -62,8 +70,7 @@ async def test_a_vf_stays_out_of_its_new_pool_when_the_allocation_log_was_remove
             await kubelet.wait_capacity(NET, (4, 4), timeout=5)
             await kubelet.admit(NET, 1, pod="first", container="c")  # the log is open
             (settings.device_info_dir / FILE_NAME).unlink()  # e.g. a node clean-up
-            before = kubelet.checkpoint_path.read_bytes()
-            (dev,) = (await kubelet.admit(NET, 1, pod="init", container="setup")).device_ids
+            before, dev = await _init_container_grant(kubelet)
         assert not await _restart_mid_admission_moves_it(kubelet, settings, pods, before, dev), \
             f"{OTHER} offers {dev} while the admission that got it is under way"
 
@@ -92,8 +99,7 @@ async def test_a_vf_stays_out_of_its_new_pool_when_the_allocation_log_ends_in_a_
     async with emulator(settings) as kubelet:
         async with daemon_on(settings, pods):
             await kubelet.wait_capacity(NET, (4, 4), timeout=5)
-            before = kubelet.checkpoint_path.read_bytes()
-            (dev,) = (await kubelet.admit(NET, 1, pod="init", container="setup")).device_ids
+            before, dev = await _init_container_grant(kubelet)
         assert not await _restart_mid_admission_moves_it(kubelet, settings, pods, before, dev), \
             f"{OTHER} offers {dev} while the admission that got it is under way"
 
@@ -135,8 +141,7 @@ async def test_a_vf_stays_out_of_its_new_pool_when_the_wall_clock_stepped_forwar
     async with emulator(settings) as kubelet:
         async with daemon_on(settings, pods):
             await kubelet.wait_capacity(NET, (4, 4), timeout=5)
-            before = kubelet.checkpoint_path.read_bytes()
-            (dev,) = (await kubelet.admit(NET, 1, pod="init", container="setup")).device_ids
+            before, dev = await _init_container_grant(kubelet)
         # were the log's times wall clock, a step forward past the grace (NTP correcting a
         # slow RTC) would age this line; they are boot time, which never steps
         path = settings.device_info_dir / FILE_NAME
@@ -158,8 +163,7 @@ async def test_a_vf_stays_out_of_the_renamed_pool_when_the_daemon_restarts_mid_a
     async with emulator(settings) as kubelet:
         async with daemon_on(settings, pods):
             await kubelet.wait_capacity(NET, (4, 4), timeout=5)
-            before = kubelet.checkpoint_path.read_bytes()
-            (dev,) = (await kubelet.admit(NET, 1, pod="init", container="setup")).device_ids
+            before, dev = await _init_container_grant(kubelet)
         kubelet.checkpoint_path.write_bytes(before)
         os.utime(kubelet.checkpoint_path, (1.0, 1.0))
         write(settings.config_file, renamed)
