@@ -1,6 +1,7 @@
 """Break-it pass 6 against the kubelet's own device manager: the allocation log
 (``.sriovdp-allocations``) a restarted daemon reads to hold what its predecessor allocated
-while the admission still waits on another plugin. The strict xfail names what is open."""
+while the admission still waits on another plugin. Each test reproduced a defect of that
+pass and passes since its fix."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
 from nodekit import POOLS, Node
 from slowplugin import SlowPlugin
 from test_breakit2_real_kubelet import _offered, _second_pod_gets
@@ -19,11 +19,6 @@ from sriovdp.host.allocationlog import FILE_NAME
 from sriovdp.kubelet.api import deviceplugin_pb2 as pb
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "host/allocationlog.py:AllocationLog.record: the log removed under the running daemon "
-    "(a node clean-up of the device-info dir) is appended to through the open, unlinked "
-    "inode: the restarted daemon adopts nothing and the new pool offers a VF whose "
-    "admission is under way"))
 async def test_an_init_container_vf_is_never_offered_by_a_new_pool_when_the_allocation_log_was_removed_under_the_daemon(  # noqa: E501
     node: Node, peer_binary: Path
 ) -> None:
@@ -64,12 +59,6 @@ class _SlowAfterNet(SlowPlugin):
             pb.ContainerAllocateResponse() for _ in request.container_requests])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon/holds.py:HoldTracker._end_own_allocations: an own allocation neither source "
-    "shows ends after the 60 s grace without a request to rewrite the kubelet's file "
-    "(rewrite_due runs after it, and only on a hold refresh): a plain init container's VF "
-    "whose admission waits on another plugin longer than that leaves its pool's hold, a "
-    "reload moves it to a new pool, and the new pool keeps it after the kubelet records it"))
 async def test_an_init_container_vf_is_never_offered_by_a_new_pool_when_another_plugin_is_slower_than_the_grace(  # noqa: E501
     node: Node, peer_binary: Path
 ) -> None:

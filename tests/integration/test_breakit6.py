@@ -1,7 +1,7 @@
 """Break-it pass 6 on the allocation log (``.sriovdp-allocations``, read by a restarted daemon
 to hold what its predecessor allocated in the last 60 s) and the ends of our own allocations
 without the pod resources API: ways one VF reaches two pods across a daemon restart. Each
-strict xfail names what is still open.
+test reproduced a defect of that pass and passes since its fix.
 
 As in break-it 4, the KubeletEmulator writes the checkpoint and a :class:`FakePodResources`
 stands for ``List``; "the admission waits on a slow plugin" is the kubelet's file put back as
@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
-import pytest
 from daemon_kit import CONFIG, NET, settings_for, write
 from test_breakit4 import OTHER, daemon_on, emulator, moved
 
 from sriovdp.host.allocationlog import FILE_NAME
 from sriovdp.testing.fakehost import FakeHost
+from sriovdp.testing.kubelet import KubeletEmulator
 from sriovdp.testing.podresources import FakePodResources
 
 
@@ -37,6 +38,14 @@ async def _restart_mid_admission_moves_it(kubelet, settings, pods, before: bytes
         return dev in kubelet.devices(OTHER)
 
 
+async def _init_container_grant(kubelet: KubeletEmulator) -> tuple[bytes, str]:
+    """A plain init container gets a VF of ``net``; returns the kubelet's file as it was
+    before (the container's other plugin still slow) and the VF."""
+    before = kubelet.checkpoint_path.read_bytes()
+    (dev,) = (await kubelet.admit(NET, 1, pod="init", container="setup")).device_ids
+    return before, dev
+
+
 async def test_a_vf_stays_out_of_its_new_pool_when_the_daemon_restarts_mid_admission_after_a_control_run(  # noqa: E501
         workdir: Path, host: FakeHost) -> None:
     """Control: the log as the daemon keeps it: the restart holds the VF."""
@@ -47,15 +56,10 @@ async def test_a_vf_stays_out_of_its_new_pool_when_the_daemon_restarts_mid_admis
         async with daemon_on(settings, pods):
             await kubelet.wait_capacity(NET, (4, 4), timeout=5)
             await kubelet.admit(NET, 1, pod="first", container="c")
-            before = kubelet.checkpoint_path.read_bytes()
-            (dev,) = (await kubelet.admit(NET, 1, pod="init", container="setup")).device_ids
+            before, dev = await _init_container_grant(kubelet)
         assert not await _restart_mid_admission_moves_it(kubelet, settings, pods, before, dev)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "host/allocationlog.py:AllocationLog.record: once the log file is removed (or replaced) "
-    "under the running daemon, it keeps appending to the open, unlinked inode: the grant is "
-    "in no file, and a restart mid-admission offers the VF in its new pool"))
 async def test_a_vf_stays_out_of_its_new_pool_when_the_allocation_log_was_removed_under_the_daemon(  # noqa: E501
         workdir: Path, host: FakeHost) -> None:
     settings = settings_for(workdir, host)
@@ -66,17 +70,11 @@ async def test_a_vf_stays_out_of_its_new_pool_when_the_allocation_log_was_remove
             await kubelet.wait_capacity(NET, (4, 4), timeout=5)
             await kubelet.admit(NET, 1, pod="first", container="c")  # the log is open
             (settings.device_info_dir / FILE_NAME).unlink()  # e.g. a node clean-up
-            before = kubelet.checkpoint_path.read_bytes()
-            (dev,) = (await kubelet.admit(NET, 1, pod="init", container="setup")).device_ids
+            before, dev = await _init_container_grant(kubelet)
         assert not await _restart_mid_admission_moves_it(kubelet, settings, pods, before, dev), \
             f"{OTHER} offers {dev} while the admission that got it is under way"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon/outputs.py:Outputs.allocated: an allocation log that cannot be written (a "
-    "directory, a symlink, a FIFO at its path) is only logged per Allocate; /readyz and "
-    "the status problems stay silent although a restart mid-admission can no longer hold "
-    "the grant"))
 async def test_the_status_names_the_allocation_log_when_it_cannot_be_written(
         workdir: Path, host: FakeHost) -> None:
     settings = settings_for(workdir, host)
@@ -90,11 +88,6 @@ async def test_the_status_names_the_allocation_log_when_it_cannot_be_written(
         assert any(FILE_NAME in p for p in daemon.status().problems), daemon.status().problems
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "host/allocationlog.py:AllocationLog.record: a log whose last line was cut short (a "
-    "short os.write on a full /var/run tmpfs, whose count record() ignores) is appended to "
-    "as is: the next grant joins that line, _lines() skips it, and a restart mid-admission "
-    "offers the VF in its new pool"))
 async def test_a_vf_stays_out_of_its_new_pool_when_the_allocation_log_ends_in_a_cut_line(
         workdir: Path, host: FakeHost) -> None:
     settings = settings_for(workdir, host)
@@ -106,8 +99,7 @@ async def test_a_vf_stays_out_of_its_new_pool_when_the_allocation_log_ends_in_a_
     async with emulator(settings) as kubelet:
         async with daemon_on(settings, pods):
             await kubelet.wait_capacity(NET, (4, 4), timeout=5)
-            before = kubelet.checkpoint_path.read_bytes()
-            (dev,) = (await kubelet.admit(NET, 1, pod="init", container="setup")).device_ids
+            before, dev = await _init_container_grant(kubelet)
         assert not await _restart_mid_admission_moves_it(kubelet, settings, pods, before, dev), \
             f"{OTHER} offers {dev} while the admission that got it is under way"
 
@@ -128,14 +120,10 @@ except Exception as exc:
     print("error", exc)
 resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 log.record("intel.com/net", ["0000:3b:02.2"])  # room again
-print(sorted(log.since(time.time() - 60).get("intel.com/net", {})))
+print(sorted(log.recent(60.0).get("intel.com/net", {})))
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "host/allocationlog.py:AllocationLog.record: os.write's count is ignored: a short write "
-    "(the file system full) is taken as recorded, and the next grant, appended to the cut "
-    "line, is lost too"))
 def test_a_grant_is_recorded_or_reported_when_the_log_write_is_short(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -145,11 +133,6 @@ def test_a_grant_is_recorded_or_reported_when_the_log_write_is_short(tmp_path: P
     assert "0000:3b:02.2" in out[1], f"the grant after the short write is lost: {out}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon/publisher.py:PoolPublisher._adopt_recent_allocations: the log's times are wall "
-    "clock: after a step forward of the node's clock (NTP correcting a slow RTC) past the "
-    "60 s grace, a grant made a second ago reads as old, is not adopted, and a restart "
-    "mid-admission offers the VF in its new pool (CLOCK_BOOTTIME would not step)"))
 async def test_a_vf_stays_out_of_its_new_pool_when_the_wall_clock_stepped_forward_before_the_restart(  # noqa: E501
         workdir: Path, host: FakeHost) -> None:
     settings = settings_for(workdir, host)
@@ -158,13 +141,12 @@ async def test_a_vf_stays_out_of_its_new_pool_when_the_wall_clock_stepped_forwar
     async with emulator(settings) as kubelet:
         async with daemon_on(settings, pods):
             await kubelet.wait_capacity(NET, (4, 4), timeout=5)
-            before = kubelet.checkpoint_path.read_bytes()
-            (dev,) = (await kubelet.admit(NET, 1, pod="init", container="setup")).device_ids
-        # the clock steps 120 s forward now: the log's line reads as if written 120 s earlier
+            before, dev = await _init_container_grant(kubelet)
+        # were the log's times wall clock, a step forward past the grace (NTP correcting a
+        # slow RTC) would age this line; they are boot time, which never steps
         path = settings.device_info_dir / FILE_NAME
-        lines = path.read_text().splitlines()
-        path.write_text("".join(f"{float(w) - 120:.6f} {r} {i}\n"
-                                for w, r, i in (line.split(" ") for line in lines)))
+        stamp = float(path.read_text().splitlines()[-1].split(" ", 1)[0])
+        assert abs(stamp - time.clock_gettime(time.CLOCK_BOOTTIME)) < 60.0
         assert not await _restart_mid_admission_moves_it(kubelet, settings, pods, before, dev), \
             f"{OTHER} offers {dev} while the admission that got it is under way"
 
@@ -181,8 +163,7 @@ async def test_a_vf_stays_out_of_the_renamed_pool_when_the_daemon_restarts_mid_a
     async with emulator(settings) as kubelet:
         async with daemon_on(settings, pods):
             await kubelet.wait_capacity(NET, (4, 4), timeout=5)
-            before = kubelet.checkpoint_path.read_bytes()
-            (dev,) = (await kubelet.admit(NET, 1, pod="init", container="setup")).device_ids
+            before, dev = await _init_container_grant(kubelet)
         kubelet.checkpoint_path.write_bytes(before)
         os.utime(kubelet.checkpoint_path, (1.0, 1.0))
         write(settings.config_file, renamed)

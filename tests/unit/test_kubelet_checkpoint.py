@@ -325,14 +325,14 @@ async def test_a_listed_grant_holds_again_when_a_restarted_kubelet_has_not_got_i
 async def test_a_previous_process_allocation_is_held_until_the_kubelet_records_it_when_adopted(
         tmp_path: Path) -> None:
     # the daemon restarted while an admission it served waits on another plugin: the
-    # device-info file of its Allocate (wall time 95) is the only trace of the grant
+    # allocation log line of its Allocate (5 s ago) is the only trace of the grant
     path = tmp_path / CHECKPOINT_NAME
     _write(path)
     os.utime(path, (90.0, 90.0))  # the kubelet's last write came before that Allocate
     now = [100.0]
     tracker = HoldTracker(FakePodResources(), clock=lambda: now[0], wall=lambda: now[0],
                           grace=60.0, checkpoint=KubeletCheckpoint(path))
-    tracker.adopt({NET: {"0000:3b:02.1": 95.0, "0000:3b:02.2": 30.0}})  # .2: beyond the grace
+    tracker.adopt({NET: {"0000:3b:02.1": 5.0, "0000:3b:02.2": 70.0}})  # .2: beyond the grace
     assert await tracker.refresh()
     assert tracker.current() == {NET: frozenset({"0000:3b:02.1"})}
     assert tracker.awaiting_rewrite() == {(NET, "0000:3b:02.1")}  # the resend asks the kubelet
@@ -355,7 +355,7 @@ async def test_an_adopted_allocation_ends_when_the_api_lists_it_or_the_grace_run
     api = FakePodResources()
     tracker = HoldTracker(api, clock=lambda: now[0], wall=lambda: now[0], grace=60.0,
                           checkpoint=KubeletCheckpoint(tmp_path / CHECKPOINT_NAME))
-    tracker.adopt({NET: {"0000:3b:02.1": 99.0, "0000:3b:02.2": 50.0}})
+    tracker.adopt({NET: {"0000:3b:02.1": 1.0, "0000:3b:02.2": 50.0}})
     api.hold(NET, ["0000:3b:02.1"])
     assert await tracker.refresh()
     assert tracker.current() == {NET: frozenset({"0000:3b:02.1", "0000:3b:02.2"})}
@@ -373,7 +373,7 @@ async def test_an_own_allocation_ends_on_the_kubelets_later_write_when_the_api_i
     api.fail("UNAVAILABLE")  # the API fails (or is not mounted) throughout
     tracker = HoldTracker(api, clock=lambda: now[0], wall=lambda: now[0],
                           checkpoint=KubeletCheckpoint(path))
-    tracker.adopt({NET: {"0000:3b:02.1": 99.0}})  # a previous process's Allocate
+    tracker.adopt({NET: {"0000:3b:02.1": 1.0}})  # a previous process's Allocate, 1 s ago
     assert not await tracker.refresh()
     assert tracker.current() == {NET: frozenset({"0000:3b:02.1"})}
     _write(path)  # the pod ended: the kubelet's file, written after the Allocate, lacks it

@@ -131,16 +131,16 @@ class HoldTracker:
         self._since.setdefault(resource, {}).update(dict.fromkeys(ids, now))
 
     def adopt(self, allocations: Mapping[str, Mapping[str, float]]) -> None:
-        """Hold devices a previous process allocated (resource → device id → wall time of the
-        Allocate, from its allocation log) as if this one had, for what is left of the
+        """Hold devices a previous process allocated (resource → device id → seconds since
+        the Allocate, from its allocation log) as if this one had, for what is left of the
         grace: an admission may still wait on another plugin, and until it ends neither
         the API nor the kubelet's checkpoint shows the grant (break-it 5: a restart that
         moved the VF to another pool offered it there)."""
-        now, wall = self._clock(), self._wall()
+        now = self._clock()
         count = 0
         for name, ids in allocations.items():
-            for dev_id, when in ids.items():
-                t = now - max(0.0, wall - when)
+            for dev_id, age in ids.items():
+                t = now - max(0.0, age)
                 if now - t < self._grace and self._since.get(name, {}).get(dev_id, t) <= t:
                     self._since.setdefault(name, {})[dev_id] = t
                     count += 1
@@ -178,13 +178,24 @@ class HoldTracker:
 
         Each answer of the API made the kubelet forget ended pods (``List`` does so first),
         but only its next write drops their entries from the file, and only a write after
-        one of our Allocates tells whether the kubelet recorded it. Asked once for each new
+        one of our Allocates tells whether the kubelet recorded it (asked for those also
+        while the API fails: the kubelet records our grant as soon as our Allocate returns,
+        so its rewrite holds it even while another plugin of the container is slow, past
+        the grace). Asked once for each new
         set of :meth:`awaiting_rewrite` grants, then again after a wait doubling from 2 s to
         30 s while that set stays the same (a live init container's grant stays in every
         rewrite)."""
-        if not self._answered or self.retry_at is not None:
-            return False  # the kubelet was not asked just now
-        return self._rewrite.due(self.awaiting_rewrite(), self._clock())
+        awaiting = self.awaiting_rewrite()
+        if (not self._answered or self.retry_at is not None) and not any(
+                i in self._since.get(name, {}) for name, i in awaiting):
+            return False  # the kubelet was not asked just now (nor is an Allocate of ours due)
+        return self._rewrite.due(awaiting, self._clock())
+
+    def own_too_young(self) -> bool:
+        """Is an allocation of ours younger than :data:`WRITE_MARGIN` (too young for a
+        rewrite of the kubelet's checkpoint to tell about it)?"""
+        now = self._clock()
+        return any(now - t < WRITE_MARGIN for ids in self._since.values() for t in ids.values())
 
     def rewrite_asked(self) -> None:
         """The kubelet was asked to rewrite its checkpoint (see :meth:`rewrite_due`)."""

@@ -66,13 +66,13 @@ class Outputs:
                 log.error("device-info file for %s not written: %s", dev_id, exc,
                           extra={"pci": dev_id, "resource": pool.resource_name})
 
-    def recent_allocations(self, since: float, *,
+    def recent_allocations(self, max_age: float, *,
                            skip: Collection[tuple[str, str]] = ()) -> dict[str, dict[str, float]]:
-        """What this or a previous process allocated at ``since`` (wall seconds) or later, as
-        its allocation log records: resource name → device id → when. ``skip``: (resource
-        name, device id) pairs not to report (devices prepared DRA claims own)."""
+        """What this or a previous process allocated in the last ``max_age`` seconds, as its
+        allocation log records: resource name → device id → seconds since. ``skip``:
+        (resource name, device id) pairs not to report (devices prepared DRA claims own)."""
         out: dict[str, dict[str, float]] = {}
-        for name, ids in self.allocations.since(since).items():
+        for name, ids in self.allocations.recent(max_age).items():
             kept = {i: t for i, t in ids.items() if (name, i) not in skip}
             if kept:
                 out[name] = kept
@@ -188,7 +188,12 @@ class Outputs:
 
     def problems(self) -> list[str]:
         """Why CDI is not ready, one line per pool, e.g. ``"CDI spec of intel.com/net not
-        written: cannot write CDI spec /var/run/cdi/...: Read-only file system"``."""
-        return [f"CDI spec of {name} not written: "
-                f"{self._cdi_errors.get(name, 'not attempted yet')}"
-                for name in sorted(self._cdi_pending)]
+        written: cannot write CDI spec /var/run/cdi/...: Read-only file system"``; and the
+        allocation log while its last record failed (a restart could not hold what this
+        process granted just before)."""
+        out = [f"CDI spec of {name} not written: "
+               f"{self._cdi_errors.get(name, 'not attempted yet')}"
+               for name in sorted(self._cdi_pending)]
+        if self.allocations.error:
+            out.append(self.allocations.error)
+        return out

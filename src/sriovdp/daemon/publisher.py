@@ -195,8 +195,7 @@ class PoolPublisher:
         """Hold what a previous process allocated in the last grace seconds (its admission
         may still be waiting on another plugin): the allocation log tells."""
         owned = self._dra.device_info_files() if self._dra is not None else frozenset()
-        since = time.time() - self._holds.grace
-        self._holds.adopt(self._outputs.recent_allocations(since, skip=owned))
+        self._holds.adopt(self._outputs.recent_allocations(self._holds.grace, skip=owned))
 
     def _stand_in(self, awaiting: frozenset[tuple[str, str]]) -> str | None:
         """Open a stand-in endpoint for the awaiting grants of this host's devices, under a

@@ -200,6 +200,7 @@ class Reconciler:
             self.outputs.allocated(pool, ids)
             self.metrics.allocations[pool.resource_name] += len(ids)
             self.holds.allocated(pool.resource_name, ids)
+            self._wakeups.own_allocation()
         else:
             self.metrics.allocate_errors[pool.resource_name] += 1
 
@@ -389,6 +390,8 @@ class Reconciler:
         self._wakeups.retry_outputs(bool(self.outputs.cdi_missing))
         if self.retention.awaiting_release:
             self._wakeups.poll_holds()
+        if self.holds.own_too_young():
+            self._wakeups.own_allocation()
         if first or published.changes.added:
             # after the new endpoints' first step (they bind their sockets right away)
             asyncio.get_running_loop().call_soon(self._log_summary, self.inventory)

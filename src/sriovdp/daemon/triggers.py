@@ -20,6 +20,10 @@ log = logging.getLogger("sriovdp.daemon")
 HOLD_POLL = 2.0
 """Seconds between pod resources calls while a held device is kept out of its new pool: a
 release is seen within this, so the old pool stops offering it soon after."""
+OWN_ALLOCATION_CHECK = 0.6
+"""Seconds after an Allocate of ours at which the kubelet is asked to rewrite its checkpoint
+(it then records the grant even while the container's other plugins are still allocating;
+see :data:`sriovdp.daemon.holds.WRITE_MARGIN`)."""
 CDI_RETRY_FIRST, CDI_RETRY_MAX = 1.0, 30.0
 """Back-off of retrying CDI specs that could not be written (seconds, doubling)."""
 
@@ -136,6 +140,12 @@ class Wakeups:
     def poll_holds(self) -> None:
         """Ask what pods hold again in :data:`HOLD_POLL` seconds."""
         self._timers.once("holds poll", HOLD_POLL, self._holds)
+
+    def own_allocation(self) -> None:
+        """An Allocate of ours: in :data:`OWN_ALLOCATION_CHECK` seconds, ask what pods hold
+        and have the kubelet rewrite its checkpoint (one pending check covers every
+        Allocate before it)."""
+        self._timers.once("own allocation", OWN_ALLOCATION_CHECK, self._holds)
 
     def retry_holds(self, at: float, *, still: Callable[[], bool]) -> None:
         """A pod resources call failed: ask again at ``at`` (monotonic, when its back-off
