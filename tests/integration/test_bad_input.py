@@ -336,3 +336,23 @@ async def test_reload_logs_a_bounded_report_when_the_new_config_has_thousands_of
         rejected = [r for r in caplog.records if "config reload rejected" in r.getMessage()]
         assert len(rejected) == 21
         assert (await kubelet.allocate(NET, ["0000:3b:02.0"])).container_responses
+
+
+async def test_a_reload_of_a_rejected_file_says_why_again_when_the_file_is_unchanged(
+    workdir: Path, host: FakeHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    # an operator sends SIGHUP to see why the ConfigMap is not in effect
+    settings = settings_for(workdir, host)
+    write(settings.config_file, CONFIG)
+    async with KubeletEmulator(settings.device_plugin_dir) as kubelet, \
+            running(settings) as daemon:
+        await kubelet.wait_for(NET, lambda d: len(d) == 4)
+        write(settings.config_file, {"resourceList": [{"resourceName": "x",
+                                                       "selectors": [{"driver": ["iavf"]}]}]})
+        assert daemon.reload_config("test")
+        await asyncio.wait_for(daemon.config_source.idle.wait(), 10)
+        caplog.set_level(logging.WARNING)
+        assert not daemon.reload_config("SIGHUP")  # the same bytes: not parsed again
+    again = [r.getMessage() for r in caplog.records if "unchanged since it was rejected" in
+             r.getMessage()]
+    assert len(again) == 1 and 'did you mean "drivers"' in again[0], again

@@ -45,6 +45,7 @@ class ConfigSource:
         self._bytes: bytes | None = None
         self._pending: tuple[bytes, str] | None = None
         self._wake = asyncio.Event()
+        self._rejected = ""  # the first problem of the file's bytes when they were rejected
         self.idle = asyncio.Event()
         """Set while no reload waits or runs (tests wait on it)."""
         self.idle.set()
@@ -71,8 +72,12 @@ class ConfigSource:
             self.reloads["failed"] += 1
             return False
         if content == self._bytes:
+            if self._rejected:  # asked again (SIGHUP) to see why the file is not in effect
+                log.warning("config reload (%s): %s is unchanged since it was rejected (%s); "
+                            "keeping the last good config", reason,
+                            self.settings.config_file, self._rejected)
             return False
-        self._bytes = content
+        self._bytes, self._rejected = content, ""
         self._pending = (content, reason)
         self.idle.clear()
         self._wake.set()
@@ -97,6 +102,8 @@ class ConfigSource:
                 config = await in_daemon_thread(self._parse, content)
             except ConfigError as exc:
                 self.reloads["failed"] += 1
+                more = len(exc.problems) - 1
+                self._rejected = str(exc.problems[0]) + (f"; {more} more" if more else "")
                 for problem in exc.problems:
                     log.error("config reload rejected, keeping the last good config: %s: %s",
                               self.settings.config_file, problem,
