@@ -197,7 +197,7 @@ async def test_an_init_container_vf_stays_out_of_its_new_pool_when_the_daemon_re
     """The emulator's side of break-it 5's real-kubelet case: our Allocate answered, the
     container's other plugin is slow, so the kubelet's file (written before) lacks the
     grant and ``List`` never shows a plain init container. The daemon restarts with the VF
-    moved to a new pool; only its device-info file tells the new process."""
+    moved to a new pool; only its allocation log tells the new process."""
     settings = settings_for(workdir, host)
     write(settings.config_file, CONFIG)
     pods = FakePodResources()

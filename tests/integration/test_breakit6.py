@@ -12,13 +12,17 @@ the container is allocated).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from daemon_kit import CONFIG, NET, settings_for, write
 from test_breakit4 import OTHER, daemon_on, emulator, moved
 
+from sriovdp.daemon.reconciler import Reconciler
+from sriovdp.daemon.settings import Settings
 from sriovdp.host.allocationlog import FILE_NAME
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
@@ -38,6 +42,21 @@ async def _restart_mid_admission_moves_it(kubelet, settings, pods, before: bytes
         return dev in kubelet.devices(OTHER)
 
 
+def _settings(workdir: Path, host: FakeHost) -> Settings:
+    settings = settings_for(workdir, host)
+    write(settings.config_file, CONFIG)
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def _first_daemon(kubelet: KubeletEmulator, settings: Settings,
+                        pods: FakePodResources) -> AsyncIterator[Reconciler]:
+    """The daemon before the restart, its pools registered with the kubelet."""
+    async with daemon_on(settings, pods) as daemon:
+        await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+        yield daemon
+
+
 async def _init_container_grant(kubelet: KubeletEmulator) -> tuple[bytes, str]:
     """A plain init container gets a VF of ``net``; returns the kubelet's file as it was
     before (the container's other plugin still slow) and the VF."""
@@ -49,12 +68,10 @@ async def _init_container_grant(kubelet: KubeletEmulator) -> tuple[bytes, str]:
 async def test_a_vf_stays_out_of_its_new_pool_when_the_daemon_restarts_mid_admission_after_a_control_run(  # noqa: E501
         workdir: Path, host: FakeHost) -> None:
     """Control: the log as the daemon keeps it: the restart holds the VF."""
-    settings = settings_for(workdir, host)
-    write(settings.config_file, CONFIG)
+    settings = _settings(workdir, host)
     pods = FakePodResources()
     async with emulator(settings) as kubelet:
-        async with daemon_on(settings, pods):
-            await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+        async with _first_daemon(kubelet, settings, pods):
             await kubelet.admit(NET, 1, pod="first", container="c")
             before, dev = await _init_container_grant(kubelet)
         assert not await _restart_mid_admission_moves_it(kubelet, settings, pods, before, dev)
@@ -62,12 +79,10 @@ async def test_a_vf_stays_out_of_its_new_pool_when_the_daemon_restarts_mid_admis
 
 async def test_a_vf_stays_out_of_its_new_pool_when_the_allocation_log_was_removed_under_the_daemon(  # noqa: E501
         workdir: Path, host: FakeHost) -> None:
-    settings = settings_for(workdir, host)
-    write(settings.config_file, CONFIG)
+    settings = _settings(workdir, host)
     pods = FakePodResources()
     async with emulator(settings) as kubelet:
-        async with daemon_on(settings, pods):
-            await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+        async with _first_daemon(kubelet, settings, pods):
             await kubelet.admit(NET, 1, pod="first", container="c")  # the log is open
             (settings.device_info_dir / FILE_NAME).unlink()  # e.g. a node clean-up
             before, dev = await _init_container_grant(kubelet)
@@ -77,28 +92,24 @@ async def test_a_vf_stays_out_of_its_new_pool_when_the_allocation_log_was_remove
 
 async def test_the_status_names_the_allocation_log_when_it_cannot_be_written(
         workdir: Path, host: FakeHost) -> None:
-    settings = settings_for(workdir, host)
-    write(settings.config_file, CONFIG)
+    settings = _settings(workdir, host)
     settings.device_info_dir.mkdir(parents=True, exist_ok=True)
     (settings.device_info_dir / FILE_NAME).symlink_to("elsewhere")  # O_NOFOLLOW refuses it
     pods = FakePodResources()
-    async with emulator(settings) as kubelet, daemon_on(settings, pods) as daemon:
-        await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+    async with emulator(settings) as kubelet, _first_daemon(kubelet, settings, pods) as daemon:
         await kubelet.admit(NET, 1, pod="p", container="c")
         assert any(FILE_NAME in p for p in daemon.status().problems), daemon.status().problems
 
 
 async def test_a_vf_stays_out_of_its_new_pool_when_the_allocation_log_ends_in_a_cut_line(
         workdir: Path, host: FakeHost) -> None:
-    settings = settings_for(workdir, host)
-    write(settings.config_file, CONFIG)
+    settings = _settings(workdir, host)
     settings.device_info_dir.mkdir(parents=True, exist_ok=True)
     # an earlier process's record cut short (its tmpfs was full), long before
     (settings.device_info_dir / FILE_NAME).write_bytes(b"1000.000000 intel.com/net 0000:3b:0")
     pods = FakePodResources()
     async with emulator(settings) as kubelet:
-        async with daemon_on(settings, pods):
-            await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+        async with _first_daemon(kubelet, settings, pods):
             before, dev = await _init_container_grant(kubelet)
         assert not await _restart_mid_admission_moves_it(kubelet, settings, pods, before, dev), \
             f"{OTHER} offers {dev} while the admission that got it is under way"
@@ -135,12 +146,10 @@ def test_a_grant_is_recorded_or_reported_when_the_log_write_is_short(tmp_path: P
 
 async def test_a_vf_stays_out_of_its_new_pool_when_the_wall_clock_stepped_forward_before_the_restart(  # noqa: E501
         workdir: Path, host: FakeHost) -> None:
-    settings = settings_for(workdir, host)
-    write(settings.config_file, CONFIG)
+    settings = _settings(workdir, host)
     pods = FakePodResources()
     async with emulator(settings) as kubelet:
-        async with daemon_on(settings, pods):
-            await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+        async with _first_daemon(kubelet, settings, pods):
             before, dev = await _init_container_grant(kubelet)
         # were the log's times wall clock, a step forward past the grace (NTP correcting a
         # slow RTC) would age this line; they are boot time, which never steps
@@ -155,14 +164,12 @@ async def test_a_vf_stays_out_of_the_renamed_pool_when_the_daemon_restarts_mid_a
         workdir: Path, host: FakeHost) -> None:
     """Held: the adopted grant names the old resource, which no pool serves any more: the
     VF is withheld from every pool until the kubelet's file shows it."""
-    settings = settings_for(workdir, host)
-    write(settings.config_file, CONFIG)
+    settings = _settings(workdir, host)
     pods = FakePodResources()
     renamed = {"resourceList": [dict(CONFIG["resourceList"][0], resourceName="net2"),
                                 CONFIG["resourceList"][1]]}
     async with emulator(settings) as kubelet:
-        async with daemon_on(settings, pods):
-            await kubelet.wait_capacity(NET, (4, 4), timeout=5)
+        async with _first_daemon(kubelet, settings, pods):
             before, dev = await _init_container_grant(kubelet)
         kubelet.checkpoint_path.write_bytes(before)
         os.utime(kubelet.checkpoint_path, (1.0, 1.0))
