@@ -371,6 +371,40 @@ async def test_health_sends_nothing_when_a_published_value_changes_no_health(
         await p.server.stop()
 
 
+async def test_health_sends_the_change_when_only_the_changed_pool_entries_are_new(
+        tmp_path: Path, host: FakeHost) -> None:
+    """The daemon's feed keeps the entries of unchanged pools as the same objects
+    (:class:`DraDeviceSet`); the stream compares only the new ones, and still tells every
+    change, and nothing when a value keeps every entry."""
+    from sriovdp.model.dra.slices import DraDeviceSet
+    from sriovdp.model.pools import with_health
+
+    config = parse_config(json.dumps(DEMO_CONFIG))
+    pools = build_pools(scan(host.paths), config.resources, default_prefix="intel.com")
+    healthy = DraDeviceSet.of(pools)
+    p = await start(tmp_path / "w", host, health_resend=30)
+    try:
+        p.devices.publish(healthy.devices)
+        stream = drahealth_v1_pb2_grpc.DRAResourceHealthStub(p.channel).NodeWatchResources(
+            drahealth_v1_pb2.NodeWatchResourcesRequest())
+        first = _told(await asyncio.wait_for(stream.read(), 10))
+        sick = healthy.updated(with_health(pools, {"0000:3b:02.4": Health.UNHEALTHY}))
+        assert any(sick.devices[n] is healthy.devices[n] for n in sick.devices)  # kept ones
+        p.devices.publish(dict(sick.devices))  # a new value: the same entries, no change
+        p.devices.publish(sick.devices)
+        assert _told(await asyncio.wait_for(stream.read(), 10)) == {
+            "0000-3b-02-4": drahealth_v1_pb2.UNHEALTHY}
+        well = sick.updated(with_health(sick.pools, {}))
+        p.devices.publish(well.devices)
+        assert _told(await asyncio.wait_for(stream.read(), 10)) == {
+            "0000-3b-02-4": drahealth_v1_pb2.HEALTHY}
+        assert first["0000-3b-02-4"] == drahealth_v1_pb2.HEALTHY
+        stream.cancel()
+    finally:
+        await p.channel.close()
+        await p.server.stop()
+
+
 async def test_health_sends_every_device_when_the_set_of_devices_changes(
         tmp_path: Path, host: FakeHost) -> None:
     """A device gone is simply no longer reported (the kubelet turns it Unknown after its

@@ -45,6 +45,7 @@ from sriovdp.model.dra.prepare import (
 from sriovdp.model.dra.publish import plan_sync, published_state
 from sriovdp.model.dra.slices import (
     MAX_DEVICES,
+    DraDeviceSet,
     HealthPolicy,
     PoolState,
     advance,
@@ -55,7 +56,7 @@ from sriovdp.model.dra.slices import (
 )
 from sriovdp.model.health import Health
 from sriovdp.model.pools import build_pools
-from sriovdp.model.selectors import AuxNetSelector, NetSelector
+from sriovdp.model.selectors import AuxNetSelector, FunctionRange, NetSelector
 
 DRIVER = "sriov.network.k8s.io"
 NODE = "worker-1"
@@ -518,3 +519,56 @@ def test_the_generation_grows_when_the_same_devices_are_cut_into_other_slices() 
     unknown = PoolState(3, devices)  # sizes not known: devices alone decide
     assert advance(unknown, devices, HealthPolicy.TAINT) is unknown
     assert slice_sizes(0, HealthPolicy.TAINT) == (0,)
+
+
+PER_PF = (ResourceConfig(name="pf0", selectors=(NetSelector(pf_names=(FunctionRange("ens1f0"),)),)),
+          ResourceConfig(name="pf1", selectors=(NetSelector(pf_names=(FunctionRange("ens2f0"),)),)))
+
+
+def two_pf_pools() -> Any:
+    return pools_for(vfs(4) + [vf(f"0000:5e:02.{i}", i, pf="0000:5e:00.0", pf_netdev="ens2f0")
+                               for i in range(3)], *PER_PF)
+
+
+def test_device_set_keeps_every_entry_when_no_pool_changed() -> None:
+    pools = two_pf_pools()
+    before = DraDeviceSet.of(pools)
+    assert before.updated(dict(pools)) is before
+
+
+def test_device_set_rebuilds_only_the_changed_pool_when_only_its_health_changed() -> None:
+    from sriovdp.model.pools import with_health
+
+    pools = two_pf_pools()
+    before = DraDeviceSet.of(pools)
+    sick = with_health(pools, {"0000:5e:02.1": Health.UNHEALTHY})
+    after = before.updated(sick)
+    assert after.devices == dra_devices(sick)
+    assert list(after.devices) == list(dra_devices(sick))  # name order kept
+    for name, entry in after.devices.items():
+        kept = entry is before.devices[name]
+        assert kept == (entry.pool.resource_name == "intel.com/pf0"), name
+        assert any(entry.pool is pool for pool in sick.values())
+    assert after.devices["0000-5e-02-1"].device.health == Health.UNHEALTHY
+
+
+@pytest.mark.parametrize("change", ["vf added", "pool removed", "device in two pools"])
+def test_device_set_is_built_again_when_the_devices_or_pools_differ(change: str) -> None:
+    pools = two_pf_pools()
+    if change == "vf added":
+        new = pools_for(vfs(5) + [vf("0000:5e:02.0", 0, pf="0000:5e:00.0", pf_netdev="ens2f0")],
+                        *PER_PF)
+    elif change == "pool removed":
+        new = dict(list(pools.items())[:1])
+    else:
+        new = {**pools, "all": next(iter(pools_for(vfs(4)).values()))}
+    before = DraDeviceSet.of(pools)
+    after = before.updated(new)
+    assert after.devices == dra_devices(new)
+    assert list(after.devices) == list(dra_devices(new))
+    assert after.updated(new) is after
+    if change == "device in two pools":  # always built again: which pool wins is the build's
+        from sriovdp.model.pools import with_health
+
+        sick = with_health(new, {"0000:3b:02.0": Health.UNHEALTHY})
+        assert after.updated(sick).devices == dra_devices(sick)

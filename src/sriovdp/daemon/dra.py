@@ -45,7 +45,7 @@ from sriovdp.kubelet.watch import watch_socket_dirs
 from sriovdp.model.devices import HostFacts
 from sriovdp.model.dra.modes import claim_holds
 from sriovdp.model.dra.prepare import SPEC_FILE_PREFIX, PreparedClaim
-from sriovdp.model.dra.slices import DraDevice, dra_devices
+from sriovdp.model.dra.slices import DraDevice, DraDeviceSet
 from sriovdp.model.pools import ResourcePool
 from sriovdp.model.retention import Holds
 
@@ -103,7 +103,7 @@ class DraSide:
         """Why the plugin is not served yet: another instance holds the node's lock."""
         self.feed: LatestValue[Mapping[str, DraDevice]] = LatestValue({}, ready=False)
         self._facts = HostFacts()
-        self._pools: tuple[ResourcePool, ...] = ()
+        self._devices = DraDeviceSet()
         self.claim_changes = 0
         """Prepares and unprepares recorded so far (a caller deciding off the loop compares)."""
         self.preparer = ClaimPreparer(
@@ -189,7 +189,7 @@ class DraSide:
     @property
     def pools(self) -> dict[str, ResourcePool]:
         """The DRA pools of the latest publication, by resource name."""
-        return {pool.resource_name: pool for pool in self._pools}
+        return {pool.resource_name: pool for pool in self._devices.pools.values()}
 
     @property
     def prepared_claims(self) -> int:
@@ -198,12 +198,11 @@ class DraSide:
     def update(self, pools: Mapping[str, ResourcePool], facts: HostFacts) -> None:
         """The DRA pools (by resource name) of the latest publication; cheap, never waits."""
         self._facts = facts
-        current = tuple(pools.values())
-        if self.feed.ready and len(current) == len(self._pools) and all(
-                a is b for a, b in zip(current, self._pools, strict=True)):
+        devices = self._devices.updated(pools)
+        if self.feed.ready and devices is self._devices:
             return  # the same pool objects: nothing changed
-        self._pools = current
-        self.feed.publish(dra_devices(pools))
+        self._devices = devices
+        self.feed.publish(devices.devices)
         self.slices.changed()
 
     def problems(self) -> list[str]:

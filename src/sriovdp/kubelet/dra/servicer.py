@@ -185,6 +185,7 @@ class DraHealthServicer:
         updates = self._feed.watch()
         devices: Mapping[str, DraDevice] | None = None
         told: dict[str, int] | None = None  # device name → health this stream last sent
+        last: Mapping[str, DraDevice] = {}  # the feed's value this stream last looked at
         full_due = 0.0  # loop time of the next full report
         pending = asyncio.ensure_future(anext(updates))
         try:
@@ -199,16 +200,20 @@ class DraHealthServicer:
                     pending = asyncio.ensure_future(anext(updates))
                 if devices is None:
                     continue
-                health = {name: self._health(d) for name, d in devices.items()}
-                if told is None or not done or health.keys() != told.keys():
+                if told is None or not done or devices.keys() != told.keys():
+                    told = {name: self._health(d) for name, d in devices.items()}
+                    last = devices
                     yield self.response(devices)
                     full_due = loop.time() + self._resend
-                else:
-                    changed = [name for name, h in health.items() if told[name] != h]
-                    if not changed:
-                        continue
+                    continue
+                # an entry that is the same object as last time has not changed (the feed
+                # rebuilds only the entries of changed pools): only the others are compared
+                changed = [name for name, d in devices.items()
+                           if d is not last[name] and told[name] != self._health(d)]
+                last = devices
+                if changed:
+                    told.update((name, self._health(devices[name])) for name in changed)
                     yield self.response(devices, changed)
-                told = health
         finally:
             pending.cancel()
 
