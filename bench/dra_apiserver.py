@@ -70,7 +70,8 @@ instead of ~6 ms of the loop for 2,048 devices) and comparing only those in the 
 stream took the health update from ~17 ms (16.5-17.2; p99 37-43 ms) to ~11 ms (11.0-11.1;
 p99 29-34 ms). With timestamps in the daemon, ~5 ms of that is ours (carrier change ->
 the message sent) and ~5 ms the kubelet's: its DRA manager rewrites its whole health
-checkpoint (JSON of every device) before it notifies. The real device manager's
+checkpoint before it notifies (the kubelet's ``state`` types marshalled and written as
+``healthinfo.go`` does, measured apart: 377 KB, ~3 ms median, p99 ~6 ms). The real device manager's
 allocatable, same hour: ~4.3 ms (p99 7-8 ms). First slice event ~54-62 ms, complete new
 generation ~0.52-0.61 s, unchanged by this.
 
