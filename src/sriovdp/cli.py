@@ -238,9 +238,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
     if command in ("run", "validate"):
         p.add_argument("--dra", nargs="?", const="marked", choices=("marked", "all"),
                        default=None,
-                       help='serve the pools marked "dra": true (--dra=all: every pool) '
-                            "through DRA (ResourceSlices and the kubelet DRA plugin) instead "
-                            "of device plugin sockets; default off")
+                       help=('serve the pools marked "dra": true (--dra=all: every pool) '
+                             "through DRA (ResourceSlices and the kubelet DRA plugin) instead "
+                             "of device plugin sockets; default off") if command == "run" else
+                            ("check the config as the daemon with the same flag reads it: "
+                             'pools marked "dra": true are DRA pools (--dra=all: every '
+                             "pool); default off: a marked pool is an error"))
     if command == "run":
         _add_dra_flags(p)
     if command == "run":
