@@ -112,3 +112,14 @@ def test_discover_dra_says_where_to_look_when_the_dra_pools_have_no_device(
     assert pools_of(captured.out) == set()
     assert "no device joined a DRA pool (intel.com/none)" in captured.err
     assert f"sriovdp discover --config-file {workdir / 'config.json'}" in captured.err
+
+
+def test_discover_table_says_which_pools_are_marked_for_dra_when_some_are(
+        workdir: Path, host: FakeHost, capsys: pytest.CaptureFixture[str]) -> None:
+    args = run(workdir, host, config=marked("intel_sriov_dpdk"))
+    args.remove("--dra=all")
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert 'Pool intel.com/intel_sriov_dpdk: 4 devices (marked "dra": true: served through ' \
+        "DRA with --dra)" in lines
+    assert "Pool intel.com/intel_sriov_netdevice: 4 devices" in lines
