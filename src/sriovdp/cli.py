@@ -221,9 +221,11 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--output", "-o", choices=("table", "json"), default="table",
                        help="table for reading, json for scripts (every field of every "
                             "device); default %(default)s")
-        p.add_argument("--dra", action="store_true",
-                       help="print the ResourceSlices DRA mode would publish "
-                            "(YAML; a JSON list with -o json); default off")
+        p.add_argument("--dra", nargs="?", const="marked", choices=("marked", "all"),
+                       default=None,
+                       help="print the ResourceSlices the daemon with the same flag would "
+                            'publish: the pools marked "dra": true (--dra=all: every pool); '
+                            "YAML, a JSON list with -o json; default off")
         p.add_argument("--dra-driver", metavar="DRIVER", type=_dra_driver,
                        default=DRA_DEFAULT_DRIVER,
                        help="DRA driver name (a DNS subdomain); default %(default)s")
@@ -236,9 +238,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
     if command in ("run", "validate"):
         p.add_argument("--dra", nargs="?", const="marked", choices=("marked", "all"),
                        default=None,
-                       help='serve the pools marked "dra": true (--dra=all: every pool) '
-                            "through DRA (ResourceSlices and the kubelet DRA plugin) instead "
-                            "of device plugin sockets; default off")
+                       help=('serve the pools marked "dra": true (--dra=all: every pool) '
+                             "through DRA (ResourceSlices and the kubelet DRA plugin) instead "
+                             "of device plugin sockets; default off") if command == "run" else
+                            ("check the config as the daemon with the same flag reads it: "
+                             'pools marked "dra": true are DRA pools (--dra=all: every '
+                             "pool); default off: a marked pool is an error"))
     if command == "run":
         _add_dra_flags(p)
     if command == "run":
@@ -351,7 +356,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         return chosen.absolute()
 
     host_root = getattr(args, "host_root", DEFAULTS.host.root)
-    dra = getattr(args, "dra", None)  # discover's --dra is a bool: print slices
+    dra = getattr(args, "dra", None)
     return Settings(
         host=HostPaths(host_root.absolute()),
         config_file=path("config_file"),
@@ -387,8 +392,8 @@ def _dra_settings(args: argparse.Namespace, dra: str | None) -> dict[str, Any]:
     from sriovdp.model.dra.modes import DraMode
     from sriovdp.model.dra.slices import HealthPolicy
 
-    if isinstance(dra, bool):  # discover reads a config made for either mode
-        return {"dra": DraMode.ALL if dra else DraMode.MARKED}
+    if hasattr(args, "output"):  # discover reads a config made for either mode
+        return {"dra": DraMode(dra or DraMode.MARKED)}
     out: dict[str, Any] = {"dra": DraMode(dra) if dra else None}
     if not hasattr(args, "kubelet_plugins_dir"):  # only run has the daemon's DRA flags
         return out
@@ -522,7 +527,7 @@ def _run_command(command: str, settings: Settings, args: argparse.Namespace,
         if command == "validate":
             return _validate(settings, strict=args.strict)
         if command == "discover":
-            if args.dra:
+            if args.dra is not None:
                 return _discover_dra(settings, args.dra_driver, args.node_name, args.output)
             return _discover(settings, args.output)
         return _run(settings, early)
@@ -563,6 +568,10 @@ def _validate(settings: Settings, *, strict: bool = False) -> int:
               f"{len(r.selectors)} selector{'s' if len(r.selectors) != 1 else ''}{dra})")
     count = len(config.resources)
     print(f"{settings.config_file}: valid, {count} resource{'s' if count != 1 else ''}")
+    if settings.dra is not None and not any(served_by_dra(r, settings.dra)
+                                            for r in config.resources):
+        print('note: with --dra no pool is served through DRA: mark pools "dra": true, or '
+              "use --dra=all (every pool)")
     return 0
 
 
@@ -591,17 +600,30 @@ def _discover_dra(settings: Settings, driver: str, node_name: str | None, output
     import json
 
     from sriovdp.discover_dra import default_node_name, dra_slices, render_yaml
+    from sriovdp.model.dra.modes import DraMode, served_by_dra
     from sriovdp.model.dra.names import DraNameError
 
     config = _load(settings)
+    mode = settings.dra or DraMode.MARKED
     try:
         slices = dra_slices(settings, config, driver=driver,
-                            node_name=node_name or default_node_name())
+                            node_name=node_name or default_node_name(), mode=mode)
     except DraNameError as exc:
         print(f"sriovdp: {exc} (set --node-name)", file=sys.stderr)
         return 2
     print(json.dumps(slices, indent=2) + "\n" if output == "json" else render_yaml(slices),
           end="")
+    dra_pools = [r.resource_name(settings.resource_prefix) for r in config.resources
+                 if served_by_dra(r, mode)]
+    if not dra_pools:
+        log.warning('no pool of %s is marked "dra": true: with --dra this node publishes no '
+                    "device (sriovdp discover --dra=all shows every pool, as the daemon "
+                    "with --dra=all publishes them)", settings.config_file)
+    elif not any(s["spec"]["devices"] for s in slices):
+        host = "" if settings.host.root == Path("/") else f" --host-root {settings.host.root}"
+        log.warning("no device joined a DRA pool (%s): sriovdp discover --config-file %s%s "
+                    "shows why each device is not in each pool", ", ".join(dra_pools),
+                    settings.config_file, host)
     return 0
 
 

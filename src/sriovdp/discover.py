@@ -200,6 +200,7 @@ def discover_report(settings: Settings, config: Config | None,
                  if _named_by(resource, o)]
         report["pools"].append({
             "resource": name,
+            "dra": resource.dra,
             "devices": list(pool.devices),
             "rejected": named + [{"address": v.address, "reason": v.reason}
                                  for v in verdicts[name] if not v.member],
@@ -278,7 +279,8 @@ def render_table(report: dict[str, Any]) -> str:
     for pool in report["pools"]:
         out.append("")
         count = len(pool["devices"])
-        out.append(f"Pool {pool['resource']}: {count} device{'' if count == 1 else 's'}")
+        dra = ' (marked "dra": true: served through DRA with --dra)' if pool.get("dra") else ""
+        out.append(f"Pool {pool['resource']}: {count} device{'' if count == 1 else 's'}{dra}")
         for dev in pool["devices"]:
             out.append(f"  + {dev}")
         for rej in pool["rejected"]:

@@ -1,7 +1,8 @@
 """``sriovdp discover --dra``: the ResourceSlices this node would publish, as YAML.
 
-For writing DeviceClass CEL selectors before deploying DRA mode: every pool of the config
-is shown as DRA mode publishes it (one DRA pool named after the node, devices with their
+For writing DeviceClass CEL selectors before deploying DRA mode: the pools DRA serves in
+``mode`` (``--dra``: those marked ``"dra": true``; ``--dra=all``: every pool) are shown as
+the daemon publishes them (one DRA pool named after the node, devices with their
 attributes, split at 128 per slice). Health is not read here (no netlink): every device is
 shown, and the generation is 1. The node UID is unknown, so there is no owner reference.
 """
@@ -19,6 +20,7 @@ from sriovdp.host.ddp import fill_ddp_profiles_if_asked
 from sriovdp.host.pcie import pcie_roots
 from sriovdp.host.sysfs import scan
 from sriovdp.model.config import Config
+from sriovdp.model.dra.modes import DraMode, served_by_dra
 from sriovdp.model.dra.slices import advance, dra_devices, resource_slices, slice_devices
 from sriovdp.model.pools import build_pools
 
@@ -29,8 +31,9 @@ def default_node_name() -> str:
 
 
 def dra_slices(settings: Settings, config: Config | None, *, driver: str,
-               node_name: str) -> list[dict[str, Any]]:
-    """Scan ``settings.host`` and build the node's ResourceSlices for ``config``'s pools.
+               node_name: str, mode: DraMode = DraMode.ALL) -> list[dict[str, Any]]:
+    """Scan ``settings.host`` and build the node's ResourceSlices for ``config``'s pools
+    that DRA serves in ``mode`` (the others keep their devices: a device joins one pool).
 
     Raises:
         DraNameError: the driver or node name is not valid for the API.
@@ -38,8 +41,9 @@ def dra_slices(settings: Settings, config: Config | None, *, driver: str,
     inventory = scan(settings.host)
     resources = config.resources if config is not None else ()
     inventory = fill_ddp_profiles_if_asked(inventory, resources)
-    devices = dra_devices(
-        build_pools(inventory, resources, default_prefix=settings.resource_prefix))
+    pools = build_pools(inventory, resources, default_prefix=settings.resource_prefix)
+    devices = dra_devices({name: pool for name, pool in pools.items()
+                           if served_by_dra(pool.config, mode)})
     addresses = {getattr(d.device.function, "parent", d.device.function).address
                  for d in devices.values()}
     roots = pcie_roots(settings.host, sorted(addresses))

@@ -90,6 +90,18 @@ def test_validate_accepts_a_pool_marked_for_dra_when_dra_is_given(
     assert dpdk in out
 
 
+
+def test_validate_says_dra_serves_no_pool_when_dra_is_given_and_none_is_marked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"resourceList": [CONFIG["resourceList"][1]]}))
+    assert main(["validate", "--dra", "--config-file", str(cfg),
+                 "--plugins-registry-dir", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert 'with --dra no pool is served through DRA: mark pools "dra": true, or use ' \
+        "--dra=all" in out
+
+
 def _run_args(tmp_path: Path) -> list[str]:
     host = build_demo_host(tmp_path / "host")
     cfg = tmp_path / "c.json"

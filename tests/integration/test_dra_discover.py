@@ -14,14 +14,26 @@ from sriovdp.testing.demo import DEMO_CONFIG
 from sriovdp.testing.fakehost import FakeHost
 
 
-def run(workdir: Path, host: FakeHost, *extra: str) -> list[str]:
-    config = workdir / "config.json"
-    config.write_text(json.dumps(DEMO_CONFIG))
-    return ["discover", "--dra", "--host-root", str(host.root), "--config-file", str(config),
+def run(workdir: Path, host: FakeHost, *extra: str, flag: str = "--dra=all",
+        config: object = DEMO_CONFIG) -> list[str]:
+    path = workdir / "config.json"
+    path.write_text(json.dumps(config))
+    return ["discover", flag, "--host-root", str(host.root), "--config-file", str(path),
             "--device-plugin-dir", str(workdir / "dp"), *extra]
 
 
-def test_discover_dra_prints_valid_slices_of_every_pool_when_the_config_is_good(
+def marked(*names: str) -> dict[str, object]:
+    """DEMO_CONFIG with the pools ``names`` marked ``"dra": true``."""
+    return {"resourceList": [{**r, "dra": True} if r["resourceName"] in names else r
+                             for r in DEMO_CONFIG["resourceList"]]}
+
+
+def pools_of(out: str) -> set[str]:
+    return {d["attributes"]["resourceName"]["string"]
+            for s in yaml.safe_load_all(out) for d in s["spec"]["devices"]}
+
+
+def test_discover_dra_prints_valid_slices_of_every_pool_when_dra_is_all(
         workdir: Path, host: FakeHost, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(run(workdir, host, "--node-name", "worker-1")) == 0
     slices = list(yaml.safe_load_all(capsys.readouterr().out))
@@ -68,3 +80,46 @@ def test_discover_dra_prints_a_json_list_when_asked_for_json(
     assert main(run(workdir, host, "--node-name", "worker-1", "-o", "json")) == 0
     (s,) = json.loads(capsys.readouterr().out)
     assert s["kind"] == "ResourceSlice"
+
+
+def test_discover_dra_prints_only_the_marked_pools_when_dra_is_bare(
+        workdir: Path, host: FakeHost, capsys: pytest.CaptureFixture[str]) -> None:
+    """Bare --dra is the daemon's --dra: the other pools stay device plugin pools, so their
+    devices are in no slice (a DeviceClass written for them would match nothing)."""
+    assert main(run(workdir, host, "--node-name", "worker-1", flag="--dra",
+                    config=marked("intel_sriov_dpdk"))) == 0
+    captured = capsys.readouterr()
+    assert pools_of(captured.out) == {"intel.com/intel_sriov_dpdk"}
+    assert captured.err == ""
+
+
+def test_discover_dra_says_nothing_is_published_when_no_pool_is_marked(
+        workdir: Path, host: FakeHost, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(run(workdir, host, "--node-name", "worker-1", flag="--dra")) == 0
+    captured = capsys.readouterr()
+    assert pools_of(captured.out) == set()
+    assert 'no pool of' in captured.err and 'is marked "dra": true' in captured.err
+    assert "--dra=all" in captured.err
+
+
+def test_discover_dra_says_where_to_look_when_the_dra_pools_have_no_device(
+        workdir: Path, host: FakeHost, capsys: pytest.CaptureFixture[str]) -> None:
+    config = {"resourceList": [{"resourceName": "none", "dra": True,
+                                "selectors": [{"vendors": ["1234"]}]}]}
+    assert main(run(workdir, host, "--node-name", "worker-1", flag="--dra",
+                    config=config)) == 0
+    captured = capsys.readouterr()
+    assert pools_of(captured.out) == set()
+    assert "no device joined a DRA pool (intel.com/none)" in captured.err
+    assert f"sriovdp discover --config-file {workdir / 'config.json'}" in captured.err
+
+
+def test_discover_table_says_which_pools_are_marked_for_dra_when_some_are(
+        workdir: Path, host: FakeHost, capsys: pytest.CaptureFixture[str]) -> None:
+    args = run(workdir, host, config=marked("intel_sriov_dpdk"))
+    args.remove("--dra=all")
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert 'Pool intel.com/intel_sriov_dpdk: 4 devices (marked "dra": true: served through ' \
+        "DRA with --dra)" in lines
+    assert "Pool intel.com/intel_sriov_netdevice: 4 devices" in lines
