@@ -572,3 +572,29 @@ def test_device_set_is_built_again_when_the_devices_or_pools_differ(change: str)
 
         sick = with_health(new, {"0000:3b:02.0": Health.UNHEALTHY})
         assert after.updated(sick).devices == dra_devices(sick)
+
+
+def _prepared(uid: str, *device_names: str) -> Any:
+    from sriovdp.model.dra.prepare import ClaimRef, PreparedClaim, PreparedDevice
+
+    return PreparedClaim(ClaimRef("default", f"claim-{uid}", uid), None, None, tuple(
+        PreparedDevice(("nic",), NODE, name, ()) for name in device_names))
+
+
+def test_prepare_is_refused_naming_the_holder_when_another_claim_still_has_the_device() -> None:
+    from sriovdp.model.dra.prepare import check_not_prepared_elsewhere
+
+    with pytest.raises(PrepareError) as err:
+        check_not_prepared_elsewhere(_prepared("new", "0000-3b-02-1", "0000-3b-02-2"),
+                                     [_prepared("old", "0000-3b-02-2")])
+    assert "'0000-3b-02-2' is still prepared for claim default/claim-old (old)" in str(err.value)
+    assert "0000-3b-02-1'" not in str(err.value)
+
+
+def test_prepare_passes_when_the_device_is_held_by_the_same_claim_or_by_none() -> None:
+    from sriovdp.model.dra.prepare import check_not_prepared_elsewhere
+
+    check_not_prepared_elsewhere(_prepared("same", "0000-3b-02-1"),
+                                 [_prepared("same", "0000-3b-02-1"),
+                                  _prepared("other", "0000-3b-02-3")])
+    check_not_prepared_elsewhere(_prepared("empty"), [_prepared("other", "0000-3b-02-3")])

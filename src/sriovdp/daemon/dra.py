@@ -62,6 +62,9 @@ class _NotifyingCheckpoint:
     def get(self, uid: str) -> PreparedClaim | None:
         return self._inner.get(uid)
 
+    def claims(self) -> list[PreparedClaim]:
+        return self._inner.claims()
+
     def add(self, claim: PreparedClaim) -> None:
         self._inner.add(claim)
         self._changed()

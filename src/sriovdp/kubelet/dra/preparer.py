@@ -3,7 +3,8 @@
 Prepare: a claim already in the checkpoint whose CDI spec is still there gets the recorded
 answer (the kubelet repeats calls after its own restart). Otherwise the claim is read from
 the apiserver (:class:`~sriovdp.kubelet.dra.claims.ClaimReader`: UID checked), planned
-(:func:`sriovdp.model.dra.prepare.prepare_claim`: only our driver's results), its CDI spec
+(:func:`sriovdp.model.dra.prepare.prepare_claim`: only our driver's results; refused while
+another prepared claim still holds one of its devices), its CDI spec
 (first line: the claim's record, from which a damaged checkpoint is rebuilt, see
 :mod:`sriovdp.model.dra.records`) and device-info files written, the checkpoint recorded,
 and only then answered.
@@ -33,6 +34,7 @@ from sriovdp.model.dra.prepare import (
     ClaimRef,
     PreparedClaim,
     PreparedDevice,
+    check_not_prepared_elsewhere,
     prepare_claim,
     spec_file_name,
 )
@@ -62,6 +64,7 @@ class Checkpoint(Protocol):
     """The prepared claims, kept across restarts."""
 
     def get(self, uid: str) -> PreparedClaim | None: ...
+    def claims(self) -> list[PreparedClaim]: ...
     def add(self, claim: PreparedClaim) -> None: ...
     def remove(self, uid: str) -> bool: ...
 
@@ -144,6 +147,8 @@ class ClaimPreparer:
             devices = self._devices()
             plan = prepare_claim(claim, driver=self.driver, pool_name=self.pool_name,
                                  devices=devices, facts=self._facts())
+            # no await from here to the record: two claims naming one device cannot both pass
+            check_not_prepared_elsewhere(plan, self._checkpoint.claims())
             try:
                 if plan.spec is not None and plan.spec_file is not None:
                     self._cdi.write(plan.spec, plan.spec_file,

@@ -114,6 +114,34 @@ class PreparedClaim:
     device_info: tuple[tuple[str, str], ...] = ()
 
 
+def check_not_prepared_elsewhere(plan: PreparedClaim,
+                                 prepared: Sequence[PreparedClaim]) -> None:
+    """Refuse ``plan`` while another claim prepared on this node still holds one of its
+    devices.
+
+    The allocator gives a device to a new claim as soon as the old claim is deallocated;
+    a pod force-deleted from the apiserver (or a claim whose pod is still being torn down)
+    keeps running with the device until the kubelet calls NodeUnprepareResources for it,
+    so until then the device stays the old claim's. The kubelet retries the prepare while
+    it syncs the new pod, which starts once the old claim is unprepared.
+
+    Raises:
+        PrepareError: naming each such device and the claim that holds it.
+    """
+    mine = {(d.pool_name, d.device_name) for d in plan.devices}
+    if not mine:
+        return
+    held = [
+        f"device {d.device_name!r} is still prepared for claim {other.ref} "
+        "(not unprepared yet: its pod may still be running)"
+        for other in prepared if other.ref.uid != plan.ref.uid
+        for d in other.devices if (d.pool_name, d.device_name) in mine
+    ]
+    if held:
+        raise PrepareError(f"claim {plan.ref}: " + "; ".join(held)
+                           + "; the kubelet retries once it is unprepared")
+
+
 def spec_file_name(claim_uid: str) -> str:
     """``sriov-dra-<uid>.yaml``.
 
