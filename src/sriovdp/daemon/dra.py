@@ -171,6 +171,14 @@ class DraSide:
         log.error("%s", notice)
         self._damaged = (aside, notice)
 
+    def read_checkpoint(self) -> None:
+        """Read the checkpoint again, without repairing it (whoever holds ``dra.sock``'s
+        lock does that): once this instance owns the node, before its first pass, so the
+        claims a previous instance prepared until it exited are holds (a problem is logged,
+        shown, and the claims in the CDI specs are held meanwhile)."""
+        with contextlib.suppress(HostError):
+            self.load_checkpoint(repair=False)
+
     def _checkpoint_failed(self, exc: HostError) -> None:
         error = f"dra: {exc}"
         if error != self.checkpoint_error:

@@ -260,6 +260,8 @@ class Reconciler:
                 self._start_helpers(supervisor, servers)
                 if not await self._until_stopped(self._endpoints.own_node()):
                     return
+                if self.dra is not None:  # a previous instance may have prepared claims since
+                    self.dra.read_checkpoint()
                 self.publisher.open_placeholders()
                 try:
                     await self._loop()
