@@ -36,12 +36,23 @@ current-context: x
 async def test_reading_the_node_is_a_slice_api_error_when_the_apiserver_refuses(
         tmp_path: Path) -> None:
     apis = connect(_kubeconfig(tmp_path, _closed_port()))
-    with pytest.raises(SliceApiError, match="reading Node worker-1"):
+    with pytest.raises(SliceApiError, match="reading Node worker-1") as err:
         await apis.nodes.uid("worker-1")
+    assert "Connection refused" in str(err.value)
+    assert "Max retries" not in str(err.value)  # the client makes one try: say why it failed
 
 
 async def test_reading_a_claim_is_a_claim_read_error_when_the_apiserver_refuses(
         tmp_path: Path) -> None:
     apis = connect(_kubeconfig(tmp_path, _closed_port()))
-    with pytest.raises(ClaimReadError, match="reading claim default/c1"):
+    with pytest.raises(ClaimReadError, match="reading claim default/c1") as err:
         await apis.claims.read(ClaimRef("default", "c1", "uid-1"))
+    assert "Connection refused" in str(err.value) and "Max retries" not in str(err.value)
+
+
+async def test_listing_slices_says_why_the_connection_failed_when_the_apiserver_refuses(
+        tmp_path: Path) -> None:
+    apis = connect(_kubeconfig(tmp_path, _closed_port()))
+    with pytest.raises(SliceApiError, match="listing ResourceSlices") as err:
+        await apis.slices.list(driver="sriov.network.k8s.io", node_name="worker-1")
+    assert "Connection refused" in str(err.value) and "Max retries" not in str(err.value)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from sriovdp.errors import HostError
 from sriovdp.kubelet.dra.claims import ClaimReader, KubernetesClaimReader
+from sriovdp.kubelet.dra.httperrors import failure_text
 from sriovdp.kubelet.dra.publisher import (
     WRITE_CONCURRENCY,
     JsonBody,
@@ -67,7 +68,7 @@ class KubernetesNodeReader:
             raise SliceApiError(f"reading Node {node_name}: {exc.status} {exc.reason}",
                                 exc.status) from exc
         except (OSError, ValueError, HTTPError) as exc:  # urllib3: MaxRetryError and others
-            raise SliceApiError(f"reading Node {node_name}: {exc}") from exc
+            raise SliceApiError(f"reading Node {node_name}: {failure_text(exc)}") from exc
         return str(node.metadata.uid)
 
 

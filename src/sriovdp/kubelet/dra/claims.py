@@ -13,6 +13,7 @@ import functools
 from typing import Any, Protocol
 
 from sriovdp.errors import SriovdpError
+from sriovdp.kubelet.dra.httperrors import failure_text
 from sriovdp.model.dra.prepare import AllocatedDevice, ClaimAllocation, ClaimRef
 from sriovdp.threads import in_daemon_thread
 
@@ -82,5 +83,5 @@ class KubernetesClaimReader:
                 raise ClaimReadError(f"claim {ref.namespace}/{ref.name} not found") from exc
             raise ClaimReadError(f"reading claim {ref}: {exc.status} {exc.reason}") from exc
         except (OSError, ValueError, HTTPError) as exc:  # urllib3: MaxRetryError and others
-            raise ClaimReadError(f"reading claim {ref}: {exc}") from exc
+            raise ClaimReadError(f"reading claim {ref}: {failure_text(exc)}") from exc
         return claim_from_api(ref, claim)

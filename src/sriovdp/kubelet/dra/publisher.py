@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sriovdp.errors import SriovdpError
+from sriovdp.kubelet.dra.httperrors import failure_text
 from sriovdp.model.dra.publish import SyncPlan, comparable_device, plan_sync, published_state
 from sriovdp.model.dra.slices import (
     DraDevice,
@@ -270,7 +271,7 @@ class KubernetesSliceApi:
         except ApiException as exc:
             raise SliceApiError(f"{what}: {exc.status} {exc.reason}", exc.status) from exc
         except (OSError, ValueError, HTTPError) as exc:  # connection errors are OSErrors
-            raise SliceApiError(f"{what}: {exc}") from exc
+            raise SliceApiError(f"{what}: {failure_text(exc)}") from exc
 
     async def list(self, *, driver: str, node_name: str) -> list[dict[str, Any]]:
         selector = f"spec.nodeName={node_name},spec.driver={driver}"
