@@ -176,7 +176,7 @@ async def test_every_pool_is_published_and_none_registered_when_dra_is_all(
 
 
 async def test_device_plugin_pools_work_unchanged_when_no_pool_is_marked(
-        workdir: Path, host: FakeHost) -> None:
+        workdir: Path, host: FakeHost, caplog: pytest.LogCaptureFixture) -> None:
     settings = dra_settings(workdir, host, CONFIG)
     api = Apiserver()
     async with emulator(settings) as kubelet, dra_daemon(settings, api, CONFIG):
@@ -184,6 +184,9 @@ async def test_device_plugin_pools_work_unchanged_when_no_pool_is_marked(
         await kubelet.wait_capacity(DPDK, (4, 4), timeout=5)
         await published(api, set())  # the node's pool is there, empty
         assert len(api.slices.slices) == 1
+    said = [r.getMessage() for r in caplog.records if "no pool is served through DRA" in
+            r.getMessage()]
+    assert len(said) == 1, said  # once, not at every pass
 
 
 async def test_claim_is_prepared_with_env_and_device_info_when_the_kubelet_asks(

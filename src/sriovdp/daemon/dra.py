@@ -209,6 +209,10 @@ class DraSide:
     def update(self, pools: Mapping[str, ResourcePool], facts: HostFacts) -> None:
         """The DRA pools (by resource name) of the latest publication; cheap, never waits."""
         self._facts = facts
+        if not pools and (self._devices.pools or not self.feed.ready):
+            log.warning('dra: no pool is served through DRA (the config marks none "dra": '
+                        "true; --dra=all serves every pool): the ResourceSlices list no "
+                        "device")
         devices = self._devices.updated(pools)
         if self.feed.ready and devices is self._devices:
             return  # the same pool objects: nothing changed
