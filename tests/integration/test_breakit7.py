@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from daemon_kit import CONFIG, NET, write
+from daemon_kit import ALL_NET, CONFIG, NET, write
 from test_dra_daemon import (
     DEV,
     DRA_NET,
@@ -22,17 +22,16 @@ from test_dra_daemon import (
     dra_daemon,
     dra_kubelet,
     dra_settings,
-    emulator,
     published,
 )
 
 from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.daemon.settings import Settings
 from sriovdp.model.config import parse_config
+from sriovdp.model.dra.prepare import ClaimRef
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import AdmissionError, KubeletEmulator
-
-ALL_NET = {f"0000:3b:02.{i}" for i in range(4)}
+from sriovdp.testing.podresources import FakePodResources
 
 
 def watcher_emulator(settings: Settings) -> KubeletEmulator:
@@ -46,8 +45,8 @@ async def _grab_when_offered(kubelet: KubeletEmulator, resource: str, dev: str,
                              granted: list[str]) -> None:
     """A pod pending on ``resource`` (as many VFs as offered) admitted the moment ``dev`` is
     offered Healthy through it; what it was granted goes to ``granted``."""
-    while dev not in (offered := kubelet.healthy_ids(resource)):
-        await asyncio.sleep(0.002)
+    offered = await kubelet.wait_for(resource, lambda d: dev in d and d[dev].healthy,
+                                     timeout=60)
     with contextlib.suppress(AdmissionError):
         granted += (await kubelet.admit(resource, len(offered), pod="pending")).device_ids
 
@@ -97,3 +96,33 @@ async def test_a_prepared_vf_is_never_offered_by_a_device_plugin_pool_when_a_new
         workdir: Path, host: FakeHost) -> None:
     assert not await _hand_over(workdir, host), \
         f"{DEV}, prepared for a claim, given to a device plugin pod too"
+
+
+# --- two claims naming one VF ------------------------------------------------------------------
+
+OTHER = ClaimRef("default", "c2", "7d3c2b1a-0000-4000-8000-00000000c1b2")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "ClaimPreparer.prepare / prepare_claim never check that a device is already prepared "
+    "for another claim UID in the checkpoint: a second claim naming it is prepared too"))
+async def test_a_prepared_vf_is_not_prepared_for_a_second_claim_when_the_first_pod_was_force_deleted(  # noqa: E501
+        workdir: Path, host: FakeHost) -> None:
+    """``kubectl delete pod --force``: the pod object goes at once while its container still
+    runs; its claim is deleted (or deallocated), so the allocator gives the VF to the next
+    claim before the kubelet has unprepared the first. The kubelet trusts the allocator:
+    the driver is the last place that knows the VF is still in use."""
+    settings = dra_settings(workdir, host)
+    api = Apiserver()
+    async with dra_daemon(settings, api, pods=FakePodResources()), \
+            dra_kubelet(settings) as dra:
+        await published(api, ALL_NET)
+        api.allocate(DEV)
+        assert (await dra.prepare(REF))[UID].error == ""
+        api.claims.delete("default", "c1")
+        api.allocate(DEV, OTHER)
+        second = (await dra.prepare(OTHER))[OTHER.uid]
+        assert second.error != "", f"{DEV} prepared for two claims at once"
+        # once the first claim is unprepared, the second one is prepared
+        assert (await dra.unprepare(REF))[UID].error == ""
+        assert (await dra.prepare(OTHER))[OTHER.uid].error == ""
