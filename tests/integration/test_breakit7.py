@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from daemon_kit import ALL_NET, CONFIG, NET, write
+from daemon_kit import ALL_DPDK, ALL_NET, CONFIG, DPDK, NET, write
 from test_dra_daemon import (
     DEV,
     DRA_NET,
@@ -22,12 +22,14 @@ from test_dra_daemon import (
     dra_daemon,
     dra_kubelet,
     dra_settings,
+    emulator,
     published,
 )
 
 from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.daemon.settings import Settings
 from sriovdp.model.config import parse_config
+from sriovdp.model.dra.names import device_name
 from sriovdp.model.dra.prepare import ClaimRef
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import AdmissionError, KubeletEmulator
@@ -126,3 +128,54 @@ async def test_a_prepared_vf_is_not_prepared_for_a_second_claim_when_the_first_p
         # once the first claim is unprepared, the second one is prepared
         assert (await dra.unprepare(REF))[UID].error == ""
         assert (await dra.prepare(OTHER))[OTHER.uid].error == ""
+
+
+# --- the host changing under a prepared claim (held: passing tests) ----------------------------
+
+
+async def test_a_prepared_vf_is_not_offered_by_a_device_plugin_pool_when_it_is_rebound_to_vfio_pci(  # noqa: E501
+        workdir: Path, host: FakeHost) -> None:
+    """The claim's pod binds its VF to vfio-pci (a DPDK app): the VF now matches the device
+    plugin pool of vfio-pci VFs, yet stays the claim's until it is unprepared."""
+    settings = dra_settings(workdir, host)
+    api = Apiserver()
+    async with emulator(settings) as kubelet, dra_daemon(settings, api) as daemon, \
+            dra_kubelet(settings) as dra:
+        await published(api, ALL_NET)
+        await kubelet.wait_for(DPDK, lambda d: set(d) == ALL_DPDK, timeout=5)
+        api.allocate(DEV)
+        assert (await dra.prepare(REF))[UID].error == ""
+        host.bind(DEV, "vfio-pci")
+        daemon.trigger("test")
+        for _ in range(4):  # a few passes (resync 0.5 s)
+            await asyncio.sleep(0.5)
+            assert DEV not in kubelet.devices(DPDK), f"{DEV} offered while prepared"
+            assert DEV in api.ids(), "the claim's VF left its DRA pool"
+        assert (await dra.unprepare(REF))[UID].error == ""
+        await kubelet.wait_for(DPDK, lambda d: DEV in d, timeout=5)
+        await published(api, ALL_NET - {DEV}, "the released VF gone to its new pool")
+
+
+async def test_a_prepared_vf_stays_its_claims_when_the_pf_recreates_its_vfs(
+        workdir: Path, host: FakeHost) -> None:
+    """``sriov_numvfs`` 8 → 0 → 8 while a claim is prepared (an operator re-creating VFs;
+    they come back iavf-bound, the vfio-pci ones included)."""
+    settings = dra_settings(workdir, host)
+    api = Apiserver()
+    async with emulator(settings) as kubelet, dra_daemon(settings, api) as daemon, \
+            dra_kubelet(settings) as dra:
+        await published(api, ALL_NET)
+        api.allocate(DEV)
+        assert (await dra.prepare(REF))[UID].error == ""
+        host.set_numvfs("0000:3b:00.0", 0)
+        daemon.trigger("test")
+        await asyncio.sleep(1.5)  # past a periodic resync: unheld VFs dropped
+        assert daemon.dra is not None
+        assert set(daemon.dra.feed.value) == {device_name(DEV)}, \
+            "the claim's VF kept in its DRA pool (Unhealthy: out of the slices) while gone"
+        assert api.ids() == set()
+        host.set_numvfs("0000:3b:00.0", 8)
+        daemon.trigger("test")
+        await published(api, {f"0000:3b:02.{i}" for i in range(8)}, "every VF back")
+        assert not kubelet.devices(DPDK), "no vfio-pci VF is left"
+        assert (await dra.unprepare(REF))[UID].error == ""
