@@ -130,6 +130,34 @@ async def test_a_prepared_vf_is_not_prepared_for_a_second_claim_when_the_first_p
         assert (await dra.prepare(OTHER))[OTHER.uid].error == ""
 
 
+async def test_a_stale_claim_is_not_prepared_when_its_vf_moved_to_a_device_plugin_pod(
+        workdir: Path, host: FakeHost) -> None:
+    """The allocator gave the VF to a claim while its pool was a DRA pool; before the
+    kubelet prepared it, a reload moved the pool back to the device plugin and a pod got the
+    VF there. The stale claim is refused until the pod released it and the pool is a DRA
+    pool again."""
+    settings = dra_settings(workdir, host)
+    api = Apiserver()
+    async with emulator(settings) as kubelet, dra_daemon(settings, api) as daemon, \
+            dra_kubelet(settings) as dra:
+        await published(api, ALL_NET)
+        api.allocate(DEV)  # allocated, not prepared yet
+        write(settings.config_file, CONFIG)
+        assert daemon.reload_config("test")
+        await kubelet.wait_for(NET, lambda d: set(d) == ALL_NET, timeout=5)
+        got = (await kubelet.admit(NET, 4, pod="busy")).device_ids
+        assert DEV in got
+        answer = (await dra.prepare(REF))[UID]
+        assert "is not on this node" in answer.error, "the stale claim got the pod's VF"
+        write(settings.config_file, DRA_NET)
+        assert daemon.reload_config("test")
+        await published(api, set(), "the pool's VFs stay with the pod")
+        assert "is not on this node" in (await dra.prepare(REF))[UID].error
+        kubelet.release("busy")
+        await published(api, ALL_NET, "the released VFs")
+        assert (await dra.prepare(REF))[UID].error == ""
+
+
 # --- the host changing under a prepared claim (held: passing tests) ----------------------------
 
 
