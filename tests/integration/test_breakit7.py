@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from daemon_kit import ALL_DPDK, ALL_NET, CONFIG, DPDK, NET, write
 from test_dra_daemon import (
     DEV,
     DRA_NET,
+    DRIVER,
+    NODE,
     REF,
     UID,
     Apiserver,
@@ -30,7 +33,7 @@ from sriovdp.daemon.reconciler import Reconciler
 from sriovdp.daemon.settings import Settings
 from sriovdp.model.config import parse_config
 from sriovdp.model.dra.names import device_name
-from sriovdp.model.dra.prepare import ClaimRef
+from sriovdp.model.dra.prepare import AllocatedDevice, ClaimAllocation, ClaimRef
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import AdmissionError, KubeletEmulator
 from sriovdp.testing.podresources import FakePodResources
@@ -207,3 +210,73 @@ async def test_a_prepared_vf_stays_its_claims_when_the_pf_recreates_its_vfs(
         await published(api, {f"0000:3b:02.{i}" for i in range(8)}, "every VF back")
         assert not kubelet.devices(DPDK), "no vfio-pci VF is left"
         assert (await dra.unprepare(REF))[UID].error == ""
+
+
+# --- many moves, claims and pods at once (held: a passing test) ---------------------------------
+
+
+def _one_owner_each(daemon: Reconciler, kubelet: KubeletEmulator) -> list[str]:
+    """What is wrong now: a prepared VF offered Healthy by a device plugin pool, or held by
+    a device plugin pod too."""
+    assert daemon.dra is not None
+    prepared = {i for ids in daemon.dra.holds().values() for i in ids}
+    offered = {d for name in daemon.pools for d in kubelet.healthy_ids(name)}
+    held = {d for a in kubelet.allocations() for d in a.device_ids}
+    return ([f"{d} prepared and offered Healthy by a device plugin pool"
+             for d in sorted(prepared & offered)]
+            + [f"{d} prepared and held by a device plugin pod" for d in sorted(prepared & held)])
+
+
+async def test_no_vf_is_both_prepared_and_a_device_plugin_pods_when_reloads_move_its_pool_back_and_forth(  # noqa: E501
+        workdir: Path, host: FakeHost) -> None:
+    """60 random steps (seeded): reloads moving the pool between DRA and the device plugin,
+    claims allocated from the slices and prepared (stale ones retried), unprepared, pods
+    admitted and released; after each, no VF is both a claim's and a device plugin pod's
+    or offered by a device plugin pool while prepared."""
+    rng = random.Random(1)
+    settings = dra_settings(workdir, host)
+    api = Apiserver()
+    claims: dict[str, ClaimRef] = {}  # device name → its claim (the allocator's view)
+    prepared: set[str] = set()
+    pods: list[str] = []
+    async with emulator(settings) as kubelet, dra_daemon(settings, api) as daemon, \
+            dra_kubelet(settings) as dra:
+        await published(api, ALL_NET)
+        for step in range(60):
+            action = rng.choice(["reload", "claim", "claim", "retry", "unprepare", "pod",
+                                 "release"])
+            if action == "reload":
+                write(settings.config_file, rng.choice([CONFIG, DRA_NET]))
+                daemon.reload_config("test")
+            elif action == "claim":
+                free = sorted(set(api.devices()) - set(claims))
+                if free:
+                    name = rng.choice(free)
+                    ref = ClaimRef("default", f"c{step}", f"00000000-0000-4000-8000-{step:012d}")
+                    claims[name] = ref
+                    api.claims.put(ClaimAllocation(ref, (AllocatedDevice("nic", DRIVER, NODE,
+                                                                         name),)))
+                    if (await dra.prepare(ref))[ref.uid].error == "":
+                        prepared.add(name)
+            elif action == "retry" and set(claims) - prepared:  # the kubelet tries again
+                name = rng.choice(sorted(set(claims) - prepared))
+                ref = claims[name]
+                if (await dra.prepare(ref))[ref.uid].error == "":
+                    prepared.add(name)
+            elif action == "unprepare" and prepared:
+                name = rng.choice(sorted(prepared))
+                ref = claims.pop(name)
+                assert (await dra.unprepare(ref))[ref.uid].error == ""
+                api.claims.delete(ref.namespace, ref.name)
+                prepared.discard(name)
+            elif action == "pod" and kubelet.healthy_ids(NET) - {
+                    d for a in kubelet.allocations() for d in a.device_ids}:
+                with contextlib.suppress(AdmissionError):
+                    await kubelet.admit(NET, 1, pod=f"p{step}")
+                    pods.append(f"p{step}")
+            elif action == "release" and pods:
+                kubelet.release(pods.pop(rng.randrange(len(pods))))
+            for _ in range(rng.choice([0, 1, 5])):
+                await asyncio.sleep(0.05)
+                wrong = _one_owner_each(daemon, kubelet)
+                assert not wrong, f"step {step} ({action}): {wrong}"
