@@ -11,6 +11,7 @@ import json
 import random
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon_kit import ALL_DPDK, ALL_NET, CONFIG, DPDK, NET, write
@@ -34,6 +35,7 @@ from sriovdp.daemon.settings import Settings
 from sriovdp.model.config import parse_config
 from sriovdp.model.dra.names import device_name
 from sriovdp.model.dra.prepare import AllocatedDevice, ClaimAllocation, ClaimRef
+from sriovdp.testing.dra import DraKubelet
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import AdmissionError, KubeletEmulator
 from sriovdp.testing.podresources import FakePodResources
@@ -56,13 +58,15 @@ async def _grab_when_offered(kubelet: KubeletEmulator, resource: str, dev: str,
         granted += (await kubelet.admit(resource, len(offered), pod="pending")).device_ids
 
 
-async def _hand_over(work: Path, host: FakeHost) -> bool:
+async def _hand_over(work: Path, host: FakeHost, *, dra: bool = True) -> bool:
     """A rolling update with ``maxSurge`` that also moves the DRA pool back to the device
-    plugin: the new instance starts (and waits) while the old one still serves; the old
-    one prepares a claim meanwhile, then exits. True when the new instance offered the
-    claim's VF to a device plugin pod."""
+    plugin (``dra``: the new instance still runs with ``--dra``, else without): the new
+    instance starts (and waits) while the old one still serves; the old one prepares a
+    claim meanwhile, then exits. True when the new instance offered the claim's VF to a
+    device plugin pod."""
     old = dra_settings(work, host)
-    new = replace(old, config_file=work / "config-new.json")
+    new = replace(old, config_file=work / "config-new.json",
+                  dra=old.dra if dra else None)
     write(new.config_file, CONFIG)
     api = Apiserver()
     granted: list[str] = []
@@ -85,7 +89,7 @@ async def _hand_over(work: Path, host: FakeHost) -> bool:
             await asyncio.wait_for(second.ready.wait(), 10)
             await kubelet.wait_for(NET, lambda d: set(d) >= ALL_NET - {DEV}, timeout=5)
             await asyncio.sleep(1.5)  # the new instance's DRA side took over meanwhile
-            assert second.dra is not None and second.dra.waiting is None
+            assert second.dra is None or second.dra.waiting is None
         finally:
             watch.cancel()
             second.stop()
@@ -100,6 +104,14 @@ async def _hand_over(work: Path, host: FakeHost) -> bool:
 async def test_a_prepared_vf_is_never_offered_by_a_device_plugin_pool_when_a_new_instance_takes_over(  # noqa: E501
         workdir: Path, host: FakeHost) -> None:
     assert not await _hand_over(workdir, host), \
+        f"{DEV}, prepared for a claim, given to a device plugin pod too"
+
+
+async def test_a_prepared_vf_is_never_offered_when_a_new_instance_without_dra_takes_over(
+        workdir: Path, host: FakeHost) -> None:
+    """The node moved back to the device plugin by a roll-out that drops ``--dra``: the
+    claim's VF is the old driver's (its checkpoint is read at each full pass)."""
+    assert not await _hand_over(workdir, host, dra=False), \
         f"{DEV}, prepared for a claim, given to a device plugin pod too"
 
 
@@ -227,56 +239,92 @@ def _one_owner_each(daemon: Reconciler, kubelet: KubeletEmulator) -> list[str]:
             + [f"{d} prepared and held by a device plugin pod" for d in sorted(prepared & held)])
 
 
-async def test_no_vf_is_both_prepared_and_a_device_plugin_pods_when_reloads_move_its_pool_back_and_forth(  # noqa: E501
-        workdir: Path, host: FakeHost) -> None:
-    """60 random steps (seeded): reloads moving the pool between DRA and the device plugin,
-    claims allocated from the slices and prepared (stale ones retried), unprepared, pods
-    admitted and released; after each, no VF is both a claim's and a device plugin pod's
-    or offered by a device plugin pool while prepared."""
-    rng = random.Random(1)
-    settings = dra_settings(workdir, host)
-    api = Apiserver()
-    claims: dict[str, ClaimRef] = {}  # device name → its claim (the allocator's view)
-    prepared: set[str] = set()
-    pods: list[str] = []
-    async with emulator(settings) as kubelet, dra_daemon(settings, api) as daemon, \
-            dra_kubelet(settings) as dra:
-        await published(api, ALL_NET)
-        for step in range(60):
-            action = rng.choice(["reload", "claim", "claim", "retry", "unprepare", "pod",
-                                 "release"])
-            if action == "reload":
-                write(settings.config_file, rng.choice([CONFIG, DRA_NET]))
-                daemon.reload_config("test")
-            elif action == "claim":
-                free = sorted(set(api.devices()) - set(claims))
-                if free:
-                    name = rng.choice(free)
-                    ref = ClaimRef("default", f"c{step}", f"00000000-0000-4000-8000-{step:012d}")
-                    claims[name] = ref
-                    api.claims.put(ClaimAllocation(ref, (AllocatedDevice("nic", DRIVER, NODE,
-                                                                         name),)))
-                    if (await dra.prepare(ref))[ref.uid].error == "":
-                        prepared.add(name)
-            elif action == "retry" and set(claims) - prepared:  # the kubelet tries again
-                name = rng.choice(sorted(set(claims) - prepared))
-                ref = claims[name]
+class _Mix:
+    """Random steps (seeded) on one node: the pool moved between DRA and the device plugin
+    (by reload, or across a daemon restart), claims allocated from the slices as the
+    allocator would and prepared (stale ones retried), unprepared, pods admitted and
+    released. After each, :func:`_one_owner_each` must find nothing wrong."""
+
+    def __init__(self, workdir: Path, host: FakeHost, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.settings = dra_settings(workdir, host)
+        self.api = Apiserver()
+        self.claims: dict[str, ClaimRef] = {}  # device name → its claim (the allocator's view)
+        self.prepared: set[str] = set()
+        self.pods: list[str] = []
+        self.config: dict[str, Any] = DRA_NET
+
+    async def run(self, steps: int, actions: list[str]) -> None:
+        async with emulator(self.settings) as kubelet, contextlib.AsyncExitStack() as stack:
+            daemon, dra = await self._start(stack)
+            await published(self.api, ALL_NET)
+            for step in range(steps):
+                action = self.rng.choice(actions)
+                if action == "restart":
+                    await stack.aclose()
+                    self.config = self.rng.choice([CONFIG, DRA_NET])
+                    write(self.settings.config_file, self.config)
+                    daemon, dra = await self._start(stack)
+                else:
+                    await self._step(step, action, daemon, dra, kubelet)
+                for _ in range(self.rng.choice([0, 1, 5])):
+                    await asyncio.sleep(0.05)
+                    wrong = _one_owner_each(daemon, kubelet)
+                    assert not wrong, f"step {step} ({action}): {wrong}"
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> tuple[Reconciler, DraKubelet]:
+        daemon = await stack.enter_async_context(dra_daemon(self.settings, self.api,
+                                                            self.config))
+        return daemon, await stack.enter_async_context(dra_kubelet(self.settings))
+
+    async def _step(self, step: int, action: str, daemon: Reconciler, dra: DraKubelet,
+                    kubelet: KubeletEmulator) -> None:
+        rng, claims, prepared, pods = self.rng, self.claims, self.prepared, self.pods
+        if action == "reload":
+            self.config = rng.choice([CONFIG, DRA_NET])
+            write(self.settings.config_file, self.config)
+            daemon.reload_config("test")
+        elif action == "claim":
+            free = sorted(set(self.api.devices()) - set(claims))
+            if free:
+                name = rng.choice(free)
+                ref = ClaimRef("default", f"c{step}", f"00000000-0000-4000-8000-{step:012d}")
+                claims[name] = ref
+                self.api.claims.put(ClaimAllocation(ref, (AllocatedDevice("nic", DRIVER, NODE,
+                                                                          name),)))
                 if (await dra.prepare(ref))[ref.uid].error == "":
                     prepared.add(name)
-            elif action == "unprepare" and prepared:
-                name = rng.choice(sorted(prepared))
-                ref = claims.pop(name)
-                assert (await dra.unprepare(ref))[ref.uid].error == ""
-                api.claims.delete(ref.namespace, ref.name)
-                prepared.discard(name)
-            elif action == "pod" and kubelet.healthy_ids(NET) - {
-                    d for a in kubelet.allocations() for d in a.device_ids}:
-                with contextlib.suppress(AdmissionError):
-                    await kubelet.admit(NET, 1, pod=f"p{step}")
-                    pods.append(f"p{step}")
-            elif action == "release" and pods:
-                kubelet.release(pods.pop(rng.randrange(len(pods))))
-            for _ in range(rng.choice([0, 1, 5])):
-                await asyncio.sleep(0.05)
-                wrong = _one_owner_each(daemon, kubelet)
-                assert not wrong, f"step {step} ({action}): {wrong}"
+        elif action == "retry" and set(claims) - prepared:  # the kubelet tries again
+            name = rng.choice(sorted(set(claims) - prepared))
+            ref = claims[name]
+            if (await dra.prepare(ref))[ref.uid].error == "":
+                prepared.add(name)
+        elif action == "unprepare" and prepared:
+            name = rng.choice(sorted(prepared))
+            ref = claims.pop(name)
+            assert (await dra.unprepare(ref))[ref.uid].error == ""
+            self.api.claims.delete(ref.namespace, ref.name)
+            prepared.discard(name)
+        elif action == "pod" and kubelet.healthy_ids(NET) - {
+                d for a in kubelet.allocations() for d in a.device_ids}:
+            with contextlib.suppress(AdmissionError):
+                await kubelet.admit(NET, 1, pod=f"p{step}")
+                pods.append(f"p{step}")
+        elif action == "release" and pods:
+            kubelet.release(pods.pop(rng.randrange(len(pods))))
+        elif action == "kubelet":  # the kubelet restarts (its DRA side registers again)
+            await kubelet.restart(downtime=rng.choice([0.0, 0.3]))
+
+
+_STEPS = ["claim", "claim", "retry", "unprepare", "pod", "release"]
+
+
+async def test_no_vf_is_both_prepared_and_a_device_plugin_pods_when_reloads_move_its_pool_back_and_forth(  # noqa: E501
+        workdir: Path, host: FakeHost) -> None:
+    await _Mix(workdir, host, seed=1).run(60, ["reload", *_STEPS])
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_no_vf_is_both_prepared_and_a_device_plugin_pods_when_restarts_move_its_pool_back_and_forth(  # noqa: E501
+        workdir: Path, host: FakeHost, seed: int) -> None:
+    await _Mix(workdir, host, seed=seed).run(40, ["restart", "kubelet", "reload", *_STEPS])
