@@ -1,12 +1,11 @@
 """Break-it pass 7 against Kubernetes' own DRA code (the Go peer of
 ``test_dra_daemon_process``: a real kube-apiserver, the scheduler's structured allocator and
-the kubelet's DRA manager, with the ``sriovdp --dra=all`` process). Each finding is a strict
-xfail naming the defect; it passes once fixed."""
+the kubelet's DRA manager, with the ``sriovdp --dra=all`` process). The test reproduced a
+defect of that pass (a VF prepared for two claims) and passes since its fix."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 
 import pytest
@@ -68,9 +67,6 @@ def _gone(node: DaemonNode, name: str) -> None:
     node.resource.delete_namespaced_resource_claim(name, node.name)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ClaimPreparer.prepare / prepare_claim never check that a device is already prepared "
-    "for another claim UID in the checkpoint: the real allocator's next claim gets it too"))
 async def test_a_vf_still_prepared_for_a_force_deleted_pod_is_not_prepared_for_the_next_pod(
         daemon_node: DaemonNode) -> None:  # noqa: F811
     node = daemon_node
@@ -92,8 +88,8 @@ async def test_a_vf_still_prepared_for_a_force_deleted_pod_is_not_prepared_for_t
     statuses = await asyncio.to_thread(node.peer.allocate, node.name, node.name, ["second"],
                                        second)
     assert statuses is not None, "the allocator gives the VF to the next claim"
-    with contextlib.suppress(DraPeerError):  # refused while the first is prepared: right
-        await node.peer.aprepare(second)
+    with pytest.raises(DraPeerError, match="still prepared for claim"):
+        await node.peer.aprepare(second)  # the kubelet retries it
     specs = sorted(p.name for p in node.cdi_dir.glob(f"{SPEC_FILE_PREFIX}*"))
     assert len(specs) == 1, f"{VF} prepared for two claims: {specs}"
     # once the kubelet unprepared the first claim, the second is prepared

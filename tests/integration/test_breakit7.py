@@ -1,6 +1,7 @@
 """Break-it pass 7: DRA mode beside the device plugin (pools moved by reload or roll-out while
-claims are prepared, instance hand-over, stale claims). Each finding is a strict xfail naming
-the defect; it passes once fixed.
+claims are prepared, instance hand-over, stale claims, the host changing under a claim). The
+hand-over and force-deletion tests reproduced defects of that pass and pass since their fixes;
+the others held from the start.
 """
 
 from __future__ import annotations
@@ -97,10 +98,6 @@ async def _hand_over(work: Path, host: FakeHost, *, dra: bool = True) -> bool:
     return DEV in granted
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the new instance's first pass uses the DRA checkpoint read when it was constructed "
-    "(DraSide.__init__); claims the old instance prepared since are not holds until the DRA "
-    "task takes the lock and reloads it, so a device plugin pool offers their VFs"))
 async def test_a_prepared_vf_is_never_offered_by_a_device_plugin_pool_when_a_new_instance_takes_over(  # noqa: E501
         workdir: Path, host: FakeHost) -> None:
     """The window lasts until the new instance's DRA task next polls its lock (0.5 s). The
@@ -124,9 +121,6 @@ async def test_a_prepared_vf_is_never_offered_when_a_new_instance_without_dra_ta
 OTHER = ClaimRef("default", "c2", "7d3c2b1a-0000-4000-8000-00000000c1b2")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ClaimPreparer.prepare / prepare_claim never check that a device is already prepared "
-    "for another claim UID in the checkpoint: a second claim naming it is prepared too"))
 async def test_a_prepared_vf_is_not_prepared_for_a_second_claim_when_the_first_pod_was_force_deleted(  # noqa: E501
         workdir: Path, host: FakeHost) -> None:
     """``kubectl delete pod --force``: the pod object goes at once while its container still
@@ -144,6 +138,7 @@ async def test_a_prepared_vf_is_not_prepared_for_a_second_claim_when_the_first_p
         api.allocate(DEV, OTHER)
         second = (await dra.prepare(OTHER))[OTHER.uid]
         assert second.error != "", f"{DEV} prepared for two claims at once"
+        assert f"still prepared for claim {REF}" in second.error
         # once the first claim is unprepared, the second one is prepared
         assert (await dra.unprepare(REF))[UID].error == ""
         assert (await dra.prepare(OTHER))[OTHER.uid].error == ""
