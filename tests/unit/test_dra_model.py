@@ -574,11 +574,12 @@ def test_device_set_is_built_again_when_the_devices_or_pools_differ(change: str)
         assert after.updated(sick).devices == dra_devices(sick)
 
 
-def _prepared(uid: str, *device_names: str) -> Any:
+def _prepared(uid: str, *device_names: str, ids: tuple[str, ...] = ()) -> Any:
     from sriovdp.model.dra.prepare import ClaimRef, PreparedClaim, PreparedDevice
 
     return PreparedClaim(ClaimRef("default", f"claim-{uid}", uid), None, None, tuple(
-        PreparedDevice(("nic",), NODE, name, ()) for name in device_names))
+        PreparedDevice(("nic",), NODE, name, (), device_id=dev_id)
+        for name, dev_id in zip(device_names, ids or ("",) * len(device_names), strict=True)))
 
 
 def test_prepare_is_refused_naming_the_holder_when_another_claim_still_has_the_device() -> None:
@@ -598,3 +599,13 @@ def test_prepare_passes_when_the_device_is_held_by_the_same_claim_or_by_none() -
                                  [_prepared("same", "0000-3b-02-1"),
                                   _prepared("other", "0000-3b-02-3")])
     check_not_prepared_elsewhere(_prepared("empty"), [_prepared("other", "0000-3b-02-3")])
+
+
+def test_prepare_is_refused_when_the_device_was_prepared_under_another_name() -> None:
+    """An aux name that came to collide renames its DRA device; the id is the same device."""
+    from sriovdp.model.dra.prepare import check_not_prepared_elsewhere
+
+    with pytest.raises(PrepareError, match="still prepared for claim default/claim-old"):
+        check_not_prepared_elsewhere(
+            _prepared("new", "mlx5-core-sf-4-1a2b3c4d", ids=("mlx5_core.sf.4",)),
+            [_prepared("old", "mlx5-core-sf-4", ids=("mlx5_core.sf.4",))])

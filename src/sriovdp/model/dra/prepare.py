@@ -128,14 +128,17 @@ def check_not_prepared_elsewhere(plan: PreparedClaim,
     Raises:
         PrepareError: naming each such device and the claim that holds it.
     """
-    mine = {(d.pool_name, d.device_name) for d in plan.devices}
-    if not mine:
+    names = {(d.pool_name, d.device_name) for d in plan.devices}
+    ids = {d.device_id for d in plan.devices if d.device_id}
+    if not names:
         return
     held = [
         f"device {d.device_name!r} is still prepared for claim {other.ref} "
         "(not unprepared yet: its pod may still be running)"
         for other in prepared if other.ref.uid != plan.ref.uid
-        for d in other.devices if (d.pool_name, d.device_name) in mine
+        for d in other.devices
+        # by id too: a device renamed since (an aux name that came to collide) is the same
+        if (d.pool_name, d.device_name) in names or (d.device_id and d.device_id in ids)
     ]
     if held:
         raise PrepareError(f"claim {plan.ref}: " + "; ".join(held)
