@@ -25,6 +25,7 @@ from test_dra_daemon import (
     dra_kubelet,
     dra_settings,
     emulator,
+    prepared,
     published,
 )
 from test_dra_publish import devices_of
@@ -66,9 +67,7 @@ async def test_a_prepared_vf_is_not_offered_when_the_daemon_restarts_without_dra
     api = Apiserver()
     async with emulator(settings) as kubelet:
         async with dra_daemon(settings, api), dra_kubelet(settings) as dra:
-            await published(api, ALL_NET)
-            api.allocate(DEV)
-            assert (await dra.prepare(REF))[UID].error == ""
+            await prepared(api, dra)
         write(settings.config_file, CONFIG)
         plain = replace(settings, dra=None)
         async with dra_daemon(plain, api, CONFIG):
@@ -83,9 +82,7 @@ async def test_a_prepared_vf_is_not_published_again_when_the_dra_driver_name_cha
     api = Apiserver()
     async with dra_daemon(settings, api, pods=FakePodResources()), \
             dra_kubelet(settings) as dra:
-        await published(api, ALL_NET)
-        api.allocate(DEV)
-        assert (await dra.prepare(REF))[UID].error == ""
+        await prepared(api, dra)
     other = Apiserver()
     renamed = replace(settings, dra_driver="sriov.example.com")
     async with dra_daemon(renamed, other, pods=FakePodResources()):

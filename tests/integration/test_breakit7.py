@@ -28,6 +28,7 @@ from test_dra_daemon import (
     dra_kubelet,
     dra_settings,
     emulator,
+    prepared,
     published,
 )
 
@@ -131,9 +132,7 @@ async def test_a_prepared_vf_is_not_prepared_for_a_second_claim_when_the_first_p
     api = Apiserver()
     async with dra_daemon(settings, api, pods=FakePodResources()), \
             dra_kubelet(settings) as dra:
-        await published(api, ALL_NET)
-        api.allocate(DEV)
-        assert (await dra.prepare(REF))[UID].error == ""
+        await prepared(api, dra)
         api.claims.delete("default", "c1")
         api.allocate(DEV, OTHER)
         second = (await dra.prepare(OTHER))[OTHER.uid]
@@ -206,9 +205,7 @@ async def test_a_prepared_vf_stays_its_claims_when_the_pf_recreates_its_vfs(
     api = Apiserver()
     async with emulator(settings) as kubelet, dra_daemon(settings, api) as daemon, \
             dra_kubelet(settings) as dra:
-        await published(api, ALL_NET)
-        api.allocate(DEV)
-        assert (await dra.prepare(REF))[UID].error == ""
+        await prepared(api, dra)
         host.set_numvfs("0000:3b:00.0", 0)
         daemon.trigger("test")
         await asyncio.sleep(1.5)  # past a periodic resync: unheld VFs dropped

@@ -23,7 +23,7 @@ from test_dra_daemon import (
     dra_kubelet,
     dra_settings,
     emulator,
-    published,
+    prepared,
 )
 
 from sriovdp.daemon.settings import Settings
@@ -50,9 +50,7 @@ async def prepared_then_damaged(settings: Settings, api: Apiserver, damage: byte
     plugin: DEV would be offered to pods unless the claim is recovered."""
     async with emulator(settings) as kubelet:
         async with dra_daemon(settings, api), dra_kubelet(settings) as dra:
-            await published(api, ALL_NET)
-            api.allocate(DEV)
-            assert (await dra.prepare(REF))[UID].error == ""
+            await prepared(api, dra)
         checkpoint_of(settings).write_bytes(damage)
         write(settings.config_file, CONFIG)
         yield kubelet

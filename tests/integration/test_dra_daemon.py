@@ -146,6 +146,13 @@ async def published(api: Apiserver, want: set[str], what: str = "slices") -> Non
                      what=f"{what}: {sorted(want)} (have {sorted(api.ids())})")
 
 
+async def prepared(api: Apiserver, dra: DraKubelet) -> None:
+    """Every net VF published, then ``DEV`` allocated to claim ``REF`` and prepared."""
+    await published(api, ALL_NET)
+    api.allocate(DEV)
+    assert (await dra.prepare(REF))[UID].error == ""
+
+
 # --- pools split between the two modes ------------------------------------------------------
 
 
@@ -434,9 +441,7 @@ async def test_a_prepared_vf_is_not_offered_when_a_reload_moves_its_pool_back_to
     api = Apiserver()
     async with emulator(settings) as kubelet, dra_daemon(settings, api) as daemon, \
             dra_kubelet(settings) as dra:
-        await published(api, ALL_NET)
-        api.allocate(DEV)
-        assert (await dra.prepare(REF))[UID].error == ""
+        await prepared(api, dra)
         write(settings.config_file, CONFIG)
         assert daemon.reload_config("test")
         await kubelet.wait_for(NET, lambda d: set(d) == ALL_NET - {DEV}, timeout=5)
@@ -456,9 +461,7 @@ async def test_a_prepared_vf_is_not_offered_when_its_pool_moved_back_across_a_re
     info = settings.device_info_dir / f"intel.com-net-{DEV}-device.json"
     async with emulator(settings) as kubelet:
         async with dra_daemon(settings, api), dra_kubelet(settings) as dra:
-            await published(api, ALL_NET)
-            api.allocate(DEV)
-            assert (await dra.prepare(REF))[UID].error == ""
+            await prepared(api, dra)
         assert info.exists()
         write(settings.config_file, CONFIG)
         async with dra_daemon(settings, api, CONFIG), dra_kubelet(settings) as dra:
