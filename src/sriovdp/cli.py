@@ -87,6 +87,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _prefix(text: str) -> str:
+    from sriovdp.model.config.names import prefix_problem
+
+    problem = prefix_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
+
+
 def _address(text: str) -> str:
     from sriovdp.daemon.http import parse_address
 
@@ -161,7 +170,7 @@ def _add_config_flags(p: argparse.ArgumentParser, *, demo: bool = False) -> None
                             "config.json key (as deployments/base/configmap.yaml); "
                             "default %(default)s")
     p.add_argument("--resource-prefix", metavar="PREFIX", default=DEFAULTS.resource_prefix,
-                   help="prefix of resources without resourcePrefix; default %(default)s")
+                   type=_prefix, help="prefix of resources without resourcePrefix; default %(default)s")
     p.add_argument("--use-cdi", action="store_true", default=DEFAULTS.use_cdi,
                    help="Container Device Interface mode (CDI device names and specs); "
                         "default off")

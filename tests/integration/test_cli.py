@@ -253,6 +253,18 @@ def test_a_socket_dir_too_long_for_any_socket_blames_its_flag_when_validated(
     assert "resourceList" not in err and "invalid config" not in err
 
 
+@pytest.mark.parametrize("prefix", ["Bad_Prefix", "intel.com/", "", "requests.example.com"])
+def test_a_bad_resource_prefix_blames_its_flag_and_exits_2_when_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], prefix: str
+) -> None:
+    cfg = write_config(tmp_path / "c.json")
+    with pytest.raises(SystemExit) as exited:
+        main(["validate", "--config-file", str(cfg), "--resource-prefix", prefix])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --resource-prefix" in err and "invalid config" not in err
+
+
 def test_validate_counts_resources_in_words_when_there_is_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
