@@ -170,7 +170,8 @@ def _add_config_flags(p: argparse.ArgumentParser, *, demo: bool = False) -> None
                             "config.json key (as deployments/base/configmap.yaml); "
                             "default %(default)s")
     p.add_argument("--resource-prefix", metavar="PREFIX", default=DEFAULTS.resource_prefix,
-                   type=_prefix, help="prefix of resources without resourcePrefix; default %(default)s")
+                   type=_prefix,
+                   help="prefix of resources without resourcePrefix; default %(default)s")
     p.add_argument("--use-cdi", action="store_true", default=DEFAULTS.use_cdi,
                    help="Container Device Interface mode (CDI device names and specs); "
                         "default off")
