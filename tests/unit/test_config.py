@@ -761,7 +761,13 @@ def test_parse_shortens_value_when_it_is_long() -> None:
             "invalid JSON at line 3 column 26: Expecting property name enclosed in double quotes",
             id="trailing-comma",
         ),
-        pytest.param("", "invalid JSON at line 1 column 1: Expecting value", id="empty"),
+        pytest.param("", 'invalid JSON at line 1 column 1: the document is empty (expected an '
+                     'object with "resourceList")', id="empty"),
+        pytest.param("\n \n", 'invalid JSON at line 3 column 1: the document is empty '
+                     '(expected an object with "resourceList")', id="blank-lines"),
+        pytest.param('\ufeff{"resourceList": []}', "invalid JSON at line 1 column 1: the "
+                     "document starts with a byte order mark (BOM): save it as UTF-8 "
+                     "without one", id="bom"),
         pytest.param(
             '{"resourceList": NaN}',
             "resourceList: invalid JSON at line 1 column 18: NaN is not a JSON value", id="nan",
@@ -773,11 +779,6 @@ def test_parse_shortens_value_when_it_is_long() -> None:
         pytest.param(
             "[" * 200_000, "invalid JSON at line 1 column 65: nested more than 64 levels deep",
             id="deep",
-        ),
-        pytest.param(
-            "\ufeff{}",
-            "invalid JSON at line 1 column 1: Unexpected UTF-8 BOM (decode using utf-8-sig)",
-            id="bom",
         ),
     ],
 )

@@ -186,10 +186,14 @@ def load_json(text: str | bytes) -> object:
         doc = json.loads(text, object_pairs_hook=JsonObject, parse_int=_parse_int,
                          parse_constant=constant)
     except json.JSONDecodeError as exc:
-        hint = ""
+        hint = exc.msg
         if exc.msg == "Extra data" and not exc.doc.lstrip().startswith(("{", "[")):
-            hint = ' (is the opening "{" missing?)'
-        raise _invalid("", text, exc.pos, exc.msg + hint) from None
+            hint += ' (is the opening "{" missing?)'
+        elif not text.strip():
+            hint = "the document is empty (expected an object with \"resourceList\")"
+        elif text.startswith("\ufeff"):
+            hint = "the document starts with a byte order mark (BOM): save it as UTF-8 without one"
+        raise _invalid("", text, exc.pos, hint) from None
     except RecursionError:
         raise _invalid("", text, _first_token(text, _too_deep),
                        f"nested more than {MAX_DEPTH} levels deep") from None
