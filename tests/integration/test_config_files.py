@@ -114,3 +114,19 @@ def test_invalid_json_keeps_its_line_and_column_when_the_file_starts_like_json(
     path = tmp_path / "c.json"
     path.write_text('{"resourceList": [}')
     assert "invalid JSON at line 1 column 19" in problem_of(path)
+
+
+def test_invalid_json_in_a_configmap_says_its_position_is_within_config_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    cm = tmp_path / "cm.yaml"
+    text = CONFIGMAP.read_text()
+    broken = text.replace('"resourceName": "intel_sriov_netdevice"',
+                          '"resourceName": intel_sriov_netdevice')
+    assert broken != text
+    cm.write_text(broken)
+    assert main(["validate", "--config-file", str(cm),
+                 "--plugins-registry-dir", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert f'invalid config {cm} (data["config.json"] of its ConfigMap; lines counted ' in err
+    assert "invalid JSON at line 4 column 23" in err

@@ -61,9 +61,11 @@ def load_config(path: Path, *, default_prefix: str, use_cdi: bool = False,
     source = str(path)
     if text is None:
         text = read_config_bytes(path)
-    text = config_text(text, path)
+    embedded = config_text(text, path)
+    if embedded is not text:  # the config.json of a ConfigMap: positions are within it
+        source = f'{source} (data["{CONFIGMAP_KEY}"] of its ConfigMap; lines counted from there)'
     try:
-        config = parse_config(text, default_prefix=default_prefix, strict=strict)
+        config = parse_config(embedded, default_prefix=default_prefix, strict=strict)
     except ConfigError as exc:
         raise exc.with_source(source) from None
     problems = deployment_problems(config, default_prefix, use_cdi=use_cdi,
