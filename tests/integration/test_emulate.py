@@ -67,7 +67,8 @@ def test_daemon_gets_ready_and_serves_its_pools_when_run_against_the_emulated_ku
     daemon_log = tmp_path / "daemon.log"
     emulator = subprocess.Popen(
         [PYTHON, "-m", "sriovdp.testing.emulate", "--device-plugin-dir", str(try_dir / "dp"),
-         "--pod-resources-socket", str(try_dir / "pr.sock")],
+         "--pod-resources-socket", str(try_dir / "pr.sock"),
+         "--allocate", "intel.com/intel_sriov_dpdk=2", "--allocate", "intel.com/nothing"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     daemon = None
     health, metrics = free_port(), free_port()
@@ -92,6 +93,8 @@ def test_daemon_gets_ready_and_serves_its_pools_when_run_against_the_emulated_ku
         _, page = http(metrics, "/metrics")
         assert 'sriovdp_pool_devices{resource="intel.com/intel_sriov_netdevice"} 4.0' in page
         assert 'sriovdp_pool_devices{resource="intel.com/intel_sriov_dpdk"} 4.0' in page
+        until(lambda: 'sriovdp_allocations_total{resource="intel.com/intel_sriov_dpdk"} 2.0'
+              in http(metrics, "/metrics")[1], "the --allocate pod's 2 devices")
     finally:
         if daemon is not None:
             stop(daemon, signal.SIGTERM)
@@ -102,6 +105,20 @@ def test_daemon_gets_ready_and_serves_its_pools_when_run_against_the_emulated_ku
     assert "registered intel.com/intel_sriov_dpdk (socket mode" in out
     assert "intel.com/intel_sriov_dpdk: 4 devices, 4 healthy (0000:3b:02.4" in out
     assert out.rstrip().endswith("emulated kubelet stopped")
+    # --allocate: a pod admitted as the kubelet would, and what its container gets
+    assert "allocated intel.com/intel_sriov_dpdk to pod try-1: 0000:3b:02." in out
+    assert "  env PCIDEVICE_INTEL_COM_INTEL_SRIOV_DPDK=0000:3b:02." in out
+    assert "  device /dev/vfio/vfio -> /dev/vfio/vfio (rw)" in out
+    assert "intel.com/nothing" not in out  # never offered: never admitted
+
+
+def test_emulator_refuses_an_allocate_request_that_is_not_resource_and_count() -> None:
+    from sriovdp.testing.emulate import main
+
+    for bad in ("intel_sriov_netdevice", "intel.com/x=0", "intel.com/x=two"):
+        with pytest.raises(SystemExit) as exited:
+            main(["--device-plugin-dir", "/nonexistent", "--allocate", bad])
+        assert exited.value.code == 2
 
 
 def test_readme_try_out_starts_the_emulated_kubelet_when_followed() -> None:

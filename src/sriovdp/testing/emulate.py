@@ -1,14 +1,18 @@
 """An emulated kubelet to run the daemon against off a node, until Ctrl-C.
 
     python -m sriovdp.testing.emulate --device-plugin-dir DIR [--pod-resources-socket PATH]
-                                      [--plugins-registry-dir DIR]
+                                      [--plugins-registry-dir DIR] [--allocate RESOURCE[=N]]
 
 Serves ``DIR/kubelet.sock`` (the device plugin Registration service) and, with
 ``--pod-resources-socket``, the pod resources API (no pods: nothing is held), with the
 :class:`~sriovdp.testing.kubelet.KubeletEmulator`; with ``--plugins-registry-dir`` it also
 runs the plugin watcher there (the daemon puts its pool sockets there when that directory
 exists). It prints each registration and each pool's device count as it changes, one line
-each, on stdout.
+each, on stdout. With ``--allocate RESOURCE[=N]`` (repeatable) it admits a pod asking for N
+devices (default 1) of that resource once the pool offers that many healthy ones, as the
+kubelet does (GetPreferredAllocation, then Allocate), and prints what its container would
+get: the device ids, env, device nodes, mounts, annotations and CDI devices. The pod keeps
+them (the pod resources API lists it) until the emulator stops.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sriovdp.testing.kubelet import KubeletEmulator
+from sriovdp.testing.kubelet import AdmissionError, ContainerAllocation, KubeletEmulator
 
 POLL = 0.25  # seconds between looks at what the emulator received
 
@@ -33,13 +37,48 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-class _Reporter:
-    """Prints what is new in the emulator's records since the last look."""
+def _say_allocation(pod: str, got: ContainerAllocation) -> None:
+    answer = got.response
+    _say(f"allocated {got.resource} to pod {pod}: {', '.join(got.device_ids)}")
+    for name, value in sorted(answer.envs.items()):
+        _say(f"  env {name}={value}")
+    for dev in answer.devices:
+        _say(f"  device {dev.host_path} -> {dev.container_path} ({dev.permissions})")
+    for mount in answer.mounts:
+        _say(f"  mount {mount.host_path} -> {mount.container_path}"
+             f"{' (read-only)' if mount.read_only else ''}")
+    for key, value in sorted(answer.annotations.items()):
+        _say(f"  annotation {key}={value}")
+    for cdi in answer.cdi_devices:
+        _say(f"  cdi device {cdi.name}")
 
-    def __init__(self, kubelet: KubeletEmulator) -> None:
+
+class _Reporter:
+    """Prints what is new in the emulator's records since the last look, and admits the
+    pods asked for once their pools offer enough healthy devices."""
+
+    def __init__(self, kubelet: KubeletEmulator,
+                 allocate: Sequence[tuple[str, int]] = ()) -> None:
         self.kubelet = kubelet
         self.seen_registrations = 0
         self.shown: dict[str, tuple[int, int]] = {}
+        self.pending = list(allocate)
+        self.admitted = 0
+
+    async def admit_pending(self) -> None:
+        for resource, count in list(self.pending):
+            devices = self.kubelet.devices(resource)
+            if sum(1 for d in devices.values() if d.healthy) < count:
+                continue
+            self.pending.remove((resource, count))
+            self.admitted += 1
+            pod = f"try-{self.admitted}"
+            try:
+                got = await self.kubelet.admit(resource, count, pod=pod)
+            except AdmissionError as exc:
+                _say(f"pod {pod} asking for {count} {resource} not admitted: {exc}")
+                continue
+            _say_allocation(pod, got)
 
     def report(self) -> None:
         kubelet = self.kubelet
@@ -60,6 +99,7 @@ class _Reporter:
 
 async def serve(device_plugin_dir: Path, *, pod_resources_socket: Path | None = None,
                 plugins_registry_dir: Path | None = None,
+                allocate: Sequence[tuple[str, int]] = (),
                 stop: asyncio.Event | None = None) -> None:
     """Run the emulated kubelet until ``stop`` is set (or SIGINT/SIGTERM when None); paths
     absolute (gRPC reads ``unix:dp/kubelet.sock`` as a host name)."""
@@ -74,19 +114,29 @@ async def serve(device_plugin_dir: Path, *, pod_resources_socket: Path | None = 
     async with kubelet:
         _say(f"emulated kubelet serving {kubelet.kubelet_socket}")
         if kubelet.pod_resources_socket is not None:
-            _say(f"pod resources API (no pods) at {kubelet.pod_resources_socket}")
+            pods = "the --allocate pods" if allocate else "no pods"
+            _say(f"pod resources API ({pods}) at {kubelet.pod_resources_socket}")
         if plugins_registry_dir is not None:
             _say(f"plugin watcher on {kubelet.plugins_registry_dir}")
         _say("waiting for device plugins; Ctrl-C stops")
-        reporter = _Reporter(kubelet)
+        reporter = _Reporter(kubelet, allocate)
         while not stop.is_set():
             reporter.report()
+            await reporter.admit_pending()
             try:
                 await asyncio.wait_for(stop.wait(), POLL)
             except TimeoutError:
                 pass
         reporter.report()
     _say("emulated kubelet stopped")
+
+
+def _allocation(text: str) -> tuple[str, int]:
+    resource, _, count = text.partition("=")
+    if "/" not in resource or (count and not (count.isdigit() and int(count) > 0)):
+        raise argparse.ArgumentTypeError(
+            f"expected RESOURCE[=N] like intel.com/intel_sriov_netdevice=2, got {text!r}")
+    return resource, int(count or 1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,13 +155,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also run the plugin watcher here (created if missing, so the "
                              "daemon started afterwards with this --plugins-registry-dir puts "
                              "its sockets there); default: socket-mode registration only")
+    parser.add_argument("--allocate", metavar="RESOURCE[=N]", type=_allocation,
+                        action="append", default=[],
+                        help="admit a pod asking for N (default 1) devices of RESOURCE (e.g. "
+                             "intel.com/intel_sriov_netdevice=2) once its pool offers them, "
+                             "and print what its container gets; repeatable")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     def absolute(path: Path | None) -> Path | None:
         return None if path is None else path.absolute()
 
     asyncio.run(serve(args.device_plugin_dir.absolute(),
                       pod_resources_socket=absolute(args.pod_resources_socket),
-                      plugins_registry_dir=absolute(args.plugins_registry_dir)))
+                      plugins_registry_dir=absolute(args.plugins_registry_dir),
+                      allocate=args.allocate))
     return 0
 
 
