@@ -23,6 +23,7 @@ from sriovdp.daemon.settings import Settings
 from sriovdp.errors import ConfigError, ConfigProblem
 from sriovdp.model.config import DEFAULT_PREFIX, Config
 from sriovdp.model.dra.modes import DraMode
+from sriovdp.testing.emulate import container_lines
 from sriovdp.testing.fakehost import FakeHost
 from sriovdp.testing.kubelet import KubeletEmulator
 
@@ -137,17 +138,9 @@ async def _demo(work: Path, *, config_file: Path | None, use_cdi: bool, prefix: 
             print(f"\nA pod asks for {count} x {resource}:")
             pod = "demo-" + resource.rsplit("/", 1)[-1].replace("_", "-")
             admitted = await kubelet.admit(resource, count, pod=pod)
-            response = admitted.response
             print(f"  devices chosen: {', '.join(admitted.device_ids)}")
-            for key, value in sorted(response.envs.items()):
-                print(f"  env {key}={value}")
-            for spec in response.devices:
-                print(f"  device {spec.host_path} -> {spec.container_path} "
-                      f"({spec.permissions})")
-            for key, value in sorted(response.annotations.items()):
-                print(f"  annotation {key}={value}")
-            for cdi in response.cdi_devices:
-                print(f"  CDI device {cdi.name}")
+            for line in container_lines(admitted.response):
+                print(line)
         daemon.stop()
         await task
     left = sorted(p.name for p in dp_dir.glob("*.sock"))

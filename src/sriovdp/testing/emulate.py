@@ -24,6 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sriovdp.kubelet.api import deviceplugin_pb2
 from sriovdp.testing.kubelet import AdmissionError, ContainerAllocation, KubeletEmulator
 
 POLL = 0.25  # seconds between looks at what the emulator received
@@ -37,20 +38,23 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def container_lines(answer: deviceplugin_pb2.ContainerAllocateResponse) -> list[str]:
+    """What a container gets from one Allocate answer, one indented line each: env, device
+    nodes, mounts, annotations, CDI devices."""
+    return ([f"  env {name}={value}" for name, value in sorted(answer.envs.items())]
+            + [f"  device {d.host_path} -> {d.container_path} ({d.permissions})"
+               for d in answer.devices]
+            + [f"  mount {m.host_path} -> {m.container_path}"
+               f"{' (read-only)' if m.read_only else ''}" for m in answer.mounts]
+            + [f"  annotation {key}={value}"
+               for key, value in sorted(answer.annotations.items())]
+            + [f"  CDI device {cdi.name}" for cdi in answer.cdi_devices])
+
+
 def _say_allocation(pod: str, got: ContainerAllocation) -> None:
-    answer = got.response
     _say(f"allocated {got.resource} to pod {pod}: {', '.join(got.device_ids)}")
-    for name, value in sorted(answer.envs.items()):
-        _say(f"  env {name}={value}")
-    for dev in answer.devices:
-        _say(f"  device {dev.host_path} -> {dev.container_path} ({dev.permissions})")
-    for mount in answer.mounts:
-        _say(f"  mount {mount.host_path} -> {mount.container_path}"
-             f"{' (read-only)' if mount.read_only else ''}")
-    for key, value in sorted(answer.annotations.items()):
-        _say(f"  annotation {key}={value}")
-    for cdi in answer.cdi_devices:
-        _say(f"  cdi device {cdi.name}")
+    for line in container_lines(got.response):
+        _say(line)
 
 
 class _Reporter:
